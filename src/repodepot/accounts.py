@@ -1,0 +1,249 @@
+"""Users, API tokens and who may do what.
+
+Tokens are `rdp_` followed by 43 random URL-safe characters; only their SHA-256
+is stored, so a database dump gives no one a way in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from repodepot.db.models import ApiToken, Role, User
+from repodepot.exceptions import (
+    AlreadyExists,
+    ConfigurationError,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+)
+from repodepot.pagination import Page, paginate
+
+TOKEN_PREFIX = "rdp_"
+USER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+MIN_ADMIN_TOKEN_LENGTH = 20
+# Writing last_used_at on every request would make each read a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UserRecord:
+    """A user as the rest of the code sees it."""
+
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+    disabled: bool
+
+    @classmethod
+    def from_row(cls, user: User) -> UserRecord:
+        """Build from a `users` row."""
+        return cls(id=user.id, name=user.name, role=user.role, created_at=user.created_at,
+                   disabled=user.disabled_at is not None)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TokenRecord:
+    """A token's metadata; the token itself is never kept."""
+
+    id: int
+    user_name: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, token: ApiToken, user_name: str) -> TokenRecord:
+        """Build from an `api_tokens` row and its user's name."""
+        return cls(id=token.id, user_name=user_name, name=token.name, prefix=token.prefix,
+                   created_at=token.created_at, last_used_at=token.last_used_at,
+                   revoked_at=token.revoked_at)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Principal:
+    """Who is making a request, and with which token."""
+
+    user: UserRecord
+    token_id: int
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins may do everything."""
+        return self.user.role is Role.admin
+
+    def require_admin(self) -> None:
+        """Raise PermissionDenied unless an admin is asking."""
+        if not self.is_admin:
+            raise PermissionDenied("only admins may do this")
+
+
+def operator() -> Principal:
+    """The person at this machine's shell (the CLI): an admin without a token."""
+    user = UserRecord(id=0, name="(operator)", role=Role.admin,
+                      created_at=datetime.now(UTC), disabled=False)
+    return Principal(user=user, token_id=0)
+
+
+def new_token() -> str:
+    """A fresh random API token."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token: hex SHA-256 (tokens are random, so no salt or stretching)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def validate_user_name(name: str) -> str:
+    """Return the name, or raise InvalidInput naming the `name` field."""
+    if not USER_NAME.match(name):
+        raise InvalidInput(
+            "user names are 1-64 lowercase letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit", field="name")
+    return name
+
+
+class Accounts:
+    """Users and tokens, over a session factory."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def create_user(self, name: str, role: Role = Role.member) -> UserRecord:
+        """Create a user; raises InvalidInput for a bad name, AlreadyExists for a taken one."""
+        validate_user_name(name)
+        async with self._sessions.begin() as session:
+            user = User(name=name, role=role)
+            session.add(user)
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise AlreadyExists(f"user {name!r} already exists", field="name") from None
+            await session.refresh(user)
+            return UserRecord.from_row(user)
+
+    async def get_user(self, name: str) -> UserRecord:
+        """The user called `name`; raises NotFound."""
+        async with self._sessions() as session:
+            user = await session.scalar(select(User).where(User.name == name))
+            if user is None:
+                raise NotFound(f"no user named {name!r}")
+            return UserRecord.from_row(user)
+
+    async def list_users(self, *, page: int = 1, per_page: int = 30) -> Page[UserRecord]:
+        """Users by name."""
+        async with self._sessions() as session:
+            statement = select(User).order_by(User.name)
+            return await paginate(session, statement, page=page, per_page=per_page,
+                                  convert=lambda row: UserRecord.from_row(row[0]))
+
+    async def create_token(self, user_name: str, name: str = "default",
+                           *, token: str | None = None) -> tuple[TokenRecord, str]:
+        """Create a token for `user_name`; returns its record and the token, shown once.
+
+        Raises NotFound for an unknown user and InvalidInput for an empty name.
+        """
+        name = name.strip()
+        if not name or len(name) > 100:
+            raise InvalidInput("a token name is 1-100 characters", field="name")
+        secret = token or new_token()
+        async with self._sessions.begin() as session:
+            user = await session.scalar(select(User).where(User.name == user_name))
+            if user is None:
+                raise NotFound(f"no user named {user_name!r}", field="user")
+            row = ApiToken(user_id=user.id, name=name, token_hash=hash_token(secret),
+                           prefix=secret[: len(TOKEN_PREFIX) + 4])
+            session.add(row)
+            await session.flush()
+            await session.refresh(row)
+            return TokenRecord.from_row(row, user.name), secret
+
+    async def list_tokens(self, *, user_name: str | None = None, page: int = 1,
+                          per_page: int = 30) -> Page[TokenRecord]:
+        """Tokens, newest first, of one user or of everyone."""
+        statement = select(ApiToken, User.name).join(User).order_by(ApiToken.id.desc())
+        if user_name is not None:
+            statement = statement.where(User.name == user_name)
+        async with self._sessions() as session:
+            return await paginate(session, statement, page=page, per_page=per_page,
+                                  convert=lambda row: TokenRecord.from_row(*row))
+
+    async def revoke_token(self, token_id: int, *, by: Principal | None = None) -> TokenRecord:
+        """Revoke a token (idempotent). `by` may revoke only its own unless admin; None is the CLI."""
+        async with self._sessions.begin() as session:
+            row = (await session.execute(
+                select(ApiToken, User.name).join(User).where(ApiToken.id == token_id)
+            )).one_or_none()
+            if row is None or (by is not None and not by.is_admin and row[0].user_id != by.user.id):
+                raise NotFound(f"no token with id {token_id}")
+            token = row[0]
+            if token.revoked_at is None:
+                token.revoked_at = datetime.now(UTC)
+            return TokenRecord.from_row(token, row[1])
+
+    async def authenticate(self, token: str) -> Principal:
+        """The principal holding `token`; raises NotAuthenticated for unknown or revoked tokens."""
+        if not token.startswith(TOKEN_PREFIX) and len(token) < MIN_ADMIN_TOKEN_LENGTH:
+            raise NotAuthenticated("the API token is not valid")
+        async with self._sessions.begin() as session:
+            row = (await session.execute(
+                select(ApiToken.id, User)
+                .join(User)
+                .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None),
+                       User.disabled_at.is_(None))
+            )).one_or_none()
+            if row is None:
+                raise NotAuthenticated("the API token is not valid")
+            token_id, user = row
+            now = datetime.now(UTC)
+            await session.execute(
+                update(ApiToken)
+                .where(ApiToken.id == token_id,
+                       (ApiToken.last_used_at.is_(None))
+                       | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION))
+                .values(last_used_at=now)
+            )
+            return Principal(user=UserRecord.from_row(user), token_id=token_id)
+
+    async def check_session(self, user_id: int, token_id: int) -> Principal:
+        """The principal of a login session, if its token is still valid; else NotAuthenticated."""
+        async with self._sessions() as session:
+            user = await session.scalar(
+                select(User).join(ApiToken).where(
+                    ApiToken.id == token_id, ApiToken.user_id == user_id,
+                    ApiToken.revoked_at.is_(None), User.disabled_at.is_(None)))
+            if user is None:
+                raise NotAuthenticated("your session has ended; log in again")
+            return Principal(user=UserRecord.from_row(user), token_id=token_id)
+
+    async def bootstrap_admin(self, admin_token: str | None) -> str | None:
+        """On an empty database, create the `admin` user.
+
+        Its token is `admin_token` when given (returns None), else a new one, returned to be
+        shown once. Does nothing when any user exists.
+        """
+        if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ConfigurationError(
+                f"REPODEPOT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters",
+                field="REPODEPOT_ADMIN_TOKEN")
+        async with self._sessions() as session:
+            if await session.scalar(select(func.count()).select_from(User)):
+                return None
+        try:
+            await self.create_user("admin", Role.admin)
+        except AlreadyExists:
+            return None  # another process bootstrapped first
+        _, token = await self.create_token("admin", "bootstrap", token=admin_token)
+        return None if admin_token else token

@@ -1,0 +1,266 @@
+"""The `repodepot` command: serve, and administer the database on this machine.
+
+Administrative commands (`users`, `tokens`, `repos`, `db`) work on the database
+named by the settings directly, so they work before the server is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from repodepot import __version__
+from repodepot.accounts import operator
+from repodepot.db import migrate
+from repodepot.db.base import create_engine
+from repodepot.db.models import Role
+from repodepot.exceptions import RepodepotError
+from repodepot.logs import configure_logging
+from repodepot.services import Services
+from repodepot.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+out = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    name="repodepot",
+    help="Keep an organisation's git repositories close: mirror, import, serve.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens (shown once, stored hashed).", no_args_is_help=True)
+repos_app = typer.Typer(help="Repositories.", no_args_is_help=True)
+for sub, name in ((db_app, "db"), (users_app, "users"), (tokens_app, "tokens"),
+                  (repos_app, "repos")):
+    app.add_typer(sub, name=name)
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="TOML file of settings (keys as REPODEPOT_* without the prefix).",
+    dir_okay=False)]
+DataDirOpt = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Data directory [env REPODEPOT_DATA_DIR; default ./repodepot-data].",
+    file_okay=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
+    return load_settings(ctx.obj.get("config"), **overrides)
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work`; print a RepodepotError and its causes, then exit 1."""
+    try:
+        return asyncio.run(work)
+    except RepodepotError as error:
+        _fail(error)
+
+
+def _fail(error: BaseException) -> Any:
+    err.print(f"[bold red]error:[/] {error}", highlight=False)
+    cause = error.__cause__ or error.__context__
+    while cause is not None:
+        err.print(f"  caused by: {cause}", highlight=False)
+        cause = cause.__cause__ or cause.__context__
+    raise typer.Exit(1)
+
+
+async def _with_services(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
+    services = await Services.open(settings)
+    try:
+        return await work(services)
+    finally:
+        await services.close()
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(value, default=str))
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    log_format: Annotated[str | None, typer.Option(
+        help="Log format: text or json [env REPODEPOT_LOG_FORMAT].")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        help="debug, info, warning or error [env REPODEPOT_LOG_LEVEL].")] = None,
+) -> None:
+    """Keep an organisation's git repositories close: mirror, import, serve."""
+    ctx.obj = {"config": config, "log_format": log_format, "log_level": log_level}
+
+
+@app.command()
+def version() -> None:
+    """Print repodepot's version."""
+    out.print(__version__)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    data_dir: DataDirOpt = None,
+    listen: Annotated[str | None, typer.Option(
+        help="HOST:PORT to listen on [env REPODEPOT_LISTEN; default 127.0.0.1:8080].")] = None,
+) -> None:
+    """Run the server: API, pages and every background role, in this process."""
+    import uvicorn
+
+    from repodepot.web.app import create_app
+
+    try:
+        settings = _settings(ctx, data_dir=data_dir, listen=listen,
+                             log_format=ctx.obj["log_format"], log_level=ctx.obj["log_level"])
+    except RepodepotError as error:
+        _fail(error)
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    err.print(f"repodepot {__version__} on http://{settings.listen} "
+              f"(data in {settings.data_dir.resolve()})", highlight=False)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+                proxy_headers=False, server_header=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context, data_dir: DataDirOpt = None) -> None:
+    """Apply every pending migration (serve does this at start-up too)."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work() -> tuple[str | None, str | None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.sqlalchemy_url)
+        try:
+            before = await migrate.current_revision(engine)
+            await migrate.upgrade(engine)
+            return before, await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    before, after = _run(work())
+    out.print(f"database at revision {after} (was {before or 'empty'})")
+
+
+def _cli_settings(ctx: typer.Context, data_dir: Path | None) -> Settings:
+    try:
+        settings = _settings(ctx, data_dir=data_dir)
+    except RepodepotError as error:
+        _fail(error)
+    configure_logging(log_format=settings.log_format, level="warning")
+    return settings
+
+
+@users_app.command("create")
+def users_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Lowercase login name.")],
+    role: Annotated[Role, typer.Option(help="admin or member.")] = Role.member,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a user and print their first API token (shown once)."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> str:
+        await svc.accounts.create_user(name, role)
+        _, token = await svc.accounts.create_token(name, "initial")
+        return token
+
+    token = _run(_with_services(settings, work))
+    out.print(f"created {role.value} {name!r}; their API token (shown once):")
+    out.print(token, highlight=False)
+
+
+@users_app.command("list")
+def users_list(ctx: typer.Context, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List users."""
+    settings = _cli_settings(ctx, data_dir)
+    page = _run(_with_services(settings, lambda svc: svc.accounts.list_users(per_page=10_000)))
+    if as_json:
+        _print_json([asdict(user) for user in page.items])
+        return
+    table = Table("id", "name", "role", "created", "disabled")
+    for user in page.items:
+        table.add_row(str(user.id), user.name, user.role.value,
+                      f"{user.created_at:%Y-%m-%d %H:%M}", "yes" if user.disabled else "")
+    out.print(table)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option("--user", "-u", help="Whose token.")],
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create an API token and print it (shown once)."""
+    settings = _cli_settings(ctx, data_dir)
+    record, token = _run(_with_services(settings, lambda svc: svc.accounts.create_token(user, name)))
+    err.print(f"token {record.id} {name!r} for {user!r} (shown once):", highlight=False)
+    out.print(token, highlight=False)
+
+
+@tokens_app.command("list")
+def tokens_list(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's.")] = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List tokens (never the tokens themselves)."""
+    settings = _cli_settings(ctx, data_dir)
+    page = _run(_with_services(
+        settings, lambda svc: svc.accounts.list_tokens(user_name=user, per_page=10_000)))
+    if as_json:
+        _print_json([asdict(token) for token in page.items])
+        return
+    table = Table("id", "user", "name", "prefix", "created", "last used", "revoked")
+    for token in page.items:
+        table.add_row(str(token.id), token.user_name, token.name, token.prefix + "…",
+                      f"{token.created_at:%Y-%m-%d %H:%M}",
+                      f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never",
+                      f"{token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "")
+    out.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    ctx: typer.Context,
+    token_id: Annotated[int, typer.Argument(help="The token's id (see tokens list).")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Revoke a token at once; sessions logged in with it end too."""
+    settings = _cli_settings(ctx, data_dir)
+    record = _run(_with_services(settings, lambda svc: svc.accounts.revoke_token(token_id)))
+    out.print(f"revoked token {record.id} {record.name!r} of {record.user_name!r}")
+
+
+@repos_app.command("list")
+def repos_list(ctx: typer.Context, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List every repository (as an admin sees them)."""
+    settings = _cli_settings(ctx, data_dir)
+
+    page = _run(_with_services(
+        settings, lambda svc: svc.repositories.list(operator(), per_page=10_000)))
+    if as_json:
+        _print_json([asdict(repo) for repo in page.items])
+        return
+    table = Table("id", "name", "owner", "visibility", "default branch", "size")
+    for repo in page.items:
+        table.add_row(str(repo.id), repo.name, repo.owner or "", repo.visibility.value,
+                      repo.default_branch or "", f"{repo.size_bytes:,}")
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point of the `repodepot` script."""
+    app()

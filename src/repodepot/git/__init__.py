@@ -1,0 +1,1 @@
+"""The only package that starts git: `runner` spawns, `commands` gives typed operations."""

@@ -1,0 +1,74 @@
+"""Typed git operations on top of the runner. Callers never build argv themselves."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from repodepot.git.errors import GitCommandError, RevisionNotFound
+from repodepot.git.runner import Credentials, GitRunner, StderrSink
+from repodepot.types import Sha
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+async def clone_bare(
+    runner: GitRunner,
+    url: str,
+    dest: Path,
+    *,
+    credentials: Credentials | None = None,
+    on_progress: StderrSink | None = None,
+    mirror: bool = False,
+    timeout: float | None = None,
+) -> None:
+    """Clone `url` into the new bare repository `dest` (HEAD follows the remote's default).
+
+    Raises GitCommandError (with credentials redacted) when the clone fails.
+    """
+    mode = "--mirror" if mirror else "--bare"
+    await runner.run(["clone", mode, "--progress", "--", url, str(dest)],
+                     credentials=credentials, on_stderr=on_progress, timeout=timeout)
+
+
+async def init_bare(runner: GitRunner, dest: Path, *, default_branch: str = "main") -> None:
+    """Create an empty bare repository at `dest` whose HEAD names `default_branch`."""
+    await runner.run(["init", "--bare", "--quiet", f"--initial-branch={default_branch}", "--",
+                      str(dest)])
+
+
+async def rev_parse(runner: GitRunner, repo: Path, rev: str) -> Sha:
+    """The commit `rev` names in `repo`; raises RevisionNotFound."""
+    if rev.startswith("-"):
+        raise RevisionNotFound(f"{rev!r} is not a revision")
+    result = await runner.run(["rev-parse", "--verify", "--quiet", "--end-of-options",
+                               f"{rev}^{{commit}}"], git_dir=repo, check=False)
+    sha = result.stdout.decode().strip()
+    if result.returncode != 0 or not _SHA.match(sha):
+        raise RevisionNotFound(f"no commit {rev!r} in this repository")
+    return Sha(sha)
+
+
+async def head_branch(runner: GitRunner, repo: Path) -> str | None:
+    """The branch HEAD points to (`main`), or None when HEAD is detached."""
+    result = await runner.run(["symbolic-ref", "--quiet", "--short", "HEAD"], git_dir=repo,
+                              check=False)
+    name = result.stdout.decode().strip()
+    return name if result.returncode == 0 and name else None
+
+
+async def is_empty(runner: GitRunner, repo: Path) -> bool:
+    """Whether `repo` has no refs at all."""
+    result = await runner.run(["for-each-ref", "--count=1", "--format=%(refname)"], git_dir=repo)
+    return not result.stdout.strip()
+
+
+async def version(runner: GitRunner) -> str:
+    """`git version`'s number, e.g. `2.39.5`; raises GitNotInstalled."""
+    result = await runner.run(["version"])
+    text = result.stdout.decode().strip()
+    return text.removeprefix("git version ")
+
+
+__all__ = ["GitCommandError", "clone_bare", "head_branch", "init_bare", "is_empty", "rev_parse",
+           "version"]

@@ -1,0 +1,262 @@
+"""The one place that starts git.
+
+Every command runs in its own process group (a timeout or a cancel kills the
+whole tree, remote helpers included), with an environment built from nothing:
+no user or system config, no terminal prompts, only the configured protocols,
+credentials through an askpass helper and environment variables, never argv.
+Everything that leaves this module (errors, logs) goes through `redact`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repodepot.git.errors import (
+    GitCommandError,
+    GitCommandNotAllowed,
+    GitNotInstalled,
+    GitOutputTooLarge,
+    GitTimeout,
+)
+from repodepot.git.redact import redact
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_SUBCOMMANDS = frozenset({
+    "archive", "blame", "cat-file", "clone", "commit-graph", "config", "count-objects",
+    "diff", "fetch", "for-each-ref", "gc", "grep", "http-backend", "init", "log", "ls-remote",
+    "ls-tree", "merge-base", "pack-refs", "repack", "rev-list", "rev-parse", "show",
+    "show-ref", "symbolic-ref", "update-ref", "upload-pack", "version",
+})
+
+# Settings every git we start gets, passed as GIT_CONFIG_* variables (not argv).
+BASE_CONFIG = (
+    ("gc.auto", "0"),             # maintenance is scheduled by us, never inline
+    ("maintenance.auto", "false"),
+    ("credential.helper", ""),    # never store credentials
+    ("core.hooksPath", "/dev/null"),
+)
+
+ASKPASS = """#!/bin/sh
+# repodepot: answers git's credential prompts from the environment, never argv.
+case "$1" in
+  Username*) printf '%s\\n' "$REPODEPOT_ASKPASS_USERNAME" ;;
+  *) printf '%s\\n' "$REPODEPOT_ASKPASS_PASSWORD" ;;
+esac
+"""
+
+StderrSink = Callable[[bytes], None]
+Observer = Callable[[str, str, float], None]
+"""Called with (subcommand, outcome, seconds) after every command, for metrics."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Credentials:
+    """A user name and password or token for an HTTP remote."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GitResult:
+    """What a finished git command left behind."""
+
+    args: list[str]
+    returncode: int
+    stdout: bytes
+    stderr: str
+    seconds: float
+
+
+class GitRunner:
+    """Runs git subcommands; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        *,
+        runtime_dir: Path,
+        path: str,
+        binary: str = "git",
+        allowed_schemes: Iterable[str] = ("https",),
+        timeout: float = 600.0,
+        stdout_cap: int = 64 << 20,
+        stderr_cap: int = 64 << 10,
+        observer: Observer | None = None,
+    ) -> None:
+        self.binary = binary
+        self.timeout = timeout
+        self.stdout_cap = stdout_cap
+        self.stderr_cap = stderr_cap
+        self._observer = observer
+        self._home = runtime_dir / "home"
+        self._home.mkdir(parents=True, exist_ok=True)
+        self._askpass = runtime_dir / "git-askpass"
+        self._askpass.write_text(ASKPASS)
+        self._askpass.chmod(0o700)
+        self._base_env = self._build_env(path, tuple(allowed_schemes))
+
+    def _build_env(self, path: str, schemes: tuple[str, ...]) -> dict[str, str]:
+        env = {
+            "PATH": path,
+            "HOME": str(self._home),
+            "LC_ALL": "C",
+            "LANG": "C",
+            "TZ": "UTC",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+            "GIT_ALLOW_PROTOCOL": ":".join(schemes),
+            "GIT_PROTOCOL_FROM_USER": "0",
+            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+            "GIT_CONFIG_COUNT": str(len(BASE_CONFIG)),
+        }
+        for index, (key, value) in enumerate(BASE_CONFIG):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
+        return env
+
+    def env(self, credentials: Credentials | None = None) -> dict[str, str]:
+        """The environment of one git process."""
+        env = dict(self._base_env)
+        if credentials is not None:
+            env["GIT_ASKPASS"] = str(self._askpass)
+            env["REPODEPOT_ASKPASS_USERNAME"] = credentials.username
+            env["REPODEPOT_ASKPASS_PASSWORD"] = credentials.password
+        return env
+
+    async def run(
+        self,
+        args: Sequence[str],
+        *,
+        git_dir: Path | None = None,
+        cwd: Path | None = None,
+        credentials: Credentials | None = None,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+        on_stderr: StderrSink | None = None,
+        check: bool = True,
+    ) -> GitResult:
+        """Run `git [--git-dir=DIR] ARGS...` and wait for it.
+
+        `on_stderr` gets stderr chunks as they arrive (progress). Raises GitCommandNotAllowed
+        for a subcommand outside the allowlist, GitNotInstalled, GitTimeout (the process group
+        is killed), GitOutputTooLarge past `stdout_cap`, and GitCommandError on a non-zero
+        exit when `check` is true. Cancelling the caller kills the process group too.
+        """
+        if not args or args[0] not in ALLOWED_SUBCOMMANDS:
+            raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
+        argv = [self.binary, "--no-pager"]
+        if git_dir is not None:
+            argv.append(f"--git-dir={git_dir}")
+        argv.extend(args)
+        secrets = [credentials.password, credentials.username] if credentials else []
+        shown = [redact(arg, secrets) for arg in args]
+        limit = self.timeout if timeout is None else timeout
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            result = await self._spawn(argv, shown, cwd, credentials, limit, stdin, on_stderr,
+                                       secrets)
+            outcome = "ok" if result.returncode == 0 else "failed"
+        except GitTimeout:
+            outcome = "timeout"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            seconds = time.monotonic() - started
+            if self._observer is not None:
+                self._observer(args[0], outcome, seconds)
+            logger.debug("git %s", args[0], extra={
+                "action": "git", "args": shown, "outcome": outcome,
+                "duration_ms": round(seconds * 1000, 1)})
+        if check and result.returncode != 0:
+            raise GitCommandError(shown, result.returncode, result.stderr)
+        return result
+
+    async def _spawn(
+        self,
+        argv: list[str],
+        shown: list[str],
+        cwd: Path | None,
+        credentials: Credentials | None,
+        limit: float,
+        stdin: bytes | None,
+        on_stderr: StderrSink | None,
+        secrets: list[str],
+    ) -> GitResult:
+        started = time.monotonic()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=self.env(credentials),
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group, killed as one
+            )
+        except FileNotFoundError:
+            raise GitNotInstalled(f"{self.binary} was not found on PATH") from None
+        try:
+            async with asyncio.timeout(limit):
+                stdout, stderr = await asyncio.gather(
+                    self._read_stdout(process, stdin),
+                    _read_stderr(process, self.stderr_cap, on_stderr),
+                )
+                returncode = await process.wait()
+        except TimeoutError:
+            raise GitTimeout(shown, limit) from None
+        finally:
+            if process.returncode is None:
+                _kill_group(process.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    await asyncio.shield(process.wait())
+        return GitResult(args=shown, returncode=returncode, stdout=stdout,
+                         stderr=redact(stderr.decode(errors="replace"), secrets),
+                         seconds=time.monotonic() - started)
+
+    async def _read_stdout(self, process: asyncio.subprocess.Process, stdin: bytes | None) -> bytes:
+        assert process.stdout is not None
+        if stdin is not None:
+            assert process.stdin is not None
+            process.stdin.write(stdin)
+            await process.stdin.drain()
+            process.stdin.close()
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await process.stdout.read(1 << 16):
+            size += len(chunk)
+            if size > self.stdout_cap:
+                raise GitOutputTooLarge(f"git wrote more than {self.stdout_cap} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def _read_stderr(process: asyncio.subprocess.Process, cap: int,
+                       sink: StderrSink | None) -> bytes:
+    # Keep only the tail: the error message is at the end, progress noise at the start.
+    assert process.stderr is not None
+    tail = bytearray()
+    while chunk := await process.stderr.read(1 << 14):
+        if sink is not None:
+            sink(chunk)
+        tail += chunk
+        if len(tail) > cap:
+            del tail[: len(tail) - cap]
+    return bytes(tail)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

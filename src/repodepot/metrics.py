@@ -1,0 +1,41 @@
+"""Prometheus metrics, one registry per application (no module-level state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+GIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+
+class Metrics:
+    """HTTP request and git command counters and latency histograms."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "repodepot_http_requests_total", "HTTP requests answered.",
+            ["method", "route", "status"], registry=self.registry)
+        self.http_seconds = Histogram(
+            "repodepot_http_request_duration_seconds", "Time to answer an HTTP request.",
+            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.git_commands = Counter(
+            "repodepot_git_commands_total", "git commands run, by outcome.",
+            ["subcommand", "outcome"], registry=self.registry)
+        self.git_seconds = Histogram(
+            "repodepot_git_command_duration_seconds", "Wall time of git commands.",
+            ["subcommand"], buckets=GIT_BUCKETS, registry=self.registry)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_seconds.labels(method, route).observe(seconds)
+
+    def observe_git(self, subcommand: str, outcome: str, seconds: float) -> None:
+        """Count one finished git command (the runner's observer)."""
+        self.git_commands.labels(subcommand, outcome).inc()
+        self.git_seconds.labels(subcommand).observe(seconds)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,110 @@
+"""The `repositories` table and who may see which repository."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from repodepot.accounts import Principal
+from repodepot.db.models import Repository, User, Visibility
+from repodepot.exceptions import AlreadyExists, NotFound
+from repodepot.git.redact import strip_userinfo
+from repodepot.pagination import Page, paginate
+from repodepot.storage import validate_repo_name
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RepositoryRecord:
+    """A repository as the rest of the code sees it."""
+
+    id: int
+    name: str
+    owner: str | None
+    visibility: Visibility
+    description: str
+    source_url: str | None
+    default_branch: str | None
+    size_bytes: int
+    is_empty: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, repo: Repository, owner: str | None) -> RepositoryRecord:
+        """Build from a `repositories` row and its owner's name."""
+        return cls(id=repo.id, name=repo.name, owner=owner, visibility=repo.visibility,
+                   description=repo.description, source_url=repo.source_url,
+                   default_branch=repo.default_branch, size_bytes=repo.size_bytes,
+                   is_empty=repo.is_empty, created_at=repo.created_at,
+                   updated_at=repo.updated_at)
+
+
+def visible_to(principal: Principal) -> ColumnElement[bool]:
+    """The condition on `repositories` rows that `principal` may read."""
+    if principal.is_admin:
+        return true()
+    return (Repository.visibility == Visibility.public) | (Repository.owner_id == principal.user.id)
+
+
+def _with_owner() -> Select[tuple[Repository, str | None]]:
+    return select(Repository, User.name).outerjoin(User, Repository.owner_id == User.id)
+
+
+class Repositories:
+    """Repository rows, filtered by what the asking principal may see."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def list(self, principal: Principal, *, page: int = 1,
+                   per_page: int = 30) -> Page[RepositoryRecord]:
+        """The repositories `principal` may read, by name."""
+        statement = _with_owner().where(visible_to(principal)).order_by(Repository.name)
+        async with self._sessions() as session:
+            return await paginate(session, statement, page=page, per_page=per_page,
+                                  convert=lambda row: RepositoryRecord.from_row(*row))
+
+    async def get(self, principal: Principal, name: str) -> RepositoryRecord:
+        """Repository `name`; raises NotFound also when it exists but `principal` may not see it."""
+        statement = _with_owner().where(Repository.name == name, visible_to(principal))
+        async with self._sessions() as session:
+            row = (await session.execute(statement)).one_or_none()
+        if row is None:
+            raise NotFound(f"no repository named {name!r}")
+        return RepositoryRecord.from_row(*row)
+
+    async def create(
+        self,
+        *,
+        name: str,
+        owner_id: int | None,
+        visibility: Visibility = Visibility.private,
+        source_url: str | None = None,
+        default_branch: str | None = None,
+        description: str = "",
+        size_bytes: int = 0,
+        is_empty: bool = True,
+    ) -> RepositoryRecord:
+        """Insert a repository row (the repository is already on disk).
+
+        The source URL is stored without credentials. Raises InvalidInput for a bad
+        name, AlreadyExists for a taken one.
+        """
+        validate_repo_name(name)
+        row = Repository(
+            name=name, owner_id=owner_id, visibility=visibility, description=description,
+            source_url=strip_userinfo(source_url) if source_url else None,
+            default_branch=default_branch, size_bytes=size_bytes, is_empty=is_empty)
+        async with self._sessions.begin() as session:
+            session.add(row)
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise AlreadyExists(f"repository {name!r} already exists", field="name") from None
+            await session.refresh(row)
+            owner = await session.scalar(select(User.name).where(User.id == owner_id))
+        return RepositoryRecord.from_row(row, owner)

@@ -1,0 +1,173 @@
+"""All configuration, read in one place: `REPODEPOT_*` variables and an optional TOML file.
+
+Precedence, highest first: command-line overrides, environment, the TOML file
+given with `--config`, defaults. Nothing else in repodepot reads the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from repodepot.exceptions import ConfigurationError
+
+ENV_PREFIX = "REPODEPOT_"
+SUPPORTED_SCHEMES = frozenset({"https", "http", "ssh", "git"})
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+$")
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """repodepot's configuration; see README "Configuration" for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    data_dir: Path = Field(Path("./repodepot-data"), description="Where repositories, the SQLite database and the secret key live.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default a SQLite file in the data dir.")
+    listen: str = Field("127.0.0.1:8080", description="HOST:PORT the server listens on.")
+    admin_token: SecretStr | None = Field(None, description="Token of the admin created on first start.")
+    secret_key: SecretStr | None = Field(None, description="Signs sessions and encrypts secrets; generated into the data dir if unset.")
+    allowed_schemes: CommaList = Field(["https"], description="URL schemes git may use for outbound fetches.")
+    outbound_allowlist: CommaList = Field([], description="Hosts or CIDR networks reachable although loopback or private.")
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    git_binary: str = "git"
+    git_timeout: float = Field(600.0, gt=0, description="Default timeout of one git command, seconds.")
+    session_max_age: int = Field(14 * 24 * 3600, gt=0, description="Lifetime of a login session, seconds.")
+    session_https_only: bool = Field(False, description="Mark the session cookie Secure.")
+    db_pool_size: int = Field(10, ge=1, le=200)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Overrides beat the environment, which beats the TOML file."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @field_validator("allowed_schemes", "outbound_allowlist", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_schemes")
+    @classmethod
+    def _known_schemes(cls, value: list[str]) -> list[str]:
+        schemes = [scheme.lower() for scheme in value]
+        unknown = sorted(set(schemes) - SUPPORTED_SCHEMES)
+        if unknown:
+            raise ValueError(
+                f"unsupported scheme {', '.join(unknown)}; choose from {', '.join(sorted(SUPPORTED_SCHEMES))}"
+            )
+        return schemes
+
+    @field_validator("outbound_allowlist")
+    @classmethod
+    def _hosts_or_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not _is_network(entry) and not _HOSTNAME.match(entry):
+                raise ValueError(f"{entry!r} is neither a host name nor a CIDR network")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        """The host part of `listen`."""
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of `listen`."""
+        return split_listen(self.listen)[1]
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'repodepot.db').resolve()}"
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """Split `HOST:PORT` (`[::1]:8080` for IPv6); raises ValueError naming the problem."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def _is_network(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from overrides, environment and TOML file.
+
+    Overrides that are None are ignored, so CLI options can be passed through as they are.
+    Raises ConfigurationError naming the variable when a value is invalid.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    cls = Settings
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigurationError(f"config file {config_file} does not exist", field="--config")
+        config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
+        cls = type("Settings", (Settings,), {"model_config": config})
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = ENV_PREFIX + str(error["loc"][0]).upper() if error["loc"] else "settings"
+        raise ConfigurationError(f"{name}: {error['msg']}", field=name) from None
+
+
+def ensure_secret_key(settings: Settings) -> str:
+    """Return the secret key, generating it into `{data_dir}/secret_key` on first start."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    path = settings.data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    os.replace(tmp, path)  # never a half-written key
+    return key
+
+
+def process_path() -> str:
+    """The PATH that child processes get (the rest of their environment is built, not inherited)."""
+    return os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")  # noqa: TID251

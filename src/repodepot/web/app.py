@@ -1,0 +1,75 @@
+"""The application factory: `create_app(settings)` wires routes, middleware and the lifespan."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.sessions import SessionMiddleware
+
+from repodepot import __version__
+from repodepot.metrics import Metrics
+from repodepot.services import Services
+from repodepot.settings import Settings, ensure_secret_key
+from repodepot.web import errors
+from repodepot.web.api import health, repos, tokens, users
+from repodepot.web.middleware import RequestContext
+from repodepot.web.pages import router as pages
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "repodepot_session"
+
+
+def announce_admin_token(token: str) -> None:
+    """Show the bootstrap admin token once, on the console and never in a log record."""
+    sys.stderr.write(
+        "\n  repodepot created the user 'admin'. Its API token is shown this once:\n\n"
+        f"      {token}\n\n"
+        "  Log in at /login with it, or use it as 'Authorization: Bearer <token>'.\n\n")
+    sys.stderr.flush()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the web application for `settings`; the lifespan opens the services."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.open(settings, metrics=metrics)
+        admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        created = await services.accounts.bootstrap_admin(admin_token)
+        if created is not None:
+            announce_admin_token(created)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="repodepot",
+        version=__version__,
+        description="Mirrors, imports, branch status, smart HTTP and a Go module proxy. "
+        "Authenticate with `Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+    )
+    app.state.templates = Jinja2Templates(directory=HERE / "templates")
+    errors.install(app)
+    for router in (health.router, users.router, tokens.router, repos.router, pages):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(
+        SessionMiddleware,  # signed with the secret key; HttpOnly; SameSite=Lax blocks CSRF posts
+        secret_key=ensure_secret_key(settings),
+        session_cookie=SESSION_COOKIE,
+        max_age=settings.session_max_age,
+        same_site="lax",
+        https_only=settings.session_https_only,
+    )
+    app.add_middleware(RequestContext, metrics=metrics)
+    return app

@@ -1,0 +1,73 @@
+"""Request dependencies: the services, the caller, the page parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from repodepot.accounts import Principal
+from repodepot.exceptions import NotAuthenticated
+from repodepot.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
+from repodepot.services import Services
+
+SESSION_USER = "uid"
+SESSION_TOKEN = "tid"
+
+
+def services(request: Request) -> Services:
+    """The application's services, opened by the lifespan."""
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+async def principal(request: Request, svc: ServicesDep) -> Principal:
+    """Who is asking: `Authorization: Bearer TOKEN`, else the login session cookie.
+
+    Raises NotAuthenticated (401) when neither identifies a valid token.
+    """
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated("use 'Authorization: Bearer <token>'")
+        return await svc.accounts.authenticate(token.strip())
+    uid, tid = request.session.get(SESSION_USER), request.session.get(SESSION_TOKEN)
+    if isinstance(uid, int) and isinstance(tid, int):
+        return await svc.accounts.check_session(uid, tid)
+    raise NotAuthenticated("a valid API token is required")
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+async def admin(caller: PrincipalDep) -> Principal:
+    """The caller, who must be an admin (403 otherwise)."""
+    caller.require_admin()
+    return caller
+
+
+AdminDep = Annotated[Principal, Depends(admin)]
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    """`page` (1-based) and `per_page` (at most 100)."""
+
+    page: int
+    per_page: int
+
+
+def page_params(
+    page: Annotated[int, Query(ge=1, description="1-based page number")] = 1,
+    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page")] = (
+        DEFAULT_PER_PAGE),
+) -> PageParams:
+    """Pagination query parameters."""
+    return PageParams(page=page, per_page=per_page)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]

@@ -1,0 +1,114 @@
+"""Map every error to `{"error": {"code", "message", "field"?}}`, or to an HTML page, in one place."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from repodepot import exceptions as exc
+from repodepot.git.errors import GitError
+from repodepot.logs import request_id
+from repodepot.web.schemas import ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+STATUS: dict[type[exc.RepodepotError], int] = {
+    exc.InvalidInput: 422,
+    exc.NotAuthenticated: 401,
+    exc.PermissionDenied: 403,
+    exc.NotFound: 404,
+    exc.AlreadyExists: 409,
+    exc.DatabaseUnavailable: 503,
+    GitError: 502,
+}
+
+JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/openapi.json")
+
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries with the error schema for each status code."""
+    return {code: {"model": ErrorResponse, "description": HTTPStatus(code).phrase}
+            for code in codes}
+
+
+ERROR_RESPONSES = error_responses(401, 403, 404, 422)
+"""The error answers every API route may give."""
+
+
+def status_of(error: exc.RepodepotError) -> int:
+    """The HTTP status for a domain error (500 for unmapped ones)."""
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def wants_json(request: Request) -> bool:
+    """API routes answer JSON; pages answer HTML."""
+    return request.url.path.startswith(JSON_PREFIXES)
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    """The JSON error envelope."""
+    detail: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        detail["field"] = field
+    return {"error": detail}
+
+
+def _answer(request: Request, status: int, code: str, message: str,
+            field: str | None = None) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="repodepot"'} if status == 401 else None
+    if wants_json(request):
+        return JSONResponse(error_body(code, message, field), status_code=status, headers=headers)
+    if status == 401:
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    templates = request.app.state.templates
+    return templates.TemplateResponse(  # type: ignore[no-any-return]
+        request, "error.html", {"status": status, "message": message}, status_code=status)
+
+
+async def _domain_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, exc.RepodepotError)
+    status = status_of(error)
+    if status >= 500:
+        logger.error("request failed: %s", error.message, extra={"action": "http.error"})
+    return _answer(request, status, error.code, error.message, error.field)
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    first = error.errors()[0]
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(location) or None
+    message = f"{field}: {first['msg']}" if field else str(first["msg"])
+    return _answer(request, 422, "invalid", message, field)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    phrase = HTTPStatus(error.status_code).phrase
+    code = phrase.lower().replace(" ", "_")
+    message = error.detail if isinstance(error.detail, str) else phrase
+    return _answer(request, error.status_code, code, message)
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    logger.exception("unhandled error", extra={"action": "http.unhandled"}, exc_info=error)
+    message = f"internal error; quote request id {request_id.get()} to your administrator"
+    return _answer(request, 500, "internal", message)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+    app.add_exception_handler(exc.RepodepotError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,88 @@
+"""HTML pages: log in with a token, the repository list and each repository."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from repodepot.exceptions import NotAuthenticated
+from repodepot.web.deps import (
+    SESSION_TOKEN,
+    SESSION_USER,
+    PageDep,
+    PrincipalDep,
+    ServicesDep,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    """Render `template` with `context`."""
+    templates = request.app.state.templates
+    return templates.TemplateResponse(  # type: ignore[no-any-return]
+        request, template, context, status_code=status_code)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only local paths: never an open redirect to another site.
+    if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+        return "/repos"
+    return target
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home() -> Response:
+    """The repository list is the home page."""
+    return RedirectResponse("/repos", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str | None = None) -> Response:
+    """A form to paste an API token into."""
+    return render(request, "login.html", next=_safe_next(next), error=None, user=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request,
+    svc: ServicesDep,
+    token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/repos",
+) -> Response:
+    """Check the token; keep its id in the signed session cookie."""
+    try:
+        caller = await svc.accounts.authenticate(token.strip())
+    except NotAuthenticated:
+        return render(request, "login.html", status_code=401, next=_safe_next(next),
+                      error="That token is not valid. Check it was copied whole.", user=None)
+    request.session.clear()
+    request.session.update({SESSION_USER: caller.user.id, SESSION_TOKEN: caller.token_id})
+    return RedirectResponse(_safe_next(next), status_code=303)
+
+
+@router.post("/logout", response_class=HTMLResponse)
+async def logout(request: Request) -> Response:
+    """Forget the session."""
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/repos", response_class=HTMLResponse)
+async def repo_list(request: Request, caller: PrincipalDep, svc: ServicesDep,
+                    paging: PageDep) -> Response:
+    """The repositories the caller may read."""
+    page = await svc.repositories.list(caller, page=paging.page, per_page=paging.per_page)
+    last = max(1, -(-page.total // page.per_page))
+    return render(request, "repos.html", user=caller.user, page=page, last=last)
+
+
+@router.get("/repos/{name:path}", response_class=HTMLResponse)
+async def repo_page(request: Request, name: str, caller: PrincipalDep,
+                    svc: ServicesDep) -> Response:
+    """One repository, with how to clone it."""
+    repo = await svc.repositories.get(caller, name)
+    return render(request, "repo.html", user=caller.user, repo=repo)

@@ -1,0 +1,108 @@
+"""The API's request and response bodies, as they appear in the OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from repodepot.db.models import Role, Visibility
+
+T = TypeVar("T")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, for programs (`code`, `field`) and for people (`message`)."""
+
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["no repository named 'acme/widgets'"])
+    field: str | None = Field(None, examples=["name"])
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    error: ErrorDetail
+
+
+class PageOut(BaseModel, Generic[T]):
+    """One page of a listing."""
+
+    items: list[T]
+    total: int
+    page: int
+    per_page: int
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class UserOut(_Record):
+    """A user."""
+
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+    disabled: bool
+
+
+class UserCreate(BaseModel):
+    """A new user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, examples=["alice"])
+    role: Role = Role.member
+
+
+class TokenOut(_Record):
+    """A token's metadata (never the token itself)."""
+
+    id: int
+    user_name: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreate(BaseModel):
+    """A new token, for yourself or (admins) for `user`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("default", min_length=1, max_length=100, examples=["laptop"])
+    user: str | None = Field(None, examples=["alice"])
+
+
+class TokenCreated(TokenOut):
+    """A new token: `token` is shown this once and never again."""
+
+    token: str
+
+
+class RepositoryOut(_Record):
+    """A repository."""
+
+    id: int
+    name: str
+    owner: str | None
+    visibility: Visibility
+    description: str
+    source_url: str | None
+    default_branch: str | None
+    size_bytes: int
+    is_empty: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class Health(BaseModel):
+    """Liveness or readiness, with the result of each check."""
+
+    status: str
+    checks: dict[str, str] = {}
