@@ -71,5 +71,5 @@ def create_app(settings: Settings) -> FastAPI:
         same_site="lax",
         https_only=settings.session_https_only,
     )
-    app.add_middleware(RequestContext, metrics=metrics)
+    app.add_middleware(RequestContext, metrics=metrics, on_error=errors.unexpected)
     return app

@@ -70,7 +70,7 @@ def _answer(request: Request, status: int, code: str, message: str,
         return JSONResponse(error_body(code, message, field), status_code=status, headers=headers)
     if status == 401:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    templates = request.app.state.templates
+    templates = request.scope["app"].state.templates
     return templates.TemplateResponse(  # type: ignore[no-any-return]
         request, "error.html", {"status": status, "message": message}, status_code=status)
 
@@ -100,7 +100,8 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return _answer(request, error.status_code, code, message)
 
 
-async def _unexpected(request: Request, error: Exception) -> Response:
+async def unexpected(request: Request, error: Exception) -> Response:
+    """Log an unhandled error with its traceback; answer 500 without one."""
     logger.exception("unhandled error", extra={"action": "http.unhandled"}, exc_info=error)
     message = f"internal error; quote request id {request_id.get()} to your administrator"
     return _answer(request, 500, "internal", message)
@@ -111,4 +112,3 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(exc.RepodepotError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)

@@ -7,6 +7,10 @@ import re
 import time
 import uuid
 
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from repodepot.logs import request_id
@@ -20,9 +24,11 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 class RequestContext:
     """Give every request an id (kept from `X-Request-ID` when sane), log and measure it."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics,
+                 on_error: Callable[[Request, Exception], Awaitable[Response]]) -> None:
         self.app = app
         self.metrics = metrics
+        self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Wrap one HTTP request."""
@@ -34,17 +40,25 @@ class RequestContext:
         token = request_id.set(rid)
         started = time.monotonic()
         status = 500
+        started_response = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
+            nonlocal started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as error:
+            # Answered here, inside Starlette's ServerErrorMiddleware, so it is logged once.
+            if started_response:
+                raise
+            response = await self.on_error(Request(scope), error)
+            await response(scope, receive, send_with_id)
         finally:
             seconds = time.monotonic() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"

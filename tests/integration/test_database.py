@@ -1,0 +1,47 @@
+"""One schema on both databases: migrations, SQLite pragmas, constraints."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from repodepot.db import migrate
+from repodepot.services import Services
+
+
+async def test_schema_is_at_the_newest_migration(services: Services) -> None:
+    assert await migrate.current_revision(services.engine) == migrate.head_revision()
+
+
+async def test_migrating_twice_changes_nothing(services: Services) -> None:
+    await migrate.upgrade(services.engine)
+    assert await migrate.current_revision(services.engine) == migrate.head_revision()
+
+
+async def test_foreign_keys_are_enforced(services: Services) -> None:
+    with pytest.raises(IntegrityError):
+        async with services.engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO api_tokens (user_id, name, token_hash, prefix) "
+                "VALUES (424242, 'x', 'h', 'p')"))
+
+
+async def test_roles_are_checked_by_the_database(services: Services) -> None:
+    with pytest.raises(IntegrityError):
+        async with services.engine.begin() as conn:
+            await conn.execute(text("INSERT INTO users (name, role) VALUES ('eve', 'root')"))
+
+
+async def test_sqlite_runs_in_wal_with_the_documented_pragmas(services: Services) -> None:
+    if services.engine.dialect.name != "sqlite":
+        assert services.engine.dialect.name == "postgresql"
+        async with services.engine.connect() as conn:
+            version = await conn.scalar(text("SHOW server_version_num"))
+        assert int(version) // 10000 == 15
+        return
+    async with services.engine.connect() as conn:
+        assert await conn.scalar(text("PRAGMA journal_mode")) == "wal"
+        assert await conn.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
+        assert await conn.scalar(text("PRAGMA busy_timeout")) == 5000
+        assert await conn.scalar(text("PRAGMA foreign_keys")) == 1
