@@ -97,9 +97,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url,
-                    secret_key="test-secret-key-" + "x" * 32, admin_token=ADMIN_TOKEN,
-                    allowed_schemes=["http", "https"])
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key="test-secret-key-" + "x" * 32,
+        admin_token=ADMIN_TOKEN,
+        allowed_schemes=["http", "https"],
+    )
 
 
 @pytest.fixture

@@ -47,8 +47,13 @@ class UserRecord:
     @classmethod
     def from_row(cls, user: User) -> UserRecord:
         """Build from a `users` row."""
-        return cls(id=user.id, name=user.name, role=user.role, created_at=user.created_at,
-                   disabled=user.disabled_at is not None)
+        return cls(
+            id=user.id,
+            name=user.name,
+            role=user.role,
+            created_at=user.created_at,
+            disabled=user.disabled_at is not None,
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -66,9 +71,15 @@ class TokenRecord:
     @classmethod
     def from_row(cls, token: ApiToken, user_name: str) -> TokenRecord:
         """Build from an `api_tokens` row and its user's name."""
-        return cls(id=token.id, user_name=user_name, name=token.name, prefix=token.prefix,
-                   created_at=token.created_at, last_used_at=token.last_used_at,
-                   revoked_at=token.revoked_at)
+        return cls(
+            id=token.id,
+            user_name=user_name,
+            name=token.name,
+            prefix=token.prefix,
+            created_at=token.created_at,
+            last_used_at=token.last_used_at,
+            revoked_at=token.revoked_at,
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -91,8 +102,9 @@ class Principal:
 
 def operator() -> Principal:
     """The person at this machine's shell (the CLI): an admin without a token."""
-    user = UserRecord(id=0, name="(operator)", role=Role.admin,
-                      created_at=datetime.now(UTC), disabled=False)
+    user = UserRecord(
+        id=0, name="(operator)", role=Role.admin, created_at=datetime.now(UTC), disabled=False
+    )
     return Principal(user=user, token_id=0)
 
 
@@ -111,7 +123,9 @@ def validate_user_name(name: str) -> str:
     if not USER_NAME.match(name):
         raise InvalidInput(
             "user names are 1-64 lowercase letters, digits, '.', '_' or '-', "
-            "starting and ending with a letter or digit", field="name")
+            "starting and ending with a letter or digit",
+            field="name",
+        )
     return name
 
 
@@ -146,11 +160,17 @@ class Accounts:
         """Users by name."""
         async with self._sessions() as session:
             statement = select(User).order_by(User.name)
-            return await paginate(session, statement, page=page, per_page=per_page,
-                                  convert=lambda row: UserRecord.from_row(row[0]))
+            return await paginate(
+                session,
+                statement,
+                page=page,
+                per_page=per_page,
+                convert=lambda row: UserRecord.from_row(row[0]),
+            )
 
-    async def create_token(self, user_name: str, name: str = "default",
-                           *, token: str | None = None) -> tuple[TokenRecord, str]:
+    async def create_token(
+        self, user_name: str, name: str = "default", *, token: str | None = None
+    ) -> tuple[TokenRecord, str]:
         """Create a token for `user_name`; returns its record and the token, shown once.
 
         Raises NotFound for an unknown user and InvalidInput for an empty name.
@@ -163,29 +183,41 @@ class Accounts:
             user = await session.scalar(select(User).where(User.name == user_name))
             if user is None:
                 raise NotFound(f"no user named {user_name!r}", field="user")
-            row = ApiToken(user_id=user.id, name=name, token_hash=hash_token(secret),
-                           prefix=secret[: len(TOKEN_PREFIX) + 4])
+            row = ApiToken(
+                user_id=user.id,
+                name=name,
+                token_hash=hash_token(secret),
+                prefix=secret[: len(TOKEN_PREFIX) + 4],
+            )
             session.add(row)
             await session.flush()
             await session.refresh(row)
             return TokenRecord.from_row(row, user.name), secret
 
-    async def list_tokens(self, *, user_name: str | None = None, page: int = 1,
-                          per_page: int = 30) -> Page[TokenRecord]:
+    async def list_tokens(
+        self, *, user_name: str | None = None, page: int = 1, per_page: int = 30
+    ) -> Page[TokenRecord]:
         """Tokens, newest first, of one user or of everyone."""
         statement = select(ApiToken, User.name).join(User).order_by(ApiToken.id.desc())
         if user_name is not None:
             statement = statement.where(User.name == user_name)
         async with self._sessions() as session:
-            return await paginate(session, statement, page=page, per_page=per_page,
-                                  convert=lambda row: TokenRecord.from_row(*row))
+            return await paginate(
+                session,
+                statement,
+                page=page,
+                per_page=per_page,
+                convert=lambda row: TokenRecord.from_row(*row),
+            )
 
     async def revoke_token(self, token_id: int, *, by: Principal | None = None) -> TokenRecord:
-        """Revoke a token (idempotent). `by` may revoke only its own unless admin; None is the CLI."""
+        """Revoke a token (idempotent); `by` may revoke only its own unless admin (None: CLI)."""
         async with self._sessions.begin() as session:
-            row = (await session.execute(
-                select(ApiToken, User.name).join(User).where(ApiToken.id == token_id)
-            )).one_or_none()
+            row = (
+                await session.execute(
+                    select(ApiToken, User.name).join(User).where(ApiToken.id == token_id)
+                )
+            ).one_or_none()
             if row is None or (by is not None and not by.is_admin and row[0].user_id != by.user.id):
                 raise NotFound(f"no token with id {token_id}")
             token = row[0]
@@ -198,21 +230,28 @@ class Accounts:
         if not token.startswith(TOKEN_PREFIX) and len(token) < MIN_ADMIN_TOKEN_LENGTH:
             raise NotAuthenticated("the API token is not valid")
         async with self._sessions.begin() as session:
-            row = (await session.execute(
-                select(ApiToken.id, User)
-                .join(User)
-                .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None),
-                       User.disabled_at.is_(None))
-            )).one_or_none()
+            row = (
+                await session.execute(
+                    select(ApiToken.id, User)
+                    .join(User)
+                    .where(
+                        ApiToken.token_hash == hash_token(token),
+                        ApiToken.revoked_at.is_(None),
+                        User.disabled_at.is_(None),
+                    )
+                )
+            ).one_or_none()
             if row is None:
                 raise NotAuthenticated("the API token is not valid")
             token_id, user = row
             now = datetime.now(UTC)
             await session.execute(
                 update(ApiToken)
-                .where(ApiToken.id == token_id,
-                       (ApiToken.last_used_at.is_(None))
-                       | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION))
+                .where(
+                    ApiToken.id == token_id,
+                    (ApiToken.last_used_at.is_(None))
+                    | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION),
+                )
                 .values(last_used_at=now)
             )
             return Principal(user=UserRecord.from_row(user), token_id=token_id)
@@ -221,9 +260,15 @@ class Accounts:
         """The principal of a login session, if its token is still valid; else NotAuthenticated."""
         async with self._sessions() as session:
             user = await session.scalar(
-                select(User).join(ApiToken).where(
-                    ApiToken.id == token_id, ApiToken.user_id == user_id,
-                    ApiToken.revoked_at.is_(None), User.disabled_at.is_(None)))
+                select(User)
+                .join(ApiToken)
+                .where(
+                    ApiToken.id == token_id,
+                    ApiToken.user_id == user_id,
+                    ApiToken.revoked_at.is_(None),
+                    User.disabled_at.is_(None),
+                )
+            )
             if user is None:
                 raise NotAuthenticated("your session has ended; log in again")
             return Principal(user=UserRecord.from_row(user), token_id=token_id)
@@ -237,7 +282,8 @@ class Accounts:
         if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN_LENGTH:
             raise ConfigurationError(
                 f"REPODEPOT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters",
-                field="REPODEPOT_ADMIN_TOKEN")
+                field="REPODEPOT_ADMIN_TOKEN",
+            )
         async with self._sessions() as session:
             if await session.scalar(select(func.count()).select_from(User)):
                 return None

@@ -11,7 +11,7 @@ import json
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -43,16 +43,31 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens (shown once, stored hashed).", no_args_is_help=True)
 repos_app = typer.Typer(help="Repositories.", no_args_is_help=True)
-for sub, name in ((db_app, "db"), (users_app, "users"), (tokens_app, "tokens"),
-                  (repos_app, "repos")):
+for sub, name in (
+    (db_app, "db"),
+    (users_app, "users"),
+    (tokens_app, "tokens"),
+    (repos_app, "repos"),
+):
     app.add_typer(sub, name=name)
 
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", "-c", help="TOML file of settings (keys as REPODEPOT_* without the prefix).",
-    dir_okay=False)]
-DataDirOpt = Annotated[Path | None, typer.Option(
-    "--data-dir", help="Data directory [env REPODEPOT_DATA_DIR; default ./repodepot-data].",
-    file_okay=False)]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML file of settings (keys as REPODEPOT_* without the prefix).",
+        dir_okay=False,
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Data directory [env REPODEPOT_DATA_DIR; default ./repodepot-data].",
+        file_okay=False,
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -68,13 +83,18 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
         _fail(error)
 
 
-def _fail(error: BaseException) -> Any:
+def _fail(error: BaseException) -> NoReturn:
     err.print(f"[bold red]error:[/] {error}", highlight=False)
-    cause = error.__cause__ or error.__context__
+    cause = _cause(error)
     while cause is not None:
         err.print(f"  caused by: {cause}", highlight=False)
-        cause = cause.__cause__ or cause.__context__
+        cause = _cause(cause)
     raise typer.Exit(1)
+
+
+def _cause(error: BaseException) -> BaseException | None:
+    # `raise ... from None` means the context is not part of the story.
+    return error.__cause__ or (None if error.__suppress_context__ else error.__context__)
 
 
 async def _with_services(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
@@ -93,10 +113,12 @@ def _print_json(value: Any) -> None:
 def root(
     ctx: typer.Context,
     config: ConfigOpt = None,
-    log_format: Annotated[str | None, typer.Option(
-        help="Log format: text or json [env REPODEPOT_LOG_FORMAT].")] = None,
-    log_level: Annotated[str | None, typer.Option(
-        help="debug, info, warning or error [env REPODEPOT_LOG_LEVEL].")] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="Log format: text or json [env REPODEPOT_LOG_FORMAT].")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info, warning or error [env REPODEPOT_LOG_LEVEL].")
+    ] = None,
 ) -> None:
     """Keep an organisation's git repositories close: mirror, import, serve."""
     ctx.obj = {"config": config, "log_format": log_format, "log_level": log_level}
@@ -112,8 +134,10 @@ def version() -> None:
 def serve(
     ctx: typer.Context,
     data_dir: DataDirOpt = None,
-    listen: Annotated[str | None, typer.Option(
-        help="HOST:PORT to listen on [env REPODEPOT_LISTEN; default 127.0.0.1:8080].")] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT to listen on [env REPODEPOT_LISTEN; default 127.0.0.1:8080]."),
+    ] = None,
 ) -> None:
     """Run the server: API, pages and every background role, in this process."""
     import uvicorn
@@ -121,15 +145,29 @@ def serve(
     from repodepot.web.app import create_app
 
     try:
-        settings = _settings(ctx, data_dir=data_dir, listen=listen,
-                             log_format=ctx.obj["log_format"], log_level=ctx.obj["log_level"])
+        settings = _settings(
+            ctx,
+            data_dir=data_dir,
+            listen=listen,
+            log_format=ctx.obj["log_format"],
+            log_level=ctx.obj["log_level"],
+        )
     except RepodepotError as error:
         _fail(error)
     configure_logging(log_format=settings.log_format, level=settings.log_level)
-    err.print(f"repodepot {__version__} on http://{settings.listen} "
-              f"(data in {settings.data_dir.resolve()})", highlight=False)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                proxy_headers=False, server_header=False)
+    err.print(
+        f"repodepot {__version__} on http://{settings.listen} "
+        f"(data in {settings.data_dir.resolve()})",
+        highlight=False,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+    )
 
 
 @db_app.command("upgrade")
@@ -190,8 +228,13 @@ def users_list(ctx: typer.Context, data_dir: DataDirOpt = None, as_json: JsonOpt
         return
     table = Table("id", "name", "role", "created", "disabled")
     for user in page.items:
-        table.add_row(str(user.id), user.name, user.role.value,
-                      f"{user.created_at:%Y-%m-%d %H:%M}", "yes" if user.disabled else "")
+        table.add_row(
+            str(user.id),
+            user.name,
+            user.role.value,
+            f"{user.created_at:%Y-%m-%d %H:%M}",
+            "yes" if user.disabled else "",
+        )
     out.print(table)
 
 
@@ -204,7 +247,9 @@ def tokens_create(
 ) -> None:
     """Create an API token and print it (shown once)."""
     settings = _cli_settings(ctx, data_dir)
-    record, token = _run(_with_services(settings, lambda svc: svc.accounts.create_token(user, name)))
+    record, token = _run(
+        _with_services(settings, lambda svc: svc.accounts.create_token(user, name))
+    )
     err.print(f"token {record.id} {name!r} for {user!r} (shown once):", highlight=False)
     out.print(token, highlight=False)
 
@@ -218,17 +263,25 @@ def tokens_list(
 ) -> None:
     """List tokens (never the tokens themselves)."""
     settings = _cli_settings(ctx, data_dir)
-    page = _run(_with_services(
-        settings, lambda svc: svc.accounts.list_tokens(user_name=user, per_page=10_000)))
+    page = _run(
+        _with_services(
+            settings, lambda svc: svc.accounts.list_tokens(user_name=user, per_page=10_000)
+        )
+    )
     if as_json:
         _print_json([asdict(token) for token in page.items])
         return
     table = Table("id", "user", "name", "prefix", "created", "last used", "revoked")
     for token in page.items:
-        table.add_row(str(token.id), token.user_name, token.name, token.prefix + "…",
-                      f"{token.created_at:%Y-%m-%d %H:%M}",
-                      f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never",
-                      f"{token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "")
+        table.add_row(
+            str(token.id),
+            token.user_name,
+            token.name,
+            token.prefix + "…",
+            f"{token.created_at:%Y-%m-%d %H:%M}",
+            f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never",
+            f"{token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "",
+        )
     out.print(table)
 
 
@@ -249,18 +302,25 @@ def repos_list(ctx: typer.Context, data_dir: DataDirOpt = None, as_json: JsonOpt
     """List every repository (as an admin sees them)."""
     settings = _cli_settings(ctx, data_dir)
 
-    page = _run(_with_services(
-        settings, lambda svc: svc.repositories.list(operator(), per_page=10_000)))
+    page = _run(
+        _with_services(settings, lambda svc: svc.repositories.list(operator(), per_page=10_000))
+    )
     if as_json:
         _print_json([asdict(repo) for repo in page.items])
         return
     table = Table("id", "name", "owner", "visibility", "default branch", "size")
     for repo in page.items:
-        table.add_row(str(repo.id), repo.name, repo.owner or "", repo.visibility.value,
-                      repo.default_branch or "", f"{repo.size_bytes:,}")
+        table.add_row(
+            str(repo.id),
+            repo.name,
+            repo.owner or "",
+            repo.visibility.value,
+            repo.default_branch or "",
+            f"{repo.size_bytes:,}",
+        )
     out.print(table)
 
 
 def main() -> None:
     """Entry point of the `repodepot` script."""
-    app()
+    app(prog_name="repodepot")

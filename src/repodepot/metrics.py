@@ -14,17 +14,31 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.http_requests = Counter(
-            "repodepot_http_requests_total", "HTTP requests answered.",
-            ["method", "route", "status"], registry=self.registry)
+            "repodepot_http_requests_total",
+            "HTTP requests answered.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
         self.http_seconds = Histogram(
-            "repodepot_http_request_duration_seconds", "Time to answer an HTTP request.",
-            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+            "repodepot_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.git_commands = Counter(
-            "repodepot_git_commands_total", "git commands run, by outcome.",
-            ["subcommand", "outcome"], registry=self.registry)
+            "repodepot_git_commands_total",
+            "git commands run, by outcome.",
+            ["subcommand", "outcome"],
+            registry=self.registry,
+        )
         self.git_seconds = Histogram(
-            "repodepot_git_command_duration_seconds", "Wall time of git commands.",
-            ["subcommand"], buckets=GIT_BUCKETS, registry=self.registry)
+            "repodepot_git_command_duration_seconds",
+            "Wall time of git commands.",
+            ["subcommand"],
+            buckets=GIT_BUCKETS,
+            registry=self.registry,
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""

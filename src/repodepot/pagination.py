@@ -1,4 +1,4 @@
-"""Pages of results: `page` and `per_page` (at most 100) in, `{items, total, page, per_page}` out."""
+"""Pages of results: `page` and `per_page` (at most 100) in, `{items, total, page, per_page}`."""
 
 from __future__ import annotations
 
@@ -27,13 +27,17 @@ class Page(Generic[T]):
 
 async def paginate(
     session: AsyncSession,
-    statement: Select[Any],
+    statement: Select[*tuple[Any, ...]],
     *,
     page: int,
     per_page: int,
     convert: Callable[[Any], T],
 ) -> Page[T]:
     """Run `statement` for one page (1-based) and count all its rows."""
-    total = await session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
+    total = await session.scalar(
+        select(func.count()).select_from(statement.order_by(None).subquery())
+    )
     rows = await session.execute(statement.limit(per_page).offset((page - 1) * per_page))
-    return Page(items=[convert(row) for row in rows], total=total or 0, page=page, per_page=per_page)
+    return Page(
+        items=[convert(row) for row in rows], total=total or 0, page=page, per_page=per_page
+    )

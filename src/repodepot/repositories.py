@@ -36,11 +36,19 @@ class RepositoryRecord:
     @classmethod
     def from_row(cls, repo: Repository, owner: str | None) -> RepositoryRecord:
         """Build from a `repositories` row and its owner's name."""
-        return cls(id=repo.id, name=repo.name, owner=owner, visibility=repo.visibility,
-                   description=repo.description, source_url=repo.source_url,
-                   default_branch=repo.default_branch, size_bytes=repo.size_bytes,
-                   is_empty=repo.is_empty, created_at=repo.created_at,
-                   updated_at=repo.updated_at)
+        return cls(
+            id=repo.id,
+            name=repo.name,
+            owner=owner,
+            visibility=repo.visibility,
+            description=repo.description,
+            source_url=repo.source_url,
+            default_branch=repo.default_branch,
+            size_bytes=repo.size_bytes,
+            is_empty=repo.is_empty,
+            created_at=repo.created_at,
+            updated_at=repo.updated_at,
+        )
 
 
 def visible_to(principal: Principal) -> ColumnElement[bool]:
@@ -50,7 +58,7 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     return (Repository.visibility == Visibility.public) | (Repository.owner_id == principal.user.id)
 
 
-def _with_owner() -> Select[tuple[Repository, str | None]]:
+def _with_owner() -> Select[Repository, str]:
     return select(Repository, User.name).outerjoin(User, Repository.owner_id == User.id)
 
 
@@ -60,13 +68,19 @@ class Repositories:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def list(self, principal: Principal, *, page: int = 1,
-                   per_page: int = 30) -> Page[RepositoryRecord]:
+    async def list(
+        self, principal: Principal, *, page: int = 1, per_page: int = 30
+    ) -> Page[RepositoryRecord]:
         """The repositories `principal` may read, by name."""
         statement = _with_owner().where(visible_to(principal)).order_by(Repository.name)
         async with self._sessions() as session:
-            return await paginate(session, statement, page=page, per_page=per_page,
-                                  convert=lambda row: RepositoryRecord.from_row(*row))
+            return await paginate(
+                session,
+                statement,
+                page=page,
+                per_page=per_page,
+                convert=lambda row: RepositoryRecord.from_row(*row),
+            )
 
     async def get(self, principal: Principal, name: str) -> RepositoryRecord:
         """Repository `name`; raises NotFound also when it exists but `principal` may not see it."""
@@ -75,7 +89,7 @@ class Repositories:
             row = (await session.execute(statement)).one_or_none()
         if row is None:
             raise NotFound(f"no repository named {name!r}")
-        return RepositoryRecord.from_row(*row)
+        return RepositoryRecord.from_row(row[0], row[1])
 
     async def create(
         self,
@@ -96,9 +110,15 @@ class Repositories:
         """
         validate_repo_name(name)
         row = Repository(
-            name=name, owner_id=owner_id, visibility=visibility, description=description,
+            name=name,
+            owner_id=owner_id,
+            visibility=visibility,
+            description=description,
             source_url=strip_userinfo(source_url) if source_url else None,
-            default_branch=default_branch, size_bytes=size_bytes, is_empty=is_empty)
+            default_branch=default_branch,
+            size_bytes=size_bytes,
+            is_empty=is_empty,
+        )
         async with self._sessions.begin() as session:
             session.add(row)
             try:

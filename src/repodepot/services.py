@@ -34,8 +34,9 @@ class Services:
     repositories: Repositories
 
     @classmethod
-    async def open(cls, settings: Settings, *, metrics: Metrics | None = None,
-                   migrate_schema: bool = True) -> Services:
+    async def open(
+        cls, settings: Settings, *, metrics: Metrics | None = None, migrate_schema: bool = True
+    ) -> Services:
         """Create the data dir layout, connect, migrate and wire the services."""
         metrics = metrics or Metrics()
         storage = Storage(settings.data_dir)
@@ -44,11 +45,24 @@ class Services:
         if migrate_schema:
             await migrate.upgrade(engine)
         sessions = session_factory(engine)
-        git = GitRunner(runtime_dir=storage.runtime_dir, path=process_path(),
-                        binary=settings.git_binary, allowed_schemes=settings.allowed_schemes,
-                        timeout=settings.git_timeout, observer=metrics.observe_git)
-        return cls(settings=settings, engine=engine, sessions=sessions, storage=storage, git=git,
-                   metrics=metrics, accounts=Accounts(sessions), repositories=Repositories(sessions))
+        git = GitRunner(
+            runtime_dir=storage.runtime_dir,
+            path=process_path(),
+            binary=settings.git_binary,
+            allowed_schemes=settings.allowed_schemes,
+            timeout=settings.git_timeout,
+            observer=metrics.observe_git,
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            storage=storage,
+            git=git,
+            metrics=metrics,
+            accounts=Accounts(sessions),
+            repositories=Repositories(sessions),
+        )
 
     async def database_ready(self) -> bool:
         """Whether the database answers a trivial query."""
@@ -56,8 +70,9 @@ class Services:
             async with self.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception:  # any driver error means "not ready"; the reason is logged
-            logger.warning("database check failed", exc_info=True,
-                           extra={"action": "readyz.database"})
+            logger.warning(
+                "database check failed", exc_info=True, extra={"action": "readyz.database"}
+            )
             return False
         return True
 

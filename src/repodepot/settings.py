@@ -36,18 +36,36 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
-    data_dir: Path = Field(Path("./repodepot-data"), description="Where repositories, the SQLite database and the secret key live.")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default a SQLite file in the data dir.")
+    data_dir: Path = Field(
+        Path("./repodepot-data"),
+        description="Where repositories, the SQLite database and the secret key live.",
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default a SQLite file in the data dir."
+    )
     listen: str = Field("127.0.0.1:8080", description="HOST:PORT the server listens on.")
-    admin_token: SecretStr | None = Field(None, description="Token of the admin created on first start.")
-    secret_key: SecretStr | None = Field(None, description="Signs sessions and encrypts secrets; generated into the data dir if unset.")
-    allowed_schemes: CommaList = Field(["https"], description="URL schemes git may use for outbound fetches.")
-    outbound_allowlist: CommaList = Field([], description="Hosts or CIDR networks reachable although loopback or private.")
+    admin_token: SecretStr | None = Field(
+        None, description="Token of the admin created on first start."
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Signs sessions and encrypts secrets; generated into the data dir if unset.",
+    )
+    allowed_schemes: CommaList = Field(
+        ["https"], description="URL schemes git may use for outbound fetches."
+    )
+    outbound_allowlist: CommaList = Field(
+        [], description="Hosts or CIDR networks reachable although loopback or private."
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     git_binary: str = "git"
-    git_timeout: float = Field(600.0, gt=0, description="Default timeout of one git command, seconds.")
-    session_max_age: int = Field(14 * 24 * 3600, gt=0, description="Lifetime of a login session, seconds.")
+    git_timeout: float = Field(
+        600.0, gt=0, description="Default timeout of one git command, seconds."
+    )
+    session_max_age: int = Field(
+        14 * 24 * 3600, gt=0, description="Lifetime of a login session, seconds."
+    )
     session_https_only: bool = Field(False, description="Mark the session cookie Secure.")
     db_pool_size: int = Field(10, ge=1, le=200)
 
@@ -77,7 +95,8 @@ class Settings(BaseSettings):
         unknown = sorted(set(schemes) - SUPPORTED_SCHEMES)
         if unknown:
             raise ValueError(
-                f"unsupported scheme {', '.join(unknown)}; choose from {', '.join(sorted(SUPPORTED_SCHEMES))}"
+                f"unsupported scheme {', '.join(unknown)}; "
+                f"choose from {', '.join(sorted(SUPPORTED_SCHEMES))}"
             )
         return schemes
 
@@ -141,8 +160,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if config_file is not None:
         if not config_file.is_file():
             raise ConfigurationError(f"config file {config_file} does not exist", field="--config")
-        config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
-        cls = type("Settings", (Settings,), {"model_config": config})
+
+        class FromFile(Settings):
+            model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config_file})
+
+        cls = FromFile
     try:
         return cls(**given)
     except ValidationError as exc:

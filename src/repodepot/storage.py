@@ -34,15 +34,20 @@ def validate_repo_name(name: str) -> RepoName:
     """
     segments = name.split("/")
     bad = (
-        not name or len(name) > MAX_NAME or len(segments) > MAX_SEGMENTS
-        or any(not _SEGMENT.match(s) or s.endswith((".git", ".lock")) or ".." in s
-               for s in segments)
+        not name
+        or len(name) > MAX_NAME
+        or len(segments) > MAX_SEGMENTS
+        or any(
+            not _SEGMENT.match(s) or s.endswith((".git", ".lock")) or ".." in s for s in segments
+        )
     )
     if bad:
         raise InvalidInput(
             f"{name!r} is not a valid repository name: use 1-{MAX_SEGMENTS} '/'-separated parts "
             "of letters, digits, '.', '_' and '-', not starting with '.' or '-' "
-            "nor ending in '.git'", field="name")
+            "nor ending in '.git'",
+            field="name",
+        )
     return RepoName(name)
 
 
@@ -66,8 +71,10 @@ class Storage:
         orphans = sorted(self.tmp_dir.iterdir())
         for orphan in orphans:
             _remove(orphan)
-            logger.info("removed orphaned temporary directory", extra={
-                "action": "storage.orphan_removed", "path": str(orphan)})
+            logger.info(
+                "removed orphaned temporary directory",
+                extra={"action": "storage.orphan_removed", "path": str(orphan)},
+            )
         return orphans
 
     def path(self, name: str) -> Path:
@@ -104,8 +111,9 @@ class Storage:
             try:
                 os.rename(staged, final)  # atomic; fails if final appeared meanwhile
             except OSError as exc:
-                raise AlreadyExists(f"repository {name!r} already exists on disk",
-                                    field="name") from exc
+                raise AlreadyExists(
+                    f"repository {name!r} already exists on disk", field="name"
+                ) from exc
         finally:
             _remove(workdir)
 

@@ -19,16 +19,19 @@ async def _member(client: httpx.AsyncClient, admin: dict[str, str], name: str) -
 
 
 @pytest.fixture
-async def repos(app_services: Services, client: httpx.AsyncClient,
-                admin_headers: dict[str, str]) -> dict[str, dict[str, str]]:
+async def repos(
+    app_services: Services, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> dict[str, dict[str, str]]:
     """alice owns a private and a public repository; bob owns nothing."""
     alice = await _member(client, admin_headers, "alice")
     bob = await _member(client, admin_headers, "bob")
     alice_id = (await app_services.accounts.get_user("alice")).id
-    await app_services.repositories.create(name="alice/secret", owner_id=alice_id,
-                                           source_url="https://alice:hunter2@example.com/s.git")
-    await app_services.repositories.create(name="alice/open", owner_id=alice_id,
-                                           visibility=Visibility.public, default_branch="main")
+    await app_services.repositories.create(
+        name="alice/secret", owner_id=alice_id, source_url="https://alice:hunter2@example.com/s.git"
+    )
+    await app_services.repositories.create(
+        name="alice/open", owner_id=alice_id, visibility=Visibility.public, default_branch="main"
+    )
     return {"alice": alice, "bob": bob}
 
 
@@ -37,14 +40,17 @@ async def test_missing_and_unknown_tokens_get_401(client: httpx.AsyncClient) -> 
     assert missing.status_code == 401
     assert missing.json()["error"]["code"] == "unauthenticated"
     assert missing.headers["www-authenticate"].startswith("Bearer")
-    unknown = await client.get("/api/repos", headers={"Authorization": "Bearer rdp_nope" + "x" * 40})
+    unknown = await client.get(
+        "/api/repos", headers={"Authorization": "Bearer rdp_nope" + "x" * 40}
+    )
     assert unknown.status_code == 401
     wrong_scheme = await client.get("/api/repos", headers={"Authorization": "Basic abc"})
     assert wrong_scheme.status_code == 401
 
 
-async def test_members_get_403_on_admin_endpoints(client: httpx.AsyncClient,
-                                                  repos: dict[str, dict[str, str]]) -> None:
+async def test_members_get_403_on_admin_endpoints(
+    client: httpx.AsyncClient, repos: dict[str, dict[str, str]]
+) -> None:
     answer = await client.get("/api/users", headers=repos["bob"])
     assert answer.status_code == 403
     assert answer.json() == {"error": {"code": "forbidden", "message": "only admins may do this"}}
@@ -52,9 +58,9 @@ async def test_members_get_403_on_admin_endpoints(client: httpx.AsyncClient,
     assert answer.status_code == 403
 
 
-async def test_private_repositories_are_404_to_others(client: httpx.AsyncClient,
-                                                      repos: dict[str, dict[str, str]],
-                                                      admin_headers: dict[str, str]) -> None:
+async def test_private_repositories_are_404_to_others(
+    client: httpx.AsyncClient, repos: dict[str, dict[str, str]], admin_headers: dict[str, str]
+) -> None:
     assert (await client.get("/api/repos/alice/secret", headers=repos["bob"])).status_code == 404
     assert (await client.get("/api/repos/alice/open", headers=repos["bob"])).status_code == 200
     own = await client.get("/api/repos/alice/secret", headers=repos["alice"])
@@ -63,16 +69,23 @@ async def test_private_repositories_are_404_to_others(client: httpx.AsyncClient,
     assert own.json()["owner"] == "alice"
     assert (await client.get("/api/repos/alice/secret", headers=admin_headers)).status_code == 200
 
-    names = lambda answer: [item["name"] for item in answer.json()["items"]]  # noqa: E731
+    def names(answer: httpx.Response) -> list[str]:
+        return [item["name"] for item in answer.json()["items"]]
+
     assert names(await client.get("/api/repos", headers=repos["bob"])) == ["alice/open"]
     assert names(await client.get("/api/repos", headers=repos["alice"])) == [
-        "alice/open", "alice/secret"]
+        "alice/open",
+        "alice/secret",
+    ]
     assert names(await client.get("/api/repos", headers=admin_headers)) == [
-        "alice/open", "alice/secret"]
+        "alice/open",
+        "alice/secret",
+    ]
 
 
-async def test_lists_are_paged(client: httpx.AsyncClient, app_services: Services,
-                               admin_headers: dict[str, str]) -> None:
+async def test_lists_are_paged(
+    client: httpx.AsyncClient, app_services: Services, admin_headers: dict[str, str]
+) -> None:
     for index in range(5):
         await app_services.repositories.create(name=f"org/r{index}", owner_id=None)
     answer = await client.get("/api/repos?page=2&per_page=2", headers=admin_headers)
@@ -86,8 +99,9 @@ async def test_lists_are_paged(client: httpx.AsyncClient, app_services: Services
     assert zero.json()["error"]["field"] == "page"
 
 
-async def test_token_lifecycle_over_the_api(client: httpx.AsyncClient,
-                                            repos: dict[str, dict[str, str]]) -> None:
+async def test_token_lifecycle_over_the_api(
+    client: httpx.AsyncClient, repos: dict[str, dict[str, str]]
+) -> None:
     created = await client.post("/api/tokens", json={"name": "ci"}, headers=repos["alice"])
     assert created.status_code == 201
     token = created.json()["token"]
@@ -99,35 +113,42 @@ async def test_token_lifecycle_over_the_api(client: httpx.AsyncClient,
     assert all("token" not in item for item in listed["items"])
 
     # bob may neither see nor revoke alice's token, nor mint one for her
-    assert (await client.delete(f"/api/tokens/{created.json()['id']}",
-                                headers=repos["bob"])).status_code == 404
+    assert (
+        await client.delete(f"/api/tokens/{created.json()['id']}", headers=repos["bob"])
+    ).status_code == 404
     assert (await client.get("/api/tokens?user=alice", headers=repos["bob"])).status_code == 403
-    assert (await client.post("/api/tokens", json={"user": "alice"},
-                              headers=repos["bob"])).status_code == 403
+    assert (
+        await client.post("/api/tokens", json={"user": "alice"}, headers=repos["bob"])
+    ).status_code == 403
 
     revoked = await client.delete(f"/api/tokens/{created.json()['id']}", headers=headers)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
     assert (await client.get("/api/user", headers=headers)).status_code == 401
 
 
-async def test_admin_user_management(client: httpx.AsyncClient,
-                                     admin_headers: dict[str, str]) -> None:
-    answer = await client.post("/api/users", json={"name": "ops", "role": "admin"},
-                               headers=admin_headers)
+async def test_admin_user_management(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    answer = await client.post(
+        "/api/users", json={"name": "ops", "role": "admin"}, headers=admin_headers
+    )
     assert answer.status_code == 201 and answer.json()["role"] == "admin"
     again = await client.post("/api/users", json={"name": "ops"}, headers=admin_headers)
     assert again.status_code == 409 and again.json()["error"]["field"] == "name"
     bad = await client.post("/api/users", json={"name": "Not Valid"}, headers=admin_headers)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "name"
-    role = await client.post("/api/users", json={"name": "x", "role": "root"}, headers=admin_headers)
+    role = await client.post(
+        "/api/users", json={"name": "x", "role": "root"}, headers=admin_headers
+    )
     assert role.status_code == 422 and role.json()["error"]["field"] == "role"
     listed = (await client.get("/api/users", headers=admin_headers)).json()
     assert [user["name"] for user in listed["items"]] == ["admin", "ops"]
     assert (await client.get("/api/users/ghost", headers=admin_headers)).status_code == 404
 
 
-async def test_request_ids_health_and_metrics(client: httpx.AsyncClient,
-                                              admin_headers: dict[str, str]) -> None:
+async def test_request_ids_health_and_metrics(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
     answer = await client.get("/healthz", headers={"X-Request-ID": "abcdef123456"})
     assert answer.status_code == 200 and answer.headers["x-request-id"] == "abcdef123456"
     generated = await client.get("/healthz", headers={"X-Request-ID": "bad id\n"})
@@ -137,29 +158,43 @@ async def test_request_ids_health_and_metrics(client: httpx.AsyncClient,
     assert ready.json()["checks"] == {"database": "ok", "data_dir": "ok"}
     await client.get("/api/repos", headers=admin_headers)
     metrics = (await client.get("/metrics")).text
-    assert 'repodepot_http_requests_total{method="GET",route="/api/repos",status="200"} 1.0' in metrics
+    assert (
+        'repodepot_http_requests_total{method="GET",route="/api/repos",status="200"} 1.0' in metrics
+    )
     assert "repodepot_git_command_duration_seconds" in metrics
 
 
 async def test_openapi_documents_every_api_route_with_error_schemas(
-        client: httpx.AsyncClient) -> None:
+    client: httpx.AsyncClient,
+) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert "ErrorResponse" in spec["components"]["schemas"]
-    expected = {("/api/repos", "get"), ("/api/repos/{name}", "get"), ("/api/users", "get"),
-                ("/api/users", "post"), ("/api/users/{name}", "get"), ("/api/user", "get"),
-                ("/api/tokens", "get"), ("/api/tokens", "post"),
-                ("/api/tokens/{token_id}", "delete")}
+    expected = {
+        ("/api/repos", "get"),
+        ("/api/repos/{name}", "get"),
+        ("/api/users", "get"),
+        ("/api/users", "post"),
+        ("/api/users/{name}", "get"),
+        ("/api/user", "get"),
+        ("/api/tokens", "get"),
+        ("/api/tokens", "post"),
+        ("/api/tokens/{token_id}", "delete"),
+    }
     documented = {(path, method) for path, item in spec["paths"].items() for method in item}
     assert expected <= documented
     for path, method in expected:
         responses = spec["paths"][path][method]["responses"]
         assert responses["401"]["content"]["application/json"]["schema"]["$ref"].endswith(
-            "/ErrorResponse"), (path, method)
+            "/ErrorResponse"
+        ), (path, method)
 
 
 async def test_an_unexpected_error_is_json_without_a_traceback(
-        client: httpx.AsyncClient, app_services: Services, admin_headers: dict[str, str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    client: httpx.AsyncClient,
+    app_services: Services,
+    admin_headers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals")
 

@@ -22,9 +22,12 @@ async def test_migrating_twice_changes_nothing(services: Services) -> None:
 async def test_foreign_keys_are_enforced(services: Services) -> None:
     with pytest.raises(IntegrityError):
         async with services.engine.begin() as conn:
-            await conn.execute(text(
-                "INSERT INTO api_tokens (user_id, name, token_hash, prefix) "
-                "VALUES (424242, 'x', 'h', 'p')"))
+            await conn.execute(
+                text(
+                    "INSERT INTO api_tokens (user_id, name, token_hash, prefix) "
+                    "VALUES (424242, 'x', 'h', 'p')"
+                )
+            )
 
 
 async def test_roles_are_checked_by_the_database(services: Services) -> None:

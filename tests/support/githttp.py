@@ -23,8 +23,14 @@ GIT = shutil.which("git") or "git"
 class GitHttpServer:
     """Serves every repository under `root` at `http://127.0.0.1:PORT/<path>`."""
 
-    def __init__(self, root: Path, *, auth: tuple[str, str] | None = None,
-                 throttle: int | None = None, allow_push: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        auth: tuple[str, str] | None = None,
+        throttle: int | None = None,
+        allow_push: bool = False,
+    ) -> None:
         self.root = root
         self.auth = auth
         self.throttle = throttle
@@ -100,14 +106,21 @@ def _handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
             length = self.headers.get("Content-Length")
             if length and not chunked:
                 env["CONTENT_LENGTH"] = length
-            process = subprocess.Popen([GIT, "http-backend"], env=env, stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE)
+            with subprocess.Popen(
+                [GIT, "http-backend"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            ) as process:
+                status = self._relay(process, chunked, length)
+            server.requests.append((self.command, self.path, status))
+
+        def _relay(
+            self, process: subprocess.Popen[bytes], chunked: bool, length: str | None
+        ) -> int:
             feeder = threading.Thread(target=self._feed, args=(process, chunked, length))
             feeder.start()
             assert process.stdout is not None
             status = 200
             headers: list[tuple[str, str]] = []
-            while (line := process.stdout.readline().rstrip(b"\r\n")):
+            while line := process.stdout.readline().rstrip(b"\r\n"):
                 key, _, value = line.decode("latin-1").partition(":")
                 if key.lower() == "status":
                     status = int(value.strip().split()[0])
@@ -120,11 +133,11 @@ def _handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self._stream(process.stdout)
             feeder.join()
-            process.wait()
-            server.requests.append((self.command, self.path, status))
+            return status
 
-        def _feed(self, process: subprocess.Popen[bytes], chunked: bool,
-                  length: str | None) -> None:
+        def _feed(
+            self, process: subprocess.Popen[bytes], chunked: bool, length: str | None
+        ) -> None:
             assert process.stdin is not None
             try:
                 if chunked:

@@ -27,7 +27,8 @@ class PostgresCluster:
         if not (PG_BIN / "initdb").exists():
             raise RuntimeError(
                 f"PostgreSQL 15 is not installed ({PG_BIN}/initdb missing): run `make test`, "
-                "which installs it")
+                "which installs it"
+            )
         self.base = Path(tempfile.mkdtemp(prefix="repodepot-pg-"))
         self.base.chmod(0o755)
         self.data = self.base / "data"
@@ -43,12 +44,35 @@ class PostgresCluster:
         subprocess.run(command, check=True, capture_output=True, cwd=self.base)
 
     def start(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--locale=C.UTF-8", "--no-sync")
-        options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "pg.log"), "-w",
-                  "-t", "30", "-o", options, "start")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )
+        options = (
+            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.base / "pg.log"),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            options,
+            "start",
+        )
 
     def stop(self) -> None:
         try:

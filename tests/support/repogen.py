@@ -55,8 +55,13 @@ def _stream(spec: Spec) -> Iterator[bytes]:
         parent = base
         for j in range(spec.branch_commits):
             mark += 1
-            yield from commit(f"refs/heads/branch-{b}", mark, parent, T0 + 60 * (base + j) + 30,
-                              f"branch {b} commit {j}")
+            yield from commit(
+                f"refs/heads/branch-{b}",
+                mark,
+                parent,
+                T0 + 60 * (base + j) + 30,
+                f"branch {b} commit {j}",
+            )
             parent = mark
     for t in range(spec.tags):
         target = max(1, spec.commits * (t + 1) // spec.tags)
@@ -69,8 +74,9 @@ def generate(path: Path, spec: Spec | None = None) -> Path:
     spec = spec or Spec()
     git("init", "-q", "--bare", f"--initial-branch={spec.default_branch}", str(path))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **HERMETIC}
-    process = subprocess.Popen(["git", "fast-import", "--done", "--quiet"], cwd=path, env=env,
-                               stdin=subprocess.PIPE)
+    process = subprocess.Popen(
+        ["git", "fast-import", "--done", "--quiet"], cwd=path, env=env, stdin=subprocess.PIPE
+    )
     assert process.stdin is not None
     buffer = bytearray()
     for piece in _stream(spec):

@@ -31,7 +31,7 @@ class Base(DeclarativeBase):
     """Base of every model: timezone-aware timestamps, named constraints."""
 
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: DateTime(timezone=True)}
+    type_annotation_map = {datetime: DateTime(timezone=True)}  # noqa: RUF012  (SQLAlchemy's API)
 
 
 def is_sqlite(url: str) -> bool:
@@ -40,13 +40,16 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """Create the async engine; SQLite gets WAL, synchronous=NORMAL, busy_timeout and foreign keys."""
+    """Create the async engine; SQLite gets WAL, synchronous=NORMAL, busy_timeout, foreign keys."""
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 5})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
         isolation_level="READ COMMITTED",
     )
 

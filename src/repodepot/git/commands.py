@@ -27,22 +27,30 @@ async def clone_bare(
     Raises GitCommandError (with credentials redacted) when the clone fails.
     """
     mode = "--mirror" if mirror else "--bare"
-    await runner.run(["clone", mode, "--progress", "--", url, str(dest)],
-                     credentials=credentials, on_stderr=on_progress, timeout=timeout)
+    await runner.run(
+        ["clone", mode, "--progress", "--", url, str(dest)],
+        credentials=credentials,
+        on_stderr=on_progress,
+        timeout=timeout,
+    )
 
 
 async def init_bare(runner: GitRunner, dest: Path, *, default_branch: str = "main") -> None:
     """Create an empty bare repository at `dest` whose HEAD names `default_branch`."""
-    await runner.run(["init", "--bare", "--quiet", f"--initial-branch={default_branch}", "--",
-                      str(dest)])
+    await runner.run(
+        ["init", "--bare", "--quiet", f"--initial-branch={default_branch}", "--", str(dest)]
+    )
 
 
 async def rev_parse(runner: GitRunner, repo: Path, rev: str) -> Sha:
     """The commit `rev` names in `repo`; raises RevisionNotFound."""
     if rev.startswith("-"):
         raise RevisionNotFound(f"{rev!r} is not a revision")
-    result = await runner.run(["rev-parse", "--verify", "--quiet", "--end-of-options",
-                               f"{rev}^{{commit}}"], git_dir=repo, check=False)
+    result = await runner.run(
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+        git_dir=repo,
+        check=False,
+    )
     sha = result.stdout.decode().strip()
     if result.returncode != 0 or not _SHA.match(sha):
         raise RevisionNotFound(f"no commit {rev!r} in this repository")
@@ -51,8 +59,9 @@ async def rev_parse(runner: GitRunner, repo: Path, rev: str) -> Sha:
 
 async def head_branch(runner: GitRunner, repo: Path) -> str | None:
     """The branch HEAD points to (`main`), or None when HEAD is detached."""
-    result = await runner.run(["symbolic-ref", "--quiet", "--short", "HEAD"], git_dir=repo,
-                              check=False)
+    result = await runner.run(
+        ["symbolic-ref", "--quiet", "--short", "HEAD"], git_dir=repo, check=False
+    )
     name = result.stdout.decode().strip()
     return name if result.returncode == 0 and name else None
 
@@ -70,5 +79,12 @@ async def version(runner: GitRunner) -> str:
     return text.removeprefix("git version ")
 
 
-__all__ = ["GitCommandError", "clone_bare", "head_branch", "init_bare", "is_empty", "rev_parse",
-           "version"]
+__all__ = [
+    "GitCommandError",
+    "clone_bare",
+    "head_branch",
+    "init_bare",
+    "is_empty",
+    "rev_parse",
+    "version",
+]

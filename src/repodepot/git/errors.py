@@ -20,7 +20,7 @@ class GitNotInstalled(GitError):
 
 
 class GitCommandNotAllowed(GitError):
-    """This git command may not be run."""
+    """Running this git command is not allowed."""
 
     code = "git_command_not_allowed"
 

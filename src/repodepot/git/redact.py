@@ -10,10 +10,10 @@ MASK = "***"
 
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
 _TOKENS = re.compile(
-    r"\b(?:rdp_[A-Za-z0-9_-]{16,}"          # ours
-    r"|gh[pousr]_[A-Za-z0-9]{20,}"          # GitHub classic tokens
-    r"|github_pat_[A-Za-z0-9_]{20,}"        # GitHub fine-grained tokens
-    r"|glpat-[A-Za-z0-9_-]{20,}"            # GitLab personal access tokens
+    r"\b(?:rdp_[A-Za-z0-9_-]{16,}"  # ours
+    r"|gh[pousr]_[A-Za-z0-9]{20,}"  # GitHub classic tokens
+    r"|github_pat_[A-Za-z0-9_]{20,}"  # GitHub fine-grained tokens
+    r"|glpat-[A-Za-z0-9_-]{20,}"  # GitLab personal access tokens
     r")"
 )
 _AUTH_HEADER = re.compile(r"(?i)(authorization:\s*(?:bearer|basic|token)\s+)\S+")

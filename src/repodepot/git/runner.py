@@ -30,18 +30,44 @@ from repodepot.git.redact import redact
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_SUBCOMMANDS = frozenset({
-    "archive", "blame", "cat-file", "clone", "commit-graph", "config", "count-objects",
-    "diff", "fetch", "for-each-ref", "gc", "grep", "http-backend", "init", "log", "ls-remote",
-    "ls-tree", "merge-base", "pack-refs", "repack", "rev-list", "rev-parse", "show",
-    "show-ref", "symbolic-ref", "update-ref", "upload-pack", "version",
-})
+ALLOWED_SUBCOMMANDS = frozenset(
+    {
+        "archive",
+        "blame",
+        "cat-file",
+        "clone",
+        "commit-graph",
+        "config",
+        "count-objects",
+        "diff",
+        "fetch",
+        "for-each-ref",
+        "gc",
+        "grep",
+        "http-backend",
+        "init",
+        "log",
+        "ls-remote",
+        "ls-tree",
+        "merge-base",
+        "pack-refs",
+        "repack",
+        "rev-list",
+        "rev-parse",
+        "show",
+        "show-ref",
+        "symbolic-ref",
+        "update-ref",
+        "upload-pack",
+        "version",
+    }
+)
 
 # Settings every git we start gets, passed as GIT_CONFIG_* variables (not argv).
 BASE_CONFIG = (
-    ("gc.auto", "0"),             # maintenance is scheduled by us, never inline
+    ("gc.auto", "0"),  # maintenance is scheduled by us, never inline
     ("maintenance.auto", "false"),
-    ("credential.helper", ""),    # never store credentials
+    ("credential.helper", ""),  # never store credentials
     ("core.hooksPath", "/dev/null"),
 )
 
@@ -164,8 +190,9 @@ class GitRunner:
         started = time.monotonic()
         outcome = "error"
         try:
-            result = await self._spawn(argv, shown, cwd, credentials, limit, stdin, on_stderr,
-                                       secrets)
+            result = await self._spawn(
+                argv, shown, cwd, credentials, limit, stdin, on_stderr, secrets
+            )
             outcome = "ok" if result.returncode == 0 else "failed"
         except GitTimeout:
             outcome = "timeout"
@@ -177,9 +204,16 @@ class GitRunner:
             seconds = time.monotonic() - started
             if self._observer is not None:
                 self._observer(args[0], outcome, seconds)
-            logger.debug("git %s", args[0], extra={
-                "action": "git", "args": shown, "outcome": outcome,
-                "duration_ms": round(seconds * 1000, 1)})
+            logger.debug(
+                "git %s",
+                args[0],
+                extra={
+                    "action": "git",
+                    "args": shown,
+                    "outcome": outcome,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
+            )
         if check and result.returncode != 0:
             raise GitCommandError(shown, result.returncode, result.stderr)
         return result
@@ -222,9 +256,13 @@ class GitRunner:
                 _kill_group(process.pid)
                 with contextlib.suppress(ProcessLookupError):
                     await asyncio.shield(process.wait())
-        return GitResult(args=shown, returncode=returncode, stdout=stdout,
-                         stderr=redact(stderr.decode(errors="replace"), secrets),
-                         seconds=time.monotonic() - started)
+        return GitResult(
+            args=shown,
+            returncode=returncode,
+            stdout=stdout,
+            stderr=redact(stderr.decode(errors="replace"), secrets),
+            seconds=time.monotonic() - started,
+        )
 
     async def _read_stdout(self, process: asyncio.subprocess.Process, stdin: bytes | None) -> bytes:
         assert process.stdout is not None
@@ -243,8 +281,9 @@ class GitRunner:
         return b"".join(chunks)
 
 
-async def _read_stderr(process: asyncio.subprocess.Process, cap: int,
-                       sink: StderrSink | None) -> bytes:
+async def _read_stderr(
+    process: asyncio.subprocess.Process, cap: int, sink: StderrSink | None
+) -> bytes:
     # Keep only the tail: the error message is at the end, progress noise at the start.
     assert process.stderr is not None
     tail = bytearray()

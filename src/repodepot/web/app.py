@@ -30,7 +30,8 @@ def announce_admin_token(token: str) -> None:
     sys.stderr.write(
         "\n  repodepot created the user 'admin'. Its API token is shown this once:\n\n"
         f"      {token}\n\n"
-        "  Log in at /login with it, or use it as 'Authorization: Bearer <token>'.\n\n")
+        "  Log in at /login with it, or use it as 'Authorization: Bearer <token>'.\n\n"
+    )
     sys.stderr.flush()
 
 

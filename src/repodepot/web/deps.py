@@ -29,6 +29,12 @@ async def principal(request: Request, svc: ServicesDep) -> Principal:
 
     Raises NotAuthenticated (401) when neither identifies a valid token.
     """
+    caller = await _identify(request, svc)
+    request.state.user = caller.user  # error pages show who is logged in
+    return caller
+
+
+async def _identify(request: Request, svc: Services) -> Principal:
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
@@ -64,7 +70,8 @@ class PageParams:
 def page_params(
     page: Annotated[int, Query(ge=1, description="1-based page number")] = 1,
     per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page")] = (
-        DEFAULT_PER_PAGE),
+        DEFAULT_PER_PAGE
+    ),
 ) -> PageParams:
     """Pagination query parameters."""
     return PageParams(page=page, per_page=per_page)

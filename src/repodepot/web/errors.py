@@ -1,4 +1,4 @@
-"""Map every error to `{"error": {"code", "message", "field"?}}`, or to an HTML page, in one place."""
+"""Map every error to `{"error": {"code", "message", "field"?}}` or an HTML page, in one place."""
 
 from __future__ import annotations
 
@@ -31,11 +31,11 @@ STATUS: dict[type[exc.RepodepotError], int] = {
 JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/openapi.json")
 
 
-
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries with the error schema for each status code."""
-    return {code: {"model": ErrorResponse, "description": HTTPStatus(code).phrase}
-            for code in codes}
+    return {
+        code: {"model": ErrorResponse, "description": HTTPStatus(code).phrase} for code in codes
+    }
 
 
 ERROR_RESPONSES = error_responses(401, 403, 404, 422)
@@ -63,8 +63,9 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": detail}
 
 
-def _answer(request: Request, status: int, code: str, message: str,
-            field: str | None = None) -> Response:
+def _answer(
+    request: Request, status: int, code: str, message: str, field: str | None = None
+) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="repodepot"'} if status == 401 else None
     if wants_json(request):
         return JSONResponse(error_body(code, message, field), status_code=status, headers=headers)
@@ -72,7 +73,11 @@ def _answer(request: Request, status: int, code: str, message: str,
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     templates = request.scope["app"].state.templates
     return templates.TemplateResponse(  # type: ignore[no-any-return]
-        request, "error.html", {"status": status, "message": message}, status_code=status)
+        request,
+        "error.html",
+        {"status": status, "message": message, "user": getattr(request.state, "user", None)},
+        status_code=status,
+    )
 
 
 async def _domain_error(request: Request, error: Exception) -> Response:

@@ -6,7 +6,6 @@ import logging
 import re
 import time
 import uuid
-
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -24,8 +23,13 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 class RequestContext:
     """Give every request an id (kept from `X-Request-ID` when sane), log and measure it."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics,
-                 on_error: Callable[[Request, Exception], Awaitable[Response]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        on_error: Callable[[Request, Exception], Awaitable[Response]],
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.on_error = on_error
@@ -63,7 +67,17 @@ class RequestContext:
             seconds = time.monotonic() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.observe_request(scope["method"], route, status, seconds)
-            logger.info("%s %s %s", scope["method"], scope["path"], status, extra={
-                "action": "http.request", "method": scope["method"], "path": scope["path"],
-                "status": status, "duration_ms": round(seconds * 1000, 1)})
+            logger.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "action": "http.request",
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
+            )
             request_id.reset(token)

@@ -24,12 +24,18 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     """Render `template` with `context`."""
     templates = request.app.state.templates
     return templates.TemplateResponse(  # type: ignore[no-any-return]
-        request, template, context, status_code=status_code)
+        request, template, context, status_code=status_code
+    )
 
 
 def _safe_next(target: str | None) -> str:
     # Only local paths: never an open redirect to another site.
-    if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or urlsplit(target).netloc
+    ):
         return "/repos"
     return target
 
@@ -57,8 +63,14 @@ async def login(
     try:
         caller = await svc.accounts.authenticate(token.strip())
     except NotAuthenticated:
-        return render(request, "login.html", status_code=401, next=_safe_next(next),
-                      error="That token is not valid. Check it was copied whole.", user=None)
+        return render(
+            request,
+            "login.html",
+            status_code=401,
+            next=_safe_next(next),
+            error="That token is not valid. Check it was copied whole.",
+            user=None,
+        )
     request.session.clear()
     request.session.update({SESSION_USER: caller.user.id, SESSION_TOKEN: caller.token_id})
     return RedirectResponse(_safe_next(next), status_code=303)
@@ -72,8 +84,9 @@ async def logout(request: Request) -> Response:
 
 
 @router.get("/repos", response_class=HTMLResponse)
-async def repo_list(request: Request, caller: PrincipalDep, svc: ServicesDep,
-                    paging: PageDep) -> Response:
+async def repo_list(
+    request: Request, caller: PrincipalDep, svc: ServicesDep, paging: PageDep
+) -> Response:
     """The repositories the caller may read."""
     page = await svc.repositories.list(caller, page=paging.page, per_page=paging.per_page)
     last = max(1, -(-page.total // page.per_page))
@@ -81,8 +94,9 @@ async def repo_list(request: Request, caller: PrincipalDep, svc: ServicesDep,
 
 
 @router.get("/repos/{name:path}", response_class=HTMLResponse)
-async def repo_page(request: Request, name: str, caller: PrincipalDep,
-                    svc: ServicesDep) -> Response:
+async def repo_page(
+    request: Request, name: str, caller: PrincipalDep, svc: ServicesDep
+) -> Response:
     """One repository, with how to clone it."""
     repo = await svc.repositories.get(caller, name)
     return render(request, "repo.html", user=caller.user, repo=repo)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from repodepot.db.base import Base
 from repodepot.db import models  # noqa: F401  (registers the tables on Base.metadata)
+from repodepot.db.base import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

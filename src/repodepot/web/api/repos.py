@@ -12,8 +12,9 @@ router = APIRouter(tags=["repositories"], responses=ERROR_RESPONSES)
 
 
 @router.get("/api/repos", summary="List repositories")
-async def list_repos(caller: PrincipalDep, svc: ServicesDep, paging: PageDep
-                     ) -> PageOut[RepositoryOut]:
+async def list_repos(
+    caller: PrincipalDep, svc: ServicesDep, paging: PageDep
+) -> PageOut[RepositoryOut]:
     """Public repositories, your own, and (admins) all, by name."""
     page = await svc.repositories.list(caller, page=paging.page, per_page=paging.per_page)
     return PageOut[RepositoryOut].model_validate(page, from_attributes=True)

@@ -20,8 +20,9 @@ async def create_token(body: TokenCreate, caller: PrincipalDep, svc: ServicesDep
     if user != caller.user.name:
         caller.require_admin()
     record, secret = await svc.accounts.create_token(user, body.name)
-    return TokenCreated.model_validate({**TokenOut.model_validate(record).model_dump(),
-                                        "token": secret})
+    return TokenCreated.model_validate(
+        {**TokenOut.model_validate(record).model_dump(), "token": secret}
+    )
 
 
 @router.get("/api/tokens", summary="List tokens")
@@ -29,14 +30,17 @@ async def list_tokens(
     caller: PrincipalDep,
     svc: ServicesDep,
     paging: PageDep,
-    user: Annotated[str | None, Query(description="Admins: this user's tokens; '*' for all")] = None,
+    user: Annotated[
+        str | None, Query(description="Admins: this user's tokens; '*' for all")
+    ] = None,
 ) -> PageOut[TokenOut]:
     """Your tokens, newest first; admins may ask for another user's or everyone's."""
     if user is not None and user != caller.user.name:
         caller.require_admin()
     wanted = None if user == "*" else (user or caller.user.name)
-    page = await svc.accounts.list_tokens(user_name=wanted, page=paging.page,
-                                          per_page=paging.per_page)
+    page = await svc.accounts.list_tokens(
+        user_name=wanted, page=paging.page, per_page=paging.per_page
+    )
     return PageOut[TokenOut].model_validate(page, from_attributes=True)
 
 

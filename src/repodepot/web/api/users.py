@@ -25,8 +25,9 @@ async def list_users(_: AdminDep, svc: ServicesDep, paging: PageDep) -> PageOut[
     return PageOut[UserOut].model_validate(page, from_attributes=True)
 
 
-@router.post("/api/users", status_code=201, summary="Create a user (admin)",
-             responses=error_responses(409))
+@router.post(
+    "/api/users", status_code=201, summary="Create a user (admin)", responses=error_responses(409)
+)
 async def create_user(body: UserCreate, _: AdminDep, svc: ServicesDep) -> UserOut:
     """Create a user; give them a token with `POST /api/tokens {"user": NAME}`."""
     return UserOut.model_validate(await svc.accounts.create_user(body.name, body.role))

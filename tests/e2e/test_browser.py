@@ -1,0 +1,102 @@
+"""A person logs in, sees the repositories, opens one and logs out, in headless Chromium."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, async_playwright, expect
+
+from repodepot.db.models import Visibility
+from repodepot.services import Services
+from repodepot.settings import Settings
+from tests.e2e.conftest import Server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ADMIN = "rdp_browser-admin-token-0123456789"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def _seed(data_dir: Path) -> None:
+    svc = await Services.open(Settings(data_dir=data_dir, admin_token=ADMIN))
+    try:
+        await svc.accounts.bootstrap_admin(ADMIN)
+        await svc.repositories.create(
+            name="acme/widgets",
+            owner_id=None,
+            visibility=Visibility.public,
+            default_branch="main",
+            description="Widgets for everyone",
+            size_bytes=2048,
+            is_empty=False,
+            source_url="https://example.com/w.git",
+        )
+        await svc.repositories.create(name="acme/secret", owner_id=None)
+    finally:
+        await svc.close()
+
+
+async def test_log_in_browse_and_log_out(
+    tmp_path: Path, serve: type[Server], browser: Browser
+) -> None:
+    await _seed(tmp_path / "data")
+    server = serve(tmp_path / "data", {})
+    page = await browser.new_page()
+
+    await page.goto(server.url + "/")
+    await expect(page).to_have_url(server.url + "/login?next=/repos")
+
+    await page.fill("#token", "rdp_wrong-token-000000000000000")
+    await page.click("#login")
+    await expect(page.locator("#login-error")).to_contain_text("not valid")
+
+    await page.fill("#token", ADMIN)
+    await page.click("#login")
+    await expect(page).to_have_url(server.url + "/repos")
+    await expect(page.locator("#current-user")).to_have_text("admin")
+    rows = page.locator("#repos tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(1)).to_contain_text("acme/widgets")
+    await expect(rows.nth(1)).to_contain_text("public")
+
+    cookies = await page.context.cookies()
+    session = next(cookie for cookie in cookies if cookie["name"] == "repodepot_session")
+    assert session["httpOnly"] is True
+    assert ADMIN not in session["value"]
+
+    await page.click("text=acme/widgets")
+    await expect(page.locator("h1")).to_contain_text("acme/widgets")
+    await expect(page.locator("dl.facts")).to_contain_text("https://example.com/w.git")
+
+    await page.goto(server.url + "/repos/acme/missing")
+    await expect(page.locator("#error-message")).to_contain_text("no repository named")
+
+    await page.click("#logout")
+    await expect(page).to_have_url(server.url + "/login")
+    await page.goto(server.url + "/repos")
+    await expect(page).to_have_url(server.url + "/login?next=/repos")

@@ -1,0 +1,193 @@
+"""The git runner against a real git over the loopback smart-HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from repodepot.git import commands
+from repodepot.git.errors import GitCommandError, GitCommandNotAllowed, GitTimeout
+from repodepot.git.runner import Credentials, GitRunner
+from repodepot.settings import process_path
+from tests.support.githttp import GitHttpServer
+from tests.support.repogen import Spec, generate, git
+
+PASSWORD = "s3cret-Pa55word-xyz"
+
+
+def _runner(tmp_path: Path, schemes: tuple[str, ...] = ("http",), **kwargs: Any) -> GitRunner:
+    return GitRunner(
+        runtime_dir=tmp_path / "run", path=process_path(), allowed_schemes=schemes, **kwargs
+    )
+
+
+def _processes_mentioning(needle: str) -> list[str]:
+    """Command lines of live processes containing `needle` (what `ps` shows everyone)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in cmdline:
+            found.append(cmdline)
+    return found
+
+
+async def test_clone_bare_over_smart_http(
+    tmp_path: Path, git_root: Path, git_server: GitHttpServer
+) -> None:
+    generate(git_root / "small.git", Spec(commits=30, branches=2, tags=3))
+    dest = tmp_path / "out.git"
+    calls: list[tuple[str, str, float]] = []
+    runner = _runner(tmp_path, observer=lambda *call: calls.append(call))
+    await commands.clone_bare(runner, git_server.url("small.git"), dest)
+    assert git("rev-list", "--count", "main", cwd=dest).strip() == "30"
+    assert git("tag", cwd=dest).split() == ["v1.0.0", "v1.1.0", "v1.2.0"]
+    assert await commands.head_branch(runner, dest) == "main"
+    assert not await commands.is_empty(runner, dest)
+    sha = await commands.rev_parse(runner, dest, "v1.1.0")
+    assert sha == git("rev-parse", "v1.1.0^{commit}", cwd=dest).strip()
+    assert calls[0][:2] == ("clone", "ok")
+
+
+async def test_credentials_go_through_askpass_never_argv(tmp_path: Path, git_root: Path) -> None:
+    generate(git_root / "big.git", Spec(commits=3000, blob_bytes=512))
+    with GitHttpServer(git_root, auth=("alice", PASSWORD), throttle=400_000) as server:
+        runner = _runner(tmp_path)
+        clone = asyncio.create_task(
+            commands.clone_bare(
+                runner,
+                server.url("big.git"),
+                tmp_path / "out.git",
+                credentials=Credentials(username="alice", password=PASSWORD),
+            )
+        )
+        seen_git = False
+        while not clone.done():
+            seen_git = seen_git or bool(_processes_mentioning("big.git"))
+            assert not _processes_mentioning(PASSWORD)
+            await asyncio.sleep(0.05)
+        await clone
+        assert seen_git, "the clone finished before its processes could be inspected"
+        assert (tmp_path / "out.git" / "HEAD").exists()
+
+
+async def test_wrong_credentials_fail_with_a_redacted_message(
+    tmp_path: Path, git_root: Path
+) -> None:
+    generate(git_root / "r.git", Spec(commits=2))
+    with GitHttpServer(git_root, auth=("alice", PASSWORD)) as server:
+        runner = _runner(tmp_path)
+        url = server.url("r.git", userinfo=f"alice:{PASSWORD}x")
+        with pytest.raises(GitCommandError) as info:
+            await commands.clone_bare(
+                runner,
+                url,
+                tmp_path / "out.git",
+                credentials=Credentials(username="alice", password=PASSWORD + "x"),
+            )
+        text = f"{info.value} {info.value.stderr} {info.value.args_}"
+        assert "Authentication failed" in text
+        assert PASSWORD not in text
+        assert "***@127.0.0.1" in text
+        with pytest.raises(GitCommandError, match="could not read Username"):
+            await commands.clone_bare(runner, server.url("r.git"), tmp_path / "anon.git")
+
+
+async def test_protocols_outside_the_allowed_schemes_are_refused(
+    tmp_path: Path, git_root: Path, git_server: GitHttpServer
+) -> None:
+    generate(git_root / "r.git", Spec(commits=2))
+    runner = _runner(tmp_path, schemes=("https",))
+    with pytest.raises(GitCommandError, match="transport 'http' not allowed"):
+        await commands.clone_bare(runner, git_server.url("r.git"), tmp_path / "a.git")
+    with pytest.raises(GitCommandError, match="transport 'file' not allowed"):
+        await commands.clone_bare(runner, f"file://{git_root / 'r.git'}", tmp_path / "b.git")
+    with pytest.raises(GitCommandError, match="not allowed"):
+        await commands.clone_bare(runner, "ext::sh -c touch% /tmp/pwned", tmp_path / "c.git")
+
+
+async def test_a_timeout_kills_the_whole_process_tree(tmp_path: Path, git_root: Path) -> None:
+    generate(git_root / "slow.git", Spec(commits=3000, blob_bytes=512))
+    with GitHttpServer(git_root, throttle=100_000) as server:
+        runner = _runner(tmp_path)
+        dest = tmp_path / "timeout-target.git"
+        started = time.monotonic()
+        with pytest.raises(GitTimeout):
+            await commands.clone_bare(runner, server.url("slow.git"), dest, timeout=1.0)
+        assert time.monotonic() - started < 5
+        await asyncio.sleep(0.2)
+        assert _processes_mentioning("timeout-target.git") == []  # git and git-remote-http
+
+
+async def test_cancelling_kills_the_whole_process_tree(tmp_path: Path, git_root: Path) -> None:
+    generate(git_root / "slow.git", Spec(commits=3000, blob_bytes=512))
+    with GitHttpServer(git_root, throttle=100_000) as server:
+        runner = _runner(tmp_path)
+        dest = tmp_path / "cancel-target.git"
+        task = asyncio.create_task(commands.clone_bare(runner, server.url("slow.git"), dest))
+        while not _processes_mentioning("git-remote-http"):
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.2)
+        assert _processes_mentioning("cancel-target.git") == []
+
+
+async def test_progress_arrives_on_stderr_as_it_happens(tmp_path: Path, git_root: Path) -> None:
+    generate(git_root / "p.git", Spec(commits=2000, blob_bytes=256))
+    with GitHttpServer(git_root, throttle=1_000_000) as server:
+        chunks: list[bytes] = []
+        await commands.clone_bare(
+            _runner(tmp_path), server.url("p.git"), tmp_path / "o.git", on_progress=chunks.append
+        )
+    text = b"".join(chunks)
+    assert b"Receiving objects: 100%" in text
+    assert b"\r" in text  # carriage-return separated updates, as git writes them
+    assert len(chunks) > 1
+
+
+async def test_the_environment_is_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(
+        '[user]\n\tname = Leaked\n[url "http://evil/"]\n\tinsteadOf = https://\n'
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_DIR", "/nonexistent")
+    runner = _runner(tmp_path)
+    result = await runner.run(["config", "--list", "--show-origin"])
+    listing = result.stdout.decode()
+    assert "Leaked" not in listing and "insteadof" not in listing.lower()
+    assert "gc.auto=0" in listing
+    env = runner.env()
+    assert env["GIT_TERMINAL_PROMPT"] == "0" and env["GIT_CONFIG_NOSYSTEM"] == "1"
+    assert "GIT_ASKPASS" not in env and "GIT_DIR" not in env
+    with_creds = runner.env(Credentials(username="u", password="p"))
+    assert Path(with_creds["GIT_ASKPASS"]).stat().st_mode & 0o777 == 0o700
+
+
+async def test_only_allowlisted_subcommands_run(tmp_path: Path) -> None:
+    runner = _runner(tmp_path)
+    for argv in (["daemon"], ["-c", "core.pager=sh", "log"], ["--exec-path=/tmp", "log"], []):
+        with pytest.raises(GitCommandNotAllowed):
+            await runner.run(argv)
+
+
+async def test_missing_revision_raises_revision_not_found(tmp_path: Path) -> None:
+    repo = generate(tmp_path / "r.git", Spec(commits=2))
+    runner = _runner(tmp_path)
+    from repodepot.git.errors import RevisionNotFound
+
+    for rev in ("nope", "--output=/tmp/x", "HEAD~10"):
+        with pytest.raises(RevisionNotFound):
+            await commands.rev_parse(runner, repo, rev)
