@@ -46,13 +46,14 @@ def plain_git(*args: str) -> None:
     subprocess.run(["git", *args], env=env, check=True, capture_output=True)
 
 
+async def once(work: Callable[[int], Awaitable[None]], index: int) -> float:
+    started = time.perf_counter()
+    await work(index)
+    return time.perf_counter() - started
+
+
 async def timed(runs: int, work: Callable[[int], Awaitable[None]]) -> list[float]:
-    samples = []
-    for index in range(runs):
-        started = time.perf_counter()
-        await work(index)
-        samples.append(time.perf_counter() - started)
-    return samples
+    return [await once(work, index) for index in range(runs)]
 
 
 async def main() -> None:
@@ -92,10 +93,11 @@ async def main() -> None:
 
             await ours(-1)  # warm the page cache
             clone_runs = 9
-            ours_samples, plain_samples = [], []
+            ours_samples: list[float] = []
+            plain_samples: list[float] = []
             for i in range(clone_runs):  # interleaved, so drift hits both alike
-                ours_samples += await timed(1, lambda _, i=i: ours(i))
-                plain_samples += await timed(1, lambda _, i=i: theirs(i))
+                ours_samples.append(await once(ours, i))
+                plain_samples.append(await once(theirs, i))
             lines.append(
                 row("clone --bare, 20k commits over smart HTTP", ours_samples, plain_samples)
             )
