@@ -64,11 +64,13 @@ class Storage:
     def prepare(self) -> list[Path]:
         """Create the layout and remove temporary directories orphaned by a crash.
 
-        Returns the removed paths. Call once at start-up, before any writer runs.
+        Work in `tmp/` is named `{pid}-…` after the process doing it; entries of processes
+        that are gone (or not named so) are removed, so several processes can share the
+        disk. Returns the removed paths. Call at start-up.
         """
         for directory in (self.repos_dir, self.tmp_dir, self.runtime_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        orphans = sorted(self.tmp_dir.iterdir())
+        orphans = sorted(entry for entry in self.tmp_dir.iterdir() if not _owner_alive(entry))
         for orphan in orphans:
             _remove(orphan)
             logger.info(
@@ -89,8 +91,12 @@ class Storage:
         """The lock that serialises clone, fetch and maintenance of one repository."""
         return self._locks.setdefault(validate_repo_name(name), asyncio.Lock())
 
+    def workdir(self, label: str) -> Path:
+        """The temporary directory this process uses for the work called `label`."""
+        return self.tmp_dir / f"{os.getpid()}-{label}"
+
     @asynccontextmanager
-    async def staging(self, name: str) -> AsyncIterator[Path]:
+    async def staging(self, name: str, *, label: str | None = None) -> AsyncIterator[Path]:
         """Yield a path in `tmp/` to build repository `name` in; rename it into place on success.
 
         The yielded path does not exist yet (what `git clone` wants). On any error,
@@ -100,7 +106,8 @@ class Storage:
         final = self.path(name)
         if final.exists():
             raise AlreadyExists(f"repository {name!r} already exists on disk", field="name")
-        workdir = self.tmp_dir / uuid.uuid4().hex
+        workdir = self.workdir(label or uuid.uuid4().hex)
+        _remove(workdir)  # a previous attempt's leftovers
         workdir.mkdir(parents=True)
         staged = workdir / "repo.git"
         try:
@@ -121,7 +128,7 @@ class Storage:
         """Delete repository `name` from disk: renamed into tmp first, so it vanishes at once."""
         final = self.path(name)
         if final.exists():
-            doomed = self.tmp_dir / f"{uuid.uuid4().hex}.deleted"
+            doomed = self.workdir(f"{uuid.uuid4().hex}.deleted")
             os.rename(final, doomed)
             _remove(doomed)
 
@@ -135,6 +142,19 @@ class Storage:
                 except FileNotFoundError:
                     continue  # git removed it meanwhile (a repack)
         return total
+
+
+def _owner_alive(entry: Path) -> bool:
+    pid, _, _ = entry.name.partition("-")
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def _remove(path: Path) -> None:

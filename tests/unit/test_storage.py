@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -85,9 +86,14 @@ async def test_orphaned_temporary_directories_are_removed_at_start(tmp_path: Pat
     orphan = storage.tmp_dir / "deadbeef" / "repo.git"
     orphan.mkdir(parents=True)
     (storage.tmp_dir / "stray-file").write_text("x")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (storage.tmp_dir / f"{dead.pid}-import-7").mkdir()
+    live = storage.workdir("import-8")  # this process's work in progress: kept
+    live.mkdir()
     removed = Storage(tmp_path / "data").prepare()
-    assert len(removed) == 2
-    assert list(storage.tmp_dir.iterdir()) == []
+    assert len(removed) == 3
+    assert list(storage.tmp_dir.iterdir()) == [live]
 
 
 async def test_remove_and_size(tmp_path: Path) -> None:

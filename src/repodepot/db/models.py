@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, String, Text, func, true
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, Text, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from repodepot.db.base import Base
@@ -82,3 +82,83 @@ class Repository(Base):
     is_empty: Mapped[bool] = mapped_column(server_default=true())
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ImportStatus(enum.StrEnum):
+    """Where an import job is: pending → running → success | failed | cancelled."""
+
+    pending = "pending"
+    running = "running"
+    success = "success"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has ended."""
+        return self in (ImportStatus.success, ImportStatus.failed, ImportStatus.cancelled)
+
+
+class ImportJob(Base):
+    """A durable import job; progress columns are written at most once a second."""
+
+    __tablename__ = "import_jobs"
+
+    __table_args__ = (
+        Index("uq_import_jobs_live_target", "target", unique=True,
+              sqlite_where=text("status IN ('pending', 'running')"),
+              postgresql_where=text("status IN ('pending', 'running')")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)  # never with credentials
+    owner: Mapped[str] = mapped_column(String(100))
+    slug: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(201))
+    visibility: Mapped[Visibility] = mapped_column(_enum(Visibility, "visibility"))
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    status: Mapped[ImportStatus] = mapped_column(_enum(ImportStatus, "import_status"), index=True)
+    phase: Mapped[str] = mapped_column(String(40), server_default="queued")
+    percent: Mapped[float] = mapped_column(server_default="0")
+    received_objects: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    total_objects: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    received_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    resolved_deltas: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    total_deltas: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    throughput: Mapped[float] = mapped_column(server_default="0")
+    eta_seconds: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(server_default="0")
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    repository_id: Mapped[int | None] = mapped_column(
+        ForeignKey("repositories.id", ondelete="SET NULL"))
+
+
+class ImportSecret(Base):
+    """An import's credential, encrypted; deleted when the job ends."""
+
+    __tablename__ = "import_secrets"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True)
+    username: Mapped[str] = mapped_column(Text)
+    sealed_token: Mapped[str] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """Who did what to which target, and when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    details: Mapped[str] = mapped_column(Text, server_default="{}")

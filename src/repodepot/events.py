@@ -1,0 +1,154 @@
+"""Publish/subscribe of small JSON events: in-process, plus PostgreSQL LISTEN/NOTIFY across processes.
+
+Events are latest-value snapshots carrying a `seq`; a subscriber that misses one
+loses nothing, because the next one is complete. Subscribers drop events whose
+`seq` is not newer than the last they saw, so an event arriving twice (locally
+and again through NOTIFY) is delivered once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+CHANNEL = "repodepot_events"
+QUEUE_SIZE = 64
+
+
+class Subscription:
+    """One subscriber's queue; only the newest events are kept when it falls behind."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
+        self._last_seq = -1
+
+    def offer(self, event: Event) -> None:
+        """Queue `event` unless it is older than what was delivered; drop the oldest when full."""
+        seq = event.get("seq")
+        if isinstance(seq, int):
+            if seq <= self._last_seq:
+                return
+            self._last_seq = seq
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(event)
+
+    async def get(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None after `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._queue.get()
+        except TimeoutError:
+            return None
+
+    def seen(self, seq: int) -> None:
+        """Skip events up to `seq` (the caller already has that state)."""
+        self._last_seq = max(self._last_seq, seq)
+
+
+class Broker:
+    """In-process fan-out by topic."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+
+    def publish(self, topic: str, event: Event) -> None:
+        """Deliver `event` to this process's subscribers of `topic`."""
+        for subscription in list(self._subscribers.get(topic, ())):
+            subscription.offer(event)
+
+    @contextlib.contextmanager
+    def subscribe(self, topic: str) -> Any:
+        """`with broker.subscribe(topic) as sub:` then `await sub.get()`."""
+        subscription = Subscription(topic)
+        self._subscribers[topic].add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscribers[topic].discard(subscription)
+            if not self._subscribers[topic]:
+                del self._subscribers[topic]
+
+    def subscriber_count(self, topic: str) -> int:
+        """How many subscribers `topic` has here."""
+        return len(self._subscribers.get(topic, ()))
+
+
+class PostgresRelay:
+    """Feed NOTIFYs on `repodepot_events` (sent by table triggers) into a local Broker.
+
+    One dedicated connection per process; it reconnects when the connection drops.
+    """
+
+    def __init__(self, dsn: str, broker: Broker) -> None:
+        self._dsn = dsn
+        self._broker = broker
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        """Connect and listen; returns once listening."""
+        self._task = asyncio.create_task(self._run(), name="postgres-relay")
+        async with asyncio.timeout(30):
+            await self._ready.wait()
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        while True:
+            try:
+                connection = await asyncpg.connect(self._dsn)
+                try:
+                    await connection.add_listener(CHANNEL, self._on_notify)
+                    self._ready.set()
+                    while not connection.is_closed():
+                        await asyncio.sleep(1)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("event relay lost its connection; reconnecting", exc_info=True,
+                               extra={"action": "events.reconnect"})
+                await asyncio.sleep(1)
+
+    def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+            self._broker.publish(message["topic"], message["data"])
+        except (ValueError, KeyError, TypeError):
+            logger.warning("malformed event ignored", extra={"action": "events.malformed"})
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """The plain `postgresql://` DSN asyncpg wants, from a SQLAlchemy URL."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(sqlalchemy_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+__all__ = ["Broker", "Event", "PostgresRelay", "Subscription", "asyncpg_dsn"]
+
+
+async def iterate(subscription: Subscription, *, keepalive: float) -> AsyncIterator[Event | None]:
+    """Yield events, or None every `keepalive` seconds without one."""
+    while True:
+        yield await subscription.get(keepalive)
