@@ -1,4 +1,4 @@
-"""Publish/subscribe of small JSON events: in-process, plus PostgreSQL LISTEN/NOTIFY across processes.
+"""Publish/subscribe of small JSON events: in-process, and across processes via PostgreSQL.
 
 Events are latest-value snapshots carrying a `seq`; a subscriber that misses one
 loses nothing, because the next one is complete. Subscribers drop events whose
@@ -115,18 +115,22 @@ class PostgresRelay:
             try:
                 connection = await asyncpg.connect(self._dsn)
                 try:
+                    closed = asyncio.Event()
+                    connection.add_termination_listener(_setter(closed))
                     await connection.add_listener(CHANNEL, self._on_notify)
                     self._ready.set()
-                    while not connection.is_closed():
-                        await asyncio.sleep(1)
+                    await closed.wait()
                 finally:
                     with contextlib.suppress(Exception):
                         await connection.close()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.warning("event relay lost its connection; reconnecting", exc_info=True,
-                               extra={"action": "events.reconnect"})
+                logger.warning(
+                    "event relay lost its connection; reconnecting",
+                    exc_info=True,
+                    extra={"action": "events.reconnect"},
+                )
                 await asyncio.sleep(1)
 
     def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -135,6 +139,10 @@ class PostgresRelay:
             self._broker.publish(message["topic"], message["data"])
         except (ValueError, KeyError, TypeError):
             logger.warning("malformed event ignored", extra={"action": "events.malformed"})
+
+
+def _setter(event: asyncio.Event) -> Any:
+    return lambda *_: event.set()
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:

@@ -1,4 +1,4 @@
-"""Encrypt secrets at rest (import tokens, code host tokens) with a key derived from the secret key."""
+"""Encrypt secrets at rest (import and code host tokens) with a key derived from the secret key."""
 
 from __future__ import annotations
 

@@ -68,11 +68,19 @@ class Settings(BaseSettings):
     )
     session_https_only: bool = Field(False, description="Mark the session cookie Secure.")
     db_pool_size: int = Field(10, ge=1, le=200)
-    worker_db_pool_size: int = Field(4, ge=1, le=50, description="Connections kept for workers' writes.")
-    import_concurrency: int = Field(2, ge=1, le=64, description="Imports running at once per worker.")
+    worker_db_pool_size: int = Field(
+        4, ge=1, le=50, description="Connections kept for workers' writes."
+    )
+    import_concurrency: int = Field(
+        2, ge=1, le=64, description="Imports running at once per worker."
+    )
     import_queue_max: int = Field(100, ge=1, description="Pending imports before new ones get 429.")
-    import_stall_timeout: float = Field(300.0, gt=0, description="Seconds without progress before an import fails.")
-    import_heartbeat: float = Field(5.0, gt=0, description="Seconds between a running import's heartbeats.")
+    import_stall_timeout: float = Field(
+        300.0, gt=0, description="Seconds without progress before an import fails."
+    )
+    import_heartbeat: float = Field(
+        5.0, gt=0, description="Seconds between a running import's heartbeats."
+    )
 
     @classmethod
     def settings_customise_sources(

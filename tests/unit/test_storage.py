@@ -81,7 +81,7 @@ async def test_an_existing_repository_is_never_overwritten(tmp_path: Path) -> No
             pass
 
 
-async def test_orphaned_temporary_directories_are_removed_at_start(tmp_path: Path) -> None:
+def test_orphaned_temporary_directories_are_removed_at_start(tmp_path: Path) -> None:
     storage = _storage(tmp_path)
     orphan = storage.tmp_dir / "deadbeef" / "repo.git"
     orphan.mkdir(parents=True)

@@ -105,9 +105,13 @@ class ImportJob(Base):
     __tablename__ = "import_jobs"
 
     __table_args__ = (
-        Index("uq_import_jobs_live_target", "target", unique=True,
-              sqlite_where=text("status IN ('pending', 'running')"),
-              postgresql_where=text("status IN ('pending', 'running')")),
+        Index(
+            "uq_import_jobs_live_target",
+            "target",
+            unique=True,
+            sqlite_where=text("status IN ('pending', 'running')"),
+            postgresql_where=text("status IN ('pending', 'running')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -137,7 +141,8 @@ class ImportJob(Base):
     finished_at: Mapped[datetime | None]
     duration_ms: Mapped[int | None] = mapped_column(BigInteger)
     repository_id: Mapped[int | None] = mapped_column(
-        ForeignKey("repositories.id", ondelete="SET NULL"))
+        ForeignKey("repositories.id", ondelete="SET NULL")
+    )
 
 
 class ImportSecret(Base):
@@ -146,7 +151,8 @@ class ImportSecret(Base):
     __tablename__ = "import_secrets"
 
     job_id: Mapped[int] = mapped_column(
-        ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
     username: Mapped[str] = mapped_column(Text)
     sealed_token: Mapped[str] = mapped_column(Text)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from repodepot.git.errors import GitCommandError, RevisionNotFound
@@ -21,6 +22,7 @@ async def clone_bare(
     on_progress: StderrSink | None = None,
     mirror: bool = False,
     timeout: float | None = None,
+    config: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Clone `url` into the new bare repository `dest` (HEAD follows the remote's default).
 

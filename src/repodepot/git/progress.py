@@ -1,6 +1,6 @@
 """Parse `git clone --progress` stderr into typed events.
 
-git separates updates with `\\r` and ends a phase with `\\n`; lines from the
+git separates updates with a carriage return and ends a phase with a newline; lines from the
 server start with `remote: `. Feed raw bytes as they arrive: a record cut
 between two chunks is kept until its end shows up.
 """
@@ -18,8 +18,18 @@ _RECORD = re.compile(
     r"(?:,\s+(?P<bytes>[\d.]+ [KMGT]?i?B)(?:\s+\|\s+(?P<rate>[\d.]+ [KMGT]?i?B/s))?)?"
     r"(?P<done>,\s+done\.)?"
 )
-_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
-          "kB": 1000, "KB": 1000, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS = {
+    "B": 1,
+    "KiB": 1 << 10,
+    "MiB": 1 << 20,
+    "GiB": 1 << 30,
+    "TiB": 1 << 40,
+    "kB": 1000,
+    "KB": 1000,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+}
 _SPLIT = re.compile(rb"[\r\n]")
 
 
@@ -58,15 +68,16 @@ def parse_size(text: str) -> int:
 
 
 def parse_record(record: str) -> ProgressEvent | None:
-    """Parse one `\\r`/`\\n`-delimited record; None for an empty one."""
+    """Parse one record (a line without its CR or LF); None for an empty one."""
     text = record.strip()
     if not text:
         return None
     match = _RECORD.match(text)
     if match is None:
         remote = text.startswith("remote: ")
-        return Message(text=text.removeprefix("remote: ").strip() if remote else text,
-                       remote=remote)
+        return Message(
+            text=text.removeprefix("remote: ").strip() if remote else text, remote=remote
+        )
     count = match["count"]
     return PhaseProgress(
         phase=match["phase"],
@@ -90,8 +101,11 @@ class ProgressParser:
         """Parse the complete records in `pending + chunk`; keep the unfinished tail."""
         pieces = _SPLIT.split(self._pending + chunk)
         self._pending = pieces.pop()
-        return [event for piece in pieces
-                if (event := parse_record(piece.decode("utf-8", "replace"))) is not None]
+        return [
+            event
+            for piece in pieces
+            if (event := parse_record(piece.decode("utf-8", "replace"))) is not None
+        ]
 
     def close(self) -> list[ProgressEvent]:
         """Parse whatever is left once the stream has ended."""

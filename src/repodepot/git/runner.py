@@ -150,9 +150,15 @@ class GitRunner:
             env[f"GIT_CONFIG_VALUE_{index}"] = value
         return env
 
-    def env(self, credentials: Credentials | None = None) -> dict[str, str]:
-        """The environment of one git process."""
+    def env(
+        self, credentials: Credentials | None = None, config: Sequence[tuple[str, str]] = ()
+    ) -> dict[str, str]:
+        """The environment of one git process, with `config` added to the base settings."""
         env = dict(self._base_env)
+        for index, (key, value) in enumerate(config, start=len(BASE_CONFIG)):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
+        env["GIT_CONFIG_COUNT"] = str(len(BASE_CONFIG) + len(config))
         if credentials is not None:
             env["GIT_ASKPASS"] = str(self._askpass)
             env["REPODEPOT_ASKPASS_USERNAME"] = credentials.username
@@ -170,8 +176,11 @@ class GitRunner:
         stdin: bytes | None = None,
         on_stderr: StderrSink | None = None,
         check: bool = True,
+        config: Sequence[tuple[str, str]] = (),
     ) -> GitResult:
         """Run `git [--git-dir=DIR] ARGS...` and wait for it.
+
+        `config` adds settings through the environment (`GIT_CONFIG_KEY_n`), not argv.
 
         `on_stderr` gets stderr chunks as they arrive (progress). Raises GitCommandNotAllowed
         for a subcommand outside the allowlist, GitNotInstalled, GitTimeout (the process group
@@ -223,7 +232,7 @@ class GitRunner:
         argv: list[str],
         shown: list[str],
         cwd: Path | None,
-        credentials: Credentials | None,
+        env: dict[str, str],
         limit: float,
         stdin: bytes | None,
         on_stderr: StderrSink | None,
@@ -234,7 +243,7 @@ class GitRunner:
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=cwd,
-                env=self.env(credentials),
+                env=env,
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -61,8 +61,11 @@ def upgrade() -> None:
         sa.Column("target", sa.String(201), nullable=False),
         sa.Column("visibility", _enum("visibility", "private", "public"), nullable=False),
         sa.Column("requested_by", sa.Integer(), nullable=True),
-        sa.Column("status", _enum("import_status", "pending", "running", "success", "failed",
-                                  "cancelled"), nullable=False),
+        sa.Column(
+            "status",
+            _enum("import_status", "pending", "running", "success", "failed", "cancelled"),
+            nullable=False,
+        ),
         sa.Column("phase", sa.String(40), server_default="queued", nullable=False),
         sa.Column("percent", sa.Float(), server_default="0", nullable=False),
         sa.Column("received_objects", sa.BigInteger(), server_default="0", nullable=False),
@@ -83,24 +86,41 @@ def upgrade() -> None:
         sa.Column("duration_ms", sa.BigInteger(), nullable=True),
         sa.Column("repository_id", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_import_jobs"),
-        sa.ForeignKeyConstraint(["requested_by"], ["users.id"],
-                                name="fk_import_jobs_requested_by_users", ondelete="SET NULL"),
-        sa.ForeignKeyConstraint(["repository_id"], ["repositories.id"],
-                                name="fk_import_jobs_repository_id_repositories",
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["requested_by"],
+            ["users.id"],
+            name="fk_import_jobs_requested_by_users",
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["repository_id"],
+            ["repositories.id"],
+            name="fk_import_jobs_repository_id_repositories",
+            ondelete="SET NULL",
+        ),
     )
     op.create_index("ix_import_jobs_status", "import_jobs", ["status"])
     # One live job per target: the database, not a race-prone check, says 409.
-    op.create_index("uq_import_jobs_live_target", "import_jobs", ["target"], unique=True,
-                    sqlite_where=sa.text(LIVE), postgresql_where=sa.text(LIVE))
+    op.create_index(
+        "uq_import_jobs_live_target",
+        "import_jobs",
+        ["target"],
+        unique=True,
+        sqlite_where=sa.text(LIVE),
+        postgresql_where=sa.text(LIVE),
+    )
     op.create_table(
         "import_secrets",
         sa.Column("job_id", sa.Integer(), nullable=False),
         sa.Column("username", sa.Text(), nullable=False),
         sa.Column("sealed_token", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("job_id", name="pk_import_secrets"),
-        sa.ForeignKeyConstraint(["job_id"], ["import_jobs.id"],
-                                name="fk_import_secrets_job_id_import_jobs", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["job_id"],
+            ["import_jobs.id"],
+            name="fk_import_secrets_job_id_import_jobs",
+            ondelete="CASCADE",
+        ),
     )
     op.create_table(
         "audit_log",
@@ -111,8 +131,9 @@ def upgrade() -> None:
         sa.Column("target", sa.String(255), nullable=False),
         sa.Column("details", sa.Text(), server_default="{}", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
-        sa.ForeignKeyConstraint(["actor_id"], ["users.id"], name="fk_audit_log_actor_id_users",
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["actor_id"], ["users.id"], name="fk_audit_log_actor_id_users", ondelete="SET NULL"
+        ),
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
     if op.get_context().dialect.name == "postgresql":
