@@ -199,9 +199,8 @@ class GitRunner:
         started = time.monotonic()
         outcome = "error"
         try:
-            result = await self._spawn(
-                argv, shown, cwd, credentials, limit, stdin, on_stderr, secrets
-            )
+            env = self.env(credentials, config)
+            result = await self._spawn(argv, shown, cwd, env, limit, stdin, on_stderr, secrets)
             outcome = "ok" if result.returncode == 0 else "failed"
         except GitTimeout:
             outcome = "timeout"
