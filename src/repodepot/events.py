@@ -23,21 +23,29 @@ CHANNEL = "repodepot_events"
 QUEUE_SIZE = 64
 
 
+STATUS_RANK = {"pending": 0, "running": 1, "success": 2, "failed": 2, "cancelled": 2}
+
+
+def order(event: Event) -> tuple[int, int]:
+    """Where `event` stands in its topic's history: a status change outranks any progress."""
+    seq = event.get("seq")
+    return STATUS_RANK.get(str(event.get("status")), 0), seq if isinstance(seq, int) else -1
+
+
 class Subscription:
     """One subscriber's queue; only the newest events are kept when it falls behind."""
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
-        self._last_seq = -1
+        self._last: tuple[int, int] = (-1, -1)
 
     def offer(self, event: Event) -> None:
-        """Queue `event` unless it is older than what was delivered; drop the oldest when full."""
-        seq = event.get("seq")
-        if isinstance(seq, int):
-            if seq <= self._last_seq:
-                return
-            self._last_seq = seq
+        """Queue `event` if newer than what was delivered; drop the oldest when full."""
+        key = order(event)
+        if key <= self._last:
+            return
+        self._last = key
         if self._queue.full():
             self._queue.get_nowait()
         self._queue.put_nowait(event)
@@ -50,9 +58,9 @@ class Subscription:
         except TimeoutError:
             return None
 
-    def seen(self, seq: int) -> None:
-        """Skip events up to `seq` (the caller already has that state)."""
-        self._last_seq = max(self._last_seq, seq)
+    def seen(self, event: Event) -> None:
+        """Skip events not newer than `event` (the caller already has that state)."""
+        self._last = max(self._last, order(event))
 
 
 class Broker:

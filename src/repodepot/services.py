@@ -10,11 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from repodepot.accounts import Accounts
 from repodepot.db import migrate
-from repodepot.db.base import create_engine, session_factory
+from repodepot.db.base import create_engine, is_sqlite, session_factory
+from repodepot.events import Broker, PostgresRelay, asyncpg_dsn
 from repodepot.git.runner import GitRunner
+from repodepot.imports.service import Imports
 from repodepot.metrics import Metrics
 from repodepot.repositories import Repositories
-from repodepot.settings import Settings, process_path
+from repodepot.secrets import SecretBox
+from repodepot.settings import Settings, ensure_secret_key, process_path
 from repodepot.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -22,22 +25,26 @@ logger = logging.getLogger(__name__)
 
 @dataclass(kw_only=True, slots=True)
 class Services:
-    """The database, storage, git runner and the domain services built on them."""
+    """The database, storage, git runner, events and the domain services built on them."""
 
     settings: Settings
     engine: AsyncEngine
+    worker_engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     storage: Storage
     git: GitRunner
     metrics: Metrics
+    broker: Broker
+    relay: PostgresRelay | None
     accounts: Accounts
     repositories: Repositories
+    imports: Imports
 
     @classmethod
     async def open(
         cls, settings: Settings, *, metrics: Metrics | None = None, migrate_schema: bool = True
     ) -> Services:
-        """Create the data dir layout, connect, migrate and wire the services."""
+        """Create the data dir layout, connect, migrate, listen for events, wire the services."""
         metrics = metrics or Metrics()
         storage = Storage(settings.data_dir)
         storage.prepare()
@@ -45,6 +52,10 @@ class Services:
         if migrate_schema:
             await migrate.upgrade(engine)
         sessions = session_factory(engine)
+        # Workers write through their own small pool, so an import never starves requests.
+        worker_engine = create_engine(
+            settings.sqlalchemy_url, pool_size=settings.worker_db_pool_size
+        )
         git = GitRunner(
             runtime_dir=storage.runtime_dir,
             path=process_path(),
@@ -53,15 +64,31 @@ class Services:
             timeout=settings.git_timeout,
             observer=metrics.observe_git,
         )
+        broker = Broker()
+        relay = None
+        if not is_sqlite(settings.sqlalchemy_url):
+            relay = PostgresRelay(asyncpg_dsn(settings.sqlalchemy_url), broker)
+            await relay.start()
+        imports = Imports(
+            sessions=sessions,
+            worker_sessions=session_factory(worker_engine),
+            broker=broker,
+            box=SecretBox(ensure_secret_key(settings)),
+            settings=settings,
+        )
         return cls(
             settings=settings,
             engine=engine,
+            worker_engine=worker_engine,
             sessions=sessions,
             storage=storage,
             git=git,
             metrics=metrics,
+            broker=broker,
+            relay=relay,
             accounts=Accounts(sessions),
             repositories=Repositories(sessions),
+            imports=imports,
         )
 
     async def database_ready(self) -> bool:
@@ -77,5 +104,8 @@ class Services:
         return True
 
     async def close(self) -> None:
-        """Release the database connections."""
+        """Stop listening for events and release the database connections."""
+        if self.relay is not None:
+            await self.relay.stop()
         await self.engine.dispose()
+        await self.worker_engine.dispose()

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     outbound_allowlist: CommaList = Field(
         [], description="Hosts or CIDR networks reachable although loopback or private."
     )
+    roles: CommaList = Field(["web", "worker"], description="What this process runs: web, worker.")
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     git_binary: str = "git"
@@ -94,7 +95,7 @@ class Settings(BaseSettings):
         """Overrides beat the environment, which beats the TOML file."""
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
-    @field_validator("allowed_schemes", "outbound_allowlist", mode="before")
+    @field_validator("allowed_schemes", "outbound_allowlist", "roles", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -112,6 +113,14 @@ class Settings(BaseSettings):
                 f"choose from {', '.join(sorted(SUPPORTED_SCHEMES))}"
             )
         return schemes
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"web", "worker"})
+        if unknown or not value:
+            raise ValueError(f"roles are web and/or worker, not {', '.join(unknown) or 'none'}")
+        return value
 
     @field_validator("outbound_allowlist")
     @classmethod

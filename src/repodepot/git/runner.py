@@ -79,6 +79,9 @@ case "$1" in
 esac
 """
 
+NO_TIMEOUT = float("inf")
+"""A `timeout` for work its caller watches instead (a stall timeout), never the clock."""
+
 StderrSink = Callable[[bytes], None]
 Observer = Callable[[str, str, float], None]
 """Called with (subcommand, outcome, seconds) after every command, for metrics."""
@@ -251,7 +254,7 @@ class GitRunner:
         except FileNotFoundError:
             raise GitNotInstalled(f"{self.binary} was not found on PATH") from None
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(None if limit == NO_TIMEOUT else limit):
                 stdout, stderr = await asyncio.gather(
                     self._read_stdout(process, stdin),
                     _read_stderr(process, self.stderr_cap, on_stderr),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from repodepot import __version__
+from repodepot.imports.worker import ImportWorker
 from repodepot.metrics import Metrics
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
@@ -47,9 +50,24 @@ def create_app(settings: Settings) -> FastAPI:
         if created is not None:
             announce_admin_token(created)
         app.state.services = services
+        worker = None
+        if "worker" in settings.roles:
+            worker = ImportWorker(
+                imports=services.imports,
+                storage=services.storage,
+                git=services.git,
+                broker=services.broker,
+                settings=settings,
+            )
+            worker_task = asyncio.create_task(worker.run(), name="import-worker")
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
             await services.close()
 
     app = FastAPI(

@@ -1,0 +1,66 @@
+"""Import failures, and git's stderr turned into words a person understands."""
+
+from __future__ import annotations
+
+from repodepot.exceptions import AlreadyExists, RepodepotError
+from repodepot.git.errors import GitCommandError, GitError
+
+
+class QueueFull(RepodepotError):
+    """Too many imports are waiting; try again shortly."""
+
+    code = "queue_full"
+
+    def __init__(self, waiting: int, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"{waiting} imports are already waiting; try again in {retry_after} s")
+
+
+class JobFinished(AlreadyExists):
+    """The import has already finished."""
+
+    code = "job_finished"
+
+
+# (substring of git's stderr, what to tell the person), first match wins.
+_EXPLANATIONS = (
+    ("No space left on device", "The server ran out of disk space during the import."),
+    (
+        "Authentication failed",
+        "The source refused the credentials: check the token and that it may read this repository.",
+    ),
+    ("could not read Username", "The source requires credentials: give a token with the import."),
+    (
+        "The requested URL returned error: 403",
+        "The source refused access (HTTP 403): check the token's permissions.",
+    ),
+    (
+        "The requested URL returned error: 404",
+        "The repository was not found at this URL (or the token cannot see it).",
+    ),
+    ("not found", "The repository was not found at this URL (or the token cannot see it)."),
+    ("does not appear to be a git repository", "The URL does not point to a git repository."),
+    ("Could not resolve host", "The source host name could not be resolved."),
+    ("Failed to connect", "Could not connect to the source host."),
+    ("Connection refused", "Could not connect to the source host."),
+    ("early EOF", "The connection to the source was lost during the transfer."),
+    ("unexpected disconnect", "The connection to the source was lost during the transfer."),
+    ("remote end hung up", "The connection to the source was lost during the transfer."),
+    ("transfer closed", "The connection to the source was lost during the transfer."),
+    ("RPC failed", "The connection to the source was lost during the transfer."),
+    ("Connection reset", "The connection to the source was lost during the transfer."),
+    (
+        "redirect",
+        "The source answered with a redirect, which imports do not follow: use the "
+        "repository's final URL.",
+    ),
+)
+
+
+def explain(error: GitError) -> str:
+    """A sentence for the job page, from a git failure (already redacted)."""
+    text = error.stderr if isinstance(error, GitCommandError) else error.message
+    for needle, sentence in _EXPLANATIONS:
+        if needle in text:
+            return sentence
+    return f"git clone failed: {error.message}"

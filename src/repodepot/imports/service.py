@@ -1,0 +1,468 @@
+"""Import jobs: submit, read, list, cancel, and the worker's claim/progress/finish queries.
+
+All SQL about import jobs lives here. Progress writes are single
+`UPDATE … WHERE id = … AND status = 'running'` statements: no read first, no
+RETURNING; a count of 0 rows tells the worker the job was cancelled meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from repodepot.accounts import Principal
+from repodepot.db.base import is_sqlite
+from repodepot.db.models import (
+    AuditEntry,
+    ImportJob,
+    ImportSecret,
+    ImportStatus,
+    Repository,
+    Visibility,
+)
+from repodepot.events import Broker, Event
+from repodepot.exceptions import AlreadyExists, NotFound, PermissionDenied
+from repodepot.imports.errors import JobFinished, QueueFull
+from repodepot.imports.validation import Source, parse_source, resolve_public, validate_name
+from repodepot.pagination import Page, paginate
+from repodepot.secrets import SecretBox
+from repodepot.settings import Settings
+
+LIVE = (ImportStatus.pending, ImportStatus.running)
+DEFAULT_USERNAME = "x-access-token"  # GitHub's; GitLab and Gitea accept any name with a token
+PROGRESS_FIELDS = (
+    "phase",
+    "percent",
+    "received_objects",
+    "total_objects",
+    "received_bytes",
+    "resolved_deltas",
+    "total_deltas",
+    "throughput",
+    "eta_seconds",
+)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; they are UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def snapshot(job: ImportJob) -> Event:
+    """A job row as the JSON-able event every layer passes around."""
+    event: Event = {}
+    for column in ImportJob.__table__.columns:
+        value = getattr(job, column.key)
+        if isinstance(value, datetime):
+            value = utc(value).isoformat()  # type: ignore[union-attr]
+        elif isinstance(value, ImportStatus | Visibility):
+            value = value.value
+        event[column.key] = value
+    return event
+
+
+def topic(job_id: int) -> str:
+    """The broker topic of one job's changes."""
+    return f"import:{job_id}"
+
+
+QUEUED_TOPIC = "imports:queued"
+
+
+class Imports:
+    """Import jobs over the web pool (requests) and the worker pool (progress writes)."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        worker_sessions: async_sessionmaker[AsyncSession],
+        broker: Broker,
+        box: SecretBox,
+        settings: Settings,
+    ) -> None:
+        self._sessions = sessions
+        self.worker_sessions = worker_sessions
+        self._broker = broker
+        self._box = box
+        self._settings = settings
+        self._postgres = not is_sqlite(settings.sqlalchemy_url)
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        caller: Principal,
+        *,
+        url: str,
+        owner: str,
+        slug: str,
+        token: str | None = None,
+        username: str | None = None,
+        visibility: Visibility = Visibility.private,
+    ) -> Event:
+        """Validate and queue an import; returns the pending job.
+
+        Raises InvalidInput (422, naming the field), PermissionDenied when a member
+        imports outside their own name, AlreadyExists (409) when the target exists or a
+        live job targets it, QueueFull (429) when too many jobs wait.
+        """
+        validate_name(owner, "owner")
+        validate_name(slug, "slug")
+        source = parse_source(url, self._settings.allowed_schemes)
+        if not caller.is_admin and owner != caller.user.name:
+            raise PermissionDenied(
+                f"members import into their own name only ({caller.user.name!r})"
+            )
+        await resolve_public(source, self._settings.outbound_allowlist)
+        secret = _credential(source, token, username)
+        target = f"{owner}/{slug}"
+        async with self._sessions.begin() as session:
+            if await session.scalar(select(Repository.id).where(Repository.name == target)):
+                raise AlreadyExists(f"repository {target!r} already exists", field="slug")
+            waiting = (
+                await session.scalar(
+                    select(func.count())
+                    .select_from(ImportJob)
+                    .where(ImportJob.status == ImportStatus.pending)
+                )
+                or 0
+            )
+            if waiting >= self._settings.import_queue_max:
+                raise QueueFull(waiting, retry_after=30)
+            job = ImportJob(
+                url=source.url,
+                owner=owner,
+                slug=slug,
+                target=target,
+                visibility=visibility,
+                requested_by=caller.user.id or None,
+                status=ImportStatus.pending,
+            )
+            session.add(job)
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise AlreadyExists(
+                    f"an import into {target!r} is already queued or running", field="slug"
+                ) from None
+            if secret is not None:
+                session.add(
+                    ImportSecret(
+                        job_id=job.id, username=secret[0], sealed_token=self._box.seal(secret[1])
+                    )
+                )
+            await session.flush()
+            await session.refresh(job)
+            event = snapshot(job)
+        self._broker.publish(topic(job.id), event)
+        self._broker.publish(QUEUED_TOPIC, event)
+        return event
+
+    async def get(self, caller: Principal, job_id: int) -> Event:
+        """One job with its queue position; NotFound unless the caller requested it or is admin."""
+        async with self._sessions() as session:
+            job = await session.get(ImportJob, job_id)
+            if job is None or not _may_see(caller, job):
+                raise NotFound(f"no import with id {job_id}")
+            event = snapshot(job)
+            if job.status is ImportStatus.pending:
+                ahead = await session.scalar(
+                    select(func.count())
+                    .select_from(ImportJob)
+                    .where(ImportJob.status == ImportStatus.pending, ImportJob.id < job_id)
+                )
+                event["queue_position"] = (ahead or 0) + 1
+        return event
+
+    async def list_jobs(
+        self,
+        caller: Principal,
+        *,
+        status: ImportStatus | None = None,
+        page: int = 1,
+        per_page: int = 30,
+    ) -> Page[Event]:
+        """Jobs, newest first: the caller's own, or everyone's for admins."""
+        statement = select(ImportJob).order_by(ImportJob.id.desc())
+        if not caller.is_admin:
+            statement = statement.where(ImportJob.requested_by == caller.user.id)
+        if status is not None:
+            statement = statement.where(ImportJob.status == status)
+        async with self._sessions() as session:
+            return await paginate(
+                session,
+                statement,
+                page=page,
+                per_page=per_page,
+                convert=lambda row: snapshot(row[0]),
+            )
+
+    async def cancel(self, caller: Principal, job_id: int) -> Event:
+        """Cancel a pending or running job (idempotent); JobFinished (409) if it has ended.
+
+        A running job's worker hears of it through the broker (or its next write) and
+        kills git and removes the temporary directory.
+        """
+        current = await self.get(caller, job_id)  # 404 for jobs the caller may not see
+        now = datetime.now(UTC)
+        async with self._sessions.begin() as session:
+            changed = (
+                await session.execute(
+                    update(ImportJob)
+                    .where(ImportJob.id == job_id, ImportJob.status.in_(LIVE))
+                    .values(
+                        status=ImportStatus.cancelled,
+                        phase="cancelled",
+                        finished_at=now,
+                        seq=ImportJob.seq + 1,
+                        eta_seconds=None,
+                        duration_ms=duration_ms(current, now),
+                    )
+                )
+            ).rowcount  # type: ignore[attr-defined]
+            if changed:
+                await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job_id))
+                await _audit(
+                    session, caller.user.id or None, "import.cancelled", f"import:{job_id}", {}
+                )
+            job = await session.get(ImportJob, job_id)
+            assert job is not None
+            event = snapshot(job)
+        if not changed and job.status is not ImportStatus.cancelled:
+            raise JobFinished(f"import {job_id} has already finished ({job.status.value})")
+        if changed:
+            self._broker.publish(topic(job_id), event)
+        return event
+
+    # -- worker ---------------------------------------------------------------------------
+
+    async def claim(self, worker_id: str) -> tuple[Event, tuple[str, str] | None] | None:
+        """Take the oldest pending job for `worker_id` (never one another worker took).
+
+        Returns the running job and its decrypted credential, or None when none waits.
+        """
+        now = datetime.now(UTC)
+        oldest = (
+            select(ImportJob.id)
+            .where(ImportJob.status == ImportStatus.pending)
+            .order_by(ImportJob.id)
+            .limit(1)
+        )
+        async with self.worker_sessions.begin() as session:
+            if self._postgres:
+                oldest = oldest.with_for_update(skip_locked=True)
+            job = (
+                await session.execute(
+                    update(ImportJob)
+                    .where(
+                        ImportJob.id == oldest.scalar_subquery(),
+                        ImportJob.status == ImportStatus.pending,
+                    )
+                    .values(
+                        status=ImportStatus.running,
+                        attempt=ImportJob.attempt + 1,
+                        worker_id=worker_id,
+                        started_at=now,
+                        heartbeat_at=now,
+                        phase="starting",
+                        seq=ImportJob.seq + 1,
+                        error=None,
+                    )
+                    .returning(ImportJob)
+                )
+            ).scalar_one_or_none()
+            if job is None:
+                return None
+            secret = await session.get(ImportSecret, job.id)
+            event = snapshot(job)
+        credential = (secret.username, self._box.open(secret.sealed_token)) if secret else None
+        return event, credential
+
+    async def write_progress(self, job_id: int, fields: dict[str, Any]) -> bool:
+        """One UPDATE of a running job's progress; False when the job is no longer running."""
+        async with self.worker_sessions.begin() as session:
+            result = await session.execute(
+                update(ImportJob)
+                .where(ImportJob.id == job_id, ImportJob.status == ImportStatus.running)
+                .values(**fields, heartbeat_at=datetime.now(UTC))
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def finish_success(
+        self,
+        job: Event,
+        *,
+        seq: int,
+        default_branch: str | None,
+        is_empty: bool,
+        size_bytes: int,
+        fields: dict[str, Any],
+    ) -> Event | None:
+        """Mark the job done and record the repository, audit entry and secret removal at once.
+
+        Returns the final job, or None when it was cancelled meanwhile (nothing is written).
+        """
+        now = datetime.now(UTC)
+        async with self.worker_sessions.begin() as session:
+            repository_id = (
+                await session.execute(
+                    insert(Repository)
+                    .values(
+                        name=job["target"],
+                        owner_id=job["requested_by"],
+                        visibility=job["visibility"],
+                        source_url=job["url"],
+                        default_branch=default_branch,
+                        is_empty=is_empty,
+                        size_bytes=size_bytes,
+                    )
+                    .returning(Repository.id)
+                )
+            ).scalar_one()
+            done = await session.execute(
+                update(ImportJob)
+                .where(ImportJob.id == job["id"], ImportJob.status == ImportStatus.running)
+                .values(
+                    **fields,
+                    status=ImportStatus.success,
+                    phase="done",
+                    percent=100.0,
+                    eta_seconds=None,
+                    finished_at=now,
+                    seq=seq,
+                    heartbeat_at=now,
+                    repository_id=repository_id,
+                    duration_ms=duration_ms(job, now),
+                )
+            )
+            if not done.rowcount:  # type: ignore[attr-defined]
+                await session.rollback()
+                return None
+            await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job["id"]))
+            await _audit(
+                session,
+                job["requested_by"],
+                "repository.imported",
+                job["target"],
+                {
+                    "job": job["id"],
+                    "url": job["url"],
+                    "size_bytes": size_bytes,
+                    "attempt": job["attempt"],
+                },
+            )
+            final = await session.get(ImportJob, job["id"])
+            assert final is not None
+            return snapshot(final)
+
+    async def finish_failure(
+        self, job: Event, *, seq: int, error: str, fields: dict[str, Any]
+    ) -> Event | None:
+        """Mark a running job failed with `error` and delete its secret; None if it had ended."""
+        now = datetime.now(UTC)
+        job_id = job["id"]
+        async with self.worker_sessions.begin() as session:
+            done = await session.execute(
+                update(ImportJob)
+                .where(ImportJob.id == job_id, ImportJob.status == ImportStatus.running)
+                .values(
+                    **fields,
+                    status=ImportStatus.failed,
+                    phase="failed",
+                    error=error,
+                    eta_seconds=None,
+                    finished_at=now,
+                    seq=seq,
+                    heartbeat_at=now,
+                    duration_ms=duration_ms(job, now),
+                )
+            )
+            if not done.rowcount:  # type: ignore[attr-defined]
+                return None
+            await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job_id))
+            final = await session.get(ImportJob, job_id)
+            assert final is not None
+            return snapshot(final)
+
+    async def requeue(self, job_id: int, *, worker_id: str | None = None) -> Event | None:
+        """Put a running job back in the queue (shutdown or a dead worker); None if it had ended.
+
+        A job already tried `MAX_ATTEMPTS` times fails instead, saying how often it was
+        interrupted.
+        """
+        async with self.worker_sessions.begin() as session:
+            job = await session.get(ImportJob, job_id)
+            if (
+                job is None
+                or job.status is not ImportStatus.running
+                or (worker_id is not None and job.worker_id != worker_id)
+            ):
+                return None
+            if job.attempt >= MAX_ATTEMPTS:
+                job.status, job.phase = ImportStatus.failed, "failed"
+                job.error = f"The import was interrupted {job.attempt} times and was given up."
+                job.finished_at = datetime.now(UTC)
+                await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job_id))
+            else:
+                job.status, job.phase = ImportStatus.pending, "queued"
+            job.worker_id, job.eta_seconds = None, None
+            job.seq += 1
+            await session.flush()
+            await session.refresh(job)
+            return snapshot(job)
+
+    async def running_jobs(self) -> list[tuple[int, str | None, datetime | None]]:
+        """(id, worker id, last heartbeat) of every running job, for recovery."""
+        async with self.worker_sessions() as session:
+            rows = await session.execute(
+                select(ImportJob.id, ImportJob.worker_id, ImportJob.heartbeat_at).where(
+                    ImportJob.status == ImportStatus.running
+                )
+            )
+            return [(row[0], row[1], utc(row[2])) for row in rows]
+
+
+MAX_ATTEMPTS = 3
+
+
+def _may_see(caller: Principal, job: ImportJob) -> bool:
+    return caller.is_admin or job.requested_by == caller.user.id
+
+
+def _credential(source: Source, token: str | None, username: str | None) -> tuple[str, str] | None:
+    if token:
+        return username or source.username or DEFAULT_USERNAME, token
+    if source.password:
+        return source.username or DEFAULT_USERNAME, source.password
+    if source.username and not token:
+        return DEFAULT_USERNAME, source.username  # `https://TOKEN@host/…`
+    return None
+
+
+def duration_ms(job: Event, now: datetime) -> int | None:
+    """Milliseconds from the job's start to `now` (None if it never started)."""
+    started = job.get("started_at")
+    if not started:
+        return None
+    return int((now - datetime.fromisoformat(started)).total_seconds() * 1000)
+
+
+async def _audit(
+    session: AsyncSession, actor_id: int | None, action: str, target: str, details: dict[str, Any]
+) -> None:
+    await session.execute(
+        insert(AuditEntry).values(
+            actor_id=actor_id,
+            action=action,
+            target=target,
+            details=json.dumps(details, sort_keys=True),
+        )
+    )
