@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from repodepot.accounts import Principal
-from repodepot.db.base import is_sqlite
+from repodepot.db.base import is_sqlite, utc
 from repodepot.db.models import (
     AuditEntry,
     ImportJob,
@@ -46,13 +46,6 @@ PROGRESS_FIELDS = (
     "throughput",
     "eta_seconds",
 )
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; they are UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def snapshot(job: ImportJob) -> Event:
@@ -292,7 +285,7 @@ class Imports:
             result = await session.execute(
                 update(ImportJob)
                 .where(ImportJob.id == job_id, ImportJob.status == ImportStatus.running)
-                .values(**fields, heartbeat_at=datetime.now(UTC))
+                .values({**fields, "heartbeat_at": datetime.now(UTC)})
             )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -331,16 +324,18 @@ class Imports:
                 update(ImportJob)
                 .where(ImportJob.id == job["id"], ImportJob.status == ImportStatus.running)
                 .values(
-                    **fields,
-                    status=ImportStatus.success,
-                    phase="done",
-                    percent=100.0,
-                    eta_seconds=None,
-                    finished_at=now,
-                    seq=seq,
-                    heartbeat_at=now,
-                    repository_id=repository_id,
-                    duration_ms=duration_ms(job, now),
+                    {
+                        **fields,
+                        "status": ImportStatus.success,
+                        "phase": "done",
+                        "percent": 100.0,
+                        "eta_seconds": None,
+                        "finished_at": now,
+                        "seq": seq,
+                        "heartbeat_at": now,
+                        "repository_id": repository_id,
+                        "duration_ms": duration_ms(job, now),
+                    }
                 )
             )
             if not done.rowcount:  # type: ignore[attr-defined]
@@ -374,15 +369,17 @@ class Imports:
                 update(ImportJob)
                 .where(ImportJob.id == job_id, ImportJob.status == ImportStatus.running)
                 .values(
-                    **fields,
-                    status=ImportStatus.failed,
-                    phase="failed",
-                    error=error,
-                    eta_seconds=None,
-                    finished_at=now,
-                    seq=seq,
-                    heartbeat_at=now,
-                    duration_ms=duration_ms(job, now),
+                    {
+                        **fields,
+                        "status": ImportStatus.failed,
+                        "phase": "failed",
+                        "error": error,
+                        "eta_seconds": None,
+                        "finished_at": now,
+                        "seq": seq,
+                        "heartbeat_at": now,
+                        "duration_ms": duration_ms(job, now),
+                    }
                 )
             )
             if not done.rowcount:  # type: ignore[attr-defined]

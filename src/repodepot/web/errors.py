@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from repodepot import exceptions as exc
 from repodepot.git.errors import GitError
+from repodepot.imports.errors import QueueFull
 from repodepot.logs import request_id
 from repodepot.web.schemas import ErrorResponse
 
@@ -25,6 +26,7 @@ STATUS: dict[type[exc.RepodepotError], int] = {
     exc.NotFound: 404,
     exc.AlreadyExists: 409,
     exc.DatabaseUnavailable: 503,
+    QueueFull: 429,
     GitError: 502,
 }
 
@@ -64,9 +66,15 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
 
 
 def _answer(
-    request: Request, status: int, code: str, message: str, field: str | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="repodepot"'} if status == 401 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="repodepot"'}
     if wants_json(request):
         return JSONResponse(error_body(code, message, field), status_code=status, headers=headers)
     if status == 401:
@@ -85,7 +93,8 @@ async def _domain_error(request: Request, error: Exception) -> Response:
     status = status_of(error)
     if status >= 500:
         logger.error("request failed: %s", error.message, extra={"action": "http.error"})
-    return _answer(request, status, error.code, error.message, error.field)
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, QueueFull) else None
+    return _answer(request, status, error.code, error.message, error.field, headers)
 
 
 async def _validation_error(request: Request, error: Exception) -> Response:

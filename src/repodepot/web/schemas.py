@@ -106,3 +106,50 @@ class Health(BaseModel):
 
     status: str
     checks: dict[str, str] = {}
+
+
+class ImportCreate(BaseModel):
+    """An import request.
+
+    A token may also come as the URL's userinfo; either way it is used for this clone
+    only, kept encrypted while the job lives, and never shown.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(examples=["https://github.com/pallets/flask.git"])
+    owner: str = Field(examples=["alice"])
+    slug: str = Field(examples=["flask"])
+    token: str | None = Field(None, description="Personal access token for the source.")
+    username: str | None = Field(None, description="User name to send with the token.")
+    visibility: Visibility = Visibility.private
+
+
+class ImportJobOut(BaseModel):
+    """An import job and how far it is."""
+
+    id: int
+    url: str
+    owner: str
+    slug: str
+    target: str
+    visibility: Visibility
+    status: str = Field(examples=["running"])
+    phase: str = Field(examples=["receiving"])
+    percent: float
+    received_objects: int
+    total_objects: int
+    received_bytes: int
+    resolved_deltas: int
+    total_deltas: int
+    throughput: float = Field(description="Bytes per second while receiving.")
+    eta_seconds: float | None
+    error: str | None
+    attempt: int
+    seq: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    queue_position: int | None = Field(None, description="1 = next to start; pending jobs only.")
+    repository: str | None = Field(None, description="The imported repository, on success.")
