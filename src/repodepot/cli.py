@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
+import httpx
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from repodepot import __version__
 from repodepot.accounts import operator
+from repodepot.client import Client
 from repodepot.db import migrate
 from repodepot.db.base import create_engine
-from repodepot.db.models import Role
+from repodepot.db.models import Role, Visibility
 from repodepot.exceptions import RepodepotError
 from repodepot.logs import configure_logging
 from repodepot.services import Services
@@ -319,6 +323,109 @@ def repos_list(ctx: typer.Context, data_dir: DataDirOpt = None, as_json: JsonOpt
             f"{repo.size_bytes:,}",
         )
     out.print(table)
+
+
+ServerOpt = Annotated[
+    str,
+    typer.Option(
+        "--server", envvar="REPODEPOT_SERVER", help="The running server [env REPODEPOT_SERVER]."
+    ),
+]
+ApiTokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-token",
+        envvar="REPODEPOT_TOKEN",
+        show_default=False,
+        help="Your API token [env REPODEPOT_TOKEN].",
+    ),
+]
+
+
+@app.command("import")
+def import_repository(
+    url: Annotated[str, typer.Argument(help="The repository to import (https://…).")],
+    owner: Annotated[str, typer.Option(help="Owner part of the new repository's name.")],
+    slug: Annotated[str, typer.Option(help="Name part of the new repository's name.")],
+    token_stdin: Annotated[
+        bool,
+        typer.Option("--token-stdin", help="Read the source's access token from standard input."),
+    ] = False,
+    visibility: Annotated[Visibility, typer.Option(help="private or public.")] = (
+        Visibility.private
+    ),
+    server: ServerOpt = "http://127.0.0.1:8080",
+    api_token: ApiTokenOpt = None,
+) -> None:
+    """Import a repository on the running server and follow its progress to the end."""
+    source_token = sys.stdin.readline().strip() if token_stdin else None
+    try:
+        with Client(server, api_token) as client:
+            job = client.call(
+                "POST",
+                "/api/imports",
+                json={
+                    "url": url,
+                    "owner": owner,
+                    "slug": slug,
+                    "token": source_token,
+                    "visibility": visibility.value,
+                },
+            )
+            final = _follow(client, job)
+    except RepodepotError as error:
+        _fail(error)
+    if final["status"] != "success":
+        err.print(
+            f"[bold red]import {final['status']}:[/] {final.get('error') or ''}", highlight=False
+        )
+        raise typer.Exit(1)
+    out.print(
+        f"imported {final['repository']} ({final['received_objects']} objects, "
+        f"{final['received_bytes']:,} bytes)",
+        highlight=False,
+    )
+
+
+def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
+    """Draw the job's progress from its event stream; return the final state."""
+    columns = (
+        TextColumn("{task.fields[phase]:<12}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[objects]}"),
+        TextColumn("{task.fields[speed]}"),
+        TimeRemainingColumn(),
+    )
+    last_id: str | None = None
+    with Progress(*columns, console=err, transient=False) as progress:
+        bar = progress.add_task(job["target"], total=100, phase=job["phase"], objects="", speed="")
+        try:
+            for _ in range(10):  # reconnect where the stream left off, a few times
+                try:
+                    for event_id, _name, state in client.events(
+                        f"/api/imports/{job['id']}/events", last_id
+                    ):
+                        last_id, job = event_id, state
+                        progress.update(bar, completed=state["percent"], **_columns(state))
+                        if state["status"] in ("success", "failed", "cancelled"):
+                            return job
+                except httpx.TransportError:
+                    continue  # the stream broke: resume from the last event
+        except KeyboardInterrupt:
+            client.call("POST", f"/api/imports/{job['id']}/cancel")
+            err.print("cancelled")
+            raise typer.Exit(130) from None
+    return client.call("GET", f"/api/imports/{job['id']}")  # type: ignore[no-any-return]
+
+
+def _columns(state: dict[str, Any]) -> dict[str, str]:
+    speed = state["throughput"]
+    return {
+        "phase": state["phase"],
+        "objects": f"{state['received_objects']}/{state['total_objects'] or '?'}",
+        "speed": f"{speed / 1048576:.1f} MiB/s" if speed else "",
+    }
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from repodepot.imports.worker import ImportWorker
 from repodepot.metrics import Metrics
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
-from repodepot.web import errors
+from repodepot.web import errors, import_pages
 from repodepot.web.api import health, imports, repos, tokens, users
 from repodepot.web.middleware import RequestContext
 from repodepot.web.pages import router as pages
@@ -79,7 +79,15 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
     errors.install(app)
-    routers = (health.router, users.router, tokens.router, repos.router, imports.router, pages)
+    routers = (
+        health.router,
+        users.router,
+        tokens.router,
+        repos.router,
+        imports.router,
+        import_pages.router,
+        pages,
+    )
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
