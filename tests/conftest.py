@@ -4,7 +4,7 @@ import asyncio
 import itertools
 import os
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +151,44 @@ def git_root(tmp_path: Path) -> Path:
 def git_server(git_root: Path) -> Iterator[GitHttpServer]:
     with GitHttpServer(git_root) as server:
         yield server
+
+
+class LiveServer:
+    """The app served by a real uvicorn on 127.0.0.1 (SSE needs a real HTTP stream)."""
+
+    def __init__(self, app: FastAPI, url: str) -> None:
+        self.app = app
+        self.url = url
+
+    @property
+    def services(self) -> Services:
+        svc: Services = self.app.state.services
+        return svc
+
+
+@pytest.fixture
+async def live_server() -> AsyncIterator[Callable[[Settings], Awaitable[LiveServer]]]:
+    import uvicorn
+
+    from tests.support.postgres import free_port
+
+    running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def start(settings: Settings) -> LiveServer:
+        port = free_port()
+        app = create_app(settings)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        )
+        task = asyncio.create_task(server.serve())
+        running.append((server, task))
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        return LiveServer(app, f"http://127.0.0.1:{port}")
+
+    yield start
+    for server, task in running:
+        server.should_exit = True
+        await task

@@ -419,7 +419,7 @@ def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
     return client.call("GET", f"/api/imports/{job['id']}")  # type: ignore[no-any-return]
 
 
-def _columns(state: dict[str, Any]) -> dict[str, str]:
+def _columns(state: dict[str, Any]) -> dict[str, Any]:
     speed = state["throughput"]
     return {
         "phase": state["phase"],

@@ -191,3 +191,45 @@ async def test_missing_revision_raises_revision_not_found(tmp_path: Path) -> Non
     for rev in ("nope", "--output=/tmp/x", "HEAD~10"):
         with pytest.raises(RevisionNotFound):
             await commands.rev_parse(runner, repo, rev)
+
+
+def test_git_dies_with_its_parent(tmp_path: Path, git_root: Path) -> None:
+    generate(git_root / "slow.git", Spec(commits=3000, blob_bytes=512))
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "sys.path.insert(0, 'src')\n"
+        "from pathlib import Path\n"
+        "from repodepot.git.runner import GitRunner\n"
+        "from repodepot.settings import process_path\n"
+        "r = GitRunner(runtime_dir=Path(sys.argv[1]), path=process_path(), "
+        "allowed_schemes=['http'])\n"
+        "asyncio.run(r.run(['clone', '--bare', sys.argv[2], sys.argv[3]]))\n"
+    )
+    import subprocess
+    import sys
+
+    # A stalled server: git waits silently, so no broken pipe would kill it.
+    with GitHttpServer(git_root, fault="stall", fault_after=0) as server:
+        dest = tmp_path / "orphan-target.git"
+        parent = subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "run"), server.url("slow.git"), str(dest)]
+        )
+        while not _processes_mentioning("git-remote-http"):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        parent.kill()  # SIGKILL: no chance to clean up
+        parent.wait()
+        for _ in range(40):
+            if not _processes_mentioning("orphan-target.git"):
+                break
+            time.sleep(0.05)
+        assert _processes_mentioning("orphan-target.git") == []
+
+
+async def test_a_missing_git_binary_is_reported(tmp_path: Path) -> None:
+    from repodepot.git.errors import GitNotInstalled
+
+    runner = _runner(tmp_path, binary="git-does-not-exist")
+    with pytest.raises(GitNotInstalled, match="git-does-not-exist was not found"):
+        await runner.run(["version"])

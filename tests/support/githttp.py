@@ -30,11 +30,18 @@ class GitHttpServer:
         auth: tuple[str, str] | None = None,
         throttle: int | None = None,
         allow_push: bool = False,
+        fault: str | None = None,
+        fault_after: int = 0,
     ) -> None:
+        """`fault="drop"` cuts the connection, `fault="stall"` stops sending (and holds the
+        connection) after `fault_after` bytes of a pack response."""
         self.root = root
         self.auth = auth
         self.throttle = throttle
         self.allow_push = allow_push
+        self.fault = fault
+        self.fault_after = fault_after
+        self.stalled = threading.Event()
         self.requests: list[tuple[str, str, int]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -46,6 +53,7 @@ class GitHttpServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stalled.set()  # release stalled handlers
         self._server.shutdown()
         self._server.server_close()
 
@@ -131,7 +139,7 @@ def _handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(key, value)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self._stream(process.stdout)
+            self._stream(process.stdout, faulty=self.command == "POST")
             feeder.join()
             return status
 
@@ -155,11 +163,14 @@ def _handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
             finally:
                 process.stdin.close()
 
-        def _stream(self, stdout: Any) -> None:
+        def _stream(self, stdout: Any, faulty: bool) -> None:
             chunk_size = 65536 if server.throttle is None else max(1024, server.throttle // 20)
             started, sent = time.monotonic(), 0
             try:
                 while chunk := stdout.read1(chunk_size):
+                    if faulty and server.fault and sent >= server.fault_after:
+                        self._fault()
+                        return
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     sent += len(chunk)
                     if server.throttle is not None:
@@ -169,5 +180,12 @@ def _handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(b"0\r\n\r\n")
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client went away (a cancelled or timed-out clone)
+
+        def _fault(self) -> None:
+            self.wfile.flush()
+            if server.fault == "stall":
+                server.stalled.wait(300)
+            self.close_connection = True
+            self.connection.shutdown(2)  # socket.SHUT_RDWR: the transfer ends mid-pack
 
     return Handler

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -132,6 +133,10 @@ class GitRunner:
         self._askpass.write_text(ASKPASS)
         self._askpass.chmod(0o700)
         self._base_env = self._build_env(path, tuple(allowed_schemes))
+        # git runs in its own session (so a kill reaches its children); this makes it die
+        # with us as well, instead of running on as an orphan after a crash.
+        setpriv = shutil.which("setpriv", path=path)
+        self._launcher = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
     def _build_env(self, path: str, schemes: tuple[str, ...]) -> dict[str, str]:
         env = {
@@ -192,7 +197,7 @@ class GitRunner:
         """
         if not args or args[0] not in ALLOWED_SUBCOMMANDS:
             raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
-        argv = [self.binary, "--no-pager"]
+        argv = [*self._launcher, self.binary, "--no-pager"]
         if git_dir is not None:
             argv.append(f"--git-dir={git_dir}")
         argv.extend(args)
@@ -267,6 +272,8 @@ class GitRunner:
                 _kill_group(process.pid)
                 with contextlib.suppress(ProcessLookupError):
                     await asyncio.shield(process.wait())
+        if returncode == 127 and self._launcher and b"failed to execute" in stderr:
+            raise GitNotInstalled(f"{self.binary} was not found on PATH")
         return GitResult(
             args=shown,
             returncode=returncode,
