@@ -103,6 +103,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         secret_key="test-secret-key-" + "x" * 32,
         admin_token=ADMIN_TOKEN,
         allowed_schemes=["http", "https"],
+        outbound_allowlist=["127.0.0.1"],  # the loopback git server
     )
 
 

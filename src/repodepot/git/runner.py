@@ -225,7 +225,7 @@ class GitRunner:
                 args[0],
                 extra={
                     "action": "git",
-                    "args": shown,
+                    "argv": shown,
                     "outcome": outcome,
                     "duration_ms": round(seconds * 1000, 1),
                 },
