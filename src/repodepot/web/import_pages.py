@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from repodepot.db.models import Visibility
 from repodepot.exceptions import RepodepotError
+from repodepot.pagination import Page
 from repodepot.web.api.imports import job_out
 from repodepot.web.deps import PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import status_of
@@ -23,10 +24,13 @@ async def imports_page(
 ) -> Response:
     """The caller's imports (admins: everyone's)."""
     page = await svc.imports.list_jobs(caller, page=paging.page, per_page=paging.per_page)
-    jobs = [job_out(item) for item in page.items]
-    return render(
-        request, "imports.html", user=caller.user, page={"items": jobs, "total": page.total}
+    jobs = Page(
+        items=[job_out(item) for item in page.items],
+        total=page.total,
+        page=page.page,
+        per_page=page.per_page,
     )
+    return render(request, "imports.html", user=caller.user, page=jobs)
 
 
 @router.get("/imports/new", response_class=HTMLResponse)
