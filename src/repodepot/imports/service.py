@@ -7,6 +7,7 @@ RETURNING; a count of 0 rows tells the worker the job was cancelled meanwhile.
 
 from __future__ import annotations
 
+import enum
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -53,11 +54,7 @@ def snapshot(job: ImportJob) -> Event:
     event: Event = {}
     for column in ImportJob.__table__.columns:
         value = getattr(job, column.key)
-        if isinstance(value, datetime):
-            value = utc(value).isoformat()  # type: ignore[union-attr]
-        elif isinstance(value, ImportStatus | Visibility):
-            value = value.value
-        event[column.key] = value
+        event[column.key] = _jsonable(utc(value) if isinstance(value, datetime) else value)
     return event
 
 
@@ -320,28 +317,25 @@ class Imports:
                     .returning(Repository.id)
                 )
             ).scalar_one()
-            done = await session.execute(
-                update(ImportJob)
-                .where(ImportJob.id == job["id"], ImportJob.status == ImportStatus.running)
-                .values(
-                    {
-                        **fields,
-                        "status": ImportStatus.success,
-                        "phase": "done",
-                        "percent": 100.0,
-                        "eta_seconds": None,
-                        "finished_at": now,
-                        "seq": seq,
-                        "heartbeat_at": now,
-                        "repository_id": repository_id,
-                        "duration_ms": duration_ms(job, now),
-                    }
-                )
+            final = await _finish(
+                session,
+                job,
+                {
+                    **fields,
+                    "status": ImportStatus.success,
+                    "phase": "done",
+                    "percent": 100.0,
+                    "eta_seconds": None,
+                    "finished_at": now,
+                    "seq": seq,
+                    "heartbeat_at": now,
+                    "repository_id": repository_id,
+                    "duration_ms": duration_ms(job, now),
+                },
             )
-            if not done.rowcount:  # type: ignore[attr-defined]
+            if final is None:
                 await session.rollback()
                 return None
-            await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job["id"]))
             await _audit(
                 session,
                 job["requested_by"],
@@ -354,40 +348,29 @@ class Imports:
                     "attempt": job["attempt"],
                 },
             )
-            final = await session.get(ImportJob, job["id"])
-            assert final is not None
-            return snapshot(final)
+            return final
 
     async def finish_failure(
         self, job: Event, *, seq: int, error: str, fields: dict[str, Any]
     ) -> Event | None:
         """Mark a running job failed with `error` and delete its secret; None if it had ended."""
         now = datetime.now(UTC)
-        job_id = job["id"]
         async with self.worker_sessions.begin() as session:
-            done = await session.execute(
-                update(ImportJob)
-                .where(ImportJob.id == job_id, ImportJob.status == ImportStatus.running)
-                .values(
-                    {
-                        **fields,
-                        "status": ImportStatus.failed,
-                        "phase": "failed",
-                        "error": error,
-                        "eta_seconds": None,
-                        "finished_at": now,
-                        "seq": seq,
-                        "heartbeat_at": now,
-                        "duration_ms": duration_ms(job, now),
-                    }
-                )
+            return await _finish(
+                session,
+                job,
+                {
+                    **fields,
+                    "status": ImportStatus.failed,
+                    "phase": "failed",
+                    "error": error,
+                    "eta_seconds": None,
+                    "finished_at": now,
+                    "seq": seq,
+                    "heartbeat_at": now,
+                    "duration_ms": duration_ms(job, now),
+                },
             )
-            if not done.rowcount:  # type: ignore[attr-defined]
-                return None
-            await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job_id))
-            final = await session.get(ImportJob, job_id)
-            assert final is not None
-            return snapshot(final)
 
     async def requeue(self, job_id: int, *, worker_id: str | None = None) -> Event | None:
         """Put a running job back in the queue (shutdown or a dead worker); None if it had ended.
@@ -428,6 +411,31 @@ class Imports:
 
 
 MAX_ATTEMPTS = 3
+
+
+async def _finish(session: AsyncSession, job: Event, values: dict[str, Any]) -> Event | None:
+    """End a running job with `values` and drop its secret.
+
+    Returns the final state, built without reading the row back, or None when the job
+    was no longer running.
+    """
+    done = await session.execute(
+        update(ImportJob)
+        .where(ImportJob.id == job["id"], ImportJob.status == ImportStatus.running)
+        .values(values)
+    )
+    if not done.rowcount:  # type: ignore[attr-defined]
+        return None
+    await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job["id"]))
+    return {**job, **{key: _jsonable(value) for key, value in values.items()}}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
 
 
 def _may_see(caller: Principal, job: ImportJob) -> bool:
