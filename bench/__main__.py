@@ -1,127 +1,31 @@
-"""Benchmarks: repodepot's git runner against plain git, measured in the same run.
+"""`make bench`: every benchmark, each against its baseline in the same run, as Markdown tables.
 
-Run with `make bench`. Prints p50/p95/p99 and the ratio to the baseline for each case.
-Everything talks to 127.0.0.1 (the loopback smart-HTTP server of the test suite).
+`python -m bench [runner] [imports] [clones] [memory]` runs only the sections named.
+Everything talks to 127.0.0.1: the test suite's loopback smart-HTTP git server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-from repodepot.git import commands
-from repodepot.git.runner import GitRunner
-from repodepot.settings import process_path
-from tests.support.githttp import GitHttpServer
-from tests.support.repogen import HERMETIC, Spec, generate
+from bench import clones, imports, runner
 
-
-def percentile(samples: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    rank = max(1, -(-len(ordered) * pct // 100))
-    return ordered[int(rank) - 1]
+SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
+    "runner": ("git runner overhead", runner.run),
+    "imports": ("import: database statements and progress latency (~60 s imports)", imports.run),
+    "clones": ("import: clone wall time", clones.clone_times),
+    "memory": ("import: server memory on a 520 MiB repository", clones.peak_rss),
+}
 
 
-def row(name: str, samples: list[float], baseline: list[float]) -> str:
-    p = [percentile(samples, q) * 1000 for q in (50, 95, 99)]
-    b = [percentile(baseline, q) * 1000 for q in (50, 95, 99)]
-    ratio = statistics.median(samples) / statistics.median(baseline)
-    return (
-        f"| {name} | {len(samples)} | {p[0]:.1f} / {p[1]:.1f} / {p[2]:.1f} | "
-        f"{b[0]:.1f} / {b[1]:.1f} / {b[2]:.1f} | {ratio:.2f}x |"
-    )
-
-
-def plain_git(*args: str) -> None:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **HERMETIC}
-    subprocess.run(["git", *args], env=env, check=True, capture_output=True)
-
-
-async def once(work: Callable[[int], Awaitable[None]], index: int) -> float:
-    started = time.perf_counter()
-    await work(index)
-    return time.perf_counter() - started
-
-
-async def timed(runs: int, work: Callable[[int], Awaitable[None]]) -> list[float]:
-    return [await once(work, index) for index in range(runs)]
-
-
-async def main() -> None:
-    scratch = Path(tempfile.mkdtemp(prefix="repodepot-bench-"))
-    try:
-        served = scratch / "served"
-        repo = generate(
-            served / "bench.git", Spec(commits=20_000, branches=20, tags=20, blob_bytes=256)
-        )
-        plain_git("-C", str(repo), "repack", "-adbq")
-        runner = GitRunner(
-            runtime_dir=scratch / "run", path=process_path(), allowed_schemes=["http"]
-        )
-        out = scratch / "out"
-        out.mkdir()
-        lines = [
-            "| case | runs | repodepot p50 / p95 / p99 ms | plain git p50 / p95 / p99 ms "
-            "| ratio (p50) |",
-            "|---|---|---|---|---|",
-        ]
-        with GitHttpServer(served) as server:
-            url = server.url("bench.git")
-
-            async def ours(i: int) -> None:
-                await commands.clone_bare(runner, url, out / f"ours-{i}.git")
-
-            async def theirs(i: int) -> None:
-                await asyncio.to_thread(
-                    plain_git,
-                    "clone",
-                    "--bare",
-                    "--progress",
-                    "-q",
-                    url,
-                    str(out / f"plain-{i}.git"),
-                )
-
-            await ours(-1)  # warm the page cache
-            clone_runs = 9
-            ours_samples: list[float] = []
-            plain_samples: list[float] = []
-            for i in range(clone_runs):  # interleaved, so drift hits both alike
-                ours_samples.append(await once(ours, i))
-                plain_samples.append(await once(theirs, i))
-            lines.append(
-                row("clone --bare, 20k commits over smart HTTP", ours_samples, plain_samples)
-            )
-
-        async def rev_ours(_: int) -> None:
-            await commands.rev_parse(runner, repo, "main")
-
-        async def rev_plain(_: int) -> None:
-            await asyncio.to_thread(
-                plain_git, f"--git-dir={repo}", "rev-parse", "--verify", "main^{commit}"
-            )
-
-        lines.append(
-            row(
-                "rev-parse (process start-up overhead)",
-                await timed(200, rev_ours),
-                await timed(200, rev_plain),
-            )
-        )
-        print("\n".join(lines))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+async def main(names: list[str]) -> None:
+    for name in names or list(SECTIONS):
+        title, run = SECTIONS[name]
+        print(f"\n### {title}\n", flush=True)
+        print("\n".join(await run()), flush=True)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

@@ -69,7 +69,7 @@ async def one_import(
     published: dict[int, float] = {}
     original_bump = ProgressCell.bump
 
-    def timed_bump(cell: ProgressCell) -> None:
+    def timed_bump(cell: ProgressCell) -> None:  # when git's record reached the cell
         published.setdefault(cell.seq + 1, time.monotonic())
         original_bump(cell)
 
@@ -133,7 +133,13 @@ async def one_import(
                 final = (await http.get(f"{base}/api/imports/{job['id']}", headers=AUTH)).json()
     finally:
         ProgressCell.bump = original_bump  # type: ignore[method-assign]
-    latencies = [(received[seq] - at) * 1000 for seq, at in published.items() if seq in received]
+    # Each change's latency: until the first event carrying it (or a newer state) arrived.
+    arrivals = sorted(received.items())
+    latencies = []
+    for seq, at in published.items():
+        later = [when for got, when in arrivals if got >= seq]
+        if later:
+            latencies.append((min(later) - at) * 1000)
     return {
         "status": final["status"],
         "seconds": elapsed,

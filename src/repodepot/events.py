@@ -38,14 +38,14 @@ class Subscription:
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
-        self._last: tuple[int, int] = (-1, -1)
+        self._last: dict[Any, tuple[int, int]] = {}  # per entity (the event's id)
 
     def offer(self, event: Event) -> None:
         """Queue `event` if newer than what was delivered; drop the oldest when full."""
-        key = order(event)
-        if key <= self._last:
+        key, entity = order(event), event.get("id")
+        if key <= self._last.get(entity, (-1, -1)):
             return
-        self._last = key
+        self._last[entity] = key
         if self._queue.full():
             self._queue.get_nowait()
         self._queue.put_nowait(event)
@@ -60,7 +60,8 @@ class Subscription:
 
     def seen(self, event: Event) -> None:
         """Skip events not newer than `event` (the caller already has that state)."""
-        self._last = max(self._last, order(event))
+        entity = event.get("id")
+        self._last[entity] = max(self._last.get(entity, (-1, -1)), order(event))
 
 
 class Broker:

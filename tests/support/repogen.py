@@ -29,6 +29,7 @@ class Spec:
     blob_bytes: int = 64
     seed: int = 1
     default_branch: str = "main"
+    binary: bool = False  # incompressible random blobs instead of hex text
 
 
 def _stream(spec: Spec) -> Iterator[bytes]:
@@ -37,7 +38,10 @@ def _stream(spec: Spec) -> Iterator[bytes]:
 
     def commit(ref: str, mark: int, parent: int | None, when: int, message: str) -> Iterator[bytes]:
         path = f"dir{mark % 100:02d}/file{mark % spec.files:04d}.txt"
-        content = rng.randbytes(spec.blob_bytes).hex()[: spec.blob_bytes].encode() + b"\n"
+        if spec.binary:
+            content = rng.randbytes(spec.blob_bytes)
+        else:
+            content = rng.randbytes(spec.blob_bytes).hex()[: spec.blob_bytes].encode() + b"\n"
         msg = message.encode()
         yield b"commit %s\nmark :%d\n" % (ref.encode(), mark)
         yield b"author %s %d +0000\ncommitter %s %d +0000\n" % (ident, when, ident, when)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ class Clock:
 def test_real_output_drives_a_monotonic_bar_to_the_end() -> None:
     published: list[dict[str, Any]] = []
     clock = Clock()
-    cell = ProgressCell(JOB, published.append, clock=clock)
+    cell = ProgressCell(JOB, published.append, clock=clock, min_interval=0)
     raw = (DATA / "progress-plain.txt").read_bytes()
     for start in range(0, len(raw), 300):
         clock.now += 0.2  # git prints about five records a second
@@ -52,7 +53,7 @@ def test_real_output_drives_a_monotonic_bar_to_the_end() -> None:
 
 def test_nothing_is_published_when_nothing_changed() -> None:
     published: list[dict[str, Any]] = []
-    cell = ProgressCell(JOB, published.append)
+    cell = ProgressCell(JOB, published.append, min_interval=0)
     cell.feed(b"Receiving objects:  10% (1/10)\r")
     cell.feed(b"Receiving objects:  10% (1/10)\r")
     cell.feed(b"remote: some chatter\n")
@@ -76,3 +77,20 @@ def test_activity_is_recorded_for_the_stall_timeout() -> None:
     clock.now = 250.0
     cell.feed(b"remote: still here\n")
     assert cell.last_activity == 250.0
+
+
+async def test_bursts_are_coalesced_but_the_newest_state_always_goes_out() -> None:
+    published: list[dict[str, Any]] = []
+    cell = ProgressCell(JOB, published.append, min_interval=0.05)
+    for current in range(1, 101):  # a burst: 100 records at once
+        cell.feed(b"Receiving objects:  %d%% (%d/100)\r" % (current, current))
+    assert len(published) == 1  # the first went out at once, the rest wait
+    await asyncio.sleep(0.1)
+    assert len(published) == 2
+    assert published[-1]["received_objects"] == 100 and published[-1]["seq"] == cell.seq
+    cell.set(phase="finalizing")  # status-like changes are never delayed
+    assert published[-1]["phase"] == "finalizing"
+    cell.feed(b"Resolving deltas:  50% (1/2)\r")
+    cell.close()  # the job ended: nothing stale goes out later
+    await asyncio.sleep(0.1)
+    assert published[-1]["phase"] == "finalizing"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
 from repodepot.events import Event
 from repodepot.git.progress import PhaseProgress, ProgressParser
+
+PUBLISH_INTERVAL = 0.05  # seconds between two published progress states, at most 20 a second
 
 # git's phase → (our phase name, where it starts in the overall bar, how much of the bar it has)
 PHASES = {
@@ -34,6 +37,7 @@ class ProgressCell:
         job: Event,
         on_change: Callable[[Event], None],
         clock: Callable[[], float] = time.monotonic,
+        min_interval: float = PUBLISH_INTERVAL,
     ) -> None:
         self.job = dict(job)
         self.seq: int = job["seq"]
@@ -42,6 +46,9 @@ class ProgressCell:
         self._parser = ProgressParser()
         self.last_activity = clock()
         self._receiving_since: float | None = None
+        self._min_interval = min_interval
+        self._published_at = -min_interval
+        self._timer: asyncio.TimerHandle | None = None
         self.fields: dict[str, Any] = {
             key: job[key]
             for key in (
@@ -68,14 +75,37 @@ class ProgressCell:
             self.bump()
 
     def set(self, **fields: Any) -> None:
-        """Change fields by hand (e.g. `phase="finalizing"`) and publish."""
+        """Change fields by hand (e.g. `phase="finalizing"`) and publish at once."""
         self.fields.update(fields)
-        self.bump()
+        self.seq += 1
+        self.flush()
 
     def bump(self) -> None:
-        """Count a change and publish the whole new state."""
+        """Count a change; publish it now, or within `min_interval` if one just went out.
+
+        git can print hundreds of records a second; coalescing keeps the CPU for git
+        while every subscriber still sees the newest state within `min_interval`.
+        """
         self.seq += 1
+        wait = self._published_at + self._min_interval - self._clock()
+        if wait <= 0:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(wait, self.flush)
+
+    def flush(self) -> None:
+        """Publish the newest state now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._published_at = self._clock()
         self._on_change(self.snapshot())
+
+    def close(self) -> None:
+        """Drop a pending publish (the job has ended; its final state is published elsewhere)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def snapshot(self) -> Event:
         """The job as it stands now."""

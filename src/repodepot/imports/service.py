@@ -154,7 +154,7 @@ class Imports:
             event = snapshot(job)
         self._broker.publish(topic(job.id), event)
         self._broker.publish(QUEUED_TOPIC, event)
-        return event
+        return {**event, "queue_position": waiting + 1}
 
     async def get(self, caller: Principal, job_id: int) -> Event:
         """One job with its queue position; NotFound unless the caller requested it or is admin."""

@@ -116,6 +116,7 @@ class ImportWorker:
             if time.monotonic() - last_scan >= RESCAN_SECONDS:
                 last_scan = time.monotonic()
                 await self._guard(self.recover())
+            self._wake.clear()  # before claiming: a job queued meanwhile wakes the next round
             while len(self._tasks) < self.settings.import_concurrency:
                 claimed = await self._guard(self.imports.claim(self.worker_id))
                 if not claimed or self._stopping.is_set():
@@ -123,7 +124,6 @@ class ImportWorker:
                 task = asyncio.create_task(self._execute(*claimed))
                 self._tasks.add(task)
                 task.add_done_callback(self._finished)
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(RESCAN_SECONDS):
                     await self._wake.wait()
@@ -191,6 +191,7 @@ class ImportWorker:
                 "repodepot hit an internal error; the administrator has the details in the log.",
             )
         finally:
+            run.cell.close()
             for task in run.tasks:
                 task.cancel()
             await asyncio.gather(*run.tasks, return_exceptions=True)
@@ -228,7 +229,8 @@ class ImportWorker:
                     eta_seconds=None,
                 )
                 branch = await commands.head_branch(self.git, staged)
-                empty = await commands.is_empty(self.git, staged)
+                received = run.cell.fields["received_objects"] > 0
+                empty = not received and await commands.is_empty(self.git, staged)
         except Aborted as aborted:
             await self._aborted(run, aborted.reason)
             return

@@ -45,7 +45,7 @@ async def create_import(body: ImportCreate, caller: PrincipalDep, svc: ServicesD
         username=body.username,
         visibility=body.visibility,
     )
-    return job_out(await svc.imports.get(caller, job["id"]))
+    return job_out(job)
 
 
 @router.get("/api/imports", summary="List imports")
