@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bench.common import percentile, plain_git
 from repodepot.git import commands
 from repodepot.git.runner import GitRunner
 from repodepot.settings import process_path
 from tests.support.githttp import GitHttpServer
-from tests.support.repogen import HERMETIC, Spec, generate
-
-
-def percentile(samples: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    rank = max(1, -(-len(ordered) * pct // 100))
-    return ordered[int(rank) - 1]
+from tests.support.repogen import Spec, generate
 
 
 def row(name: str, samples: list[float], baseline: list[float]) -> str:
@@ -35,11 +26,6 @@ def row(name: str, samples: list[float], baseline: list[float]) -> str:
         f"| {name} | {len(samples)} | {p[0]:.1f} / {p[1]:.1f} / {p[2]:.1f} | "
         f"{b[0]:.1f} / {b[1]:.1f} / {b[2]:.1f} | {ratio:.2f}x |"
     )
-
-
-def plain_git(*args: str) -> None:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **HERMETIC}
-    subprocess.run(["git", *args], env=env, check=True, capture_output=True)
 
 
 async def once(work: Callable[[int], Awaitable[None]], index: int) -> float:
