@@ -231,5 +231,7 @@ async def test_a_missing_git_binary_is_reported(tmp_path: Path) -> None:
     from repodepot.git.errors import GitNotInstalled
 
     runner = _runner(tmp_path, binary="git-does-not-exist")
-    with pytest.raises(GitNotInstalled, match="git-does-not-exist was not found"):
-        await runner.run(["version"])
+    # Started directly, and (a network command) through setpriv.
+    for argv in (["version"], ["ls-remote", "http://127.0.0.1:9/x.git"]):
+        with pytest.raises(GitNotInstalled, match="git-does-not-exist was not found"):
+            await runner.run(argv)

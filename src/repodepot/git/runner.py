@@ -64,6 +64,12 @@ ALLOWED_SUBCOMMANDS = frozenset(
     }
 )
 
+# Commands that can run for minutes: tied to our life with setpriv --pdeathsig, which costs an
+# exec (~1.5 ms) that short reads need not pay.
+LONG_RUNNING = frozenset(
+    {"clone", "fetch", "ls-remote", "gc", "repack", "commit-graph", "upload-pack", "archive"}
+)
+
 # Settings every git we start gets, passed as GIT_CONFIG_* variables (not argv).
 BASE_CONFIG = (
     ("gc.auto", "0"),  # maintenance is scheduled by us, never inline
@@ -197,7 +203,8 @@ class GitRunner:
         """
         if not args or args[0] not in ALLOWED_SUBCOMMANDS:
             raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
-        argv = [*self._launcher, self.binary, "--no-pager"]
+        launcher = self._launcher if args[0] in LONG_RUNNING else []
+        argv = [*launcher, self.binary, "--no-pager"]
         if git_dir is not None:
             argv.append(f"--git-dir={git_dir}")
         argv.extend(args)
@@ -272,7 +279,7 @@ class GitRunner:
                 _kill_group(process.pid)
                 with contextlib.suppress(ProcessLookupError):
                     await asyncio.shield(process.wait())
-        if returncode == 127 and self._launcher and b"failed to execute" in stderr:
+        if returncode == 127 and b"failed to execute" in stderr:
             raise GitNotInstalled(f"{self.binary} was not found on PATH")
         return GitResult(
             args=shown,
