@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, Text, func, text, true
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, Text, false, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from repodepot.db.base import Base
@@ -121,6 +121,7 @@ class ImportJob(Base):
     target: Mapped[str] = mapped_column(String(201))
     visibility: Mapped[Visibility] = mapped_column(_enum(Visibility, "visibility"))
     requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    has_secret: Mapped[bool] = mapped_column(server_default=false())
     status: Mapped[ImportStatus] = mapped_column(_enum(ImportStatus, "import_status"), index=True)
     phase: Mapped[str] = mapped_column(String(40), server_default="queued")
     percent: Mapped[float] = mapped_column(server_default="0")

@@ -115,42 +115,48 @@ class Imports:
         secret = _credential(source, token, username)
         target = f"{owner}/{slug}"
         async with self._sessions.begin() as session:
-            if await session.scalar(select(Repository.id).where(Repository.name == target)):
-                raise AlreadyExists(f"repository {target!r} already exists", field="slug")
-            waiting = (
-                await session.scalar(
-                    select(func.count())
-                    .select_from(ImportJob)
-                    .where(ImportJob.status == ImportStatus.pending)
+            taken, waiting = (
+                await session.execute(
+                    select(
+                        select(Repository.id).where(Repository.name == target).exists(),
+                        select(func.count())
+                        .select_from(ImportJob)
+                        .where(ImportJob.status == ImportStatus.pending)
+                        .scalar_subquery(),
+                    )
                 )
-                or 0
-            )
+            ).one()
+            if taken:
+                raise AlreadyExists(f"repository {target!r} already exists", field="slug")
             if waiting >= self._settings.import_queue_max:
                 raise QueueFull(waiting, retry_after=30)
-            job = ImportJob(
-                url=source.url,
-                owner=owner,
-                slug=slug,
-                target=target,
-                visibility=visibility,
-                requested_by=caller.user.id or None,
-                status=ImportStatus.pending,
-            )
-            session.add(job)
             try:
-                await session.flush()
+                job = (
+                    await session.execute(
+                        insert(ImportJob)
+                        .values(
+                            url=source.url,
+                            owner=owner,
+                            slug=slug,
+                            target=target,
+                            visibility=visibility,
+                            requested_by=caller.user.id or None,
+                            status=ImportStatus.pending,
+                            has_secret=secret is not None,
+                        )
+                        .returning(ImportJob)
+                    )
+                ).scalar_one()
             except IntegrityError:
                 raise AlreadyExists(
                     f"an import into {target!r} is already queued or running", field="slug"
                 ) from None
             if secret is not None:
-                session.add(
-                    ImportSecret(
+                await session.execute(
+                    insert(ImportSecret).values(
                         job_id=job.id, username=secret[0], sealed_token=self._box.seal(secret[1])
                     )
                 )
-            await session.flush()
-            await session.refresh(job)
             event = snapshot(job)
         self._broker.publish(topic(job.id), event)
         self._broker.publish(QUEUED_TOPIC, event)
@@ -218,7 +224,7 @@ class Imports:
                     )
                 )
             ).rowcount  # type: ignore[attr-defined]
-            if changed:
+            if changed and current["has_secret"]:
                 await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job_id))
                 await _audit(
                     session, caller.user.id or None, "import.cancelled", f"import:{job_id}", {}
@@ -234,47 +240,67 @@ class Imports:
 
     # -- worker ---------------------------------------------------------------------------
 
-    async def claim(self, worker_id: str) -> tuple[Event, tuple[str, str] | None] | None:
-        """Take the oldest pending job for `worker_id` (never one another worker took).
+    async def claim(
+        self, worker_id: str, limit: int = 1
+    ) -> list[tuple[Event, tuple[str, str] | None]]:
+        """Take up to `limit` of the oldest pending jobs for `worker_id`, in one UPDATE.
 
-        Returns the running job and its decrypted credential, or None when none waits.
+        No job is ever taken by two workers (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite
+        serialises writers). Returns the running jobs with their decrypted credentials;
+        fewer than `limit` means the queue is empty now.
         """
         now = datetime.now(UTC)
         oldest = (
             select(ImportJob.id)
             .where(ImportJob.status == ImportStatus.pending)
             .order_by(ImportJob.id)
-            .limit(1)
+            .limit(limit)
         )
+        if self._postgres:
+            oldest = oldest.with_for_update(skip_locked=True)
         async with self.worker_sessions.begin() as session:
-            if self._postgres:
-                oldest = oldest.with_for_update(skip_locked=True)
-            job = (
-                await session.execute(
-                    update(ImportJob)
-                    .where(
-                        ImportJob.id == oldest.scalar_subquery(),
-                        ImportJob.status == ImportStatus.pending,
+            jobs = (
+                (
+                    await session.execute(
+                        update(ImportJob)
+                        .where(ImportJob.id.in_(oldest), ImportJob.status == ImportStatus.pending)
+                        .values(
+                            status=ImportStatus.running,
+                            attempt=ImportJob.attempt + 1,
+                            worker_id=worker_id,
+                            started_at=now,
+                            heartbeat_at=now,
+                            phase="starting",
+                            seq=ImportJob.seq + 1,
+                            error=None,
+                        )
+                        .returning(ImportJob)
                     )
-                    .values(
-                        status=ImportStatus.running,
-                        attempt=ImportJob.attempt + 1,
-                        worker_id=worker_id,
-                        started_at=now,
-                        heartbeat_at=now,
-                        phase="starting",
-                        seq=ImportJob.seq + 1,
-                        error=None,
-                    )
-                    .returning(ImportJob)
                 )
-            ).scalar_one_or_none()
-            if job is None:
-                return None
-            secret = await session.get(ImportSecret, job.id)
-            event = snapshot(job)
-        credential = (secret.username, self._box.open(secret.sealed_token)) if secret else None
-        return event, credential
+                .scalars()
+                .all()
+            )
+            with_secret = [job.id for job in jobs if job.has_secret]
+            secrets = (
+                {}
+                if not with_secret
+                else {
+                    secret.job_id: secret
+                    for secret in (
+                        await session.execute(
+                            select(ImportSecret).where(ImportSecret.job_id.in_(with_secret))
+                        )
+                    ).scalars()
+                }
+            )
+            claimed = []
+            for job in sorted(jobs, key=lambda job: job.id):
+                secret = secrets.get(job.id)
+                credential = (
+                    (secret.username, self._box.open(secret.sealed_token)) if secret else None
+                )
+                claimed.append((snapshot(job), credential))
+        return claimed
 
     async def write_progress(self, job_id: int, fields: dict[str, Any]) -> bool:
         """One UPDATE of a running job's progress; False when the job is no longer running."""
@@ -426,7 +452,8 @@ async def _finish(session: AsyncSession, job: Event, values: dict[str, Any]) -> 
     )
     if not done.rowcount:  # type: ignore[attr-defined]
         return None
-    await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job["id"]))
+    if job["has_secret"]:
+        await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job["id"]))
     return {**job, **{key: _jsonable(value) for key, value in values.items()}}
 
 

@@ -28,7 +28,7 @@ from repodepot.storage import Storage
 
 logger = logging.getLogger(__name__)
 
-RESCAN_SECONDS = 30.0  # look for jobs queued by a process we hear nothing from, and dead workers
+RESCAN_SECONDS = 60.0  # look for dead workers, and jobs queued by a process we hear nothing from
 
 
 class Aborted(Exception):
@@ -82,6 +82,7 @@ class ImportWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._maybe_queued = True
 
     async def run(self) -> None:
         """Recover abandoned jobs, then claim and run jobs until stopped."""
@@ -108,22 +109,27 @@ class ImportWorker:
     async def _listen(self, queued: Any) -> None:
         while True:
             await queued.get()
+            self._maybe_queued = True
             self._wake.set()
 
     async def _loop(self) -> None:
         last_scan = -RESCAN_SECONDS
         while not self._stopping.is_set():
+            self._wake.clear()  # before claiming: a job queued meanwhile wakes the next round
             if time.monotonic() - last_scan >= RESCAN_SECONDS:
                 last_scan = time.monotonic()
+                self._maybe_queued = True  # jobs of processes we hear nothing from
                 await self._guard(self.recover())
-            self._wake.clear()  # before claiming: a job queued meanwhile wakes the next round
-            while len(self._tasks) < self.settings.import_concurrency:
-                claimed = await self._guard(self.imports.claim(self.worker_id))
-                if not claimed or self._stopping.is_set():
-                    break
-                task = asyncio.create_task(self._execute(*claimed))
-                self._tasks.add(task)
-                task.add_done_callback(self._finished)
+            free = self.settings.import_concurrency - len(self._tasks)
+            if free > 0 and self._maybe_queued:
+                # One UPDATE claims for every free slot; a short answer means the queue is
+                # empty, so freed slots do not ask again until a job is queued.
+                claimed = await self._guard(self.imports.claim(self.worker_id, free)) or []
+                self._maybe_queued = len(claimed) == free
+                for job, credential in claimed:
+                    task = asyncio.create_task(self._execute(job, credential))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._finished)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(RESCAN_SECONDS):
                     await self._wake.wait()

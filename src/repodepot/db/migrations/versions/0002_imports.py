@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.Column("target", sa.String(201), nullable=False),
         sa.Column("visibility", _enum("visibility", "private", "public"), nullable=False),
         sa.Column("requested_by", sa.Integer(), nullable=True),
+        sa.Column("has_secret", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column(
             "status",
             _enum("import_status", "pending", "running", "success", "failed", "cancelled"),
