@@ -204,8 +204,7 @@ async def run(seconds: float = 60.0) -> list[str]:
     detail = {f"{k[0]}/{k[1]}": v["counts"] for k, v in results.items()}
     lines.append(
         f"\nEvery statement from the POST to the end, by kind: {json.dumps(detail)}. "
-        "The viewers connect while the job waits (one SELECT for the job and one for "
-        "their token each); nothing of theirs is counted after that, and nothing "
-        "they do reaches the database while the import runs."
+        "The viewers connect while the job waits (SELECTs of their token, the job and its "
+        "queue position, not counted here); after that nothing they do reaches the database."
     )
     return lines
