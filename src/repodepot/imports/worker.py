@@ -83,6 +83,7 @@ class ImportWorker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._maybe_queued = True
+        self._queued_events = 0
 
     async def run(self) -> None:
         """Recover abandoned jobs, then claim and run jobs until stopped."""
@@ -109,6 +110,7 @@ class ImportWorker:
     async def _listen(self, queued: Any) -> None:
         while True:
             await queued.get()
+            self._queued_events += 1
             self._maybe_queued = True
             self._wake.set()
 
@@ -124,8 +126,10 @@ class ImportWorker:
             if free > 0 and self._maybe_queued:
                 # One UPDATE claims for every free slot; a short answer means the queue is
                 # empty, so freed slots do not ask again until a job is queued.
+                heard = self._queued_events
                 claimed = await self._guard(self.imports.claim(self.worker_id, free)) or []
-                self._maybe_queued = len(claimed) == free
+                if len(claimed) < free and self._queued_events == heard:
+                    self._maybe_queued = False  # empty, and nothing was queued meanwhile
                 for job, credential in claimed:
                     task = asyncio.create_task(self._execute(job, credential))
                     self._tasks.add(task)
