@@ -10,6 +10,19 @@ from typing import Any
 from repodepot.events import Event
 from repodepot.git.progress import PhaseProgress, ProgressParser
 
+PROGRESS_FIELDS = (
+    "phase",
+    "percent",
+    "received_objects",
+    "total_objects",
+    "received_bytes",
+    "resolved_deltas",
+    "total_deltas",
+    "throughput",
+    "eta_seconds",
+)
+"""The columns of `import_jobs` that the cell owns while a job runs."""
+
 PUBLISH_INTERVAL = 0.05  # seconds between two published progress states, at most 20 a second
 
 # git's phase → (our phase name, where it starts in the overall bar, how much of the bar it has)
@@ -49,20 +62,7 @@ class ProgressCell:
         self._min_interval = min_interval
         self._published_at = -min_interval
         self._timer: asyncio.TimerHandle | None = None
-        self.fields: dict[str, Any] = {
-            key: job[key]
-            for key in (
-                "phase",
-                "percent",
-                "received_objects",
-                "total_objects",
-                "received_bytes",
-                "resolved_deltas",
-                "total_deltas",
-                "throughput",
-                "eta_seconds",
-            )
-        }
+        self.fields: dict[str, Any] = {key: job[key] for key in PROGRESS_FIELDS}
 
     def feed(self, chunk: bytes) -> None:
         """Apply what a stderr chunk says; publish once if anything changed."""

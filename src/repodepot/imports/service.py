@@ -36,17 +36,6 @@ from repodepot.settings import Settings
 
 LIVE = (ImportStatus.pending, ImportStatus.running)
 DEFAULT_USERNAME = "x-access-token"  # GitHub's; GitLab and Gitea accept any name with a token
-PROGRESS_FIELDS = (
-    "phase",
-    "percent",
-    "received_objects",
-    "total_objects",
-    "received_bytes",
-    "resolved_deltas",
-    "total_deltas",
-    "throughput",
-    "eta_seconds",
-)
 
 
 def snapshot(job: ImportJob) -> Event:
