@@ -114,13 +114,7 @@ async def one_import(
                 await asyncio.sleep(0.5)  # every viewer has read its snapshot
                 counter.on = True
                 started = time.monotonic()
-                worker = ImportWorker(
-                    imports=svc.imports,
-                    storage=svc.storage,
-                    git=svc.git,
-                    broker=svc.broker,
-                    settings=settings,
-                )
+                worker = ImportWorker.from_services(svc)
                 running = asyncio.create_task(worker.run())
                 await asyncio.gather(*tasks)
                 elapsed = time.monotonic() - started

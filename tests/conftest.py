@@ -83,16 +83,27 @@ def postgres_template(postgres: PostgresCluster) -> str:
     return TEMPLATE_DB
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each database test runs twice: on SQLite and on PostgreSQL 15."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+def new_postgres_database(request: pytest.FixtureRequest) -> str:
+    """A fresh, migrated PostgreSQL database (a copy of the template)."""
     cluster: PostgresCluster = request.getfixturevalue("postgres")
     template: str = request.getfixturevalue("postgres_template")
     name = f"test_{os.getpid()}_{next(_counter)}"
     run_in_thread(_pg_execute(cluster, f"CREATE DATABASE {name} TEMPLATE {template}"))
     return cluster.url(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database test runs twice: on SQLite and on PostgreSQL 15."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    return new_postgres_database(request)
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> str:
+    """For what only PostgreSQL does (several processes on one database)."""
+    return new_postgres_database(request)
 
 
 @pytest.fixture

@@ -67,11 +67,10 @@ async def test_a_crashed_server_resumes_the_import_after_restart(
 
 
 async def test_a_second_web_process_streams_progress_over_postgres(
-    tmp_path: Path, database_url: str, serve: type[Server], http: httpx.AsyncClient
+    tmp_path: Path, postgres_url: str, serve: type[Server], http: httpx.AsyncClient
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        assert database_url.startswith("sqlite")  # one process owns a SQLite database
-        return
+    # PostgreSQL only: SQLite is the one-process deployment, with nothing to relay.
+    database_url = postgres_url
     source = make_source(tmp_path / "served")
     data = tmp_path / "data"
     with GitHttpServer(tmp_path / "served", throttle=_throttle_for(source, 5)) as remote:

@@ -369,13 +369,7 @@ async def test_jobs_interrupted_three_times_fail(settings: Settings, live_server
             )
     from repodepot.imports.worker import ImportWorker
 
-    worker = ImportWorker(
-        imports=svc.imports,
-        storage=svc.storage,
-        git=svc.git,
-        broker=svc.broker,
-        settings=svc.settings,
-    )
+    worker = ImportWorker.from_services(svc)
     await worker.recover()
     async with svc.engine.connect() as conn:
         result = await conn.execute(text("SELECT slug, status FROM import_jobs"))

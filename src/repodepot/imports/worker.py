@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repodepot.events import Broker, Event
 from repodepot.exceptions import AlreadyExists, InvalidInput
@@ -25,6 +25,9 @@ from repodepot.imports.service import QUEUED_TOPIC, Imports, topic
 from repodepot.imports.validation import parse_source, pin_config, resolve_public
 from repodepot.settings import Settings
 from repodepot.storage import Storage
+
+if TYPE_CHECKING:
+    from repodepot.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +87,17 @@ class ImportWorker:
         self._stopping = asyncio.Event()
         self._maybe_queued = True
         self._queued_events = 0
+
+    @classmethod
+    def from_services(cls, services: Services) -> ImportWorker:
+        """A worker over an opened set of services."""
+        return cls(
+            imports=services.imports,
+            storage=services.storage,
+            git=services.git,
+            broker=services.broker,
+            settings=services.settings,
+        )
 
     async def run(self) -> None:
         """Recover abandoned jobs, then claim and run jobs until stopped."""

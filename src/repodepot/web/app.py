@@ -52,13 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.services = services
         worker = None
         if "worker" in settings.roles:
-            worker = ImportWorker(
-                imports=services.imports,
-                storage=services.storage,
-                git=services.git,
-                broker=services.broker,
-                settings=settings,
-            )
+            worker = ImportWorker.from_services(services)
             worker_task = asyncio.create_task(worker.run(), name="import-worker")
         try:
             yield
