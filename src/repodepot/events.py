@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -75,17 +75,28 @@ class Broker:
         for subscription in list(self._subscribers.get(topic, ())):
             subscription.offer(event)
 
-    @contextlib.contextmanager
-    def subscribe(self, topic: str) -> Any:
-        """`with broker.subscribe(topic) as sub:` then `await sub.get()`."""
+    def open(self, topic: str) -> Subscription:
+        """Start receiving `topic`'s events; `close()` the subscription when done."""
         subscription = Subscription(topic)
         self._subscribers[topic].add(subscription)
+        return subscription
+
+    def close(self, subscription: Subscription) -> None:
+        """Stop delivering to `subscription` (idempotent)."""
+        subscribers = self._subscribers.get(subscription.topic)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.topic]
+
+    @contextlib.contextmanager
+    def subscribe(self, topic: str) -> Iterator[Subscription]:
+        """`with broker.subscribe(topic) as sub:` then `await sub.get()`."""
+        subscription = self.open(topic)
         try:
             yield subscription
         finally:
-            self._subscribers[topic].discard(subscription)
-            if not self._subscribers[topic]:
-                del self._subscribers[topic]
+            self.close(subscription)
 
     def subscriber_count(self, topic: str) -> int:
         """How many subscribers `topic` has here."""
@@ -160,12 +171,3 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
 
     url = make_url(sqlalchemy_url).set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
-
-
-__all__ = ["Broker", "Event", "PostgresRelay", "Subscription", "asyncpg_dsn"]
-
-
-async def iterate(subscription: Subscription, *, keepalive: float) -> AsyncIterator[Event | None]:
-    """Yield events, or None every `keepalive` seconds without one."""
-    while True:
-        yield await subscription.get(keepalive)

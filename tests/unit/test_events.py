@@ -42,3 +42,13 @@ async def test_a_slow_subscriber_keeps_the_newest() -> None:
             events.append(event["seq"])
     assert events[-1] == 199 and len(events) == 64
     assert broker.subscriber_count("t") == 0
+
+
+def test_open_and_close_are_the_same_as_subscribe() -> None:
+    broker = Broker()
+    subscription = broker.open("t")
+    assert broker.subscriber_count("t") == 1
+    broker.close(subscription)
+    broker.close(subscription)  # idempotent
+    assert broker.subscriber_count("t") == 0
+    broker.publish("t", {"id": 1, "status": "running", "seq": 1})  # no one left: no error

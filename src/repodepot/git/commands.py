@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from repodepot.git.errors import GitCommandError, RevisionNotFound
+from repodepot.git.errors import RevisionNotFound
 from repodepot.git.runner import Credentials, GitRunner, StderrSink
 from repodepot.types import Sha
 
@@ -34,13 +34,6 @@ async def clone_bare(
         credentials=credentials,
         on_stderr=on_progress,
         timeout=timeout,
-    )
-
-
-async def init_bare(runner: GitRunner, dest: Path, *, default_branch: str = "main") -> None:
-    """Create an empty bare repository at `dest` whose HEAD names `default_branch`."""
-    await runner.run(
-        ["init", "--bare", "--quiet", f"--initial-branch={default_branch}", "--", str(dest)]
     )
 
 
@@ -72,21 +65,3 @@ async def is_empty(runner: GitRunner, repo: Path) -> bool:
     """Whether `repo` has no refs at all."""
     result = await runner.run(["for-each-ref", "--count=1", "--format=%(refname)"], git_dir=repo)
     return not result.stdout.strip()
-
-
-async def version(runner: GitRunner) -> str:
-    """`git version`'s number, e.g. `2.39.5`; raises GitNotInstalled."""
-    result = await runner.run(["version"])
-    text = result.stdout.decode().strip()
-    return text.removeprefix("git version ")
-
-
-__all__ = [
-    "GitCommandError",
-    "clone_bare",
-    "head_branch",
-    "init_bare",
-    "is_empty",
-    "rev_parse",
-    "version",
-]

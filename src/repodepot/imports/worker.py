@@ -271,7 +271,7 @@ class ImportWorker:
             default_branch=branch,
             is_empty=empty,
             size_bytes=self.storage.size(target),
-            fields=_progress(run.cell),
+            fields=run.cell.fields,
         )
         if final is None:  # cancelled while finishing: take the repository back off disk
             self.storage.remove(target)
@@ -284,7 +284,7 @@ class ImportWorker:
 
     async def _fail(self, run: _Run, error: str) -> None:
         final = await self.imports.finish_failure(
-            run.job, seq=run.cell.seq + 1, error=error, fields=_progress(run.cell)
+            run.job, seq=run.cell.seq + 1, error=error, fields=run.cell.fields
         )
         if final is not None:
             self.broker.publish(topic(run.job["id"]), final)
@@ -337,10 +337,6 @@ class ImportWorker:
                 if event is not None and event.get("status") == "cancelled":
                     run.abort("cancelled")
                     return
-
-
-def _progress(cell: ProgressCell) -> dict[str, Any]:
-    return dict(cell.fields)
 
 
 def _explain(error: Exception) -> str:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import AbstractContextManager
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from repodepot.db.models import ImportStatus
-from repodepot.events import Event, Subscription, order
+from repodepot.events import Broker, Event, Subscription, order
 from repodepot.imports.service import topic
 from repodepot.web.deps import PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES, error_responses
@@ -104,15 +103,14 @@ async def import_events(
     `Last-Event-ID`) or misses one loses nothing.
     """
     # Subscribe before reading the state, so no change can slip between the two.
-    subscribing = svc.broker.subscribe(topic(job_id))
-    subscription = subscribing.__enter__()
+    subscription = svc.broker.open(topic(job_id))
     try:
         current = await svc.imports.get(caller, job_id)
     except BaseException:
-        subscribing.__exit__(None, None, None)
+        svc.broker.close(subscription)
         raise
     return StreamingResponse(
-        _stream(current, subscription, subscribing, last_event_id),
+        _stream(current, subscription, svc.broker, last_event_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -133,7 +131,7 @@ def _frame(event: Event) -> str:
 async def _stream(
     current: Event,
     subscription: Subscription,
-    subscribing: AbstractContextManager[Any],
+    broker: Broker,
     last_event_id: str | None,
 ) -> AsyncIterator[str]:
     try:
@@ -152,4 +150,4 @@ async def _stream(
             if ImportStatus(event["status"]).finished:
                 return
     finally:
-        subscribing.__exit__(None, None, None)
+        broker.close(subscription)
