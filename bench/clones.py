@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -19,8 +16,8 @@ import httpx
 from bench.common import ADMIN, plain_git, repo_size
 from tests.e2e.imports_helpers import events
 from tests.support.githttp import GitHttpServer
-from tests.support.postgres import free_port
 from tests.support.repogen import Spec, generate
+from tests.support.servers import ServeProcess
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 RUNS = 5
@@ -53,47 +50,22 @@ def _git(url: str, dest: Path) -> float:
     return time.perf_counter() - started
 
 
+SERVER_ENV = {
+    "REPODEPOT_ADMIN_TOKEN": ADMIN,
+    "REPODEPOT_ALLOWED_SCHEMES": "http",
+    "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1",
+    "REPODEPOT_LOG_LEVEL": "warning",
+}
+
+
 @asynccontextmanager
-async def serve_process(data: Path) -> AsyncIterator[tuple[str, int]]:
-    """`repodepot serve` as its own process, as deployed; yields its URL and pid."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPODEPOT_")}
-    env.update(
-        {
-            "REPODEPOT_ADMIN_TOKEN": ADMIN,
-            "REPODEPOT_ALLOWED_SCHEMES": "http",
-            "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1",
-            "REPODEPOT_LOG_LEVEL": "warning",
-        }
-    )
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "repodepot",
-            "serve",
-            "--data-dir",
-            str(data),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+async def _serve(data: Path) -> AsyncIterator[ServeProcess]:
+    # As deployed: its own process, so it shares no event loop or GIL with the git server.
+    server = await asyncio.to_thread(ServeProcess, data, SERVER_ENV)
     try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(300):
-                try:
-                    if (await http.get(f"{base}/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-        yield base, server.pid
+        yield server
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
 
 
 async def clone_times() -> list[str]:
@@ -107,13 +79,13 @@ async def clone_times() -> list[str]:
         with GitHttpServer(root / "served") as remote:
             url = remote.url("src.git")
             async with (
-                serve_process(root / "data") as (base, _pid),
+                _serve(root / "data") as server,
                 httpx.AsyncClient(timeout=None) as http,
             ):
                 await asyncio.to_thread(_git, url, root / "warm.git")
                 for run in range(RUNS):
                     times["git"].append(await asyncio.to_thread(_git, url, root / f"g{run}.git"))
-                    times["repodepot"].append(await _repodepot(http, base, url, f"r{run}"))
+                    times["repodepot"].append(await _repodepot(http, server.url, url, f"r{run}"))
                     times["pygit2"].append(
                         await asyncio.to_thread(_pygit2, url, root / f"p{run}.git")
                     )
@@ -152,13 +124,13 @@ async def peak_rss(megabytes: int = 520) -> list[str]:
         )
         size = repo_size(source)
         async with (
-            serve_process(root / "data") as (base, pid),
+            _serve(root / "data") as server,
             httpx.AsyncClient(timeout=None) as http,
         ):
-            idle = _rss_kib(pid, "VmRSS")
+            idle = _rss_kib(server.process.pid, "VmRSS")
             with GitHttpServer(root / "served") as remote:
-                elapsed = await _repodepot(http, base, remote.url("big.git"), "big")
-            peak = _rss_kib(pid, "VmHWM")
+                elapsed = await _repodepot(http, server.url, remote.url("big.git"), "big")
+            peak = _rss_kib(server.process.pid, "VmHWM")
         imported = repo_size(root / "data/repos/bench/big.git")
         shutil.rmtree(root / "data", ignore_errors=True)
     return [

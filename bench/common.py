@@ -1,22 +1,13 @@
-"""Shared pieces of the benchmarks: percentiles, table rows, a live server, a source repo."""
+"""Shared pieces of the benchmarks: percentiles, plain git, settings, repository size."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-from fastapi import FastAPI
-
-from repodepot.services import Services
 from repodepot.settings import Settings
-from repodepot.web.app import create_app
-from tests.support.postgres import free_port
 from tests.support.repogen import HERMETIC
 
 ADMIN = "rdp_bench-admin-token-0123456789"
@@ -43,22 +34,6 @@ def bench_settings(data: Path, database_url: str | None = None, **extra: Any) ->
         outbound_allowlist=["127.0.0.1"],
         **extra,
     )
-
-
-@asynccontextmanager
-async def live_app(settings: Settings) -> AsyncIterator[tuple[str, FastAPI, Services]]:
-    """The app on a real uvicorn on 127.0.0.1."""
-    port = free_port()
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # uvicorn offers no event to wait on
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", app, app.state.services
-    finally:
-        server.should_exit = True
-        await task
 
 
 def repo_size(path: Path) -> int:

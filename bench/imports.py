@@ -12,12 +12,13 @@ from typing import Any
 import httpx
 from sqlalchemy import event
 
-from bench.common import ADMIN, bench_settings, live_app, percentile, repo_size
+from bench.common import ADMIN, bench_settings, percentile, repo_size
 from repodepot.imports.progress import ProgressCell
 from repodepot.imports.worker import ImportWorker
 from tests.support.githttp import GitHttpServer
 from tests.support.postgres import PostgresCluster
 from tests.support.repogen import Spec, generate
+from tests.support.servers import live_app
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 SOURCE = Spec(commits=20_000, branches=10, tags=10, blob_bytes=512)
@@ -85,9 +86,10 @@ async def one_import(
         ):
             settings = bench_settings(Path(scratch) / "data", database_url, roles=["web"])
             async with (
-                live_app(settings) as (base, _app, svc),
+                live_app(settings) as live,
                 httpx.AsyncClient(timeout=None) as http,
             ):
+                base, svc = live.url, live.services
                 counter = StatementCounter()
                 counter.attach(svc.engine)
                 counter.attach(svc.worker_engine)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import threading
@@ -18,6 +19,7 @@ from repodepot.settings import Settings
 from repodepot.web.app import create_app
 from tests.support.githttp import GitHttpServer
 from tests.support.postgres import PostgresCluster
+from tests.support.servers import LiveApp, live_app
 
 ADMIN_TOKEN = "rdp_test-admin-token-0123456789abcdef"
 TEMPLATE_DB = "repodepot_template"
@@ -165,42 +167,12 @@ def git_server(git_root: Path) -> Iterator[GitHttpServer]:
         yield server
 
 
-class LiveServer:
-    """The app served by a real uvicorn on 127.0.0.1 (SSE needs a real HTTP stream)."""
-
-    def __init__(self, app: FastAPI, url: str) -> None:
-        self.app = app
-        self.url = url
-
-    @property
-    def services(self) -> Services:
-        svc: Services = self.app.state.services
-        return svc
-
-
 @pytest.fixture
-async def live_server() -> AsyncIterator[Callable[[Settings], Awaitable[LiveServer]]]:
-    import uvicorn
+async def live_server() -> AsyncIterator[Callable[[Settings], Awaitable[LiveApp]]]:
+    """Start the app for some settings on a real uvicorn; stopped after the test."""
+    async with contextlib.AsyncExitStack() as stack:
 
-    from tests.support.postgres import free_port
+        async def start(settings: Settings) -> LiveApp:
+            return await stack.enter_async_context(live_app(settings))
 
-    running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
-
-    async def start(settings: Settings) -> LiveServer:
-        port = free_port()
-        app = create_app(settings)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-        )
-        task = asyncio.create_task(server.serve())
-        running.append((server, task))
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        return LiveServer(app, f"http://127.0.0.1:{port}")
-
-    yield start
-    for server, task in running:
-        server.should_exit = True
-        await task
+        yield start

@@ -3,15 +3,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from tests.support.postgres import free_port
+from tests.support.servers import ServeProcess
 
 
 def cli(
@@ -37,48 +35,7 @@ def cli(
     return result
 
 
-class Server:
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir.parent / f"serve-{self.port}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("REPODEPOT_")}
-        full_env.update(env)
-        self._log = self.log.open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "repodepot",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--listen",
-                f"127.0.0.1:{self.port}",
-            ],
-            env=full_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"serve exited early:\n{self.log.read_text()}")
-            try:
-                if httpx.get(self.url + "/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError(f"serve did not become ready:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
+Server = ServeProcess
 
 
 CHROMIUM = "/usr/bin/chromium"

@@ -17,14 +17,15 @@ from sqlalchemy import text
 
 from repodepot.logs import JsonFormatter
 from repodepot.settings import Settings
-from tests.conftest import ADMIN_TOKEN, LiveServer
+from tests.conftest import ADMIN_TOKEN
 from tests.e2e.imports_helpers import assert_faithful_copy, events, leftovers, make_source
 from tests.integration.test_git_runner import _processes_mentioning
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec
+from tests.support.servers import LiveApp
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-Start = Callable[[Settings], Awaitable[LiveServer]]
+Start = Callable[[Settings], Awaitable[LiveApp]]
 SOURCE_TOKEN = "glpat-SourceSecret0123456789xyz"
 
 
