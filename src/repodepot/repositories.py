@@ -47,8 +47,8 @@ class RepositoryRecord:
             default_branch=repo.default_branch,
             size_bytes=repo.size_bytes,
             is_empty=repo.is_empty,
-            created_at=utc(repo.created_at) or repo.created_at,
-            updated_at=utc(repo.updated_at) or repo.updated_at,
+            created_at=utc(repo.created_at),
+            updated_at=utc(repo.updated_at),
         )
 
 

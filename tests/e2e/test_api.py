@@ -147,7 +147,7 @@ async def test_admin_user_management(
 
 
 async def test_request_ids_health_and_metrics(
-    client: httpx.AsyncClient, admin_headers: dict[str, str]
+    client: httpx.AsyncClient, admin_headers: dict[str, str], app_services: Services
 ) -> None:
     answer = await client.get("/healthz", headers={"X-Request-ID": "abcdef123456"})
     assert answer.status_code == 200 and answer.headers["x-request-id"] == "abcdef123456"
@@ -157,11 +157,13 @@ async def test_request_ids_health_and_metrics(
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "data_dir": "ok"}
     await client.get("/api/repos", headers=admin_headers)
+    await app_services.git.run(["version"])  # the app's runner reports to the app's metrics
     metrics = (await client.get("/metrics")).text
     assert (
         'repodepot_http_requests_total{method="GET",route="/api/repos",status="200"} 1.0' in metrics
     )
-    assert "repodepot_git_command_duration_seconds" in metrics
+    assert 'repodepot_git_commands_total{outcome="ok",subcommand="version"} 1.0' in metrics
+    assert 'repodepot_git_command_duration_seconds_count{subcommand="version"} 1.0' in metrics
 
 
 async def test_openapi_documents_every_api_route_with_error_schemas(

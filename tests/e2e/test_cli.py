@@ -61,7 +61,8 @@ def test_admin_workflow_on_the_local_database(tmp_path: Path) -> None:
     ci_id = next(t["id"] for t in tokens if t["name"] == "ci")
     revoked = cli("tokens", "revoke", str(ci_id), "--data-dir", data).stdout
     assert f"revoked token {ci_id} 'ci' of 'alice'" in revoked
-    assert "No repositories" not in cli("repos", "list", "--data-dir", data).stdout
+    assert json.loads(cli("repos", "list", "--json", "--data-dir", data).stdout) == []
+    assert "visibility" in cli("repos", "list", "--data-dir", data).stdout  # the table header
 
 
 def test_errors_are_one_clear_line_and_exit_non_zero(tmp_path: Path) -> None:
