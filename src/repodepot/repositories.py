@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from repodepot.accounts import Principal
-from repodepot.db.base import utc
 from repodepot.db.models import Repository, User, Visibility
 from repodepot.exceptions import AlreadyExists, NotFound
 from repodepot.git.redact import strip_userinfo
@@ -47,8 +46,8 @@ class RepositoryRecord:
             default_branch=repo.default_branch,
             size_bytes=repo.size_bytes,
             is_empty=repo.is_empty,
-            created_at=utc(repo.created_at),
-            updated_at=utc(repo.updated_at),
+            created_at=repo.created_at,
+            updated_at=repo.updated_at,
         )
 
 

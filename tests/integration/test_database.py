@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -48,3 +50,13 @@ async def test_sqlite_runs_in_wal_with_the_documented_pragmas(services: Services
         assert await conn.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
         assert await conn.scalar(text("PRAGMA busy_timeout")) == 5000
         assert await conn.scalar(text("PRAGMA foreign_keys")) == 1
+
+
+async def test_timestamps_come_back_timezone_aware(services: Services) -> None:
+    user = await services.accounts.create_user("tz")
+    await services.accounts.create_token("tz")
+    tokens = await services.accounts.list_tokens(user_name="tz")
+    repo = await services.repositories.create(name="tz/r", owner_id=user.id)
+    for stamp in (user.created_at, tokens.items[0].created_at, repo.created_at):
+        assert stamp.tzinfo is not None and stamp.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - user.created_at) < timedelta(minutes=5)

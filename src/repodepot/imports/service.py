@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from repodepot.accounts import Principal
-from repodepot.db.base import is_sqlite, utc
+from repodepot.db.base import is_sqlite
 from repodepot.db.models import (
     AuditEntry,
     ImportJob,
@@ -43,7 +43,7 @@ def snapshot(job: ImportJob) -> Event:
     event: Event = {}
     for column in ImportJob.__table__.columns:
         value = getattr(job, column.key)
-        event[column.key] = _jsonable(utc(value) if isinstance(value, datetime) else value)
+        event[column.key] = _jsonable(value)
     return event
 
 
@@ -422,7 +422,7 @@ class Imports:
                     ImportJob.status == ImportStatus.running
                 )
             )
-            return [(row[0], row[1], utc(row[2])) for row in rows]
+            return [(row[0], row[1], row[2]) for row in rows]
 
 
 MAX_ATTEMPTS = 3
