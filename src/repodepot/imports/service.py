@@ -405,7 +405,8 @@ class Imports:
                 job.status, job.phase = ImportStatus.failed, "failed"
                 job.error = f"The import was interrupted {job.attempt} times and was given up."
                 job.finished_at = datetime.now(UTC)
-                await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job_id))
+                if job.has_secret:
+                    await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job_id))
             else:
                 job.status, job.phase = ImportStatus.pending, "queued"
             job.worker_id, job.eta_seconds = None, None
