@@ -32,6 +32,10 @@ class RepositoryRecord:
     is_empty: bool
     created_at: datetime
     updated_at: datetime
+    fork: bool
+    archived: bool
+    code_host_kind: str | None
+    deleted_at: datetime | None
 
     @classmethod
     def from_row(cls, repo: Repository, owner: str | None) -> RepositoryRecord:
@@ -48,6 +52,10 @@ class RepositoryRecord:
             is_empty=repo.is_empty,
             created_at=repo.created_at,
             updated_at=repo.updated_at,
+            fork=repo.fork,
+            archived=repo.archived,
+            code_host_kind=repo.external_kind,
+            deleted_at=repo.deleted_at,
         )
 
 
@@ -69,10 +77,16 @@ class Repositories:
         self._sessions = sessions
 
     async def list(
-        self, principal: Principal, *, page: int = 1, per_page: int = 30
+        self,
+        principal: Principal,
+        *,
+        page: int = 1,
+        per_page: int = 30,
+        deleted: bool = False,
     ) -> Page[RepositoryRecord]:
-        """The repositories `principal` may read, by name."""
-        statement = _with_owner().where(visible_to(principal)).order_by(Repository.name)
+        """The repositories `principal` may read, by name; soft-deleted ones when `deleted`."""
+        state = Repository.deleted_at.is_not(None) if deleted else Repository.deleted_at.is_(None)
+        statement = _with_owner().where(visible_to(principal), state).order_by(Repository.name)
         async with self._sessions() as session:
             return await paginate(
                 session,
@@ -84,7 +98,9 @@ class Repositories:
 
     async def get(self, principal: Principal, name: str) -> RepositoryRecord:
         """Repository `name`; raises NotFound also when it exists but `principal` may not see it."""
-        statement = _with_owner().where(Repository.name == name, visible_to(principal))
+        statement = _with_owner().where(
+            Repository.name == name, Repository.deleted_at.is_(None), visible_to(principal)
+        )
         async with self._sessions() as session:
             row = (await session.execute(statement)).one_or_none()
         if row is None:

@@ -9,6 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from repodepot.accounts import Accounts
+from repodepot.codehosts.service import CodeHosts
+from repodepot.codehosts.syncer import Syncer
 from repodepot.db import migrate
 from repodepot.db.base import create_engine, is_sqlite, session_factory
 from repodepot.events import Broker, PostgresRelay, asyncpg_dsn
@@ -39,6 +41,7 @@ class Services:
     accounts: Accounts
     repositories: Repositories
     imports: Imports
+    codehosts: CodeHosts
 
     @classmethod
     async def open(
@@ -69,13 +72,15 @@ class Services:
         if not is_sqlite(settings.sqlalchemy_url):
             relay = PostgresRelay(asyncpg_dsn(settings.sqlalchemy_url), broker)
             await relay.start()
+        box = SecretBox(ensure_secret_key(settings))
         imports = Imports(
             sessions=sessions,
             worker_sessions=session_factory(worker_engine),
             broker=broker,
-            box=SecretBox(ensure_secret_key(settings)),
+            box=box,
             settings=settings,
         )
+        syncer = Syncer(sessions=session_factory(worker_engine), box=box, settings=settings)
         return cls(
             settings=settings,
             engine=engine,
@@ -89,6 +94,7 @@ class Services:
             accounts=Accounts(sessions),
             repositories=Repositories(sessions),
             imports=imports,
+            codehosts=CodeHosts(sessions, box=box, settings=settings, syncer=syncer),
         )
 
     async def database_ready(self) -> bool:

@@ -25,6 +25,7 @@ from pydantic_settings import (
 from repodepot.exceptions import ConfigurationError
 
 ENV_PREFIX = "REPODEPOT_"
+ROLES = frozenset({"web", "worker", "updater"})
 SUPPORTED_SCHEMES = frozenset({"https", "http", "ssh", "git"})
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+$")
 
@@ -57,7 +58,10 @@ class Settings(BaseSettings):
     outbound_allowlist: CommaList = Field(
         [], description="Hosts or CIDR networks reachable although loopback or private."
     )
-    roles: CommaList = Field(["web", "worker"], description="What this process runs: web, worker.")
+    roles: CommaList = Field(
+        ["web", "worker", "updater"],
+        description="What this process runs: web, worker (imports), updater (code host syncs).",
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     git_binary: str = "git"
@@ -81,6 +85,44 @@ class Settings(BaseSettings):
     )
     import_heartbeat: float = Field(
         5.0, gt=0, description="Seconds between a running import's heartbeats."
+    )
+    sync_interval: float = Field(
+        300.0, gt=0, description="Seconds between two syncs of one code host connection."
+    )
+    sync_poll_interval: float = Field(
+        2.0, gt=0, description="Seconds between the syncer's checks for due connections."
+    )
+    codehost_requests_per_second: float = Field(
+        10.0, gt=0, description="API requests per second to one code host connection, at most."
+    )
+    codehost_max_concurrent_requests: int = Field(
+        8, ge=1, le=256, description="Code host API calls in flight at once, site-wide."
+    )
+    codehost_request_timeout: float = Field(
+        30.0, gt=0, description="Seconds one code host API call may take."
+    )
+    codehost_retries: int = Field(
+        5, ge=0, le=20, description="Retries of a 5xx or connection error before a sync fails."
+    )
+    codehost_retry_base: float = Field(
+        1.0, gt=0, description="First backoff of a retried API call, seconds; doubled each time."
+    )
+    codehost_max_rate_limit_wait: float = Field(
+        900.0,
+        ge=0,
+        description="Longest wait for a code host's rate limit to reset before a sync fails.",
+    )
+    sync_purge_threshold_percent: float = Field(
+        5.0,
+        ge=0,
+        le=100,
+        description="Deletions above this share of a connection's repositories are held.",
+    )
+    sync_purge_threshold_min: int = Field(
+        20, ge=0, description="Deletions up to this many are never held."
+    )
+    max_repos_per_site: int = Field(
+        20000, ge=1, description="Repositories from code host connections, at most (all)."
     )
 
     @classmethod
@@ -117,9 +159,11 @@ class Settings(BaseSettings):
     @field_validator("roles")
     @classmethod
     def _known_roles(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - {"web", "worker"})
+        unknown = sorted(set(value) - ROLES)
         if unknown or not value:
-            raise ValueError(f"roles are web and/or worker, not {', '.join(unknown) or 'none'}")
+            raise ValueError(
+                f"roles are some of {', '.join(sorted(ROLES))}, not {', '.join(unknown) or 'none'}"
+            )
         return value
 
     @field_validator("outbound_allowlist")

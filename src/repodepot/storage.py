@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
 MAX_NAME = 255
-MAX_SEGMENTS = 4
+MAX_SEGMENTS = 24  # a host, GitLab's nested groups (up to 20) and a name
 
 
 def validate_repo_name(name: str) -> RepoName:

@@ -69,6 +69,17 @@ class Repository(Base):
 
     __tablename__ = "repositories"
 
+    __table_args__ = (
+        # A host's own id: how a renamed or re-added repository keeps its id here.
+        Index(
+            "uq_repositories_external",
+            "external_kind",
+            "external_host",
+            "external_id",
+            unique=True,
+        ),
+    )
+
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     owner_id: Mapped[int | None] = mapped_column(
@@ -82,6 +93,13 @@ class Repository(Base):
     is_empty: Mapped[bool] = mapped_column(server_default=true())
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Set when no code host connection yields it any more; the row (and its id) stays.
+    deleted_at: Mapped[datetime | None] = mapped_column(index=True)
+    external_kind: Mapped[str | None] = mapped_column(String(16))
+    external_host: Mapped[str | None] = mapped_column(String(255))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    fork: Mapped[bool] = mapped_column(server_default=false())
+    archived: Mapped[bool] = mapped_column(server_default=false())
 
 
 class ImportStatus(enum.StrEnum):
@@ -169,3 +187,82 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
     details: Mapped[str] = mapped_column(Text, server_default="{}")
+
+
+class CodeHostKind(enum.StrEnum):
+    """The kinds of code host a connection can list repositories from."""
+
+    github = "github"
+    gitlab = "gitlab"
+    gitea = "gitea"
+    other = "other"
+
+
+class SyncStatus(enum.StrEnum):
+    """How a sync ended: applied, failed, applied without its held deletions, over the limit."""
+
+    success = "success"
+    failed = "failed"
+    held = "held"
+    over_limit = "over_limit"
+
+
+class CodeHost(Base):
+    """A code host connection: what to list, how, and how its last sync went."""
+
+    __tablename__ = "code_hosts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[CodeHostKind] = mapped_column(_enum(CodeHostKind, "code_host_kind"))
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    config: Mapped[str] = mapped_column(Text)  # JSON without the token
+    sealed_token: Mapped[str | None] = mapped_column(Text)  # SecretBox-encrypted
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    next_sync_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None]
+    last_sync_at: Mapped[datetime | None]
+    last_status: Mapped[SyncStatus | None] = mapped_column(_enum(SyncStatus, "sync_status"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    held_deletions: Mapped[str | None] = mapped_column(Text)  # JSON list of repository ids
+
+
+class CodeHostSync(Base):
+    """One sync of a connection: what it changed, what it cost."""
+
+    __tablename__ = "code_host_syncs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_host_id: Mapped[int] = mapped_column(
+        ForeignKey("code_hosts.id", ondelete="CASCADE"), index=True
+    )
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    status: Mapped[SyncStatus] = mapped_column(_enum(SyncStatus, "sync_status"))
+    yielded: Mapped[int] = mapped_column(server_default="0")
+    added: Mapped[int] = mapped_column(server_default="0")
+    modified: Mapped[int] = mapped_column(server_default="0")
+    deleted: Mapped[int] = mapped_column(server_default="0")
+    unchanged: Mapped[int] = mapped_column(server_default="0")
+    held: Mapped[int] = mapped_column(server_default="0")
+    skipped: Mapped[int] = mapped_column(server_default="0")
+    api_calls: Mapped[int] = mapped_column(server_default="0")
+    not_modified: Mapped[int] = mapped_column(server_default="0")
+    duration_ms: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    warnings: Mapped[str] = mapped_column(Text, server_default="[]")
+
+
+class RepoSource(Base):
+    """Which connections yield a repository, and the clone URL each gives."""
+
+    __tablename__ = "repo_sources"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    code_host_id: Mapped[int] = mapped_column(
+        ForeignKey("code_hosts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    clone_url: Mapped[str] = mapped_column(Text)

@@ -8,7 +8,6 @@ RETURNING; a count of 0 rows tells the worker the job was cancelled meanwhile.
 from __future__ import annotations
 
 import enum
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,10 +15,10 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from repodepot import audit
 from repodepot.accounts import Principal
 from repodepot.db.base import is_sqlite
 from repodepot.db.models import (
-    AuditEntry,
     ImportJob,
     ImportSecret,
     ImportStatus,
@@ -215,8 +214,8 @@ class Imports:
             ).rowcount  # type: ignore[attr-defined]
             if changed and current["has_secret"]:
                 await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job_id))
-                await _audit(
-                    session, caller.user.id or None, "import.cancelled", f"import:{job_id}", {}
+                await audit.record(
+                    session, caller.user.id, "import.cancelled", f"import:{job_id}", {}
                 )
             job = await session.get(ImportJob, job_id)
             assert job is not None
@@ -351,7 +350,7 @@ class Imports:
             if final is None:
                 await session.rollback()
                 return None
-            await _audit(
+            await audit.record(
                 session,
                 job["requested_by"],
                 "repository.imported",
@@ -475,16 +474,3 @@ def duration_ms(job: Event, now: datetime) -> int | None:
     if not started:
         return None
     return int((now - datetime.fromisoformat(started)).total_seconds() * 1000)
-
-
-async def _audit(
-    session: AsyncSession, actor_id: int | None, action: str, target: str, details: dict[str, Any]
-) -> None:
-    await session.execute(
-        insert(AuditEntry).values(
-            actor_id=actor_id,
-            action=action,
-            target=target,
-            details=json.dumps(details, sort_keys=True),
-        )
-    )

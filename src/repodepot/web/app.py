@@ -15,12 +15,13 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from repodepot import __version__
+from repodepot.codehosts.syncer import SyncLoop
 from repodepot.imports.worker import ImportWorker
 from repodepot.metrics import Metrics
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
 from repodepot.web import errors, import_pages
-from repodepot.web.api import health, imports, repos, tokens, users
+from repodepot.web.api import codehosts, health, imports, repos, tokens, users
 from repodepot.web.middleware import RequestContext
 from repodepot.web.pages import router as pages
 
@@ -50,18 +51,22 @@ def create_app(settings: Settings) -> FastAPI:
         if created is not None:
             announce_admin_token(created)
         app.state.services = services
-        worker = None
+        background: list[tuple[ImportWorker | SyncLoop, asyncio.Task[None]]] = []
         if "worker" in settings.roles:
             worker = ImportWorker.from_services(services)
-            worker_task = asyncio.create_task(worker.run(), name="import-worker")
+            background.append((worker, asyncio.create_task(worker.run(), name="import-worker")))
+        if "updater" in settings.roles:
+            loop = SyncLoop.from_services(services)
+            services.codehosts.on_sync_requested = loop.wake
+            background.append((loop, asyncio.create_task(loop.run(), name="sync-loop")))
         try:
             yield
         finally:
-            if worker is not None:
-                await worker.stop()
-                worker_task.cancel()
+            for runner, task in background:
+                await runner.stop()
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await worker_task
+                    await task
             await services.close()
 
     app = FastAPI(
@@ -79,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
         tokens.router,
         repos.router,
         imports.router,
+        codehosts.router,
         import_pages.router,
         pages,
     )

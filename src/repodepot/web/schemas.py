@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from repodepot.db.models import Role, Visibility
+from repodepot.db.models import CodeHostKind, Role, SyncStatus, Visibility
 
 T = TypeVar("T")
 
@@ -99,6 +99,14 @@ class RepositoryOut(_Record):
     is_empty: bool
     created_at: datetime
     updated_at: datetime
+    fork: bool
+    archived: bool
+    code_host_kind: str | None = Field(
+        description="github, gitlab, gitea or other when a code host connection yields it"
+    )
+    deleted_at: datetime | None = Field(
+        description="When no connection yielded it any more (soft-deleted; the id stays)"
+    )
 
 
 class Health(BaseModel):
@@ -153,3 +161,81 @@ class ImportJobOut(BaseModel):
     duration_ms: int | None
     queue_position: int | None = Field(None, description="1 = next to start; pending jobs only.")
     repository: str | None = Field(None, description="The imported repository, on success.")
+
+
+class CodeHostIn(BaseModel):
+    """A new code host connection. `config.token` is encrypted and never shown again."""
+
+    kind: str = Field(examples=["github"], description="github, gitlab, gitea or other")
+    name: str = Field(examples=["github.com"])
+    config: dict[str, Any] = Field(
+        examples=[
+            {
+                "url": "https://github.com",
+                "token": "ghp_…",
+                "repositoryQuery": ["affiliated"],
+                "exclude": [{"forks": True}],
+            }
+        ]
+    )
+
+
+class CodeHostPatch(BaseModel):
+    """A change: rename, or replace the config (without `token` the token is kept)."""
+
+    name: str | None = None
+    config: dict[str, Any] | None = None
+
+
+class SyncOut(_Record):
+    """One sync of a connection: what it changed and what it cost."""
+
+    id: int
+    started_at: datetime
+    finished_at: datetime
+    status: SyncStatus
+    yielded: int = Field(description="Repositories the host listed, after exclusions")
+    added: int
+    modified: int
+    deleted: int
+    unchanged: int
+    held: int = Field(description="Deletions held by purge protection")
+    skipped: int = Field(description="Repositories left out: invalid or taken names")
+    api_calls: int
+    not_modified: int = Field(description="API calls answered 304 from the ETag")
+    duration_ms: int
+    error: str | None
+    warnings: list[str]
+
+
+class CodeHostOut(_Record):
+    """A code host connection; the token shows only as `token_set`."""
+
+    id: int
+    kind: CodeHostKind
+    name: str
+    config: dict[str, Any]
+    token_set: bool
+    created_at: datetime
+    updated_at: datetime
+    next_sync_at: datetime
+    syncing: bool
+    last_sync_at: datetime | None
+    last_status: SyncStatus | None
+    last_error: str | None
+    repo_count: int
+    held_deletions: int = Field(description="Deletions waiting for an admin's confirmation")
+    held_repositories: list[str] = Field(description="Up to 100 of them, by name")
+    last_sync: SyncOut | None
+
+
+class SyncRequested(BaseModel):
+    """A sync was asked for; it has run once `last_sync.started_at` is at or after this."""
+
+    requested_at: datetime
+
+
+class DeletionsConfirmed(BaseModel):
+    """The held deletions were carried out."""
+
+    deleted: int

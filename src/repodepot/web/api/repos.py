@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from repodepot.web.deps import PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES
@@ -13,10 +15,17 @@ router = APIRouter(tags=["repositories"], responses=ERROR_RESPONSES)
 
 @router.get("/api/repos", summary="List repositories")
 async def list_repos(
-    caller: PrincipalDep, svc: ServicesDep, paging: PageDep
+    caller: PrincipalDep,
+    svc: ServicesDep,
+    paging: PageDep,
+    deleted: Annotated[
+        bool, Query(description="List soft-deleted repositories instead of live ones")
+    ] = False,
 ) -> PageOut[RepositoryOut]:
     """Public repositories, your own, and (admins) all, by name."""
-    page = await svc.repositories.list(caller, page=paging.page, per_page=paging.per_page)
+    page = await svc.repositories.list(
+        caller, page=paging.page, per_page=paging.per_page, deleted=deleted
+    )
     return PageOut[RepositoryOut].model_validate(page, from_attributes=True)
 
 

@@ -1,0 +1,246 @@
+"""Each kind of connection's configuration, validated on save with errors that name the field.
+
+The token is not part of the stored configuration: it is sealed on its own and never
+returned (`token_set` says whether there is one).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from repodepot.db.models import CodeHostKind
+from repodepot.exceptions import InvalidInput
+
+_OWNER_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
+_ORG = re.compile(r"^[A-Za-z0-9_.-]+$")
+PLACEHOLDERS = frozenset({"host", "nameWithOwner", "pathWithNamespace", "owner", "name"})
+
+
+class Exclude(BaseModel):
+    """One exclusion rule: by exact name, by regular expression, all forks or all archived."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    pattern: str | None = None
+    forks: bool = False
+    archived: bool = False
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a regular expression: {error}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Exclude:
+        if self.name is None and self.pattern is None and not self.forks and not self.archived:
+            raise ValueError("give one of name, pattern, forks: true or archived: true")
+        return self
+
+
+class HostConfig(BaseModel):
+    """What every kind has: the host's URL, exclusions and the naming pattern."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    default_pattern: ClassVar[str] = "{host}/{nameWithOwner}"
+
+    url: str
+    exclude: list[Exclude] = Field(default_factory=list)
+    repositoryPathPattern: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return check_base_url(value)
+
+    @field_validator("repositoryPathPattern")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        return check_pattern(value)
+
+    @property
+    def pattern(self) -> str:
+        """The naming pattern in force."""
+        return self.repositoryPathPattern or self.default_pattern
+
+    @property
+    def host(self) -> str:
+        """The host name (without port) that `{host}` stands for."""
+        return (urlsplit(self.url).hostname or "").lower()
+
+    @property
+    def identity_host(self) -> str:
+        """Host and port: with the kind, the namespace of the host's repository ids."""
+        return urlsplit(self.url).netloc.lower()
+
+
+class GitHubConfig(HostConfig):
+    """github.com or GitHub Enterprise (API at `{url}/api/v3`)."""
+
+    repositoryQuery: list[str] = Field(default_factory=list)
+    repos: list[Annotated[str, Field(pattern=_OWNER_NAME.pattern)]] = Field(default_factory=list)
+    orgs: list[Annotated[str, Field(pattern=_ORG.pattern)]] = Field(default_factory=list)
+
+    @field_validator("repositoryQuery")
+    @classmethod
+    def _queries(cls, value: list[str]) -> list[str]:
+        return check_queries(value)
+
+
+class GitLabConfig(HostConfig):
+    """GitLab.com or self-managed GitLab (API at `{url}/api/v4`)."""
+
+    default_pattern: ClassVar[str] = "{host}/{pathWithNamespace}"
+
+    projectQuery: list[str] = Field(default_factory=list)
+    projects: list[Annotated[str, Field(pattern=_PATH.pattern)]] = Field(default_factory=list)
+    groups: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")]] = Field(
+        default_factory=list
+    )
+
+    @field_validator("projectQuery")
+    @classmethod
+    def _queries(cls, value: list[str]) -> list[str]:
+        for query in value:
+            if query != "none" and not (query.startswith("?") or re.match(r"^[a-z]", query)):
+                raise ValueError(
+                    f"{query!r}: use none, ?QUERY (for projects?QUERY) or an API path "
+                    "such as groups/NAME/projects?include_subgroups=true"
+                )
+            if "://" in query or query.startswith("/"):
+                raise ValueError(f"{query!r}: give a path relative to the API, not a URL")
+        return value
+
+
+class GiteaConfig(HostConfig):
+    """Gitea or Forgejo (API at `{url}/api/v1`)."""
+
+    repositoryQuery: list[str] = Field(default_factory=list)
+    repos: list[Annotated[str, Field(pattern=_OWNER_NAME.pattern)]] = Field(default_factory=list)
+    orgs: list[Annotated[str, Field(pattern=_ORG.pattern)]] = Field(default_factory=list)
+
+    @field_validator("repositoryQuery")
+    @classmethod
+    def _queries(cls, value: list[str]) -> list[str]:
+        return check_queries(value)
+
+
+class OtherConfig(BaseModel):
+    """A plain list of clone URLs, absolute or relative to `url`; no API."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    default_pattern: ClassVar[str] = "{host}/{nameWithOwner}"
+
+    url: str | None = None
+    repos: list[str] = Field(min_length=1)
+    exclude: list[Exclude] = Field(default_factory=list)
+    repositoryPathPattern: str = ""
+
+    @field_validator("repositoryPathPattern")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        return check_pattern(value)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return check_base_url(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _urls(self) -> OtherConfig:
+        for index, repo in enumerate(self.repos):
+            if "://" in repo:
+                check_base_url(repo)
+            elif self.url is None:
+                raise ValueError(f"repos[{index}] {repo!r} is relative but no url is given")
+            elif not repo.strip("/") or ".." in repo.split("/"):
+                raise ValueError(f"repos[{index}] {repo!r} is not a repository path")
+        return self
+
+    @property
+    def pattern(self) -> str:
+        """The naming pattern in force."""
+        return self.repositoryPathPattern or self.default_pattern
+
+
+AnyConfig = GitHubConfig | GitLabConfig | GiteaConfig | OtherConfig
+CONFIGS: dict[CodeHostKind, type[AnyConfig]] = {
+    CodeHostKind.github: GitHubConfig,
+    CodeHostKind.gitlab: GitLabConfig,
+    CodeHostKind.gitea: GiteaConfig,
+    CodeHostKind.other: OtherConfig,
+}
+
+
+def check_queries(value: list[str]) -> list[str]:
+    """GitHub's and Gitea's `repositoryQuery` entries."""
+    for query in value:
+        if not query.strip():
+            raise ValueError("a query is affiliated, public, none, org:NAME or a search query")
+        if query.startswith("org:") and not _ORG.match(query[4:]):
+            raise ValueError(f"{query!r} does not name an organization")
+    return value
+
+
+def check_pattern(value: str) -> str:
+    """A `repositoryPathPattern` using only known placeholders ("" means the default)."""
+    if not value:
+        return value
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as error:
+        raise ValueError(f"not a pattern: {error}") from None
+    unknown = sorted(fields - PLACEHOLDERS)
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder {{{unknown[0]}}}; use {', '.join(sorted(PLACEHOLDERS))}"
+        )
+    return value
+
+
+def check_base_url(value: str) -> str:
+    """An http(s) URL with a host and no credentials, query or fragment; trailing `/` dropped."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("put the token in the token field, not in the URL")
+    if parts.query or parts.fragment:
+        raise ValueError("the URL must not have a query or fragment")
+    return value.strip().rstrip("/")
+
+
+def parse_config(kind: CodeHostKind, raw: dict[str, Any]) -> tuple[AnyConfig, str | None]:
+    """Validate `raw` for `kind`; return the config and the token it carried, if any.
+
+    Raises InvalidInput naming the first bad field as `config.<path>`.
+    """
+    values = dict(raw)
+    token = values.pop("token", None)
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise InvalidInput("the token must be a non-empty string", field="config.token")
+    try:
+        config = CONFIGS[kind].model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        field = f"config.{where}" if where else "config"
+        raise InvalidInput(f"{field}: {message}", field=field) from None
+    return config, token.strip() if token else None
+
+
+def dump_config(config: AnyConfig) -> dict[str, Any]:
+    """The stored form: only what was set, without defaults."""
+    return config.model_dump(mode="json", exclude_defaults=True)

@@ -1,0 +1,328 @@
+"""Calling a code host's REST API politely: paced, retried, rate-limit aware and conditional.
+
+- Pacing: at most `requests_per_second` to one connection, and at most
+  `max_concurrent` calls in flight site-wide (one semaphore shared by all connections).
+- Rate limits (GitHub's documented rules, which GitLab's and Gitea's headers fit):
+  on 403/429 wait `Retry-After` seconds if given, else until `X-RateLimit-Reset`
+  (or `RateLimit-Reset`) when the remaining count is 0, else a minute; a successful
+  answer with nothing remaining makes the next call wait for the reset. A wait longer
+  than `max_rate_limit_wait` fails the sync with the reset time instead.
+- 5xx and connection errors are retried with exponential backoff and full jitter.
+- 401, and 403 without rate-limit signs, stop at once: the token is wrong.
+- Conditional requests: each page's ETag is remembered with what the page yielded, and
+  sent back as `If-None-Match`; a 304 reuses the page (on GitHub it costs no quota).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from repodepot import __version__
+from repodepot.exceptions import RepodepotError
+
+_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([^";]+)"?')
+SECONDARY_WAIT = 60.0
+
+
+class CodeHostError(RepodepotError):
+    """The code host could not be listed."""
+
+    code = "code_host_error"
+
+
+class BadCredentials(CodeHostError):
+    """The code host refused the token."""
+
+    code = "code_host_bad_credentials"
+
+
+class RateLimited(CodeHostError):
+    """The code host's rate limit is exhausted for longer than we wait."""
+
+    code = "code_host_rate_limited"
+
+
+class HostUnavailable(CodeHostError):
+    """The code host did not answer after retries."""
+
+    code = "code_host_unavailable"
+
+
+class ApiNotFound(CodeHostError):
+    """The code host has no such resource."""
+
+    code = "code_host_not_found"
+
+
+@dataclass(slots=True)
+class CachedPage:
+    """What a page yielded the last time, under its ETag."""
+
+    etag: str
+    value: Any
+    next_url: str | None
+
+
+@dataclass(slots=True)
+class ApiStats:
+    """What one sync spent."""
+
+    calls: int = 0
+    not_modified: int = 0
+    retries: int = 0
+    rate_limit_waits: int = 0
+
+
+@dataclass(slots=True)
+class Pacer:
+    """At most `rate` requests per second, spaced evenly."""
+
+    rate: float
+    _next: float = 0.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def wait(self) -> None:
+        """Return when the next request may go."""
+        async with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + 1.0 / self.rate
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiLimits:
+    """The knobs, from the settings."""
+
+    requests_per_second: float
+    max_concurrent: int
+    timeout: float
+    retries: int
+    retry_base: float
+    max_rate_limit_wait: float
+
+
+def next_link(headers: Mapping[str, str]) -> str | None:
+    """The `rel="next"` URL of a `Link` header, if any."""
+    for url, rel in _LINK.findall(headers.get("link", "")):
+        if "next" in rel.split():
+            return str(url)
+    return None
+
+
+def _number(headers: Mapping[str, str], *names: str) -> float | None:
+    for name in names:
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                continue
+    return None
+
+
+def _remaining(headers: Mapping[str, str]) -> float | None:
+    return _number(headers, "x-ratelimit-remaining", "ratelimit-remaining")
+
+
+def _reset_in(headers: Mapping[str, str], now: float) -> float | None:
+    reset = _number(headers, "x-ratelimit-reset", "ratelimit-reset")
+    return None if reset is None else max(0.0, reset - now)
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip()
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error") or "")[:200]
+    return ""
+
+
+class HostApi:
+    """One connection's API session for one sync: `get` a resource, or walk `pages`."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        limits: ApiLimits,
+        site_slots: asyncio.Semaphore,
+        cache: dict[str, CachedPage],
+        what: str,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.stats = ApiStats()
+        self._limits = limits
+        self._slots = site_slots
+        self._cache = cache
+        self._what = what
+        self._sleep = sleep
+        self._pacer = Pacer(limits.requests_per_second)
+        self._blocked_until = 0.0
+        self._client = httpx.AsyncClient(
+            headers={"User-Agent": f"repodepot/{__version__}", **headers},
+            timeout=limits.timeout,
+            follow_redirects=True,
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    def url(self, path: str) -> str:
+        """An absolute URL for an API path."""
+        if "://" in path:
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    async def get(self, path: str) -> Any:
+        """The JSON of one resource (not cached)."""
+        response = await self._request(self.url(path), etag=None)
+        return response.json()
+
+    async def pages(
+        self, path: str, convert: Callable[[Any], list[Any]]
+    ) -> AsyncIterator[list[Any]]:
+        """Each page of a listing, converted; follows `Link: rel="next"` or `X-Next-Page`."""
+        url: str | None = self.url(path)
+        seen: set[str] = set()
+        while url is not None and url not in seen:
+            seen.add(url)
+            cached = self._cache.get(url)
+            response = await self._request(url, etag=cached.etag if cached else None)
+            if response.status_code == 304 and cached is not None:
+                self.stats.not_modified += 1
+                yield cached.value
+                url = cached.next_url
+                continue
+            value = convert(response.json())
+            following = self._following(url, response)
+            etag = response.headers.get("etag")
+            if etag:
+                self._cache[url] = CachedPage(etag, value, following)
+            else:
+                self._cache.pop(url, None)
+            yield value
+            url = following
+
+    @staticmethod
+    def _following(url: str, response: httpx.Response) -> str | None:
+        link = next_link(response.headers)
+        if link is not None:
+            return link
+        page = response.headers.get("x-next-page", "").strip()
+        if page.isdigit():
+            return str(httpx.URL(url).copy_set_param("page", page))
+        return None
+
+    async def _request(self, url: str, *, etag: str | None) -> httpx.Response:
+        headers = {"If-None-Match": etag} if etag else {}
+        failures = 0
+        limited = 0
+        while True:
+            await self._wait_for_reset()
+            await self._pacer.wait()
+            try:
+                async with self._slots:
+                    self.stats.calls += 1
+                    response = await self._client.get(url, headers=headers)
+            except httpx.TransportError as error:
+                failures += 1
+                await self._backoff(failures, f"{type(error).__name__}: {error}")
+                continue
+            status = response.status_code
+            if status < 300 or status == 304:
+                self._note_quota(response)
+                return response
+            if status in (403, 429) and self._is_rate_limit(response):
+                limited += 1
+                await self._rate_limit_wait(response, limited)
+                continue
+            if status == 401 or status == 403:
+                raise BadCredentials(
+                    f"{self._what} refused the token ({status} {_message(response)}): "
+                    "check that it is valid and has read access to the repositories"
+                )
+            if status == 404:
+                raise ApiNotFound(f"{self._what} answered 404 for {_path(url)}")
+            if status >= 500:
+                failures += 1
+                await self._backoff(failures, f"HTTP {status}")
+                continue
+            raise CodeHostError(
+                f"{self._what} answered {status} for {_path(url)}: {_message(response)}"
+            )
+
+    def _is_rate_limit(self, response: httpx.Response) -> bool:
+        headers = response.headers
+        return (
+            response.status_code == 429
+            or "retry-after" in headers
+            or _remaining(headers) == 0
+            or "rate limit" in _message(response).lower()
+        )
+
+    def _note_quota(self, response: httpx.Response) -> None:
+        if _remaining(response.headers) == 0:
+            reset_in = _reset_in(response.headers, time.time())
+            if reset_in is not None:
+                self._blocked_until = time.monotonic() + reset_in
+
+    async def _wait_for_reset(self) -> None:
+        delay = self._blocked_until - time.monotonic()
+        if delay > 0:
+            self._check_wait(delay)
+            self.stats.rate_limit_waits += 1
+            await self._sleep(delay)
+
+    async def _rate_limit_wait(self, response: httpx.Response, attempt: int) -> None:
+        headers = response.headers
+        retry_after = _number(headers, "retry-after")
+        if retry_after is not None:
+            delay = retry_after
+        elif _remaining(headers) == 0 and (reset := _reset_in(headers, time.time())) is not None:
+            delay = reset
+        else:
+            # A secondary limit without a hint: a minute, doubling if it persists.
+            delay = SECONDARY_WAIT * 2 ** (attempt - 1)
+        if attempt > self._limits.retries + 1:
+            raise RateLimited(f"{self._what} kept answering rate-limited after {attempt} waits")
+        self._check_wait(delay)
+        self.stats.rate_limit_waits += 1
+        await self._sleep(delay + 0.05)
+
+    def _check_wait(self, delay: float) -> None:
+        if delay > self._limits.max_rate_limit_wait:
+            until = datetime.fromtimestamp(time.time() + delay, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            raise RateLimited(
+                f"{self._what} is rate-limited until {until}, longer than the "
+                f"{self._limits.max_rate_limit_wait:.0f} s we wait; the next sync resumes"
+            )
+
+    async def _backoff(self, failures: int, cause: str) -> None:
+        if failures > self._limits.retries:
+            raise HostUnavailable(
+                f"{self._what} did not answer after {failures} attempts (last: {cause})"
+            )
+        self.stats.retries += 1
+        # Full jitter: uniform in [0, base * 2^n], so retrying clients spread out.
+        await self._sleep(random.uniform(0, self._limits.retry_base * 2 ** (failures - 1)))
+
+
+def _path(url: str) -> str:
+    return httpx.URL(url).path

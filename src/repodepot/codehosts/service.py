@@ -1,0 +1,343 @@
+"""Code host connections: add, change, remove, ask for a sync, read the history. Admins only."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from repodepot import audit
+from repodepot.accounts import Principal
+from repodepot.codehosts.config import AnyConfig, dump_config, parse_config
+from repodepot.codehosts.syncer import SOURCES, Syncer, chunks, now
+from repodepot.db.models import CodeHost, CodeHostKind, CodeHostSync, Repository, SyncStatus
+from repodepot.exceptions import AlreadyExists, InvalidInput, NotFound
+from repodepot.pagination import Page, paginate
+from repodepot.secrets import SecretBox
+from repodepot.settings import Settings
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+HELD_SHOWN = 100
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SyncRecord:
+    """One sync of a connection."""
+
+    id: int
+    started_at: datetime
+    finished_at: datetime
+    status: SyncStatus
+    yielded: int
+    added: int
+    modified: int
+    deleted: int
+    unchanged: int
+    held: int
+    skipped: int
+    api_calls: int
+    not_modified: int
+    duration_ms: int
+    error: str | None
+    warnings: list[str]
+
+    @classmethod
+    def from_row(cls, row: CodeHostSync) -> SyncRecord:
+        """Build from a `code_host_syncs` row."""
+        values = {name: getattr(row, name) for name in cls.__dataclass_fields__}
+        values["warnings"] = json.loads(row.warnings)
+        return cls(**values)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CodeHostRecord:
+    """A connection as the API shows it: the token only as set / not set."""
+
+    id: int
+    kind: CodeHostKind
+    name: str
+    config: dict[str, Any]
+    token_set: bool
+    created_at: datetime
+    updated_at: datetime
+    next_sync_at: datetime
+    syncing: bool
+    last_sync_at: datetime | None
+    last_status: SyncStatus | None
+    last_error: str | None
+    repo_count: int
+    held_deletions: int
+    held_repositories: list[str]
+    last_sync: SyncRecord | None
+
+
+class CodeHosts:
+    """The connections and their sync history; every method wants an admin."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        box: SecretBox,
+        settings: Settings,
+        syncer: Syncer,
+    ) -> None:
+        self._sessions = sessions
+        self._box = box
+        self._settings = settings
+        self.syncer = syncer
+        self.on_sync_requested: Callable[[], None] | None = None
+
+    def _validate(self, kind: str, raw: Any) -> tuple[CodeHostKind, AnyConfig, str | None]:
+        try:
+            checked_kind = CodeHostKind(kind)
+        except ValueError:
+            kinds = ", ".join(member.value for member in CodeHostKind)
+            raise InvalidInput(f"kind {kind!r} is not one of {kinds}", field="kind") from None
+        if not isinstance(raw, dict):
+            raise InvalidInput("config must be an object", field="config")
+        config, token = parse_config(checked_kind, raw)
+        url = getattr(config, "url", None)
+        scheme = url.split("://", 1)[0] if url else None
+        if scheme is not None and scheme not in self._settings.allowed_schemes:
+            raise InvalidInput(
+                f"config.url: {scheme} is not in REPODEPOT_ALLOWED_SCHEMES "
+                f"({', '.join(self._settings.allowed_schemes)})",
+                field="config.url",
+            )
+        return checked_kind, config, token
+
+    @staticmethod
+    def _check_name(name: str) -> str:
+        if not _NAME.match(name):
+            raise InvalidInput(
+                f"{name!r} is not a valid connection name: 1-100 letters, digits, "
+                "spaces, '.', '_' or '-', starting with a letter or digit",
+                field="name",
+            )
+        return name
+
+    async def create(
+        self, caller: Principal, *, kind: str, name: str, config: Any
+    ) -> CodeHostRecord:
+        """Add a connection; it syncs as soon as the updater sees it."""
+        caller.require_admin()
+        checked_kind, checked, token = self._validate(kind, config)
+        row = CodeHost(
+            kind=checked_kind,
+            name=self._check_name(name),
+            config=json.dumps(dump_config(checked), sort_keys=True),
+            sealed_token=self._box.seal(token) if token else None,
+            next_sync_at=now(),
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise AlreadyExists(f"a connection named {name!r} exists", field="name") from None
+            await audit.record(
+                session, caller.user.id, "codehost.create", name, {"kind": checked_kind.value}
+            )
+        self._wake()
+        return await self.get(caller, row.id)
+
+    async def update(
+        self, caller: Principal, host_id: int, *, name: str | None, config: Any | None
+    ) -> CodeHostRecord:
+        """Rename, or replace the config (the token is kept unless a new one is given)."""
+        caller.require_admin()
+        async with self._sessions.begin() as session:
+            row = await self._row(session, host_id)
+            changed: list[str] = []
+            if name is not None and name != row.name:
+                row.name = self._check_name(name)
+                changed.append("name")
+            if config is not None:
+                _, checked, token = self._validate(row.kind.value, config)
+                row.config = json.dumps(dump_config(checked), sort_keys=True)
+                changed.append("config")
+                if token is not None:
+                    row.sealed_token = self._box.seal(token)
+                    changed.append("token")
+                row.next_sync_at = now()
+            row.updated_at = now()
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise AlreadyExists(f"a connection named {name!r} exists", field="name") from None
+            await audit.record(
+                session, caller.user.id, "codehost.update", row.name, {"changed": changed}
+            )
+        if config is not None:
+            self._wake()
+        return await self.get(caller, host_id)
+
+    async def remove(self, caller: Principal, host_id: int) -> int:
+        """Delete the connection; repositories only it yielded are soft-deleted (count returned)."""
+        caller.require_admin()
+        async with self._sessions.begin() as session:
+            row = await self._row(session, host_id)
+            linked = (
+                await session.scalars(
+                    select(SOURCES.c.repository_id).where(SOURCES.c.code_host_id == host_id)
+                )
+            ).all()
+            await session.execute(delete(SOURCES).where(SOURCES.c.code_host_id == host_id))
+            deleted = 0
+            at = now()
+            orphaned = ~(
+                select(SOURCES.c.repository_id)
+                .where(SOURCES.c.repository_id == Repository.id)
+                .exists()
+            )
+            for batch in chunks(linked):
+                result = await session.execute(
+                    update(Repository)
+                    .where(Repository.id.in_(batch), Repository.deleted_at.is_(None), orphaned)
+                    .values(deleted_at=at, updated_at=at)
+                )
+                deleted += result.rowcount  # type: ignore[attr-defined]
+            await session.delete(row)
+            await audit.record(
+                session, caller.user.id, "codehost.remove", row.name, {"deleted": deleted}
+            )
+        return deleted
+
+    async def request_sync(self, caller: Principal, host_id: int) -> datetime:
+        """Make the connection due now; returns the time asked, for waiting on the result."""
+        caller.require_admin()
+        asked = now()
+        async with self._sessions.begin() as session:
+            await self._row(session, host_id)
+            await session.execute(
+                update(CodeHost).where(CodeHost.id == host_id).values(next_sync_at=asked)
+            )
+        self._wake()
+        return asked
+
+    async def confirm_deletions(self, caller: Principal, host_id: int) -> int:
+        """Carry out the deletions the last sync held; returns how many were deleted."""
+        caller.require_admin()
+        async with self._sessions() as session:
+            row = await self._row(session, host_id)
+            held = len(json.loads(row.held_deletions or "[]"))
+        if not held:
+            raise InvalidInput(f"connection {row.name!r} has no held deletions")
+        deleted = await self.syncer.apply_held(host_id)
+        async with self._sessions.begin() as session:
+            await audit.record(
+                session,
+                caller.user.id,
+                "codehost.confirm_deletions",
+                row.name,
+                {"held": held, "deleted": deleted},
+            )
+        return deleted
+
+    async def list(self, caller: Principal) -> list[CodeHostRecord]:
+        """Every connection, by name."""
+        caller.require_admin()
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(CodeHost).order_by(CodeHost.name))).all()
+            return [await self._record(session, row) for row in rows]
+
+    async def get(self, caller: Principal, host_id: int) -> CodeHostRecord:
+        """One connection with its last sync."""
+        caller.require_admin()
+        async with self._sessions() as session:
+            return await self._record(session, await self._row(session, host_id))
+
+    async def find(self, caller: Principal, id_or_name: str) -> CodeHostRecord:
+        """A connection by id or by name."""
+        caller.require_admin()
+        async with self._sessions() as session:
+            if id_or_name.isdigit():
+                row = await session.get(CodeHost, int(id_or_name))
+            else:
+                row = await session.scalar(select(CodeHost).where(CodeHost.name == id_or_name))
+            if row is None:
+                raise NotFound(f"no code host connection {id_or_name!r}")
+            return await self._record(session, row)
+
+    async def history(
+        self, caller: Principal, host_id: int, *, page: int = 1, per_page: int = 30
+    ) -> Page[SyncRecord]:
+        """The connection's syncs, newest first."""
+        caller.require_admin()
+        async with self._sessions() as session:
+            await self._row(session, host_id)
+            statement = (
+                select(CodeHostSync)
+                .where(CodeHostSync.code_host_id == host_id)
+                .order_by(CodeHostSync.id.desc())
+            )
+            return await paginate(
+                session,
+                statement,
+                page=page,
+                per_page=per_page,
+                convert=lambda row: SyncRecord.from_row(row[0]),
+            )
+
+    async def _row(self, session: AsyncSession, host_id: int) -> CodeHost:
+        row = await session.get(CodeHost, host_id)
+        if row is None:
+            raise NotFound(f"no code host connection {host_id}")
+        return row
+
+    async def _record(self, session: AsyncSession, row: CodeHost) -> CodeHostRecord:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(SOURCES)
+            .join(Repository, Repository.id == SOURCES.c.repository_id)
+            .where(SOURCES.c.code_host_id == row.id, Repository.deleted_at.is_(None))
+        )
+        last = await session.scalar(
+            select(CodeHostSync)
+            .where(CodeHostSync.code_host_id == row.id)
+            .order_by(CodeHostSync.id.desc())
+            .limit(1)
+        )
+        held: list[int] = json.loads(row.held_deletions or "[]")
+        held_names = (
+            (
+                await session.scalars(
+                    select(Repository.name)
+                    .where(Repository.id.in_(held[:HELD_SHOWN]))
+                    .order_by(Repository.name)
+                )
+            ).all()
+            if held
+            else []
+        )
+        config = json.loads(row.config)
+        return CodeHostRecord(
+            id=row.id,
+            kind=row.kind,
+            name=row.name,
+            config=config,
+            token_set=row.sealed_token is not None,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            next_sync_at=row.next_sync_at,
+            syncing=row.lease_until is not None and row.lease_until > now(),
+            last_sync_at=row.last_sync_at,
+            last_status=row.last_status,
+            last_error=row.last_error,
+            repo_count=count or 0,
+            held_deletions=len(held),
+            held_repositories=list(held_names),
+            last_sync=SyncRecord.from_row(last) if last is not None else None,
+        )
+
+    def _wake(self) -> None:
+        if self.on_sync_requested is not None:
+            self.on_sync_requested()

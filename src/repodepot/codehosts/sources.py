@@ -1,0 +1,315 @@
+"""Sources: what a connection yields, listed through each host's own API.
+
+A `Source` is an async stream of `SourceRepo`s. Each kind maps its host's JSON to
+the same fields; the host's own id is the repository's identity across renames.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+from typing_extensions import override
+
+from repodepot.codehosts.config import (
+    AnyConfig,
+    Exclude,
+    GiteaConfig,
+    GitHubConfig,
+    GitLabConfig,
+    OtherConfig,
+)
+from repodepot.codehosts.http import ApiNotFound, HostApi
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRepo:
+    """One repository as a code host describes it."""
+
+    external_id: str
+    name_with_owner: str
+    clone_url: str
+    description: str = ""
+    fork: bool = False
+    archived: bool = False
+    private: bool = True
+    default_branch: str | None = None
+
+
+class Source(Protocol):
+    """Lists the repositories a connection yields; successive listings may differ."""
+
+    warnings: list[str]
+
+    def list_repos(self) -> AsyncIterator[SourceRepo]:
+        """Every repository, once each, excluded ones left out."""
+        ...
+
+
+def excluded(repo: SourceRepo, rules: list[Exclude]) -> bool:
+    """Whether any exclusion rule matches `repo`."""
+    for rule in rules:
+        if rule.name is not None and rule.name.lower() == repo.name_with_owner.lower():
+            return True
+        if rule.pattern is not None and re.search(rule.pattern, repo.name_with_owner):
+            return True
+        if (rule.forks and repo.fork) or (rule.archived and repo.archived):
+            return True
+    return False
+
+
+class _ApiSource:
+    """Shared by the API kinds: deduplication, exclusions, skipped explicit repositories."""
+
+    def __init__(self, api: HostApi, exclude: list[Exclude]) -> None:
+        self.api = api
+        self.warnings: list[str] = []
+        self._exclude = exclude
+
+    def listings(self) -> list[tuple[str, Callable[[Any], list[SourceRepo]]]]:
+        raise NotImplementedError
+
+    def explicit(self) -> list[str]:
+        raise NotImplementedError
+
+    def convert(self, item: dict[str, Any]) -> SourceRepo:
+        raise NotImplementedError
+
+    async def list_repos(self) -> AsyncIterator[SourceRepo]:
+        seen: set[str] = set()
+        for path, convert in self.listings():
+            async for page in self.api.pages(path, convert):
+                for repo in page:
+                    if repo.external_id not in seen and not excluded(repo, self._exclude):
+                        seen.add(repo.external_id)
+                        yield repo
+        for path in self.explicit():
+            try:
+                repo = self.convert(await self.api.get(path))
+            except ApiNotFound:
+                self.warnings.append(f"{path} was not found on the host; skipped")
+                continue
+            if repo.external_id not in seen and not excluded(repo, self._exclude):
+                seen.add(repo.external_id)
+                yield repo
+
+    def _items(self, body: Any) -> list[SourceRepo]:
+        return [self.convert(item) for item in body]
+
+
+class GitHubSource(_ApiSource):
+    """GitHub REST API v3: /user/repos, /orgs/{org}/repos, /repositories, /search/repositories."""
+
+    def __init__(self, config: GitHubConfig, api: HostApi) -> None:
+        super().__init__(api, config.exclude)
+        self.config = config
+
+    @staticmethod
+    def api_url(config: GitHubConfig) -> str:
+        """api.github.com for github.com, `{url}/api/v3` for GitHub Enterprise."""
+        if config.host in ("github.com", "www.github.com"):
+            return "https://api.github.com"
+        return f"{config.url}/api/v3"
+
+    @override
+    def listings(self) -> list[tuple[str, Callable[[Any], list[SourceRepo]]]]:
+        found: list[tuple[str, Callable[[Any], list[SourceRepo]]]] = []
+        orgs = list(self.config.orgs)
+        for query in self.config.repositoryQuery:
+            if query == "none":
+                continue
+            if query == "affiliated":
+                path = "user/repos?affiliation=owner,collaborator,organization_member&per_page=100"
+                found.append((path, self._items))
+            elif query == "public":
+                found.append(("repositories", self._items))
+            elif query.startswith("org:"):
+                orgs.append(query[4:])
+            else:
+                found.append((f"search/repositories?q={quote(query)}&per_page=100", self._found))
+        found.extend(
+            (f"orgs/{quote(org)}/repos?type=all&per_page=100", self._items) for org in orgs
+        )
+        return found
+
+    @override
+    def explicit(self) -> list[str]:
+        return [f"repos/{name}" for name in self.config.repos]
+
+    def _found(self, body: Any) -> list[SourceRepo]:
+        return self._items(body["items"])
+
+    @override
+    def convert(self, item: dict[str, Any]) -> SourceRepo:
+        return SourceRepo(
+            external_id=str(item.get("node_id") or item["id"]),
+            name_with_owner=item["full_name"],
+            clone_url=item["clone_url"],
+            description=item.get("description") or "",
+            fork=bool(item.get("fork")),
+            archived=bool(item.get("archived")),
+            private=bool(item.get("private")) or item.get("visibility") == "internal",
+            default_branch=item.get("default_branch"),
+        )
+
+
+class GitLabSource(_ApiSource):
+    """GitLab REST API v4: projects?…, groups/{id}/projects, projects/{id}."""
+
+    def __init__(self, config: GitLabConfig, api: HostApi) -> None:
+        super().__init__(api, config.exclude)
+        self.config = config
+
+    @staticmethod
+    def api_url(config: GitLabConfig) -> str:
+        """`{url}/api/v4`."""
+        return f"{config.url}/api/v4"
+
+    @override
+    def listings(self) -> list[tuple[str, Callable[[Any], list[SourceRepo]]]]:
+        found: list[tuple[str, Callable[[Any], list[SourceRepo]]]] = []
+        for query in self.config.projectQuery:
+            if query == "none":
+                continue
+            path = f"projects{query}" if query.startswith("?") else query
+            found.append((_with_param(path, "per_page=100"), self._items))
+        for group in self.config.groups:
+            path = f"groups/{quote(group, safe='')}/projects?include_subgroups=true&per_page=100"
+            found.append((path, self._items))
+        return found
+
+    @override
+    def explicit(self) -> list[str]:
+        return [f"projects/{quote(path, safe='')}" for path in self.config.projects]
+
+    @override
+    def convert(self, item: dict[str, Any]) -> SourceRepo:
+        return SourceRepo(
+            external_id=str(item["id"]),
+            name_with_owner=item["path_with_namespace"],
+            clone_url=item["http_url_to_repo"],
+            description=item.get("description") or "",
+            fork="forked_from_project" in item,
+            archived=bool(item.get("archived")),
+            private=item.get("visibility", "private") != "public",
+            default_branch=item.get("default_branch"),
+        )
+
+
+class GiteaSource(_ApiSource):
+    """Gitea/Forgejo API v1: user/repos, orgs/{org}/repos, repos/search, repos/{owner}/{name}."""
+
+    def __init__(self, config: GiteaConfig, api: HostApi) -> None:
+        super().__init__(api, config.exclude)
+        self.config = config
+
+    @staticmethod
+    def api_url(config: GiteaConfig) -> str:
+        """`{url}/api/v1`."""
+        return f"{config.url}/api/v1"
+
+    @override
+    def listings(self) -> list[tuple[str, Callable[[Any], list[SourceRepo]]]]:
+        found: list[tuple[str, Callable[[Any], list[SourceRepo]]]] = []
+        orgs = list(self.config.orgs)
+        for query in self.config.repositoryQuery:
+            if query == "none":
+                continue
+            if query == "affiliated":
+                found.append(("user/repos?limit=50", self._items))
+            elif query == "public":
+                found.append(("repos/search?limit=50", self._found))
+            elif query.startswith("org:"):
+                orgs.append(query[4:])
+            else:
+                found.append((f"repos/search?q={quote(query)}&limit=50", self._found))
+        found.extend((f"orgs/{quote(org)}/repos?limit=50", self._items) for org in orgs)
+        return found
+
+    @override
+    def explicit(self) -> list[str]:
+        return [f"repos/{name}" for name in self.config.repos]
+
+    def _found(self, body: Any) -> list[SourceRepo]:
+        return self._items(body["data"])
+
+    @override
+    def convert(self, item: dict[str, Any]) -> SourceRepo:
+        return SourceRepo(
+            external_id=str(item["id"]),
+            name_with_owner=item["full_name"],
+            clone_url=item["clone_url"],
+            description=item.get("description") or "",
+            fork=bool(item.get("fork")),
+            archived=bool(item.get("archived")),
+            private=bool(item.get("private")) or bool(item.get("internal")),
+            default_branch=item.get("default_branch") or None,
+        )
+
+
+class OtherSource:
+    """A fixed list of clone URLs: the normalized URL is the identity."""
+
+    def __init__(self, config: OtherConfig) -> None:
+        self.config = config
+        self.warnings: list[str] = []
+
+    async def list_repos(self) -> AsyncIterator[SourceRepo]:
+        """Each configured URL once, excluded ones left out."""
+        seen: set[str] = set()
+        for entry in self.config.repos:
+            url = entry if "://" in entry else f"{self.config.url}/{entry.strip('/')}"
+            parts = urlsplit(url)
+            path = parts.path.strip("/").removesuffix(".git")
+            identity = f"{parts.scheme}://{parts.netloc.lower()}/{path}"
+            repo = SourceRepo(
+                external_id=identity, name_with_owner=path, clone_url=url, private=True
+            )
+            if identity not in seen and not excluded(repo, self.config.exclude):
+                seen.add(identity)
+                yield repo
+
+
+def _with_param(path: str, param: str) -> str:
+    return f"{path}{'&' if '?' in path else '?'}{param}"
+
+
+def api_settings(config: AnyConfig, token: str | None) -> tuple[str, dict[str, str]]:
+    """The API base URL and authentication headers for an API kind."""
+    if isinstance(config, GitHubConfig):
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return GitHubSource.api_url(config), headers
+    if isinstance(config, GitLabConfig):
+        return GitLabSource.api_url(config), {"PRIVATE-TOKEN": token} if token else {}
+    if isinstance(config, GiteaConfig):
+        return GiteaSource.api_url(config), {"Authorization": f"token {token}"} if token else {}
+    raise TypeError(f"{type(config).__name__} has no API")
+
+
+def make_source(config: AnyConfig, api: HostApi | None) -> Source:
+    """The source for a connection's configuration."""
+    if isinstance(config, OtherConfig):
+        return OtherSource(config)
+    assert api is not None
+    if isinstance(config, GitHubConfig):
+        return GitHubSource(config, api)
+    if isinstance(config, GitLabConfig):
+        return GitLabSource(config, api)
+    return GiteaSource(config, api)
+
+
+def render_name(pattern: str, host: str, repo: SourceRepo) -> str:
+    """The repository's name here, from the connection's `repositoryPathPattern`."""
+    owner, _, name = repo.name_with_owner.rpartition("/")
+    return pattern.format(
+        host=host,
+        nameWithOwner=repo.name_with_owner,
+        pathWithNamespace=repo.name_with_owner,
+        owner=owner,
+        name=name,
+    ).strip("/")

@@ -1,0 +1,364 @@
+"""Syncing code host connections against fake GitHub, GitLab and Gitea APIs, on both databases."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from repodepot.accounts import operator
+from repodepot.codehosts.service import CodeHostRecord
+from repodepot.db.models import CodeHostKind, RepoSource, Repository, SyncStatus
+from repodepot.services import Services
+from repodepot.settings import Settings
+from tests.support.fakehosts import FakeHost, Kind
+
+FAST = {
+    "codehost_retry_base": 0.01,
+    "codehost_requests_per_second": 1000.0,
+    "codehost_max_rate_limit_wait": 10.0,
+}
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update=FAST)
+
+
+@pytest.fixture
+def github() -> Iterator[FakeHost]:
+    with FakeHost("github") as host:
+        yield host
+
+
+@pytest.fixture
+async def statements(services: Services) -> AsyncIterator[list[str]]:
+    """Every SQL statement the syncer issues (it writes through the worker engine)."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    engine = services.worker_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
+def github_config(host: FakeHost, **extra: Any) -> dict[str, Any]:
+    return {"url": host.url, "token": host.token, "repositoryQuery": ["affiliated"], **extra}
+
+
+async def connect(
+    services: Services, kind: str, config: dict[str, Any], name: str = "host"
+) -> CodeHostRecord:
+    return await services.codehosts.create(operator(), kind=kind, name=name, config=config)
+
+
+async def live(services: Services) -> dict[str, tuple[int, str]]:
+    """external id -> (row id, name) of every live repository from a code host."""
+    async with services.sessions() as session:
+        rows = await session.execute(
+            select(Repository.external_id, Repository.id, Repository.name).where(
+                Repository.deleted_at.is_(None), Repository.external_kind.is_not(None)
+            )
+        )
+        return {external: (key, name) for external, key, name in rows}
+
+
+async def test_first_sync_lists_every_page_and_a_resync_of_nothing_new_writes_nothing(
+    services: Services, github: FakeHost, statements: list[str]
+) -> None:
+    github.add_many(250)
+    host = await connect(services, "github", github_config(github))
+
+    first = await services.codehosts.syncer.sync(host.id)
+
+    assert first.status is SyncStatus.success, first.error
+    assert (first.added, first.yielded) == (250, 250)
+    assert first.api_calls == 3  # 100 + 100 + 50, by the Link header
+    rows = await live(services)
+    assert sorted(name for _, name in rows.values()) == [
+        f"127.0.0.1/acme/repo-{index:05d}" for index in range(250)
+    ]
+
+    statements.clear()
+    again = await services.codehosts.syncer.sync(host.id)
+
+    assert (again.added, again.modified, again.deleted, again.unchanged) == (0, 0, 0, 250)
+    assert again.not_modified == again.api_calls == 3  # every page answered 304 by ETag
+    writes = [s for s in statements if s.split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
+    touched = [s for s in writes if "repositories" in s.split("SET")[0] or "repo_sources" in s]
+    assert touched == [], touched
+    assert await live(services) == rows
+
+
+async def test_rename_keeps_the_id_and_deletion_is_soft_and_a_return_restores_the_id(
+    services: Services, github: FakeHost
+) -> None:
+    repos = github.add_many(30)
+    host = await connect(services, "github", github_config(github))
+    await services.codehosts.syncer.sync(host.id)
+    before = await live(services)
+    renamed, gone = repos[0], repos[1]
+    external = {repo.id: f"R_kgDO{repo.id:08d}" for repo in repos}
+
+    github.rename(renamed.id, "renamed", owner="other")
+    github.delete(gone.id)
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert (outcome.modified, outcome.deleted, outcome.added) == (1, 1, 0)
+    after = await live(services)
+    assert after[external[renamed.id]] == (before[external[renamed.id]][0], "127.0.0.1/other/renamed")
+    assert external[gone.id] not in after
+    page = await services.repositories.list(operator(), deleted=True)
+    assert [repo.id for repo in page.items] == [before[external[gone.id]][0]]
+
+    github.repos[gone.id] = gone  # the host yields it again
+    outcome = await services.codehosts.syncer.sync(host.id)
+    assert outcome.added == 1
+    assert (await live(services))[external[gone.id]] == before[external[gone.id]]
+
+
+async def test_a_name_freed_by_a_rename_in_the_same_sync_is_reused(
+    services: Services, github: FakeHost
+) -> None:
+    first, second = github.add("acme", "one"), github.add("acme", "two")
+    host = await connect(services, "github", github_config(github))
+    await services.codehosts.syncer.sync(host.id)
+    ids = {name: key for key, name in (await live(services)).values()}
+
+    github.rename(first.id, "two-tmp")
+    github.rename(second.id, "one")
+    github.rename(first.id, "two")  # a swap
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.status is SyncStatus.success, outcome.error
+    swapped = {name: key for key, name in (await live(services)).values()}
+    assert swapped["127.0.0.1/acme/one"] == ids["127.0.0.1/acme/two"]
+    assert swapped["127.0.0.1/acme/two"] == ids["127.0.0.1/acme/one"]
+
+
+async def test_rate_limits_are_waited_out_and_server_errors_retried(
+    services: Services, github: FakeHost
+) -> None:
+    github.add_many(150)
+    host = await connect(services, "github", github_config(github))
+    github.rate_limit_next(reset_in=1.0)
+    github.secondary_limit_next(retry_after=1)
+    github.fail_next(500)
+    github.fail_next(502)
+
+    started = time.monotonic()
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.status is SyncStatus.success, outcome.error
+    assert outcome.added == 150
+    assert time.monotonic() - started >= 1.0  # waited for the reset, and Retry-After
+    assert outcome.api_calls == 2 + 4  # two pages, and the four refused attempts
+
+
+async def test_a_rate_limit_longer_than_the_wait_fails_with_the_reset_time(
+    services: Services, github: FakeHost
+) -> None:
+    github.add_many(5)
+    host = await connect(services, "github", github_config(github))
+    github.rate_limit_next(reset_in=3600)
+
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.status is SyncStatus.failed
+    assert outcome.error is not None and "rate-limited until" in outcome.error
+
+
+async def test_bad_credentials_stop_the_sync_and_delete_nothing(
+    services: Services, github: FakeHost
+) -> None:
+    github.add_many(40)
+    host = await connect(services, "github", github_config(github))
+    await services.codehosts.syncer.sync(host.id)
+    github.token = "rotated"
+
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.status is SyncStatus.failed
+    assert outcome.error is not None and "refused the token" in outcome.error
+    assert "fake-token" not in outcome.error
+    assert len(await live(services)) == 40
+    record = await services.codehosts.get(operator(), host.id)
+    assert record.last_error == outcome.error and record.repo_count == 40
+    assert github.count("/api/v3/user/repos", 401) == 1  # no retrying a refused token
+
+
+async def test_an_unreachable_host_is_retried_then_reported(services: Services) -> None:
+    with FakeHost("github") as gone:
+        url = gone.url
+    host = await connect(services, "github", {"url": url, "repositoryQuery": ["affiliated"]})
+
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.status is SyncStatus.failed
+    assert outcome.error is not None and "did not answer after 6 attempts" in outcome.error
+
+
+async def test_mass_deletion_is_held_until_an_admin_confirms(
+    services: Services, github: FakeHost
+) -> None:
+    repos = github.add_many(100)
+    host = await connect(services, "github", github_config(github))
+    await services.codehosts.syncer.sync(host.id)
+    for repo in repos[:30]:  # 30 > max(20, 5% of 100)
+        github.delete(repo.id)
+
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.status is SyncStatus.held
+    assert (outcome.held, outcome.deleted) == (30, 0)
+    assert len(await live(services)) == 100
+    record = await services.codehosts.get(operator(), host.id)
+    assert record.held_deletions == 30
+    assert record.held_repositories[0] == "127.0.0.1/acme/repo-00000"
+
+    assert await services.codehosts.confirm_deletions(operator(), host.id) == 30
+    assert len(await live(services)) == 70
+    assert (await services.codehosts.get(operator(), host.id)).held_deletions == 0
+
+
+async def test_a_few_deletions_are_not_held(services: Services, github: FakeHost) -> None:
+    repos = github.add_many(100)
+    host = await connect(services, "github", github_config(github))
+    await services.codehosts.syncer.sync(host.id)
+    for repo in repos[:20]:
+        github.delete(repo.id)
+
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert (outcome.status, outcome.deleted) == (SyncStatus.success, 20)
+
+
+async def test_the_site_limit_stops_a_sync_without_changing_anything(
+    settings: Settings, github: FakeHost
+) -> None:
+    services = await Services.open(settings.model_copy(update={"max_repos_per_site": 120}))
+    try:
+        repos = github.add_many(100)
+        host = await connect(services, "github", github_config(github))
+        await services.codehosts.syncer.sync(host.id)
+        github.delete(repos[0].id)
+        github.add_many(30, prefix="more")
+
+        outcome = await services.codehosts.syncer.sync(host.id)
+
+        assert outcome.status is SyncStatus.over_limit
+        assert outcome.error is not None and "max_repos_per_site (120)" in outcome.error
+        assert len(await live(services)) == 100  # nothing added, nothing deleted
+    finally:
+        await services.close()
+
+
+async def test_two_connections_to_one_host_share_one_row(
+    services: Services, github: FakeHost
+) -> None:
+    github.add_many(5, owner="team")
+    github.add_many(5, owner="else")
+    everything = await connect(services, "github", github_config(github), name="all")
+    team = await connect(
+        services, "github", {"url": github.url, "token": github.token, "orgs": ["team"]}, "team"
+    )
+    await services.codehosts.syncer.sync(everything.id)
+    before = await live(services)
+    await services.codehosts.syncer.sync(team.id)
+
+    assert await live(services) == before
+    async with services.sessions() as session:
+        sources = (await session.execute(select(RepoSource.code_host_id))).scalars().all()
+    assert sorted(sources) == [everything.id] * 10 + [team.id] * 5
+
+    await services.codehosts.remove(operator(), everything.id)
+    remaining = await live(services)
+    assert remaining == {key: value for key, value in before.items() if "/team/" in value[1]}
+
+
+@pytest.mark.parametrize("kind", ["gitlab", "gitea"])
+async def test_gitlab_and_gitea_page_through_and_keep_ids_across_renames(
+    services: Services, kind: Kind
+) -> None:
+    with FakeHost(kind) as fake:
+        repos = fake.add_many(250, owner="group")
+        query = {"gitlab": {"projectQuery": ["?membership=true"]}}.get(
+            kind, {"repositoryQuery": ["affiliated"]}
+        )
+        host = await connect(services, kind, {"url": fake.url, "token": fake.token, **query})
+
+        first = await services.codehosts.syncer.sync(host.id)
+        assert first.status is SyncStatus.success, first.error
+        assert first.added == 250
+        assert first.api_calls == (3 if kind == "gitlab" else 5)  # 100 or 50 a page
+        before = await live(services)
+
+        fake.rename(repos[7].id, "moved")
+        again = await services.codehosts.syncer.sync(host.id)
+        after = await live(services)
+
+    assert (again.modified, again.unchanged) == (1, 249)
+    assert after[str(repos[7].id)] == (before[str(repos[7].id)][0], "127.0.0.1/group/moved")
+
+
+async def test_exclusions_and_explicit_repositories(services: Services, github: FakeHost) -> None:
+    github.add("acme", "keep")
+    github.add("acme", "old", archived=True)
+    github.add("acme", "copy", fork=True)
+    github.add("acme", "skip-me")
+    github.add("solo", "explicit")
+    config = {
+        "url": github.url,
+        "token": github.token,
+        "orgs": ["acme"],
+        "repos": ["solo/explicit", "solo/missing"],
+        "exclude": [{"archived": True}, {"forks": True}, {"pattern": "^acme/skip-"}],
+        "repositoryPathPattern": "gh/{nameWithOwner}",
+    }
+    host = await connect(services, "github", config)
+
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert sorted(name for _, name in (await live(services)).values()) == [
+        "gh/acme/keep",
+        "gh/solo/explicit",
+    ]
+    assert any("solo/missing" in warning for warning in outcome.warnings)
+
+
+async def test_other_kind_lists_its_clone_urls(services: Services) -> None:
+    config = {
+        "url": "https://git.example.com",
+        "repos": ["tools/lint.git", "https://mirror.example.org/a/b.git"],
+    }
+    host = await connect(services, "other", config)
+
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.api_calls == 0
+    assert sorted(name for _, name in (await live(services)).values()) == [
+        "git.example.com/tools/lint",
+        "mirror.example.org/a/b",
+    ]
+    record = await services.codehosts.get(operator(), host.id)
+    assert (record.kind, record.repo_count, record.token_set) == (CodeHostKind.other, 2, False)
+
+
+async def test_a_name_taken_by_an_imported_repository_is_skipped_with_a_warning(
+    services: Services, github: FakeHost
+) -> None:
+    github.add("acme", "taken")
+    github.add("acme", "free")
+    await services.repositories.create(name="127.0.0.1/acme/taken", owner_id=None)
+    host = await connect(services, "github", github_config(github))
+
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert (outcome.added, outcome.skipped) == (1, 1)
+    assert any("taken by another repository" in warning for warning in outcome.warnings)

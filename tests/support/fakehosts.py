@@ -1,0 +1,366 @@
+"""Fake GitHub, GitLab and Gitea REST APIs on 127.0.0.1, following their public documentation.
+
+Only what repository listing uses, answered the way each host documents it:
+
+- GitHub (REST v3, under `/api/v3` as GitHub Enterprise serves it): `GET /user/repos`,
+  `/orgs/{org}/repos`, `/repos/{owner}/{repo}`, `/search/repositories` (`{"items": …}`);
+  `per_page` up to 100, `page`; `Link` with `rel="next"`/`"last"`; `x-ratelimit-limit`,
+  `-remaining`, `-used`, `-reset` (UTC epoch seconds), `-resource` on every answer; over
+  the limit: 403 `{"message": "API rate limit exceeded …"}` with remaining 0; a
+  secondary limit: 403 with `retry-after`; `ETag` and 304 for a matching
+  `If-None-Match` (which does not count against the limit); 401 `Bad credentials`.
+- GitLab (REST v4): `GET /projects`, `/groups/{id}/projects`, `/projects/{id}` (ids or
+  URL-encoded paths); `per_page` up to 100; `Link`, `x-next-page`, `x-page`,
+  `x-per-page`, `x-prev-page`, `x-total`, `x-total-pages`; `PRIVATE-TOKEN` or Bearer;
+  429 with `retry-after` and `ratelimit-*` headers; 401 `{"message": "401 Unauthorized"}`.
+- Gitea (API v1): `GET /user/repos`, `/orgs/{org}/repos`, `/repos/search`
+  (`{"ok": true, "data": …}`), `/repos/{owner}/{repo}`; `limit` up to 50, `page`;
+  `Link` and `x-total-count`; `Authorization: token …`; 401.
+
+Faults are queued per host: `fail_next(status)`, `rate_limit_next(reset_in)`,
+`secondary_limit_next(retry_after)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+Kind = Literal["github", "gitlab", "gitea"]
+PREFIX = {"github": "/api/v3", "gitlab": "/api/v4", "gitea": "/api/v1"}
+MAX_PAGE = {"github": 100, "gitlab": 100, "gitea": 50}
+DEFAULT_PAGE = {"github": 30, "gitlab": 20, "gitea": 30}
+
+
+@dataclass
+class FakeRepo:
+    """A repository on the fake host; `id` is the host's own and survives renames."""
+
+    id: int
+    owner: str
+    name: str
+    private: bool = False
+    fork: bool = False
+    archived: bool = False
+    description: str = ""
+    default_branch: str = "main"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass
+class _Fault:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class FakeHost:
+    """One fake code host of `kind`, with `repos` by id, served on a free port."""
+
+    def __init__(self, kind: Kind, *, token: str = "fake-token-0123", rate_limit: int = 5000):
+        self.kind = kind
+        self.token = token
+        self.repos: dict[int, FakeRepo] = {}
+        self.rate_limit = rate_limit
+        self.used = 0
+        self.reset_at = int(time.time()) + 3600
+        self.requests: list[tuple[str, int]] = []
+        self._faults: deque[_Fault] = deque()
+        self._lock = threading.Lock()
+        self._next_id = 1000
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeHost:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # The host's state.
+    def add(self, owner: str, name: str, **fields: Any) -> FakeRepo:
+        with self._lock:
+            self._next_id += 1
+            repo = FakeRepo(self._next_id, owner, name, **fields)
+            self.repos[repo.id] = repo
+        return repo
+
+    def add_many(self, count: int, owner: str = "acme", prefix: str = "repo") -> list[FakeRepo]:
+        return [self.add(owner, f"{prefix}-{index:05d}") for index in range(count)]
+
+    def rename(self, repo_id: int, name: str, owner: str | None = None) -> None:
+        repo = self.repos[repo_id]
+        repo.name = name
+        repo.owner = owner or repo.owner
+
+    def delete(self, repo_id: int) -> None:
+        del self.repos[repo_id]
+
+    # Faults, answered before anything else, in order.
+    def fail_next(self, status: int = 500, times: int = 1) -> None:
+        for _ in range(times):
+            self._faults.append(_Fault(status, body={"message": "Server Error"}))
+
+    def rate_limit_next(self, reset_in: float = 1.0) -> None:
+        """A primary rate limit: 403 with remaining 0 and a reset time."""
+        reset = math.ceil(time.time() + reset_in)
+        if self.kind == "gitlab":
+            headers = {"retry-after": str(math.ceil(reset_in)), "ratelimit-remaining": "0"}
+            headers["ratelimit-reset"] = str(reset)
+            self._faults.append(_Fault(429, headers, {"message": "Retry later"}))
+            return
+        headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}
+        message = "API rate limit exceeded for user ID 1."
+        self._faults.append(_Fault(403, headers, {"message": message}))
+
+    def secondary_limit_next(self, retry_after: int = 1) -> None:
+        """GitHub's secondary rate limit: 403 with `retry-after`."""
+        message = "You have exceeded a secondary rate limit. Please wait a few minutes."
+        self._faults.append(_Fault(403, {"retry-after": str(retry_after)}, {"message": message}))
+
+    def count(self, path_prefix: str, status: int | None = None) -> int:
+        return sum(
+            1
+            for path, code in self.requests
+            if path.startswith(path_prefix) and (status is None or code == status)
+        )
+
+    # Serialization, per the hosts' documented fields.
+    def as_json(self, repo: FakeRepo) -> dict[str, Any]:
+        if self.kind == "github":
+            return {
+                "id": repo.id,
+                "node_id": f"R_kgDO{repo.id:08d}",
+                "name": repo.name,
+                "full_name": repo.full_name,
+                "owner": {"login": repo.owner, "id": 1, "type": "Organization"},
+                "private": repo.private,
+                "visibility": "private" if repo.private else "public",
+                "html_url": f"{self.url}/{repo.full_name}",
+                "clone_url": f"{self.url}/{repo.full_name}.git",
+                "description": repo.description or None,
+                "fork": repo.fork,
+                "archived": repo.archived,
+                "default_branch": repo.default_branch,
+            }
+        if self.kind == "gitlab":
+            body: dict[str, Any] = {
+                "id": repo.id,
+                "name": repo.name,
+                "path": repo.name,
+                "path_with_namespace": repo.full_name,
+                "namespace": {"full_path": repo.owner},
+                "http_url_to_repo": f"{self.url}/{repo.full_name}.git",
+                "web_url": f"{self.url}/{repo.full_name}",
+                "description": repo.description or None,
+                "visibility": "private" if repo.private else "public",
+                "archived": repo.archived,
+                "default_branch": repo.default_branch,
+            }
+            if repo.fork:
+                body["forked_from_project"] = {"id": 1}
+            return body
+        return {
+            "id": repo.id,
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "owner": {"login": repo.owner},
+            "private": repo.private,
+            "internal": False,
+            "clone_url": f"{self.url}/{repo.full_name}.git",
+            "html_url": f"{self.url}/{repo.full_name}",
+            "description": repo.description,
+            "fork": repo.fork,
+            "archived": repo.archived,
+            "default_branch": repo.default_branch,
+        }
+
+
+def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+            status, headers, body = self._answer(parts.path, query)
+            payload = b"" if body is None else json.dumps(body).encode()
+            with host._lock:
+                host.requests.append((parts.path, status))
+            self.send_response(status)
+            headers.setdefault("content-type", "application/json; charset=utf-8")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _authorized(self) -> bool:
+            given = self.headers.get("authorization", "")
+            if host.kind == "gitlab":
+                token = self.headers.get("private-token") or given.removeprefix("Bearer ")
+            elif host.kind == "gitea":
+                token = given.removeprefix("token ")
+            else:
+                token = given.removeprefix("Bearer ").removeprefix("token ")
+            return token == host.token
+
+        def _answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+            prefix = PREFIX[host.kind]
+            if not path.startswith(prefix + "/"):
+                return 404, {}, {"message": "Not Found"}
+            if not self._authorized():
+                message = {"github": "Bad credentials", "gitlab": "401 Unauthorized"}
+                return 401, {}, {"message": message.get(host.kind, "invalid token")}
+            if host._faults:
+                fault = host._faults.popleft()
+                return fault.status, dict(fault.headers), fault.body
+            route = path[len(prefix) :]
+            found = self._route(route, query)
+            if found is None:
+                return 404, {}, {"message": "Not Found"}
+            status, headers, body = found
+            etag = '"' + hashlib.sha256(json.dumps(body).encode()).hexdigest()[:32] + '"'
+            headers["etag"] = etag
+            if self.headers.get("if-none-match") == etag:
+                # GitHub: a 304 with authorization does not count against the limit.
+                return 304, {**headers, **self._quota(spend=False)}, None
+            return status, {**headers, **self._quota(spend=True)}, body
+
+        def _quota(self, *, spend: bool) -> dict[str, str]:
+            if spend:
+                host.used += 1
+            remaining = max(0, host.rate_limit - host.used)
+            if host.kind == "github":
+                return {
+                    "x-ratelimit-limit": str(host.rate_limit),
+                    "x-ratelimit-remaining": str(remaining),
+                    "x-ratelimit-used": str(host.used),
+                    "x-ratelimit-reset": str(host.reset_at),
+                    "x-ratelimit-resource": "core",
+                }
+            if host.kind == "gitlab":
+                return {
+                    "ratelimit-limit": str(host.rate_limit),
+                    "ratelimit-remaining": str(remaining),
+                    "ratelimit-reset": str(host.reset_at),
+                }
+            return {}
+
+        def _route(
+            self, route: str, query: dict[str, str]
+        ) -> tuple[int, dict[str, str], Any] | None:
+            segments = [unquote(part) for part in route.strip("/").split("/")]
+            repos = sorted(host.repos.values(), key=lambda repo: repo.id)
+            if host.kind == "github":
+                if segments == ["user", "repos"]:
+                    return self._page(repos, query)
+                if segments[:1] == ["orgs"] and segments[2:] == ["repos"]:
+                    return self._page([r for r in repos if r.owner == segments[1]], query)
+                if segments == ["search", "repositories"]:
+                    term = query.get("q", "")
+                    matching = [r for r in repos if term in r.full_name]
+                    return self._page(matching, query, wrap="items", total=len(matching))
+                if segments[:1] == ["repos"] and len(segments) == 3:
+                    return self._one(repos, f"{segments[1]}/{segments[2]}")
+            if host.kind == "gitlab":
+                if segments == ["projects"]:
+                    return self._page(repos, query)
+                if segments[:1] == ["groups"] and segments[2:] == ["projects"]:
+                    group = segments[1]
+                    inside = [r for r in repos if r.owner == group or r.owner.startswith(group + "/")]
+                    return self._page(inside, query)
+                if segments[:1] == ["projects"] and len(segments) == 2:
+                    key = segments[1]
+                    if key.isdigit():
+                        repo = host.repos.get(int(key))
+                        return (200, {}, host.as_json(repo)) if repo else None
+                    return self._one(repos, key)
+            if host.kind == "gitea":
+                if segments == ["user", "repos"]:
+                    return self._page(repos, query)
+                if segments[:1] == ["orgs"] and segments[2:] == ["repos"]:
+                    return self._page([r for r in repos if r.owner == segments[1]], query)
+                if segments == ["repos", "search"]:
+                    term = query.get("q", "")
+                    matching = [r for r in repos if term in r.full_name]
+                    return self._page(matching, query, wrap="data", total=len(matching))
+                if segments[:1] == ["repos"] and len(segments) == 3:
+                    return self._one(repos, f"{segments[1]}/{segments[2]}")
+            return None
+
+        def _one(
+            self, repos: list[FakeRepo], full_name: str
+        ) -> tuple[int, dict[str, str], Any] | None:
+            for repo in repos:
+                if repo.full_name.lower() == full_name.lower():
+                    return 200, {}, host.as_json(repo)
+            return None
+
+        def _page(
+            self,
+            repos: list[FakeRepo],
+            query: dict[str, str],
+            *,
+            wrap: str | None = None,
+            total: int = 0,
+        ) -> tuple[int, dict[str, str], Any]:
+            size_key = "limit" if host.kind == "gitea" else "per_page"
+            size = min(int(query.get(size_key, DEFAULT_PAGE[host.kind])), MAX_PAGE[host.kind])
+            page = max(1, int(query.get("page", "1")))
+            pages = max(1, math.ceil(len(repos) / size))
+            items = [host.as_json(r) for r in repos[(page - 1) * size : page * size]]
+            headers: dict[str, str] = {}
+            base = f"{host.url}{urlsplit(self.path).path}"
+
+            def link(number: int) -> str:
+                return base + "?" + urlencode({**query, "page": str(number)})
+
+            rels = []
+            if page < pages:
+                rels.append(f'<{link(page + 1)}>; rel="next"')
+                rels.append(f'<{link(pages)}>; rel="last"')
+            if page > 1:
+                rels.append(f'<{link(1)}>; rel="first"')
+                rels.append(f'<{link(page - 1)}>; rel="prev"')
+            if rels:
+                headers["link"] = ", ".join(rels)
+            if host.kind == "gitlab":
+                headers.update(
+                    {
+                        "x-page": str(page),
+                        "x-per-page": str(size),
+                        "x-next-page": str(page + 1) if page < pages else "",
+                        "x-prev-page": str(page - 1) if page > 1 else "",
+                        "x-total": str(len(repos)),
+                        "x-total-pages": str(pages),
+                    }
+                )
+            if host.kind == "gitea":
+                headers["x-total-count"] = str(len(repos))
+            if wrap == "items":
+                return 200, headers, {"total_count": total, "incomplete_results": False, "items": items}
+            if wrap == "data":
+                return 200, headers, {"ok": True, "data": items}
+            return 200, headers, items
+
+    return Handler
