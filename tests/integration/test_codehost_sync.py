@@ -112,7 +112,10 @@ async def test_rename_keeps_the_id_and_deletion_is_soft_and_a_return_restores_th
 
     assert (outcome.modified, outcome.deleted, outcome.added) == (1, 1, 0)
     after = await live(services)
-    assert after[external[renamed.id]] == (before[external[renamed.id]][0], "127.0.0.1/other/renamed")
+    assert after[external[renamed.id]] == (
+        before[external[renamed.id]][0],
+        "127.0.0.1/other/renamed",
+    )
     assert external[gone.id] not in after
     page = await services.repositories.list(operator(), deleted=True)
     assert [repo.id for repo in page.items] == [before[external[gone.id]][0]]

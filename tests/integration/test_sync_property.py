@@ -71,7 +71,10 @@ async def scenario(settings: Settings, host: FakeHost, steps: list[Any]) -> None
             await session.execute(delete(Repository))
         base = {"url": host.url, "token": host.token}
         everything = await services.codehosts.create(
-            operator(), kind="github", name="all", config={**base, "repositoryQuery": ["affiliated"]}
+            operator(),
+            kind="github",
+            name="all",
+            config={**base, "repositoryQuery": ["affiliated"]},
         )
         team = await services.codehosts.create(
             operator(), kind="github", name="team", config={**base, "orgs": ["team"]}
@@ -93,7 +96,8 @@ async def scenario(settings: Settings, host: FakeHost, steps: list[Any]) -> None
                     )
                 ).all()
             expected = {
-                f"R_kgDO{repo.id:08d}": f"127.0.0.1/{repo.full_name}" for repo in host.repos.values()
+                f"R_kgDO{repo.id:08d}": f"127.0.0.1/{repo.full_name}"
+                for repo in host.repos.values()
             }
             assert {external: name for external, _, name in rows} == expected
             for external, key, _ in rows:

@@ -287,7 +287,9 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
                     return self._page(repos, query)
                 if segments[:1] == ["groups"] and segments[2:] == ["projects"]:
                     group = segments[1]
-                    inside = [r for r in repos if r.owner == group or r.owner.startswith(group + "/")]
+                    inside = [
+                        r for r in repos if r.owner == group or r.owner.startswith(group + "/")
+                    ]
                     return self._page(inside, query)
                 if segments[:1] == ["projects"] and len(segments) == 2:
                     key = segments[1]
@@ -358,7 +360,11 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
             if host.kind == "gitea":
                 headers["x-total-count"] = str(len(repos))
             if wrap == "items":
-                return 200, headers, {"total_count": total, "incomplete_results": False, "items": items}
+                return (
+                    200,
+                    headers,
+                    {"total_count": total, "incomplete_results": False, "items": items},
+                )
             if wrap == "data":
                 return 200, headers, {"ok": True, "data": items}
             return 200, headers, items
