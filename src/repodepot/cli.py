@@ -1,6 +1,6 @@
 """The `repodepot` command: serve, and administer the database on this machine.
 
-Administrative commands (`users`, `tokens`, `repos`, `db`) work on the database
+Administrative commands (`users`, `tokens`, `repos`, `codehosts`, `db`) work on the database
 named by the settings directly, so they work before the server is up.
 """
 
@@ -23,6 +23,7 @@ from rich.table import Table
 from repodepot import __version__
 from repodepot.accounts import operator
 from repodepot.client import Client
+from repodepot.codehosts.syncer import SyncOutcome
 from repodepot.db import migrate
 from repodepot.db.base import create_engine
 from repodepot.db.models import Role, Visibility
@@ -47,11 +48,15 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens (shown once, stored hashed).", no_args_is_help=True)
 repos_app = typer.Typer(help="Repositories.", no_args_is_help=True)
+codehosts_app = typer.Typer(
+    help="Code host connections: where repositories are discovered.", no_args_is_help=True
+)
 for sub, name in (
     (db_app, "db"),
     (users_app, "users"),
     (tokens_app, "tokens"),
     (repos_app, "repos"),
+    (codehosts_app, "codehosts"),
 ):
     app.add_typer(sub, name=name)
 
@@ -323,6 +328,142 @@ def repos_list(ctx: typer.Context, data_dir: DataDirOpt = None, as_json: JsonOpt
             f"{repo.size_bytes:,}",
         )
     out.print(table)
+
+
+ConnectionArg = Annotated[str, typer.Argument(help="The connection's id or name.")]
+
+
+def _read_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+        value = json.loads(text)
+    except (OSError, ValueError) as error:
+        _fail(RepodepotError(f"--config {path}: {error}", field="--config"))
+    if not isinstance(value, dict):
+        _fail(RepodepotError(f"--config {path}: a JSON object is expected", field="--config"))
+    return value
+
+
+@codehosts_app.command("add")
+def codehosts_add(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="github, gitlab, gitea or other.")],
+    name: Annotated[str, typer.Argument(help="A name for the connection.")],
+    url: Annotated[str | None, typer.Option(help="The host's URL (config.url).")] = None,
+    query: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--query",
+            help="Repeatable: repositoryQuery (github, gitea) or projectQuery (gitlab).",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config-file", help="JSON config (see README); '-' reads stdin."),
+    ] = None,
+    token_stdin: Annotated[
+        bool, typer.Option("--token-stdin", help="Read the API token from stdin (never argv).")
+    ] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Add a connection; the running server syncs it within seconds."""
+    settings = _cli_settings(ctx, data_dir)
+    values = _read_config(config)
+    if url is not None:
+        values["url"] = url
+    if query:
+        values["projectQuery" if kind == "gitlab" else "repositoryQuery"] = query
+    if token_stdin:
+        values["token"] = sys.stdin.readline().strip()
+    record = _run(
+        _with_services(
+            settings,
+            lambda svc: svc.codehosts.create(operator(), kind=kind, name=name, config=values),
+        )
+    )
+    token = "with a token" if record.token_set else "without a token"
+    out.print(f"added {record.kind.value} connection {record.id} {record.name!r} ({token})")
+
+
+@codehosts_app.command("list")
+def codehosts_list(
+    ctx: typer.Context, data_dir: DataDirOpt = None, as_json: JsonOpt = False
+) -> None:
+    """List connections with their last sync."""
+    settings = _cli_settings(ctx, data_dir)
+    records = _run(_with_services(settings, lambda svc: svc.codehosts.list(operator())))
+    if as_json:
+        _print_json([asdict(record) for record in records])
+        return
+    table = Table("id", "name", "kind", "url", "repos", "last sync", "status", "held", "error")
+    for record in records:
+        table.add_row(
+            str(record.id),
+            record.name,
+            record.kind.value,
+            str(record.config.get("url", "")),
+            str(record.repo_count),
+            f"{record.last_sync_at:%Y-%m-%d %H:%M:%S}" if record.last_sync_at else "never",
+            record.last_status.value if record.last_status else "",
+            str(record.held_deletions or ""),
+            record.last_error or "",
+        )
+    out.print(table)
+
+
+@codehosts_app.command("sync")
+def codehosts_sync(
+    ctx: typer.Context, connection: ConnectionArg, data_dir: DataDirOpt = None
+) -> None:
+    """Sync a connection here and now, and print what changed."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> SyncOutcome:
+        record = await svc.codehosts.find(operator(), connection)
+        return await svc.codehosts.syncer.sync_now(record.id)
+
+    outcome = _run(_with_services(settings, work))
+    out.print(
+        f"{outcome.status.value}: {outcome.yielded} listed, {outcome.added} added, "
+        f"{outcome.modified} modified, {outcome.deleted} deleted, {outcome.unchanged} unchanged, "
+        f"{outcome.held} held; {outcome.api_calls} API calls in {outcome.duration_ms} ms",
+        highlight=False,
+    )
+    for warning in outcome.warnings:
+        err.print(f"warning: {warning}", highlight=False)
+    if outcome.error:
+        _fail(RepodepotError(outcome.error))
+
+
+@codehosts_app.command("confirm-deletions")
+def codehosts_confirm(
+    ctx: typer.Context, connection: ConnectionArg, data_dir: DataDirOpt = None
+) -> None:
+    """Carry out the deletions purge protection held at the last sync."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> int:
+        record = await svc.codehosts.find(operator(), connection)
+        return await svc.codehosts.confirm_deletions(operator(), record.id)
+
+    out.print(f"deleted {_run(_with_services(settings, work))} repositories")
+
+
+@codehosts_app.command("remove")
+def codehosts_remove(
+    ctx: typer.Context, connection: ConnectionArg, data_dir: DataDirOpt = None
+) -> None:
+    """Remove a connection; repositories only it yielded are soft-deleted."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> tuple[str, int]:
+        record = await svc.codehosts.find(operator(), connection)
+        return record.name, await svc.codehosts.remove(operator(), record.id)
+
+    name, deleted = _run(_with_services(settings, work))
+    out.print(f"removed {name!r}; {deleted} repositories only it yielded were soft-deleted")
 
 
 ServerOpt = Annotated[

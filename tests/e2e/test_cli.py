@@ -26,6 +26,12 @@ COMMANDS = [
     ["tokens", "revoke"],
     ["repos"],
     ["repos", "list"],
+    ["codehosts"],
+    ["codehosts", "add"],
+    ["codehosts", "list"],
+    ["codehosts", "sync"],
+    ["codehosts", "confirm-deletions"],
+    ["codehosts", "remove"],
     ["version"],
     ["import"],
 ]

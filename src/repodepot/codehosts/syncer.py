@@ -61,7 +61,7 @@ from repodepot.db.models import (
     SyncStatus,
     Visibility,
 )
-from repodepot.exceptions import InvalidInput
+from repodepot.exceptions import AlreadyExists, InvalidInput
 from repodepot.git.redact import strip_userinfo
 from repodepot.imports.worker import new_worker_id
 from repodepot.secrets import SecretBox, SecretUnreadable
@@ -613,6 +613,50 @@ class Syncer:
             values["held_deletions"] = json.dumps(outcome.held_ids) if outcome.held_ids else None
         await session.execute(update(CodeHost).where(CodeHost.id == host_id).values(**values))
 
+    async def claim(self, host_id: int, owner: str, *, due_only: bool) -> bool:
+        """Take the connection's sync lease (free or expired); `due_only`: only if it is due."""
+        at = now()
+        conditions = [
+            CodeHost.id == host_id,
+            or_(CodeHost.lease_until.is_(None), CodeHost.lease_until < at),
+        ]
+        if due_only:
+            conditions.append(CodeHost.next_sync_at <= at)
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(CodeHost)
+                .where(*conditions)
+                .values(lease_owner=owner, lease_until=at + LEASE)
+            )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def sync_now(self, host_id: int) -> SyncOutcome:
+        """Sync here and now (the CLI); AlreadyExists if a sync of it is running elsewhere."""
+        owner = new_worker_id()
+        if not await self.claim(host_id, owner, due_only=False):
+            raise AlreadyExists(f"a sync of code host connection {host_id} is running; try later")
+        return await self.run_leased(host_id, owner)
+
+    async def run_leased(self, host_id: int, owner: str) -> SyncOutcome:
+        """Sync a claimed connection, renewing the lease until the sync records its release."""
+        renew = asyncio.create_task(self._renew(host_id, owner))
+        try:
+            return await self.sync(host_id)
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+
+    async def _renew(self, host_id: int, owner: str) -> None:
+        while True:
+            await asyncio.sleep(LEASE.total_seconds() / 3)
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(CodeHost)
+                    .where(CodeHost.id == host_id, CodeHost.lease_owner == owner)
+                    .values(lease_until=now() + LEASE)
+                )
+
     async def apply_held(self, host_id: int) -> int:
         """Carry out the deletions a sync held; returns how many repositories were deleted."""
         async with self._sessions.begin() as session:
@@ -719,43 +763,17 @@ class SyncLoop:
                 )
             ).all()
         for host_id in due:
-            if host_id not in self._running and await self._claim(host_id):
+            if host_id not in self._running and await self._syncer.claim(
+                host_id, self._owner, due_only=True
+            ):
                 task = asyncio.create_task(self._sync(host_id), name=f"codehost-sync-{host_id}")
                 self._running[host_id] = task
 
-    async def _claim(self, host_id: int) -> bool:
-        at = now()
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(CodeHost)
-                .where(
-                    CodeHost.id == host_id,
-                    CodeHost.next_sync_at <= at,
-                    or_(CodeHost.lease_until.is_(None), CodeHost.lease_until < at),
-                )
-                .values(lease_owner=self._owner, lease_until=at + LEASE)
-            )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
     async def _sync(self, host_id: int) -> None:
-        renew = asyncio.create_task(self._renew(host_id))
         try:
-            await self._syncer.sync(host_id)
+            await self._syncer.run_leased(host_id, self._owner)
         except Exception:  # recorded nowhere else: log it; the lease expiry retries it
             logger.exception("code host sync crashed", extra={"action": "codehost.sync"})
         finally:
-            renew.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renew
             self._running.pop(host_id, None)
             self._wake.set()
-
-    async def _renew(self, host_id: int) -> None:
-        while True:
-            await asyncio.sleep(LEASE.total_seconds() / 3)
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(CodeHost)
-                    .where(CodeHost.id == host_id, CodeHost.lease_owner == self._owner)
-                    .values(lease_until=now() + LEASE)
-                )
