@@ -40,7 +40,9 @@ async def wait_for_sync(
     asked = datetime.fromisoformat(since)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        body = (await client.get(f"/api/codehosts/{host_id}", headers=headers)).json()
+        body: dict[str, Any] = (
+            await client.get(f"/api/codehosts/{host_id}", headers=headers)
+        ).json()
         last = body["last_sync"]
         if last and datetime.fromisoformat(last["started_at"]) >= asked:
             return body

@@ -11,7 +11,7 @@ from sqlalchemy import event, select
 
 from repodepot.accounts import operator
 from repodepot.codehosts.service import CodeHostRecord
-from repodepot.db.models import CodeHostKind, RepoSource, Repository, SyncStatus
+from repodepot.db.models import CodeHostKind, Repository, RepoSource, SyncStatus
 from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.support.fakehosts import FakeHost, Kind
@@ -66,7 +66,7 @@ async def live(services: Services) -> dict[str, tuple[int, str]]:
                 Repository.deleted_at.is_(None), Repository.external_kind.is_not(None)
             )
         )
-        return {external: (key, name) for external, key, name in rows}
+        return {str(external): (key, name) for external, key, name in rows}
 
 
 async def test_first_sync_lists_every_page_and_a_resync_of_nothing_new_writes_nothing(

@@ -79,7 +79,7 @@ async def scenario(settings: Settings, host: FakeHost, steps: list[Any]) -> None
         team = await services.codehosts.create(
             operator(), kind="github", name="team", config={**base, "orgs": ["team"]}
         )
-        first_ids: dict[str, int] = {}
+        first_ids: dict[str | None, int] = {}
         for changes, team_first in steps:
             for change in changes:
                 apply(host, *change)

@@ -58,6 +58,24 @@ class FakeRepo:
         return f"{self.owner}/{self.name}"
 
 
+class _Repos(dict[int, FakeRepo]):
+    """The host's repositories; every change bumps `version`, which keys the page cache."""
+
+    version = 0
+
+    def __setitem__(self, key: int, value: FakeRepo) -> None:
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: int) -> None:
+        self.version += 1
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+
 @dataclass
 class _Fault:
     status: int
@@ -68,10 +86,20 @@ class _Fault:
 class FakeHost:
     """One fake code host of `kind`, with `repos` by id, served on a free port."""
 
-    def __init__(self, kind: Kind, *, token: str = "fake-token-0123", rate_limit: int = 5000):
+    def __init__(
+        self,
+        kind: Kind,
+        *,
+        token: str = "fake-token-0123",
+        rate_limit: int = 5000,
+        latency: float = 0.0,
+    ):
+        """`latency`: seconds added to every API answer, 200 and 304 alike (a remote host)."""
         self.kind = kind
+        self.latency = latency
         self.token = token
-        self.repos: dict[int, FakeRepo] = {}
+        self.repos = _Repos()
+        self._pages: dict[str, tuple[int, tuple[int, dict[str, str], Any], str]] = {}
         self.rate_limit = rate_limit
         self.used = 0
         self.reset_at = int(time.time()) + 3600
@@ -108,6 +136,7 @@ class FakeHost:
         repo = self.repos[repo_id]
         repo.name = name
         repo.owner = owner or repo.owner
+        self.repos.version += 1
 
     def delete(self, repo_id: int) -> None:
         del self.repos[repo_id]
@@ -195,14 +224,32 @@ class FakeHost:
 def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else keep-alive answers wait on delayed ACKs
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
+
+        def do_POST(self) -> None:
+            """`/_fake/rename?every=N&suffix=S` (and `&undo=1`): change a served host's state."""
+            parts = urlsplit(self.path)
+            query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+            if parts.path != "/_fake/rename":
+                self.send_error(404)
+                return
+            suffix, every = query["suffix"], int(query["every"])
+            for repo in list(host.repos.values())[::every]:
+                name = repo.name.removesuffix(suffix) if query.get("undo") else repo.name + suffix
+                host.rename(repo.id, name)
+            self.send_response(204)
+            self.send_header("content-length", "0")
+            self.end_headers()
 
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
             status, headers, body = self._answer(parts.path, query)
+            if host.latency:
+                time.sleep(host.latency)
             payload = b"" if body is None else json.dumps(body).encode()
             with host._lock:
                 host.requests.append((parts.path, status))
@@ -234,12 +281,19 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
             if host._faults:
                 fault = host._faults.popleft()
                 return fault.status, dict(fault.headers), fault.body
-            route = path[len(prefix) :]
-            found = self._route(route, query)
-            if found is None:
-                return 404, {}, {"message": "Not Found"}
-            status, headers, body = found
-            etag = '"' + hashlib.sha256(json.dumps(body).encode()).hexdigest()[:32] + '"'
+            # A real host answers a 304 without building the page; so does this one.
+            key = self.path
+            cached = host._pages.get(key)
+            if cached is not None and cached[0] == host.repos.version:
+                _, (status, headers, body), etag = cached
+                headers = dict(headers)
+            else:
+                found = self._route(path[len(prefix) :], query)
+                if found is None:
+                    return 404, {}, {"message": "Not Found"}
+                status, headers, body = found
+                etag = '"' + hashlib.sha256(json.dumps(body).encode()).hexdigest()[:32] + '"'
+                host._pages[key] = (host.repos.version, (status, dict(headers), body), etag)
             headers["etag"] = etag
             if self.headers.get("if-none-match") == etag:
                 # GitHub: a 304 with authorization does not count against the limit.
@@ -370,3 +424,24 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
             return 200, headers, items
 
     return Handler
+
+
+def main() -> None:
+    """`python -m tests.support.fakehosts KIND COUNT [LATENCY]`: a fake host in its own process.
+
+    Prints the URL and token on one line once listening; the benchmarks use it so that
+    the host does not share the syncer's interpreter (and its GIL).
+    """
+    import sys
+
+    kind, count = sys.argv[1], int(sys.argv[2])
+    latency = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    host = FakeHost(kind, latency=latency)  # type: ignore[arg-type]
+    host.add_many(count)
+    with host:
+        print(host.url, host.token, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

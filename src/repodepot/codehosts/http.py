@@ -198,27 +198,51 @@ class HostApi:
     async def pages(
         self, path: str, convert: Callable[[Any], list[Any]]
     ) -> AsyncIterator[list[Any]]:
-        """Each page of a listing, converted; follows `Link: rel="next"` or `X-Next-Page`."""
+        """Each page of a listing, converted; follows `Link: rel="next"` or `X-Next-Page`.
+
+        The pages cached from the last listing are revalidated all at once (each still
+        paced and counted against the site-wide limit): an unchanged listing costs one
+        round of conditional requests, not one round trip per page in turn.
+        """
         url: str | None = self.url(path)
+        ahead = {
+            link: asyncio.ensure_future(self._fetch(link, convert)) for link in self._chain(url)
+        }
         seen: set[str] = set()
-        while url is not None and url not in seen:
-            seen.add(url)
-            cached = self._cache.get(url)
-            response = await self._request(url, etag=cached.etag if cached else None)
-            if response.status_code == 304 and cached is not None:
-                self.stats.not_modified += 1
-                yield cached.value
-                url = cached.next_url
-                continue
-            value = convert(response.json())
-            following = self._following(url, response)
-            etag = response.headers.get("etag")
-            if etag:
-                self._cache[url] = CachedPage(etag, value, following)
-            else:
-                self._cache.pop(url, None)
-            yield value
-            url = following
+        try:
+            while url is not None and url not in seen:
+                seen.add(url)
+                task = ahead.pop(url, None)
+                value, url = await (task if task is not None else self._fetch(url, convert))
+                yield value
+        finally:
+            for task in ahead.values():
+                task.cancel()
+            await asyncio.gather(*ahead.values(), return_exceptions=True)
+
+    def _chain(self, url: str | None) -> list[str]:
+        """The URLs the cached pages say follow `url`, `url` first (empty if it is not cached)."""
+        chain: list[str] = []
+        while url is not None and url in self._cache and url not in chain:
+            chain.append(url)
+            url = self._cache[url].next_url
+        return chain
+
+    async def _fetch(self, url: str, convert: Callable[[Any], list[Any]]) -> tuple[Any, str | None]:
+        """One page's converted value and the URL of the next, from the cache on a 304."""
+        cached = self._cache.get(url)
+        response = await self._request(url, etag=cached.etag if cached else None)
+        if response.status_code == 304 and cached is not None:
+            self.stats.not_modified += 1
+            return cached.value, cached.next_url
+        value = convert(response.json())
+        following = self._following(url, response)
+        etag = response.headers.get("etag")
+        if etag:
+            self._cache[url] = CachedPage(etag, value, following)
+        else:
+            self._cache.pop(url, None)
+        return value, following
 
     @staticmethod
     def _following(url: str, response: httpx.Response) -> str | None:

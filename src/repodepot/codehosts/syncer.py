@@ -77,10 +77,14 @@ REPOS = cast(Table, Repository.__table__)
 SOURCES = cast(Table, RepoSource.__table__)
 BATCH = 500
 LEASE = timedelta(seconds=60)
+# However unchanged a listing, the table is diffed against it at least this often.
+FULL_DIFF_EVERY = timedelta(hours=1)
 T = TypeVar("T")
 
-# The columns a sync owns; a row is "unchanged" when all of them are equal.
+# The columns a sync owns; a row is "unchanged" when all of them are equal. Rows are read
+# as KEYS + FIELDS, so the fields compare as one tuple.
 FIELDS = ("name", "description", "visibility", "default_branch", "fork", "archived", "source_url")
+KEYS = ("id", "external_kind", "external_host", "external_id", "deleted_at")
 
 
 def now() -> datetime:
@@ -103,6 +107,8 @@ class Connection:
     name: str
     config: AnyConfig
     token: str | None
+    applied_digest: str | None = None
+    applied_at: datetime | None = None
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -144,6 +150,7 @@ class SyncOutcome:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     held_ids: list[int] = field(default_factory=list)
+    applied_digest: str | None = None  # set when this sync applied a complete listing
 
 
 @dataclass(slots=True)
@@ -191,7 +198,15 @@ class Syncer:
                 raise InvalidInput(f"no code host connection {host_id}")
         config, _ = parse_config(row.kind, json.loads(row.config))
         token = self._box.open(row.sealed_token) if row.sealed_token else None
-        return Connection(id=row.id, kind=row.kind, name=row.name, config=config, token=token)
+        return Connection(
+            id=row.id,
+            kind=row.kind,
+            name=row.name,
+            config=config,
+            token=token,
+            applied_digest=row.applied_digest,
+            applied_at=row.applied_at,
+        )
 
     async def sync(self, host_id: int) -> SyncOutcome:
         """List the connection and apply; always records the sync, even a failed one."""
@@ -210,7 +225,13 @@ class Syncer:
         try:
             async with self._sessions.begin() as session:
                 if connection is not None:
-                    await self._apply(session, connection, listed, outcome)
+                    digest = listing_digest(connection, listed)
+                    if self._unchanged(connection, digest, outcome):
+                        outcome.unchanged = len(listed)
+                    else:
+                        await self._apply(session, connection, listed, outcome)
+                        if outcome.status is SyncStatus.success and not outcome.skipped:
+                            outcome.applied_digest = digest
                 outcome.duration_ms = int((time.monotonic() - clock) * 1000)
                 await self._record(session, host_id, started, outcome)
         except IntegrityError as error:
@@ -272,6 +293,16 @@ class Syncer:
                 await api.aclose()
         return listed
 
+    @staticmethod
+    def _unchanged(connection: Connection, digest: str, outcome: SyncOutcome) -> bool:
+        """Whether this complete listing is the one the last full sync applied, recently."""
+        return (
+            outcome.error is None
+            and connection.applied_digest == digest
+            and connection.applied_at is not None
+            and now() - connection.applied_at < FULL_DIFF_EVERY
+        )
+
     async def _apply(
         self,
         session: AsyncSession,
@@ -288,16 +319,7 @@ class Syncer:
             ),
         )
         rows = (
-            await session.execute(
-                select(
-                    REPOS.c.id,
-                    REPOS.c.external_kind,
-                    REPOS.c.external_host,
-                    REPOS.c.external_id,
-                    REPOS.c.deleted_at,
-                    *(REPOS.c[name] for name in FIELDS),
-                ).where(touched)
-            )
+            await session.execute(select(*(REPOS.c[name] for name in KEYS + FIELDS)).where(touched))
         ).all()
         by_id = {row.id: row for row in rows}
         # Rows linked under another host (the connection's URL changed) match nothing
@@ -328,15 +350,16 @@ class Syncer:
                 outcome.skipped += 1
                 outcome.warnings.append(f"{repo.name_with_owner}: {name!r} is not a valid name")
                 continue
-            values = {
-                "name": name,
-                "description": repo.description,
-                "visibility": Visibility.private if repo.private else Visibility.public,
-                "default_branch": repo.default_branch,
-                "fork": repo.fork,
-                "archived": repo.archived,
-                "source_url": strip_userinfo(repo.clone_url),
-            }
+            desired = (
+                name,
+                repo.description,
+                Visibility.private if repo.private else Visibility.public,
+                repo.default_branch,
+                repo.fork,
+                repo.archived,
+                strip_userinfo(repo.clone_url),
+            )
+            values = dict(zip(FIELDS, desired, strict=True))
             claimant: int | str = row.id if row is not None else external_id
             if name in claims:
                 outcome.skipped += 1
@@ -356,7 +379,7 @@ class Syncer:
             if row.deleted_at is not None:
                 plan.restores += 1
                 plan.updates.append({"b_id": row.id, **values})
-            elif any(getattr(row, key) != value for key, value in values.items()):
+            elif tuple(row[len(KEYS) :]) != desired:
                 plan.updates.append({"b_id": row.id, **values})
             else:
                 outcome.unchanged += 1
@@ -609,6 +632,10 @@ class Syncer:
                 else_=finished + timedelta(seconds=interval),
             ),
         }
+        if outcome.applied_digest is not None:
+            values.update(applied_digest=outcome.applied_digest, applied_at=finished)
+        elif outcome.unchanged != outcome.yielded or outcome.error:
+            values.update(applied_digest=None, applied_at=None)
         if outcome.status in (SyncStatus.success, SyncStatus.held):
             values["held_deletions"] = json.dumps(outcome.held_ids) if outcome.held_ids else None
         await session.execute(update(CodeHost).where(CodeHost.id == host_id).values(**values))
@@ -687,6 +714,14 @@ class Syncer:
                 update(CodeHost).where(CodeHost.id == host_id).values(held_deletions=None)
             )
         return deleted
+
+
+def listing_digest(connection: Connection, listed: dict[str, SourceRepo]) -> str:
+    """A digest of what a listing would write: the connection's config and every repository."""
+    digest = hashlib.sha256(connection.fingerprint.encode())
+    for external_id in sorted(listed):
+        digest.update(repr(listed[external_id]).encode())
+    return digest.hexdigest()
 
 
 class SyncLoop:

@@ -226,6 +226,10 @@ class CodeHost(Base):
     last_status: Mapped[SyncStatus | None] = mapped_column(_enum(SyncStatus, "sync_status"))
     last_error: Mapped[str | None] = mapped_column(Text)
     held_deletions: Mapped[str | None] = mapped_column(Text)  # JSON list of repository ids
+    # The digest of the last listing applied in full, and when: an identical listing
+    # within FULL_DIFF_EVERY skips the diff against the table.
+    applied_digest: Mapped[str | None] = mapped_column(String(64))
+    applied_at: Mapped[datetime | None]
 
 
 class CodeHostSync(Base):

@@ -31,6 +31,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 def strip_userinfo(url: str) -> str:
     """The URL without `user:password@`, for storing and showing."""
+    if "@" not in url:  # no userinfo possible; skips parsing for the common case
+        return url
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url

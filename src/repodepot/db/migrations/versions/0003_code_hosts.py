@@ -68,6 +68,8 @@ def upgrade() -> None:
         sa.Column("last_status", _enum("sync_status", *SYNC_STATUSES), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("held_deletions", sa.Text(), nullable=True),
+        sa.Column("applied_digest", sa.String(64), nullable=True),
+        _ts("applied_at", nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_code_hosts"),
         sa.UniqueConstraint("name", name="uq_code_hosts_name"),
     )
