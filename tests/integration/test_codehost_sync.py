@@ -365,3 +365,50 @@ async def test_a_name_taken_by_an_imported_repository_is_skipped_with_a_warning(
 
     assert (outcome.added, outcome.skipped) == (1, 1)
     assert any("taken by another repository" in warning for warning in outcome.warnings)
+
+
+async def test_pages_revalidated_together_still_follow_a_listing_that_grew(
+    services: Services, github: FakeHost
+) -> None:
+    github.add_many(250)
+    host = await connect(services, "github", github_config(github))
+    await services.codehosts.syncer.sync(host.id)
+    github.add_many(60, prefix="new")  # page 3 fills up and links to a new page 4
+
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert (outcome.added, outcome.unchanged) == (60, 250)
+    assert (outcome.api_calls, outcome.not_modified) == (4, 2)
+
+
+async def test_a_new_naming_pattern_renames_every_repository_in_place(
+    services: Services, github: FakeHost
+) -> None:
+    github.add_many(3)
+    host = await connect(services, "github", github_config(github))
+    await services.codehosts.syncer.sync(host.id)
+    before = await live(services)
+
+    await services.codehosts.update(
+        operator(),
+        host.id,
+        name=None,
+        config={
+            "url": github.url,
+            "repositoryQuery": ["affiliated"],
+            "repositoryPathPattern": "gh/{name}",
+        },
+    )
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.modified == 3  # a new config means a new digest: the table is diffed
+    after = await live(services)
+    assert {key: value[0] for key, value in after.items()} == {
+        key: value[0] for key, value in before.items()
+    }
+    assert sorted(name for _, name in after.values()) == [
+        "gh/repo-00000",
+        "gh/repo-00001",
+        "gh/repo-00002",
+    ]
+    assert (await services.codehosts.get(operator(), host.id)).token_set  # kept without a token
