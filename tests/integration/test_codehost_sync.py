@@ -286,7 +286,7 @@ async def test_two_connections_to_one_host_share_one_row(
 
 
 @pytest.mark.parametrize("kind", ["gitlab", "gitea"])
-async def test_gitlab_and_gitea_page_through_and_keep_ids_across_renames(
+async def test_gitlab_and_gitea_page_through_retry_and_keep_ids_across_renames(
     services: Services, kind: Kind
 ) -> None:
     with FakeHost(kind) as fake:
@@ -295,19 +295,31 @@ async def test_gitlab_and_gitea_page_through_and_keep_ids_across_renames(
             kind, {"repositoryQuery": ["affiliated"]}
         )
         host = await connect(services, kind, {"url": fake.url, "token": fake.token, **query})
+        if kind == "gitlab":
+            fake.rate_limit_next(reset_in=1.0)  # 429 with Retry-After and RateLimit-Reset
+        fake.fail_next(500)
 
         first = await services.codehosts.syncer.sync(host.id)
         assert first.status is SyncStatus.success, first.error
         assert first.added == 250
-        assert first.api_calls == (3 if kind == "gitlab" else 5)  # 100 or 50 a page
+        pages = 3 if kind == "gitlab" else 5  # 100 or 50 a page
+        assert first.api_calls == pages + (2 if kind == "gitlab" else 1)
         before = await live(services)
 
         fake.rename(repos[7].id, "moved")
+        fake.delete(repos[8].id)
         again = await services.codehosts.syncer.sync(host.id)
         after = await live(services)
 
-    assert (again.modified, again.unchanged) == (1, 249)
+        fake.token = "revoked"
+        refused = await services.codehosts.syncer.sync(host.id)
+
+    assert (again.modified, again.deleted, again.unchanged) == (1, 1, 248)
     assert after[str(repos[7].id)] == (before[str(repos[7].id)][0], "127.0.0.1/group/moved")
+    assert str(repos[8].id) not in after
+    assert refused.status is SyncStatus.failed
+    assert refused.error is not None and "refused the token (401" in refused.error
+    assert len(await live(services)) == 249
 
 
 async def test_exclusions_and_explicit_repositories(services: Services, github: FakeHost) -> None:
