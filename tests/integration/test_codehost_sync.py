@@ -424,3 +424,26 @@ async def test_a_new_naming_pattern_renames_every_repository_in_place(
         "gh/repo-00002",
     ]
     assert (await services.codehosts.get(operator(), host.id)).token_set  # kept without a token
+
+
+@pytest.mark.parametrize(
+    ("kind", "queries", "expected"),
+    [
+        ("github", ["tool"], ["acme/tool-a", "other/tool-b"]),
+        ("github", ["org:other"], ["other/lib", "other/tool-b"]),
+        ("github", ["public"], ["acme/lib", "acme/tool-a", "other/lib", "other/tool-b"]),
+        ("gitea", ["public"], ["acme/lib", "acme/tool-a", "other/lib", "other/tool-b"]),
+        ("gitea", ["lib", "org:acme"], ["acme/lib", "acme/tool-a", "other/lib"]),
+    ],
+)
+async def test_search_public_and_org_queries(
+    services: Services, kind: Kind, queries: list[str], expected: list[str]
+) -> None:
+    with FakeHost(kind) as fake:
+        for full_name in ("acme/tool-a", "acme/lib", "other/tool-b", "other/lib"):
+            fake.add(*full_name.split("/"))
+        config = {"url": fake.url, "token": fake.token, "repositoryQuery": queries}
+        host = await connect(services, kind, {**config, "repositoryPathPattern": "{nameWithOwner}"})
+        outcome = await services.codehosts.syncer.sync(host.id)
+    assert outcome.status is SyncStatus.success, outcome.error
+    assert sorted(name for _, name in (await live(services)).values()) == expected

@@ -330,6 +330,8 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
                     return self._page(repos, query)
                 if segments[:1] == ["orgs"] and segments[2:] == ["repos"]:
                     return self._page([r for r in repos if r.owner == segments[1]], query)
+                if segments == ["repositories"]:  # all public repositories (paged by Link)
+                    return self._page([r for r in repos if not r.private], query)
                 if segments == ["search", "repositories"]:
                     term = query.get("q", "")
                     matching = [r for r in repos if term in r.full_name]

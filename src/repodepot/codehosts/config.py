@@ -85,8 +85,8 @@ class HostConfig(BaseModel):
         return urlsplit(self.url).netloc.lower()
 
 
-class GitHubConfig(HostConfig):
-    """github.com or GitHub Enterprise (API at `{url}/api/v3`)."""
+class QueryConfig(HostConfig):
+    """What GitHub and Gitea share: queries, organizations and explicit repositories."""
 
     repositoryQuery: list[str] = Field(default_factory=list)
     repos: list[Annotated[str, Field(pattern=_OWNER_NAME.pattern)]] = Field(default_factory=list)
@@ -95,7 +95,16 @@ class GitHubConfig(HostConfig):
     @field_validator("repositoryQuery")
     @classmethod
     def _queries(cls, value: list[str]) -> list[str]:
-        return check_queries(value)
+        for query in value:
+            if not query.strip():
+                raise ValueError("a query is affiliated, public, none, org:NAME or a search query")
+            if query.startswith("org:") and not _ORG.match(query[4:]):
+                raise ValueError(f"{query!r} does not name an organization")
+        return value
+
+
+class GitHubConfig(QueryConfig):
+    """github.com or GitHub Enterprise (API at `{url}/api/v3`)."""
 
 
 class GitLabConfig(HostConfig):
@@ -123,17 +132,8 @@ class GitLabConfig(HostConfig):
         return value
 
 
-class GiteaConfig(HostConfig):
+class GiteaConfig(QueryConfig):
     """Gitea or Forgejo (API at `{url}/api/v1`)."""
-
-    repositoryQuery: list[str] = Field(default_factory=list)
-    repos: list[Annotated[str, Field(pattern=_OWNER_NAME.pattern)]] = Field(default_factory=list)
-    orgs: list[Annotated[str, Field(pattern=_ORG.pattern)]] = Field(default_factory=list)
-
-    @field_validator("repositoryQuery")
-    @classmethod
-    def _queries(cls, value: list[str]) -> list[str]:
-        return check_queries(value)
 
 
 class OtherConfig(BaseModel):
@@ -181,16 +181,6 @@ CONFIGS: dict[CodeHostKind, type[AnyConfig]] = {
     CodeHostKind.gitea: GiteaConfig,
     CodeHostKind.other: OtherConfig,
 }
-
-
-def check_queries(value: list[str]) -> list[str]:
-    """GitHub's and Gitea's `repositoryQuery` entries."""
-    for query in value:
-        if not query.strip():
-            raise ValueError("a query is affiliated, public, none, org:NAME or a search query")
-        if query.startswith("org:") and not _ORG.match(query[4:]):
-            raise ValueError(f"{query!r} does not name an organization")
-    return value
 
 
 def check_pattern(value: str) -> str:

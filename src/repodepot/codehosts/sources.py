@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 from urllib.parse import quote, urlsplit
 
 from typing_extensions import override
@@ -21,6 +21,7 @@ from repodepot.codehosts.config import (
     GitHubConfig,
     GitLabConfig,
     OtherConfig,
+    QueryConfig,
 )
 from repodepot.codehosts.http import ApiNotFound, HostApi
 
@@ -100,19 +101,19 @@ class _ApiSource:
         return [self.convert(item) for item in body]
 
 
-class GitHubSource(_ApiSource):
-    """GitHub REST API v3: /user/repos, /orgs/{org}/repos, /repositories, /search/repositories."""
+class _QuerySource(_ApiSource):
+    """GitHub and Gitea: the same queries, over each one's paths."""
 
-    def __init__(self, config: GitHubConfig, api: HostApi) -> None:
+    affiliated: ClassVar[str]
+    public: ClassVar[str]
+    public_key: ClassVar[str | None]  # the list's key when the answer wraps it
+    search: ClassVar[str]  # with {query}
+    search_key: ClassVar[str]
+    org: ClassVar[str]  # with {org}
+
+    def __init__(self, config: QueryConfig, api: HostApi) -> None:
         super().__init__(api, config.exclude)
         self.config = config
-
-    @staticmethod
-    def api_url(config: GitHubConfig) -> str:
-        """api.github.com for github.com, `{url}/api/v3` for GitHub Enterprise."""
-        if config.host in ("github.com", "www.github.com"):
-            return "https://api.github.com"
-        return f"{config.url}/api/v3"
 
     @override
     def listings(self) -> list[tuple[str, Callable[[Any], list[SourceRepo]]]]:
@@ -122,25 +123,43 @@ class GitHubSource(_ApiSource):
             if query == "none":
                 continue
             if query == "affiliated":
-                path = "user/repos?affiliation=owner,collaborator,organization_member&per_page=100"
-                found.append((path, self._items))
+                found.append((self.affiliated, self._items))
             elif query == "public":
-                found.append(("repositories", self._items))
+                found.append((self.public, self._unwrap(self.public_key)))
             elif query.startswith("org:"):
                 orgs.append(query[4:])
             else:
-                found.append((f"search/repositories?q={quote(query)}&per_page=100", self._found))
-        found.extend(
-            (f"orgs/{quote(org)}/repos?type=all&per_page=100", self._items) for org in orgs
-        )
+                path = self.search.format(query=quote(query))
+                found.append((path, self._unwrap(self.search_key)))
+        found.extend((self.org.format(org=quote(org)), self._items) for org in orgs)
         return found
 
     @override
     def explicit(self) -> list[str]:
         return [f"repos/{name}" for name in self.config.repos]
 
-    def _found(self, body: Any) -> list[SourceRepo]:
-        return self._items(body["items"])
+    def _unwrap(self, key: str | None) -> Callable[[Any], list[SourceRepo]]:
+        if key is None:
+            return self._items
+        return lambda body: self._items(body[key])
+
+
+class GitHubSource(_QuerySource):
+    """GitHub REST API v3: /user/repos, /orgs/{org}/repos, /repositories, /search/repositories."""
+
+    affiliated = "user/repos?affiliation=owner,collaborator,organization_member&per_page=100"
+    public = "repositories"
+    public_key = None
+    search = "search/repositories?q={query}&per_page=100"
+    search_key = "items"
+    org = "orgs/{org}/repos?type=all&per_page=100"
+
+    @staticmethod
+    def api_url(config: GitHubConfig) -> str:
+        """api.github.com for github.com, `{url}/api/v3` for GitHub Enterprise."""
+        if config.host in ("github.com", "www.github.com"):
+            return "https://api.github.com"
+        return f"{config.url}/api/v3"
 
     @override
     def convert(self, item: dict[str, Any]) -> SourceRepo:
@@ -199,42 +218,20 @@ class GitLabSource(_ApiSource):
         )
 
 
-class GiteaSource(_ApiSource):
+class GiteaSource(_QuerySource):
     """Gitea/Forgejo API v1: user/repos, orgs/{org}/repos, repos/search, repos/{owner}/{name}."""
 
-    def __init__(self, config: GiteaConfig, api: HostApi) -> None:
-        super().__init__(api, config.exclude)
-        self.config = config
+    affiliated = "user/repos?limit=50"
+    public = "repos/search?limit=50"
+    public_key = "data"
+    search = "repos/search?q={query}&limit=50"
+    search_key = "data"
+    org = "orgs/{org}/repos?limit=50"
 
     @staticmethod
     def api_url(config: GiteaConfig) -> str:
         """`{url}/api/v1`."""
         return f"{config.url}/api/v1"
-
-    @override
-    def listings(self) -> list[tuple[str, Callable[[Any], list[SourceRepo]]]]:
-        found: list[tuple[str, Callable[[Any], list[SourceRepo]]]] = []
-        orgs = list(self.config.orgs)
-        for query in self.config.repositoryQuery:
-            if query == "none":
-                continue
-            if query == "affiliated":
-                found.append(("user/repos?limit=50", self._items))
-            elif query == "public":
-                found.append(("repos/search?limit=50", self._found))
-            elif query.startswith("org:"):
-                orgs.append(query[4:])
-            else:
-                found.append((f"repos/search?q={quote(query)}&limit=50", self._found))
-        found.extend((f"orgs/{quote(org)}/repos?limit=50", self._items) for org in orgs)
-        return found
-
-    @override
-    def explicit(self) -> list[str]:
-        return [f"repos/{name}" for name in self.config.repos]
-
-    def _found(self, body: Any) -> list[SourceRepo]:
-        return self._items(body["data"])
 
     @override
     def convert(self, item: dict[str, Any]) -> SourceRepo:
