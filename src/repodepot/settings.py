@@ -124,6 +124,31 @@ class Settings(BaseSettings):
     max_repos_per_site: int = Field(
         20000, ge=1, description="Repositories from code host connections, at most (all)."
     )
+    max_concurrent_clones: int = Field(
+        default_factory=lambda: max(2, os.cpu_count() or 2),
+        ge=1,
+        le=256,
+        description="Clones and fetches running at once (default: the CPU count, at least 2).",
+    )
+    max_clones_per_host: int = Field(
+        2, ge=1, le=256, description="Clones and fetches running at once against one host."
+    )
+    update_min_interval: float = Field(
+        45.0, gt=0, description="Shortest time between two updates of a mirror, seconds."
+    )
+    update_max_interval: float = Field(
+        8 * 3600.0, gt=0, description="Longest time between two updates of a mirror, seconds."
+    )
+    update_failures_before_failing: int = Field(
+        10, ge=1, description="Consecutive failures after which a mirror is marked failing."
+    )
+    update_stall_timeout: float = Field(
+        300.0, gt=0, description="Seconds without git progress before a clone or fetch is killed."
+    )
+    update_poll_interval: float = Field(
+        1.0, gt=0, description="Seconds between the updater's looks for due mirrors."
+    )
+    shard: str = Field("local", description="This storage node's name in gitserver_repos.shard.")
 
     @classmethod
     def settings_customise_sources(

@@ -270,3 +270,43 @@ class RepoSource(Base):
         ForeignKey("code_hosts.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     clone_url: Mapped[str] = mapped_column(Text)
+
+
+class CloneStatus(enum.StrEnum):
+    """Where a repository's mirror is: not_cloned → cloning → cloned | failed."""
+
+    not_cloned = "not_cloned"
+    cloning = "cloning"
+    cloned = "cloned"
+    failed = "failed"
+
+
+class GitserverRepo(Base):
+    """A repository's mirror on a storage node, and its update schedule (durable)."""
+
+    __tablename__ = "gitserver_repos"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    shard: Mapped[str] = mapped_column(String(64), server_default="local")
+    clone_status: Mapped[CloneStatus] = mapped_column(
+        _enum(CloneStatus, "clone_status"), server_default="not_cloned"
+    )
+    last_fetched_at: Mapped[datetime | None]
+    last_changed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failure_kind: Mapped[str | None] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    refs_digest: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # The schedule: when next, why, and the queue entry (one per repository).
+    interval_seconds: Mapped[float] = mapped_column(server_default="0")
+    next_update_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    schedule_reason: Mapped[str] = mapped_column(String(32), server_default="new")
+    failures: Mapped[int] = mapped_column(server_default="0")
+    failing: Mapped[bool] = mapped_column(server_default=false())
+    queued_priority: Mapped[int | None] = mapped_column(index=True)  # 0 new, 1 asked for
+    queued_reason: Mapped[str | None] = mapped_column(String(16))
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None]
