@@ -15,6 +15,7 @@ from repodepot.db import migrate
 from repodepot.db.base import create_engine, is_sqlite, session_factory
 from repodepot.events import Broker, PostgresRelay, asyncpg_dsn
 from repodepot.git.runner import GitRunner
+from repodepot.gitserver.service import Gitserver
 from repodepot.imports.service import Imports
 from repodepot.metrics import Metrics
 from repodepot.repositories import Repositories
@@ -42,6 +43,7 @@ class Services:
     repositories: Repositories
     imports: Imports
     codehosts: CodeHosts
+    gitserver: Gitserver
 
     @classmethod
     async def open(
@@ -95,6 +97,7 @@ class Services:
             repositories=Repositories(sessions),
             imports=imports,
             codehosts=CodeHosts(sessions, box=box, settings=settings, syncer=syncer),
+            gitserver=Gitserver(session_factory(worker_engine), box=box, settings=settings),
         )
 
     async def database_ready(self) -> bool:

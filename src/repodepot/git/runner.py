@@ -43,6 +43,7 @@ ALLOWED_SUBCOMMANDS = frozenset(
         "diff",
         "fetch",
         "for-each-ref",
+        "fsck",
         "gc",
         "grep",
         "http-backend",
@@ -67,7 +68,17 @@ ALLOWED_SUBCOMMANDS = frozenset(
 # Commands that can run for minutes: tied to our life with setpriv --pdeathsig, which costs an
 # exec (~1.5 ms) that short reads need not pay.
 LONG_RUNNING = frozenset(
-    {"clone", "fetch", "ls-remote", "gc", "repack", "commit-graph", "upload-pack", "archive"}
+    {
+        "clone",
+        "fetch",
+        "fsck",
+        "ls-remote",
+        "gc",
+        "repack",
+        "commit-graph",
+        "upload-pack",
+        "archive",
+    }
 )
 
 # Settings every git we start gets, passed as GIT_CONFIG_* variables (not argv).

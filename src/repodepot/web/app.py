@@ -16,6 +16,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from repodepot import __version__
 from repodepot.codehosts.syncer import SyncLoop
+from repodepot.gitserver.updater import UpdateLoop
 from repodepot.imports.worker import ImportWorker
 from repodepot.metrics import Metrics
 from repodepot.services import Services
@@ -51,7 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
         if created is not None:
             announce_admin_token(created)
         app.state.services = services
-        background: list[tuple[ImportWorker | SyncLoop, asyncio.Task[None]]] = []
+        background: list[tuple[ImportWorker | SyncLoop | UpdateLoop, asyncio.Task[None]]] = []
         if "worker" in settings.roles:
             worker = ImportWorker.from_services(services)
             background.append((worker, asyncio.create_task(worker.run(), name="import-worker")))
@@ -59,6 +60,8 @@ def create_app(settings: Settings) -> FastAPI:
             loop = SyncLoop.from_services(services)
             services.codehosts.on_sync_requested = loop.wake
             background.append((loop, asyncio.create_task(loop.run(), name="sync-loop")))
+            updates = UpdateLoop.from_services(services)
+            background.append((updates, asyncio.create_task(updates.run(), name="update-loop")))
         try:
             yield
         finally:

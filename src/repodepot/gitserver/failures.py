@@ -1,0 +1,71 @@
+"""Why a clone or fetch failed, as a kind people and alerts can act on."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from repodepot.git.errors import GitCommandError, GitError, GitTimeout
+
+
+class FailureKind(StrEnum):
+    """The kinds of update failure."""
+
+    auth = "auth"
+    not_found = "not_found"
+    network = "network"
+    timeout = "timeout"
+    corrupt = "corrupt"
+    disk_full = "disk_full"
+    other = "other"
+
+
+# (substring of git's stderr, kind), first match wins.
+_SIGNS = (
+    ("No space left on device", FailureKind.disk_full),
+    ("Authentication failed", FailureKind.auth),
+    ("could not read Username", FailureKind.auth),
+    ("could not read Password", FailureKind.auth),
+    ("returned error: 401", FailureKind.auth),
+    ("returned error: 403", FailureKind.auth),
+    ("returned error: 404", FailureKind.not_found),
+    ("not found", FailureKind.not_found),
+    ("does not appear to be a git repository", FailureKind.not_found),
+    ("bad object", FailureKind.corrupt),
+    ("corrupt", FailureKind.corrupt),
+    ("unable to read", FailureKind.corrupt),
+    ("loose object", FailureKind.corrupt),
+    ("did not send all necessary objects", FailureKind.corrupt),
+    ("not a git repository", FailureKind.corrupt),
+    ("Could not resolve host", FailureKind.network),
+    ("Failed to connect", FailureKind.network),
+    ("Connection refused", FailureKind.network),
+    ("Connection reset", FailureKind.network),
+    ("early EOF", FailureKind.network),
+    ("unexpected disconnect", FailureKind.network),
+    ("remote end hung up", FailureKind.network),
+    ("transfer closed", FailureKind.network),
+    ("RPC failed", FailureKind.network),
+    ("returned error: 5", FailureKind.network),
+)
+
+
+def classify(error: GitError) -> FailureKind:
+    """The kind of a git failure (its text is already redacted)."""
+    if isinstance(error, GitTimeout):
+        return FailureKind.timeout
+    text = error.stderr if isinstance(error, GitCommandError) else error.message
+    for needle, kind in _SIGNS:
+        if needle in text:
+            return kind
+    return FailureKind.other
+
+
+def message(error: GitError) -> str:
+    """Git's last `fatal:`/`error:` lines (redacted), or the error's message."""
+    text = error.stderr if isinstance(error, GitCommandError) else ""
+    lines = [
+        line.strip()
+        for line in text.replace("\r", "\n").splitlines()
+        if line.strip().startswith(("fatal:", "error:"))
+    ]
+    return "\n".join(lines[-3:]) or error.message

@@ -1,0 +1,127 @@
+"""A mirror on disk: clone it, fetch it, and tell whether its refs changed.
+
+- Clone: `git clone --mirror` into `tmp/`, renamed into place (never half-visible).
+- Fetch: `git fetch --prune --atomic` of heads and tags by URL, so a mirror made by
+  an import (`clone --bare`) and one made here are updated alike, and either every
+  ref moves or none does.
+- Change: a digest of `for-each-ref` before and after.
+- Stalls: no fixed timeout; a clone or fetch with no progress output for
+  `stall_timeout` seconds is killed (its process group) and reported as a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from repodepot.git import commands
+from repodepot.git.errors import GitTimeout
+from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner, StderrSink
+from repodepot.storage import Storage
+
+REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+
+
+class GitStalled(GitTimeout):
+    """A clone or fetch printed no progress for the stall timeout and was killed."""
+
+    def __init__(self, what: str, seconds: float) -> None:
+        super().__init__([what], seconds)
+        self.message = f"git {what} made no progress for {seconds:g} s and was killed"
+        self.args = (self.message,)
+
+
+async def refs_digest(git: GitRunner, path: Path) -> str:
+    """A digest of every ref and the object it points to."""
+    result = await git.run(["for-each-ref", "--format=%(objectname) %(refname)"], git_dir=path)
+    return hashlib.sha256(result.stdout).hexdigest()
+
+
+async def clone(
+    git: GitRunner,
+    storage: Storage,
+    name: str,
+    url: str,
+    *,
+    credentials: Credentials | None,
+    stall_timeout: float,
+) -> None:
+    """A new mirror of `url` at `name`."""
+    async with storage.staging(
+        name, label=f"mirror-{hashlib.sha1(name.encode()).hexdigest()[:12]}"
+    ) as staged:
+        await _guarded(
+            lambda sink: commands.clone_bare(
+                git,
+                url,
+                staged,
+                credentials=credentials,
+                on_progress=sink,
+                mirror=True,
+                timeout=NO_TIMEOUT,
+            ),
+            stall_timeout,
+            "clone",
+        )
+
+
+async def fetch(
+    git: GitRunner,
+    path: Path,
+    url: str,
+    *,
+    credentials: Credentials | None,
+    stall_timeout: float,
+    refspecs: tuple[str, ...] = REFSPECS,
+) -> None:
+    """Bring the mirror at `path` up to date with `url` (heads and tags, pruned)."""
+    await _guarded(
+        lambda sink: git.run(
+            [
+                "fetch",
+                "--prune",
+                "--atomic",
+                "--progress",
+                "--no-write-fetch-head",
+                "--",
+                url,
+                *refspecs,
+            ],
+            git_dir=path,
+            credentials=credentials,
+            on_stderr=sink,
+            timeout=NO_TIMEOUT,
+        ),
+        stall_timeout,
+        "fetch",
+    )
+
+
+async def _guarded(
+    start: Callable[[StderrSink], Awaitable[object]], stall_timeout: float, what: str
+) -> None:
+    """Run the git call; kill it when its progress output stops for `stall_timeout`."""
+    last = time.monotonic()
+
+    def seen(_chunk: bytes) -> None:
+        nonlocal last
+        last = time.monotonic()
+
+    task = asyncio.ensure_future(start(seen))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=min(1.0, stall_timeout))
+            if done:
+                task.result()
+                return
+            if time.monotonic() - last > stall_timeout:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise GitStalled(what, stall_timeout)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,90 @@
+"""When a mirror is updated next, and why, in words: pure functions of its history.
+
+- After a successful update: half the time since its refs last changed, clamped to
+  [min, max], with ±10% jitter so repositories cloned together drift apart.
+- After a failure: min * 2^(failures-1), capped at max; after N failures in a row the
+  mirror is `failing` and retried only at max, until something asks for it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+JITTER = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    """The next update: how long from now, and the reason shown to people."""
+
+    interval: float
+    reason: str
+
+
+def after_success(
+    now: datetime, last_changed: datetime | None, *, minimum: float, maximum: float
+) -> Next:
+    """Half the age of the last change, clamped, jittered."""
+    if last_changed is None:
+        return Next(_jitter(minimum, minimum, maximum), "new")
+    age = max(0.0, (now - last_changed).total_seconds())
+    return Next(_jitter(age / 2, minimum, maximum), "last change")
+
+
+def after_failure(failures: int, *, minimum: float, maximum: float, limit: int) -> Next:
+    """Exponential backoff with a cap; `failing` from `limit` failures on."""
+    if failures >= limit:
+        return Next(maximum, "failing")
+    return Next(_jitter(minimum * 2 ** (failures - 1), minimum, maximum), "backoff")
+
+
+def _jitter(seconds: float, minimum: float, maximum: float) -> float:
+    clamped = min(max(seconds, minimum), maximum)
+    return min(max(clamped * random.uniform(1 - JITTER, 1 + JITTER), minimum), maximum)
+
+
+def duration(seconds: float) -> str:
+    """`45 s`, `12 min`, `3.5 h`, `2 d`."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
+    return f"{seconds / 86400:.0f} d"
+
+
+def explain(
+    *,
+    now: datetime,
+    next_update_at: datetime,
+    reason: str,
+    queued_reason: str | None,
+    last_changed_at: datetime | None,
+    failures: int,
+    failure_kind: str | None,
+) -> str:
+    """The schedule in one sentence, for the repository's page and API entry."""
+    if queued_reason is not None:
+        asked = {
+            "new": "newly discovered: cloning as soon as a worker is free",
+            "webhook": "a push webhook arrived: updating as soon as a worker is free",
+            "visit": "someone opened it and the mirror was stale: updating soon",
+            "admin": "an admin asked for an update: updating as soon as a worker is free",
+        }
+        return asked.get(queued_reason, f"queued ({queued_reason})")
+    wait = max(0.0, (next_update_at - now).total_seconds())
+    when = f"next update in {duration(wait)} ({next_update_at:%Y-%m-%d %H:%M} UTC)"
+    if reason == "last change" and last_changed_at is not None:
+        age = duration(max(0.0, (now - last_changed_at).total_seconds()))
+        return f"{when}, because its refs last changed {age} ago"
+    if reason == "backoff":
+        return f"{when}, backing off after {failures} failed updates ({failure_kind or 'other'})"
+    if reason == "failing":
+        return (
+            f"{when}: failing after {failures} failed updates ({failure_kind or 'other'}); "
+            "retried at the longest interval until a webhook or an admin's update"
+        )
+    return when

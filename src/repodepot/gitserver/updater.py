@@ -1,0 +1,183 @@
+"""The update scheduler's workers: clone or fetch due mirrors, within limits.
+
+Each tick gives newly discovered repositories their row (queued first), then leases
+as many due mirrors as there are free slots: at most `max_concurrent_clones` at
+once, and at most `max_clones_per_host` against one host. git runs in
+subprocesses; the event loop only waits. A fetch that fails is followed by a
+connectivity check; a mirror that fails it is removed and cloned again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from repodepot.exceptions import RepodepotError
+from repodepot.git.errors import GitError
+from repodepot.git.runner import GitRunner
+from repodepot.gitserver import mirror
+from repodepot.gitserver.failures import FailureKind, classify, message
+from repodepot.gitserver.service import LEASE, Due, Gitserver
+from repodepot.imports.worker import new_worker_id
+from repodepot.settings import Settings
+from repodepot.storage import Storage
+
+if TYPE_CHECKING:
+    from repodepot.services import Services
+
+logger = logging.getLogger(__name__)
+DISCOVER_EVERY = 5  # ticks between looks for repositories without a mirror row
+
+
+class UpdateLoop:
+    """Keeps every mirror cloned and fresh; `wake()` it when work is queued."""
+
+    def __init__(
+        self, gitserver: Gitserver, git: GitRunner, storage: Storage, settings: Settings
+    ) -> None:
+        self._gitserver = gitserver
+        self._git = git
+        self._storage = storage
+        self._settings = settings
+        self._owner = new_worker_id()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._running: dict[int, tuple[Due, asyncio.Task[None]]] = {}
+
+    @classmethod
+    def from_services(cls, services: Services) -> UpdateLoop:
+        """A loop over an opened set of services."""
+        return cls(services.gitserver, services.git, services.storage, services.settings)
+
+    def wake(self) -> None:
+        """Look for due mirrors now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Until stopped: discover, claim, update."""
+        tick = 0
+        while not self._stopping:
+            try:
+                if tick % DISCOVER_EVERY == 0:
+                    await self._gitserver.discover()
+                await self._start_due()
+            except Exception:  # a database hiccup must not end the loop; it is logged
+                logger.exception("update loop iteration failed", extra={"action": "update.loop"})
+            tick += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.update_poll_interval)
+            self._wake.clear()
+
+    async def stop(self) -> None:
+        """Stop claiming; cancel running updates and give them back to the queue."""
+        self._stopping = True
+        self._wake.set()
+        for _, task in list(self._running.values()):
+            task.cancel()
+        for due, task in list(self._running.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with contextlib.suppress(Exception):
+                await self._gitserver.release(due)
+
+    async def _start_due(self) -> None:
+        free = self._settings.max_concurrent_clones - len(self._running)
+        if free <= 0:
+            return
+        busy = Counter(due.host for due, _ in self._running.values())
+        claimed = await self._gitserver.claim(
+            self._owner, free, dict(busy), self._settings.max_clones_per_host
+        )
+        for due in claimed:
+            task = asyncio.create_task(self._update(due), name=f"update-{due.repository_id}")
+            self._running[due.repository_id] = (due, task)
+
+    async def _update(self, due: Due) -> None:
+        renew = asyncio.create_task(self._renew(due))
+        try:
+            await self.update(due)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # recorded nowhere else: log it; the lease expiry retries it
+            logger.exception("update crashed", extra={"action": "update", "repo": due.name})
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+            self._running.pop(due.repository_id, None)
+            self._wake.set()
+
+    async def _renew(self, due: Due) -> None:
+        while True:
+            await asyncio.sleep(LEASE.total_seconds() / 3)
+            await self._gitserver.renew(self._owner, due.repository_id)
+
+    async def update(self, due: Due) -> None:
+        """Clone or fetch one mirror and record the outcome."""
+        settings, git, storage = self._settings, self._git, self._storage
+        fetching = False
+        try:
+            path = storage.path(due.name)
+            async with storage.lock(due.name):
+                if not path.is_dir():
+                    await mirror.clone(
+                        git,
+                        storage,
+                        due.name,
+                        due.url,
+                        credentials=due.credentials,
+                        stall_timeout=settings.update_stall_timeout,
+                    )
+                    before = None
+                else:
+                    fetching = True
+                    before = due.refs_digest or await mirror.refs_digest(git, path)
+                    await mirror.fetch(
+                        git,
+                        path,
+                        due.url,
+                        credentials=due.credentials,
+                        stall_timeout=settings.update_stall_timeout,
+                    )
+                after = await mirror.refs_digest(git, path)
+            size = await asyncio.to_thread(storage.size, due.name)
+        except GitError as error:
+            kind = classify(error)
+            recloned = fetching and await self._recloned_if_corrupt(due, kind)
+            logger.warning(
+                "update of %s failed (%s): %s",
+                due.name,
+                kind.value,
+                error.message,
+                extra={"action": "update", "repo": due.name},
+            )
+            await self._gitserver.failed(
+                due, kind=kind.value, message=message(error), recloned=recloned
+            )
+            return
+        except RepodepotError as error:  # a name storage refuses, a clash on disk
+            await self._gitserver.failed(due, kind=FailureKind.other.value, message=error.message)
+            return
+        await self._gitserver.succeeded(due, changed=before != after, digest=after, size=size)
+
+    async def _recloned_if_corrupt(self, due: Due, kind: FailureKind) -> bool:
+        """After a failed fetch: if the mirror fails `fsck --connectivity-only`, remove it."""
+        if kind in (FailureKind.auth, FailureKind.not_found, FailureKind.network):
+            return False
+        path = self._storage.path(due.name)
+        async with self._storage.lock(due.name):
+            result = await self._git.run(
+                ["fsck", "--connectivity-only", "--no-progress"], git_dir=path, check=False
+            )
+            if result.returncode == 0:
+                return False
+            logger.warning(
+                "mirror %s is corrupt; removing it to clone again",
+                due.name,
+                extra={"action": "update.reclone", "repo": due.name},
+            )
+            self._storage.remove(due.name)
+        return True

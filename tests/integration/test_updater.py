@@ -1,0 +1,164 @@
+"""The update scheduler against a loopback git server: clone, fetch, schedule, back off."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from repodepot.accounts import operator
+from repodepot.codehosts.syncer import now
+from repodepot.db.models import CloneStatus, GitserverRepo
+from repodepot.gitserver.service import Due
+from repodepot.gitserver.updater import UpdateLoop
+from repodepot.services import Services
+from repodepot.settings import Settings
+from tests.support.githttp import GitHttpServer
+from tests.support.repogen import Spec, generate, git
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"update_failures_before_failing": 3})
+
+
+def refs(path: Path) -> str:
+    return git("--git-dir", str(path), "for-each-ref", "--format=%(objectname) %(refname)")
+
+
+def advance(upstream: Path, message: str = "upstream change") -> str:
+    """A new commit on main, as a push would leave it."""
+    base = ["-c", "user.name=Up", "-c", "user.email=up@example.com", "--git-dir", str(upstream)]
+    tree = git(*base, "rev-parse", "main^{tree}").strip()
+    commit = git(*base, "commit-tree", tree, "-p", "main", "-m", message).strip()
+    git(*base, "update-ref", "refs/heads/main", commit)
+    return commit
+
+
+async def mirror_all(services: Services, server: GitHttpServer, *names: str) -> None:
+    """An `other` connection listing the upstreams, synced."""
+    config = {"repos": [server.url(f"{name}.git") for name in names]}
+    host = await services.codehosts.create(operator(), kind="other", name="up", config=config)
+    outcome = await services.codehosts.syncer.sync(host.id)
+    assert outcome.added == len(names), outcome
+
+
+async def run_due(services: Services) -> list[Due]:
+    """One round of the updater: discover, claim everything due, update it."""
+    loop = UpdateLoop.from_services(services)
+    await services.gitserver.discover()
+    claimed = await services.gitserver.claim("test", 50, {}, 50)
+    for due in claimed:
+        await loop.update(due)
+    return claimed
+
+
+async def test_new_repositories_are_cloned_then_fetched_when_upstream_moves(
+    services: Services, git_root: Path, git_server: GitHttpServer
+) -> None:
+    for name in ("one", "two"):
+        generate(git_root / f"{name}.git", Spec(commits=5, branches=2, tags=2))
+    await mirror_all(services, git_server, "one", "two")
+
+    assert len(await run_due(services)) == 2
+
+    local = services.storage.path("127.0.0.1/one")
+    assert refs(local) == refs(git_root / "one.git")
+    record = await services.repositories.get(operator(), "127.0.0.1/one")
+    state = await services.gitserver.state(record.id)
+    assert state is not None
+    assert state.clone_status is CloneStatus.cloned
+    assert state.size_bytes > 0 and state.last_changed_at is not None
+    assert "next update in" in state.schedule
+    assert await run_due(services) == []  # nothing due until the schedule says so
+
+    commit = advance(git_root / "one.git")
+    assert await services.gitserver.enqueue(record.id, "webhook")
+    assert await services.gitserver.enqueue(record.id, "webhook")  # once, not twice
+    updated = await run_due(services)
+
+    assert [due.name for due in updated] == ["127.0.0.1/one"]
+    assert commit in refs(local)
+    after = await services.gitserver.state(record.id)
+    assert after is not None and after.last_changed_at is not None
+    assert after.last_changed_at > state.last_changed_at
+
+
+async def test_an_unchanged_mirror_is_checked_less_and_less_often(
+    services: Services, git_root: Path, git_server: GitHttpServer
+) -> None:
+    generate(git_root / "quiet.git", Spec(commits=3))
+    await mirror_all(services, git_server, "quiet")
+    await run_due(services)
+    record = await services.repositories.get(operator(), "127.0.0.1/quiet")
+    async with services.sessions.begin() as session:  # its refs last moved two hours ago
+        await session.execute(
+            update(GitserverRepo).values(
+                last_changed_at=now() - timedelta(hours=2), next_update_at=now()
+            )
+        )
+
+    await run_due(services)
+
+    state = await services.gitserver.state(record.id)
+    assert state is not None
+    assert 0.9 * 3600 <= state.interval_seconds <= 1.1 * 3600  # half the age of the change
+    assert "last changed 2.0 h ago" in state.schedule or "last changed 2 h ago" in state.schedule
+
+
+async def test_failures_back_off_then_mark_the_mirror_failing_until_a_webhook(
+    services: Services, git_root: Path, git_server: GitHttpServer
+) -> None:
+    generate(git_root / "gone.git", Spec(commits=3))
+    await mirror_all(services, git_server, "gone")
+    await run_due(services)
+    record = await services.repositories.get(operator(), "127.0.0.1/gone")
+    shutil.rmtree(git_root / "gone.git")
+    intervals = []
+    for _ in range(3):
+        async with services.sessions.begin() as session:
+            await session.execute(update(GitserverRepo).values(next_update_at=now()))
+        await run_due(services)
+        state = await services.gitserver.state(record.id)
+        assert state is not None
+        intervals.append(state.interval_seconds)
+
+    assert state.failure_kind == "not_found"
+    assert state.clone_status is CloneStatus.cloned  # the old mirror stays readable
+    assert intervals[0] < intervals[1]  # exponential backoff
+    assert state.failing and intervals[2] == services.settings.update_max_interval
+    assert "failing after 3 failed updates (not_found)" in state.schedule
+
+    generate(git_root / "gone.git", Spec(commits=4))
+    await services.gitserver.enqueue(record.id, "webhook")
+    await run_due(services)
+    healed = await services.gitserver.state(record.id)
+    assert healed is not None and not healed.failing and healed.failures == 0
+
+
+async def test_a_corrupt_mirror_is_removed_and_cloned_again(
+    services: Services, git_root: Path, git_server: GitHttpServer
+) -> None:
+    generate(git_root / "fragile.git", Spec(commits=5))
+    await mirror_all(services, git_server, "fragile")
+    await run_due(services)
+    record = await services.repositories.get(operator(), "127.0.0.1/fragile")
+    local = services.storage.path("127.0.0.1/fragile")
+    # A half-written HEAD: git no longer sees a repository here. (A pack of garbage, or
+    # missing objects, a fetch repairs by itself: it downloads what is missing.)
+    (local / "HEAD").write_bytes(b"")
+    advance(git_root / "fragile.git")
+    await services.gitserver.enqueue(record.id, "admin")
+
+    await run_due(services)  # the fetch fails, fsck fails, the mirror is removed
+    broken = await services.gitserver.state(record.id)
+    assert broken is not None and broken.queued == "new"
+    assert not local.exists()
+    await run_due(services)  # cloned again
+
+    assert refs(local) == refs(git_root / "fragile.git")
+    state = await services.gitserver.state(record.id)
+    assert state is not None and state.clone_status is CloneStatus.cloned
