@@ -118,6 +118,7 @@ async def test_failures_back_off_then_mark_the_mirror_failing_until_a_webhook(
     record = await services.repositories.get(operator(), "127.0.0.1/gone")
     shutil.rmtree(git_root / "gone.git")
     intervals = []
+    state = None
     for _ in range(3):
         async with services.sessions.begin() as session:
             await session.execute(update(GitserverRepo).values(next_update_at=now()))
@@ -126,6 +127,7 @@ async def test_failures_back_off_then_mark_the_mirror_failing_until_a_webhook(
         assert state is not None
         intervals.append(state.interval_seconds)
 
+    assert state is not None
     assert state.failure_kind == "not_found"
     assert state.clone_status is CloneStatus.cloned  # the old mirror stays readable
     assert intervals[0] < intervals[1]  # exponential backoff
