@@ -48,6 +48,9 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens (shown once, stored hashed).", no_args_is_help=True)
 repos_app = typer.Typer(help="Repositories.", no_args_is_help=True)
+scheduler_app = typer.Typer(
+    help="The update scheduler: mirrors and their queue.", no_args_is_help=True
+)
 codehosts_app = typer.Typer(
     help="Code host connections: where repositories are discovered.", no_args_is_help=True
 )
@@ -57,6 +60,7 @@ for sub, name in (
     (tokens_app, "tokens"),
     (repos_app, "repos"),
     (codehosts_app, "codehosts"),
+    (scheduler_app, "scheduler"),
 ):
     app.add_typer(sub, name=name)
 
@@ -464,6 +468,47 @@ def codehosts_remove(
 
     name, deleted = _run(_with_services(settings, work))
     out.print(f"removed {name!r}; {deleted} repositories only it yielded were soft-deleted")
+
+
+@scheduler_app.command("status")
+def scheduler_status(
+    ctx: typer.Context, data_dir: DataDirOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Mirrors, queued and due updates, running ones, failing mirrors."""
+    settings = _cli_settings(ctx, data_dir)
+    status = _run(_with_services(settings, lambda svc: svc.gitserver.status()))
+    if as_json:
+        _print_json(asdict(status))
+        return
+    table = Table("mirrors", "cloned", "queued", "due", "running", "failing", "next due")
+    table.add_row(
+        str(status.mirrors),
+        str(status.cloned),
+        str(status.queued),
+        str(status.due),
+        str(status.running),
+        str(status.failing),
+        f"{status.next_due_at:%Y-%m-%d %H:%M:%S}" if status.next_due_at else "—",
+    )
+    out.print(table)
+
+
+@repos_app.command("update")
+def repos_update(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Queue a mirror's update at high priority (also resumes a failing mirror)."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> bool:
+        repo = await svc.repositories.get(operator(), name)
+        return await svc.gitserver.enqueue(repo.id, "admin")
+
+    if not _run(_with_services(settings, work)):
+        _fail(RepodepotError(f"{name!r} has no mirror yet: the updater clones it first"))
+    out.print(f"queued an update of {name!r}")
 
 
 ServerOpt = Annotated[

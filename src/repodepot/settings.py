@@ -149,6 +149,11 @@ class Settings(BaseSettings):
         1.0, gt=0, description="Seconds between the updater's looks for due mirrors."
     )
     shard: str = Field("local", description="This storage node's name in gitserver_repos.shard.")
+    update_on_visit_after: float = Field(
+        300.0,
+        gt=0,
+        description="Opening a repository whose mirror is older than this queues an update, s.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -32,6 +32,9 @@ COMMANDS = [
     ["codehosts", "sync"],
     ["codehosts", "confirm-deletions"],
     ["codehosts", "remove"],
+    ["repos", "update"],
+    ["scheduler"],
+    ["scheduler", "status"],
     ["version"],
     ["import"],
 ]

@@ -22,7 +22,7 @@ from repodepot.metrics import Metrics
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
 from repodepot.web import codehost_pages, errors, import_pages
-from repodepot.web.api import codehosts, health, imports, repos, tokens, users
+from repodepot.web.api import codehosts, health, imports, repos, scheduler, tokens, users
 from repodepot.web.middleware import RequestContext
 from repodepot.web.pages import router as pages
 
@@ -88,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
         repos.router,
         imports.router,
         codehosts.router,
+        scheduler.router,
         import_pages.router,
         codehost_pages.router,
         pages,

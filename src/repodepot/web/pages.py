@@ -9,9 +9,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from repodepot.exceptions import NotAuthenticated
+from repodepot.web.api.repos import repository_with_mirror
 from repodepot.web.deps import (
     SESSION_TOKEN,
     SESSION_USER,
+    AdminDep,
     PageDep,
     PrincipalDep,
     ServicesDep,
@@ -98,5 +100,13 @@ async def repo_page(
     request: Request, name: str, caller: PrincipalDep, svc: ServicesDep
 ) -> Response:
     """One repository, with how to clone it."""
+    repo, mirror = await repository_with_mirror(svc, caller, name)
+    return render(request, "repo.html", user=caller.user, repo=repo, mirror=mirror)
+
+
+@router.post("/repos/{name:path}/update", response_class=HTMLResponse)
+async def update_now(name: str, caller: AdminDep, svc: ServicesDep) -> Response:
+    """An admin's "Update now": queue the fetch and come back to the page."""
     repo = await svc.repositories.get(caller, name)
-    return render(request, "repo.html", user=caller.user, repo=repo)
+    await svc.gitserver.enqueue(repo.id, "admin")
+    return RedirectResponse(f"/repos/{repo.name}", status_code=303)

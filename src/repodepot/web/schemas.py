@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from repodepot.db.models import CodeHostKind, Role, SyncStatus, Visibility
+from repodepot.db.models import CloneStatus, CodeHostKind, Role, SyncStatus, Visibility
 
 T = TypeVar("T")
 
@@ -239,3 +239,49 @@ class DeletionsConfirmed(BaseModel):
     """The held deletions were carried out."""
 
     deleted: int
+
+
+class MirrorOut(_Record):
+    """A repository's mirror on its storage node, and its update schedule in words."""
+
+    clone_status: CloneStatus
+    shard: str
+    last_fetched_at: datetime | None
+    last_changed_at: datetime | None
+    last_error: str | None
+    failure_kind: str | None = Field(
+        description="auth, not_found, network, timeout, corrupt, disk_full or other"
+    )
+    size_bytes: int
+    next_update_at: datetime
+    interval_seconds: float
+    failures: int
+    failing: bool
+    queued: str | None = Field(description="Why it is queued: new, webhook, visit or admin")
+    schedule: str = Field(
+        examples=["next update in 12 min, because its refs last changed 25 min ago"]
+    )
+
+
+class RepositoryDetail(RepositoryOut):
+    """A repository with its mirror (null before the updater has seen it)."""
+
+    mirror: MirrorOut | None
+
+
+class UpdateRequested(BaseModel):
+    """The update is queued at high priority."""
+
+    queued: bool
+
+
+class SchedulerOut(_Record):
+    """The update queue at a glance."""
+
+    mirrors: int
+    queued: int = Field(description="Asked for: new, webhook, visit, admin")
+    due: int = Field(description="Scheduled and due now")
+    running: int
+    failing: int
+    cloned: int
+    next_due_at: datetime | None

@@ -1,0 +1,76 @@
+"""With the server running, a connection's repositories get cloned and their state shown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from repodepot.settings import Settings
+from tests.e2e.conftest import cli
+from tests.support.githttp import GitHttpServer
+from tests.support.repogen import Spec, generate, git
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"update_poll_interval": 0.1, "sync_poll_interval": 0.1})
+
+
+async def until(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], ready: Any
+) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = (await client.get(url, headers=headers)).json()
+        if ready(body):
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never got ready: {body}")
+
+
+async def test_a_connection_s_repositories_are_cloned_and_shown_with_their_schedule(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    git_root: Path,
+    git_server: GitHttpServer,
+) -> None:
+    generate(git_root / "app.git", Spec(commits=4, branches=1, tags=1))
+    config = {"repos": [git_server.url("app.git")]}
+    created = await client.post(
+        "/api/codehosts",
+        json={"kind": "other", "name": "upstream", "config": config},
+        headers=admin_headers,
+    )
+    assert created.status_code == 201
+
+    body = await until(
+        client,
+        "/api/repos/127.0.0.1/app",
+        admin_headers,
+        lambda body: (body.get("mirror") or {}).get("clone_status") == "cloned",
+    )
+
+    assert body["mirror"]["size_bytes"] > 0
+    assert body["mirror"]["schedule"].startswith("next update in")
+    status = (await client.get("/api/scheduler", headers=admin_headers)).json()
+    assert (status["mirrors"], status["cloned"]) == (1, 1)
+
+    asked = await client.post("/api/repos/127.0.0.1/app/update", headers=admin_headers)
+    assert asked.status_code == 202
+    page = await client.get("/repos/127.0.0.1/app", headers=admin_headers)
+    assert 'id="clone-status"' in page.text and "cloned" in page.text
+
+
+def test_cli_scheduler_status_and_update(tmp_path: Path) -> None:
+    env = {"REPODEPOT_DATA_DIR": str(tmp_path / "data")}
+    status = cli("scheduler", "status", "--json", env=env).stdout
+    assert '"mirrors": 0' in status
+    missing = cli("repos", "update", "acme/none", env=env, check=False)
+    assert missing.returncode == 1 and "no repository named" in missing.stderr
+    assert git("--version").startswith("git version")
