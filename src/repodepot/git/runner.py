@@ -16,7 +16,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,6 +252,69 @@ class GitRunner:
             raise GitCommandError(shown, result.returncode, result.stderr)
         return result
 
+    async def stream(
+        self,
+        args: Sequence[str],
+        *,
+        stdin: AsyncIterator[bytes] | None = None,
+        protocol: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Run `git ARGS...`, feeding `stdin` and yielding stdout as it comes (smart HTTP).
+
+        `protocol` is the client's `Git-Protocol` (e.g. `version=2`), passed as GIT_PROTOCOL.
+        Closing the iterator early (a client went away), a timeout or a cancel kills the
+        process group. A non-zero exit raises GitCommandError after the output.
+        """
+        if not args or args[0] not in ALLOWED_SUBCOMMANDS:
+            raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
+        launcher = self._launcher if args[0] in LONG_RUNNING else []
+        argv = [*launcher, self.binary, "--no-pager", *args]
+        env = self.env()
+        if protocol:
+            env["GIT_PROTOCOL"] = protocol
+        limit = self.timeout if timeout is None else timeout
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                env=env,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise GitNotInstalled(f"{self.binary} was not found on PATH") from None
+        assert process.stdout is not None
+        feeder = asyncio.create_task(_feed(process, stdin)) if stdin is not None else None
+        errors = asyncio.create_task(_read_stderr(process, self.stderr_cap, None))
+        try:
+            async with asyncio.timeout(None if limit == NO_TIMEOUT else limit):
+                while chunk := await process.stdout.read(1 << 16):
+                    yield chunk
+                returncode = await process.wait()
+            outcome = "ok" if returncode == 0 else "failed"
+        except TimeoutError:
+            outcome = "timeout"
+            raise GitTimeout(list(args), limit) from None
+        finally:
+            if process.returncode is None:
+                _kill_group(process.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    await asyncio.shield(process.wait())
+            for task in (feeder, errors):
+                if task is not None and not task.done():
+                    task.cancel()
+            stderr = b""
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                stderr = await errors
+            if self._observer is not None:
+                self._observer(args[0], outcome, time.monotonic() - started)
+        if returncode != 0:
+            raise GitCommandError(list(args), returncode, stderr.decode(errors="replace"))
+
     async def _spawn(
         self,
         argv: list[str],
@@ -330,6 +393,19 @@ async def _read_stderr(
         if len(tail) > cap:
             del tail[: len(tail) - cap]
     return bytes(tail)
+
+
+async def _feed(process: asyncio.subprocess.Process, chunks: AsyncIterator[bytes]) -> None:
+    assert process.stdin is not None
+    try:
+        async for chunk in chunks:
+            process.stdin.write(chunk)
+            await process.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        return  # git stopped reading: its answer tells why
+    finally:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            process.stdin.close()
 
 
 def _kill_group(pid: int) -> None:

@@ -1,0 +1,177 @@
+"""git's smart HTTP protocol, read-only: `git clone http://HOST/git/NAME` from the mirrors.
+
+The two requests of a fetch (gitprotocol-http(5)):
+- `GET /git/NAME/info/refs?service=git-upload-pack`: the ref advertisement, from
+  `git upload-pack --stateless-rpc --advertise-refs`, after a `# service=` pkt-line
+  unless the client asked for protocol v2 (`Git-Protocol: version=2`);
+- `POST /git/NAME/git-upload-pack`: the negotiation (read whole, inflated when
+  gzipped, at most 64 MiB) into `git upload-pack --stateless-rpc`, whose answer, the
+  pack, is streamed back as git writes it.
+
+Pushes (`git-receive-pack`) get 403. Authentication is a token as the basic-auth
+password (what git sends from a credential helper or `.netrc`) or a Bearer header;
+without one only public repositories answer, and the rest ask for credentials with
+401, whether or not they exist. Visibility is the API's.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import zlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+
+from repodepot.accounts import Principal, UserRecord
+from repodepot.db.models import Role
+from repodepot.exceptions import NotAuthenticated, NotFound
+from repodepot.web.deps import services
+
+router = APIRouter(include_in_schema=False)
+_PROTOCOL = re.compile(r"^version=[0-9](:[A-Za-z0-9_=.-]+)*$")
+UPLOAD_PACK = "git-upload-pack"
+RECEIVE_PACK = "git-receive-pack"
+MAX_REQUEST = 64 << 20
+READ_ONLY = "repodepot mirrors are read-only: push to the upstream repository instead\n"
+ANONYMOUS = Principal(
+    user=UserRecord(
+        id=-1, name="(anonymous)", role=Role.member, created_at=datetime.now(UTC), disabled=False
+    ),
+    token_id=0,
+)
+
+
+def pkt_line(text: str) -> bytes:
+    """One pkt-line: four hex digits of length (themselves included), then the data."""
+    data = text.encode()
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value.strip()).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        return password or user  # a token as the password, or alone as the user name
+    return ""
+
+
+def _ask_for_credentials(message: str) -> Response:
+    return PlainTextResponse(
+        message, status_code=401, headers={"WWW-Authenticate": 'Basic realm="repodepot"'}
+    )
+
+
+async def _mirror(request: Request, name: str) -> tuple[Principal, str] | Response:
+    """The caller and the mirror's path on disk, or the answer to give instead."""
+    svc = services(request)
+    token = _token(request)
+    caller = ANONYMOUS
+    if token is not None:
+        try:
+            caller = await svc.accounts.authenticate(token)
+        except NotAuthenticated:
+            return _ask_for_credentials("that token is not valid\n")
+    name = name.removesuffix(".git")
+    try:
+        repo = await svc.repositories.get(caller, name)
+    except NotFound:
+        if caller is ANONYMOUS:
+            return _ask_for_credentials("authentication required\n")
+        return PlainTextResponse(f"repository {name!r} not found\n", status_code=404)
+    path = svc.storage.path(repo.name)
+    if not path.is_dir():
+        return PlainTextResponse(
+            f"repository {name!r} is not cloned yet; try again shortly\n", status_code=404
+        )
+    return caller, str(path)
+
+
+def _protocol(request: Request) -> str | None:
+    value = request.headers.get("git-protocol")
+    return value if value and _PROTOCOL.match(value) else None
+
+
+@router.get("/git/{name:path}/info/refs")
+async def advertise(request: Request, name: str, service: str | None = None) -> Response:
+    """The ref advertisement for git-upload-pack."""
+    if service == RECEIVE_PACK:
+        return PlainTextResponse(READ_ONLY, status_code=403)
+    if service != UPLOAD_PACK:
+        return PlainTextResponse(
+            "only git's smart HTTP protocol is served: use git 1.6.6 or newer\n", status_code=403
+        )
+    found = await _mirror(request, name)
+    if isinstance(found, Response):
+        return found
+    _, path = found
+    protocol = _protocol(request)
+    git = services(request).git
+    output = git.stream(
+        ["upload-pack", "--strict", "--stateless-rpc", "--advertise-refs", path],
+        protocol=protocol,
+    )
+
+    async def body() -> AsyncIterator[bytes]:
+        if not (protocol or "").startswith("version=2"):
+            yield pkt_line(f"# service={UPLOAD_PACK}\n") + b"0000"
+        async for chunk in output:
+            yield chunk
+
+    return StreamingResponse(
+        body(),
+        media_type=f"application/x-{UPLOAD_PACK}-advertisement",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@router.post("/git/{name:path}/git-upload-pack")
+async def upload_pack(request: Request, name: str) -> Response:
+    """The negotiation and the pack, streamed."""
+    if request.headers.get("content-type") != f"application/x-{UPLOAD_PACK}-request":
+        return PlainTextResponse("expected a git-upload-pack request\n", status_code=415)
+    found = await _mirror(request, name)
+    if isinstance(found, Response):
+        return found
+    _, path = found
+    # Read whole before answering: the streamed answer's disconnect watch would take the
+    # body's messages otherwise. Negotiations (wants and haves) are small.
+    body = await request.body()
+    if len(body) > MAX_REQUEST:
+        return PlainTextResponse("negotiation request too large\n", status_code=413)
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        try:
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = inflate.decompress(body, MAX_REQUEST) + inflate.flush()
+        except zlib.error:
+            return PlainTextResponse("request body is not valid gzip\n", status_code=400)
+
+    async def request_body() -> AsyncIterator[bytes]:
+        yield body
+
+    output = services(request).git.stream(
+        ["upload-pack", "--strict", "--stateless-rpc", path],
+        stdin=request_body(),
+        protocol=_protocol(request),
+    )
+    return StreamingResponse(
+        output,
+        media_type=f"application/x-{UPLOAD_PACK}-result",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@router.post("/git/{name:path}/git-receive-pack")
+async def receive_pack(name: str) -> Response:
+    """Pushes are refused: the mirrors follow their upstreams."""
+    return PlainTextResponse(READ_ONLY, status_code=403)
