@@ -93,8 +93,12 @@ class FakeHost:
         token: str = "fake-token-0123",
         rate_limit: int = 5000,
         latency: float = 0.0,
+        clone_base: str | None = None,
     ):
-        """`latency`: seconds added to every API answer, 200 and 304 alike (a remote host)."""
+        """`latency`: seconds added to every API answer, 200 and 304 alike (a remote host).
+
+        `clone_base`: where clone URLs point (a loopback git server), else this fake.
+        """
         self.kind = kind
         self.latency = latency
         self.token = token
@@ -111,6 +115,7 @@ class FakeHost:
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
+        self.clone_base = (clone_base or self.url).rstrip("/")
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeHost:
@@ -182,7 +187,7 @@ class FakeHost:
                 "private": repo.private,
                 "visibility": "private" if repo.private else "public",
                 "html_url": f"{self.url}/{repo.full_name}",
-                "clone_url": f"{self.url}/{repo.full_name}.git",
+                "clone_url": f"{self.clone_base}/{repo.full_name}.git",
                 "description": repo.description or None,
                 "fork": repo.fork,
                 "archived": repo.archived,
@@ -195,7 +200,7 @@ class FakeHost:
                 "path": repo.name,
                 "path_with_namespace": repo.full_name,
                 "namespace": {"full_path": repo.owner},
-                "http_url_to_repo": f"{self.url}/{repo.full_name}.git",
+                "http_url_to_repo": f"{self.clone_base}/{repo.full_name}.git",
                 "web_url": f"{self.url}/{repo.full_name}",
                 "description": repo.description or None,
                 "visibility": "private" if repo.private else "public",
@@ -212,7 +217,7 @@ class FakeHost:
             "owner": {"login": repo.owner},
             "private": repo.private,
             "internal": False,
-            "clone_url": f"{self.url}/{repo.full_name}.git",
+            "clone_url": f"{self.clone_base}/{repo.full_name}.git",
             "html_url": f"{self.url}/{repo.full_name}",
             "description": repo.description,
             "fork": repo.fork,

@@ -211,15 +211,31 @@ def check_base_url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
+SECRETS = ("token", "webhookSecret")
+
+
+def split_secrets(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The config without its secrets (`token`, `webhookSecret`), and those secrets."""
+    values = dict(raw)
+    secrets: dict[str, str] = {}
+    for name in SECRETS:
+        secret = values.pop(name, None)
+        if secret is None:
+            continue
+        if not isinstance(secret, str) or not secret.strip():
+            raise InvalidInput(f"config.{name} must be a non-empty string", field=f"config.{name}")
+        secrets[name] = secret.strip()
+    return values, secrets
+
+
 def parse_config(kind: CodeHostKind, raw: dict[str, Any]) -> tuple[AnyConfig, str | None]:
     """Validate `raw` for `kind`; return the config and the token it carried, if any.
 
-    Raises InvalidInput naming the first bad field as `config.<path>`.
+    Secrets are not part of the config. Raises InvalidInput naming the first bad field
+    as `config.<path>`.
     """
-    values = dict(raw)
-    token = values.pop("token", None)
-    if token is not None and (not isinstance(token, str) or not token.strip()):
-        raise InvalidInput("the token must be a non-empty string", field="config.token")
+    values, secrets = split_secrets(raw)
+    token = secrets.get("token")
     try:
         config = CONFIGS[kind].model_validate(values)
     except ValidationError as error:
@@ -228,7 +244,7 @@ def parse_config(kind: CodeHostKind, raw: dict[str, Any]) -> tuple[AnyConfig, st
         message = first["msg"].removeprefix("Value error, ")
         field = f"config.{where}" if where else "config"
         raise InvalidInput(f"{field}: {message}", field=field) from None
-    return config, token.strip() if token else None
+    return config, token
 
 
 def dump_config(config: AnyConfig) -> dict[str, Any]:

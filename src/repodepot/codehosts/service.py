@@ -15,12 +15,25 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from repodepot import audit
 from repodepot.accounts import Principal
-from repodepot.codehosts.config import AnyConfig, dump_config, parse_config
+from repodepot.codehosts.config import (
+    AnyConfig,
+    HostConfig,
+    dump_config,
+    parse_config,
+    split_secrets,
+)
 from repodepot.codehosts.syncer import SOURCES, Syncer, chunks, now
-from repodepot.db.models import CodeHost, CodeHostKind, CodeHostSync, Repository, SyncStatus
+from repodepot.db.models import (
+    CodeHost,
+    CodeHostKind,
+    CodeHostSync,
+    GitserverRepo,
+    Repository,
+    SyncStatus,
+)
 from repodepot.exceptions import AlreadyExists, InvalidInput, NotFound
 from repodepot.pagination import Page, paginate
-from repodepot.secrets import SecretBox
+from repodepot.secrets import SecretBox, SecretUnreadable
 from repodepot.settings import Settings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
@@ -65,6 +78,7 @@ class CodeHostRecord:
     name: str
     config: dict[str, Any]
     token_set: bool
+    webhook_secret_set: bool
     created_at: datetime
     updated_at: datetime
     next_sync_at: datetime
@@ -95,7 +109,7 @@ class CodeHosts:
         self.syncer = syncer
         self.on_sync_requested: Callable[[], None] | None = None
 
-    def _validate(self, kind: str, raw: Any) -> tuple[CodeHostKind, AnyConfig, str | None]:
+    def _validate(self, kind: str, raw: Any) -> tuple[CodeHostKind, AnyConfig, dict[str, str]]:
         try:
             checked_kind = CodeHostKind(kind)
         except ValueError:
@@ -103,7 +117,8 @@ class CodeHosts:
             raise InvalidInput(f"kind {kind!r} is not one of {kinds}", field="kind") from None
         if not isinstance(raw, dict):
             raise InvalidInput("config must be an object", field="config")
-        config, token = parse_config(checked_kind, raw)
+        config, _ = parse_config(checked_kind, raw)
+        _, secrets = split_secrets(raw)
         url = getattr(config, "url", None)
         scheme = url.split("://", 1)[0] if url else None
         if scheme is not None and scheme not in self._settings.allowed_schemes:
@@ -112,7 +127,13 @@ class CodeHosts:
                 f"({', '.join(self._settings.allowed_schemes)})",
                 field="config.url",
             )
-        return checked_kind, config, token
+        return checked_kind, config, secrets
+
+    def _seal(self, row: CodeHost, secrets: dict[str, str]) -> None:
+        if "token" in secrets:
+            row.sealed_token = self._box.seal(secrets["token"])
+        if "webhookSecret" in secrets:
+            row.sealed_webhook_secret = self._box.seal(secrets["webhookSecret"])
 
     @staticmethod
     def _check_name(name: str) -> str:
@@ -129,14 +150,14 @@ class CodeHosts:
     ) -> CodeHostRecord:
         """Add a connection; it syncs as soon as the updater sees it."""
         caller.require_admin()
-        checked_kind, checked, token = self._validate(kind, config)
+        checked_kind, checked, secrets = self._validate(kind, config)
         row = CodeHost(
             kind=checked_kind,
             name=self._check_name(name),
             config=json.dumps(dump_config(checked), sort_keys=True),
-            sealed_token=self._box.seal(token) if token else None,
             next_sync_at=now(),
         )
+        self._seal(row, secrets)
         async with self._sessions.begin() as session:
             session.add(row)
             try:
@@ -161,12 +182,24 @@ class CodeHosts:
                 row.name = self._check_name(name)
                 changed.append("name")
             if config is not None:
-                _, checked, token = self._validate(row.kind.value, config)
+                _, checked, secrets = self._validate(row.kind.value, config)
                 row.config = json.dumps(dump_config(checked), sort_keys=True)
                 changed.append("config")
-                if token is not None:
-                    row.sealed_token = self._box.seal(token)
-                    changed.append("token")
+                self._seal(row, secrets)
+                changed.extend(sorted(secrets))
+                if "token" in secrets:  # new credentials: failing mirrors try again now
+                    await session.execute(
+                        update(GitserverRepo)
+                        .where(
+                            GitserverRepo.failing,
+                            GitserverRepo.repository_id.in_(
+                                select(SOURCES.c.repository_id).where(
+                                    SOURCES.c.code_host_id == host_id
+                                )
+                            ),
+                        )
+                        .values(failing=False, failures=0, queued_priority=1, queued_reason="admin")
+                    )
                 row.next_sync_at = now()
             row.updated_at = now()
             try:
@@ -210,6 +243,27 @@ class CodeHosts:
                 session, caller.user.id, "codehost.remove", row.name, {"deleted": deleted}
             )
         return deleted
+
+    async def webhook_secrets(self, kind: CodeHostKind) -> list[tuple[int, str, str]]:
+        """(id, identity host, secret) of each connection of `kind` with a webhook secret."""
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(CodeHost.id, CodeHost.config, CodeHost.sealed_webhook_secret).where(
+                        CodeHost.kind == kind, CodeHost.sealed_webhook_secret.is_not(None)
+                    )
+                )
+            ).all()
+        found = []
+        for host_id, raw, sealed in rows:
+            try:
+                config, _ = parse_config(kind, json.loads(raw))
+                secret = self._box.open(sealed or "")
+            except (InvalidInput, SecretUnreadable):
+                continue
+            host = config.identity_host if isinstance(config, HostConfig) else ""
+            found.append((host_id, host, secret))
+        return found
 
     async def request_sync(self, caller: Principal, host_id: int) -> datetime:
         """Make the connection due now; returns the time asked, for waiting on the result."""
@@ -325,6 +379,7 @@ class CodeHosts:
             name=row.name,
             config=config,
             token_set=row.sealed_token is not None,
+            webhook_secret_set=row.sealed_webhook_secret is not None,
             created_at=row.created_at,
             updated_at=row.updated_at,
             next_sync_at=row.next_sync_at,

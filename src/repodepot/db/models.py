@@ -217,6 +217,7 @@ class CodeHost(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     config: Mapped[str] = mapped_column(Text)  # JSON without the token
     sealed_token: Mapped[str | None] = mapped_column(Text)  # SecretBox-encrypted
+    sealed_webhook_secret: Mapped[str | None] = mapped_column(Text)  # SecretBox-encrypted
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     next_sync_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)

@@ -9,6 +9,7 @@ nothing and a crashed updater's work runs again once the lease expires).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -106,6 +107,7 @@ class Gitserver:
         self._sessions = sessions
         self._box = box
         self._settings = settings
+        self.on_enqueued: Callable[[], None] | None = None
 
     async def discover(self) -> int:
         """Give every live repository with a source a row, queued first; returns how many."""
@@ -323,7 +325,23 @@ class Gitserver:
                 .where(GitserverRepo.repository_id == repository_id)
                 .values(**values)
             )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        queued = bool(result.rowcount)  # type: ignore[attr-defined]
+        if queued and self.on_enqueued is not None:
+            self.on_enqueued()
+        return queued
+
+    async def find(self, kind: str, host: str, external_id: str) -> int | None:
+        """The live repository a host knows as `external_id`, if any."""
+        async with self._sessions() as session:
+            found: int | None = await session.scalar(
+                select(Repository.id).where(
+                    Repository.external_kind == kind,
+                    Repository.external_host == host,
+                    Repository.external_id == external_id,
+                    Repository.deleted_at.is_(None),
+                )
+            )
+        return found
 
     async def enqueue_stale(self, repository_id: int, older_than: float) -> bool:
         """A visit: queue the update when the mirror was last fetched over `older_than` ago."""

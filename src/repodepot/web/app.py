@@ -21,7 +21,7 @@ from repodepot.imports.worker import ImportWorker
 from repodepot.metrics import Metrics
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
-from repodepot.web import codehost_pages, errors, import_pages, smarthttp
+from repodepot.web import codehost_pages, errors, import_pages, smarthttp, webhooks
 from repodepot.web.api import codehosts, health, imports, repos, scheduler, tokens, users
 from repodepot.web.middleware import RequestContext
 from repodepot.web.pages import router as pages
@@ -61,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
             services.codehosts.on_sync_requested = loop.wake
             background.append((loop, asyncio.create_task(loop.run(), name="sync-loop")))
             updates = UpdateLoop.from_services(services)
+            services.gitserver.on_enqueued = updates.wake
             background.append((updates, asyncio.create_task(updates.run(), name="update-loop")))
         try:
             yield
@@ -92,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
         import_pages.router,
         codehost_pages.router,
         smarthttp.router,
+        webhooks.router,
         pages,
     )
     for router in routers:

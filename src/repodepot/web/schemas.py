@@ -216,6 +216,7 @@ class CodeHostOut(_Record):
     name: str
     config: dict[str, Any]
     token_set: bool
+    webhook_secret_set: bool = Field(description="Whether `config.webhookSecret` was given")
     created_at: datetime
     updated_at: datetime
     next_sync_at: datetime

@@ -1,4 +1,4 @@
-"""Mirrors on storage nodes and their durable update schedule.
+"""Mirrors on storage nodes, their durable update schedule; code hosts' webhook secrets.
 
 Revision ID: 0004
 Revises: 0003
@@ -21,6 +21,7 @@ def _ts(name: str, **kwargs: object) -> sa.Column:  # type: ignore[type-arg]
 
 
 def upgrade() -> None:
+    op.add_column("code_hosts", sa.Column("sealed_webhook_secret", sa.Text(), nullable=True))
     op.create_table(
         "gitserver_repos",
         sa.Column("repository_id", sa.Integer(), nullable=False),
@@ -70,3 +71,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("gitserver_repos")
+    op.drop_column("code_hosts", "sealed_webhook_secret")
