@@ -15,6 +15,7 @@ from repodepot.db import migrate
 from repodepot.db.base import create_engine, is_sqlite, session_factory
 from repodepot.events import Broker, PostgresRelay, asyncpg_dsn
 from repodepot.git.runner import GitRunner
+from repodepot.gitserver.reads import Reads
 from repodepot.gitserver.service import Gitserver
 from repodepot.imports.service import Imports
 from repodepot.metrics import Metrics
@@ -44,6 +45,7 @@ class Services:
     imports: Imports
     codehosts: CodeHosts
     gitserver: Gitserver
+    reads: Reads
 
     @classmethod
     async def open(
@@ -83,6 +85,7 @@ class Services:
             settings=settings,
         )
         syncer = Syncer(sessions=session_factory(worker_engine), box=box, settings=settings)
+        gitserver = Gitserver(session_factory(worker_engine), box=box, settings=settings)
         return cls(
             settings=settings,
             engine=engine,
@@ -97,7 +100,8 @@ class Services:
             repositories=Repositories(sessions),
             imports=imports,
             codehosts=CodeHosts(sessions, box=box, settings=settings, syncer=syncer),
-            gitserver=Gitserver(session_factory(worker_engine), box=box, settings=settings),
+            gitserver=gitserver,
+            reads=Reads(git, storage, gitserver, settings),
         )
 
     async def database_ready(self) -> bool:

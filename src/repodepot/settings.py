@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         1.0, gt=0, description="Seconds between the updater's looks for due mirrors."
     )
     shard: str = Field("local", description="This storage node's name in gitserver_repos.shard.")
+    exec_timeout: float = Field(
+        30.0, gt=0, description="Seconds an exec (a tool's read-only git command) may run."
+    )
+    exec_max_bytes: int = Field(
+        64 << 20, ge=1, description="Output of one exec, at most; longer output is cut."
+    )
     update_on_visit_after: float = Field(
         300.0,
         gt=0,

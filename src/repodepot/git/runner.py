@@ -16,7 +16,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,10 +256,11 @@ class GitRunner:
         self,
         args: Sequence[str],
         *,
+        git_dir: Path | None = None,
         stdin: AsyncIterator[bytes] | None = None,
         protocol: str | None = None,
         timeout: float | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Run `git ARGS...`, feeding `stdin` and yielding stdout as it comes (smart HTTP).
 
         `protocol` is the client's `Git-Protocol` (e.g. `version=2`), passed as GIT_PROTOCOL.
@@ -269,7 +270,10 @@ class GitRunner:
         if not args or args[0] not in ALLOWED_SUBCOMMANDS:
             raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
         launcher = self._launcher if args[0] in LONG_RUNNING else []
-        argv = [*launcher, self.binary, "--no-pager", *args]
+        argv = [*launcher, self.binary, "--no-pager"]
+        if git_dir is not None:
+            argv.append(f"--git-dir={git_dir}")
+        argv.extend(args)
         env = self.env()
         if protocol:
             env["GIT_PROTOCOL"] = protocol
@@ -300,20 +304,24 @@ class GitRunner:
             outcome = "timeout"
             raise GitTimeout(list(args), limit) from None
         finally:
-            if process.returncode is None:
+            killed = process.returncode is None
+            if killed:
                 _kill_group(process.pid)
                 with contextlib.suppress(ProcessLookupError):
                     await asyncio.shield(process.wait())
-            for task in (feeder, errors):
-                if task is not None and not task.done():
-                    task.cancel()
+            if feeder is not None and not feeder.done():
+                feeder.cancel()
+            if killed:
+                errors.cancel()
             stderr = b""
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 stderr = await errors
             if self._observer is not None:
                 self._observer(args[0], outcome, time.monotonic() - started)
         if returncode != 0:
-            raise GitCommandError(list(args), returncode, stderr.decode(errors="replace"))
+            raise GitCommandError(
+                list(args), returncode, redact(stderr.decode(errors="replace"), [])
+            )
 
     async def _spawn(
         self,

@@ -192,14 +192,15 @@ class Gitserver:
         return taken
 
     async def _with_credentials(self, session: AsyncSession, taken: list[Due]) -> list[Due]:
+        tokens = await self._tokens(session, [due.repository_id for due in taken])
+        return [replace(due, credentials=tokens.get(due.repository_id)) for due in taken]
+
+    async def _tokens(self, session: AsyncSession, ids: list[int]) -> dict[int, Credentials]:
         """The token of the lowest-id connection yielding each repository, if any."""
         rows = await session.execute(
             select(RepoSource.repository_id, CodeHost.kind, CodeHost.sealed_token)
             .join(CodeHost, CodeHost.id == RepoSource.code_host_id)
-            .where(
-                RepoSource.repository_id.in_([due.repository_id for due in taken]),
-                CodeHost.sealed_token.is_not(None),
-            )
+            .where(RepoSource.repository_id.in_(ids), CodeHost.sealed_token.is_not(None))
             .order_by(RepoSource.code_host_id)
         )
         tokens: dict[int, Credentials] = {}
@@ -212,7 +213,18 @@ class Gitserver:
                 )
             except SecretUnreadable:
                 continue
-        return [replace(due, credentials=tokens.get(due.repository_id)) for due in taken]
+        return tokens
+
+    async def source(self, repository_id: int) -> tuple[str, Credentials | None] | None:
+        """Where a mirror fetches from, with which credentials (None: nowhere)."""
+        async with self._sessions() as session:
+            url = await session.scalar(
+                select(Repository.source_url).where(Repository.id == repository_id)
+            )
+            if url is None:
+                return None
+            tokens = await self._tokens(session, [repository_id])
+        return url, tokens.get(repository_id)
 
     async def renew(self, owner: str, repository_id: int) -> None:
         """Extend a running update's lease."""

@@ -286,3 +286,20 @@ class SchedulerOut(_Record):
     failing: int
     cloned: int
     next_due_at: datetime | None
+
+
+class CommitOut(_Record):
+    """A commit found by EnsureRevision."""
+
+    sha: str
+    author_name: str
+    author_email: str
+    authored_at: str
+    subject: str
+    fetched: bool = Field(description="Whether the mirror had to fetch to find it")
+
+
+class ExecIn(BaseModel):
+    """A read-only git command: the subcommand first, then its arguments."""
+
+    args: list[str] = Field(examples=[["log", "--oneline", "-5", "main"]], max_length=200)

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from repodepot.accounts import Principal
-from repodepot.exceptions import NotFound
+from repodepot.exceptions import InvalidInput, NotFound
+from repodepot.git.errors import GitError
 from repodepot.gitserver.service import MirrorState
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES
-from repodepot.web.schemas import PageOut, RepositoryDetail, RepositoryOut, UpdateRequested
+from repodepot.web.schemas import (
+    CommitOut,
+    ExecIn,
+    PageOut,
+    RepositoryDetail,
+    RepositoryOut,
+    UpdateRequested,
+)
 
 router = APIRouter(tags=["repositories"], responses=ERROR_RESPONSES)
 
@@ -32,6 +42,62 @@ async def list_repos(
         caller, page=paging.page, per_page=paging.per_page, deleted=deleted
     )
     return PageOut[RepositoryOut].model_validate(page, from_attributes=True)
+
+
+@router.get("/api/repos/{name:path}/commits/{rev:path}", summary="EnsureRevision")
+async def get_commit(name: str, rev: str, caller: PrincipalDep, svc: ServicesDep) -> CommitOut:
+    """The commit `rev` names in the mirror.
+
+    When it is missing: one fetch (shared by concurrent requests for the repository),
+    then the commit or 404.
+    """
+    repo = await svc.repositories.get(caller, name)
+    commit = await svc.reads.ensure_revision(repo.id, repo.name, rev)
+    return CommitOut.model_validate(commit)
+
+
+@router.post("/api/repos/{name:path}/exec", summary="Run a read-only git command")
+async def exec_git(
+    name: str, body: ExecIn, caller: PrincipalDep, svc: ServicesDep
+) -> StreamingResponse:
+    """Run `git ARGS` in the mirror and stream its output (`application/octet-stream`).
+
+    Allowed: log, show, rev-parse, rev-list, ls-tree, cat-file, diff, blame, grep,
+    for-each-ref, archive; options that write files, run programs or reach outside the
+    repository are refused with 422 naming the argument. Output past `exec_max_bytes`
+    is cut (the `X-Repodepot-Output-Cap` header says where); a command that fails before
+    writing anything answers 422 with git's message.
+    """
+    repo = await svc.repositories.get(caller, name)
+    output = svc.reads.exec(repo.name, body.args)
+    try:
+        first = await anext(output, b"")
+    except GitError as error:
+        await output.aclose()
+        raise InvalidInput(error.message, field="args") from None
+    cap = svc.settings.exec_max_bytes
+
+    async def capped() -> AsyncIterator[bytes]:
+        sent = 0
+        try:
+            chunk: bytes | None = first
+            while chunk:
+                chunk = chunk[: cap - sent]
+                sent += len(chunk)
+                yield chunk
+                if sent >= cap:
+                    return
+                chunk = await anext(output, b"")
+        except GitError:
+            return  # already streaming: the output simply ends
+        finally:
+            await output.aclose()
+
+    return StreamingResponse(
+        capped(),
+        media_type="application/octet-stream",
+        headers={"X-Repodepot-Output-Cap": str(cap)},
+    )
 
 
 @router.post("/api/repos/{name:path}/update", status_code=202, summary="Update now")
