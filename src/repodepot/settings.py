@@ -149,6 +149,20 @@ class Settings(BaseSettings):
         1.0, gt=0, description="Seconds between the updater's looks for due mirrors."
     )
     shard: str = Field("local", description="This storage node's name in gitserver_repos.shard.")
+    janitor_interval: float = Field(
+        600.0, gt=0, description="Seconds between two passes of the janitor."
+    )
+    maintenance_interval: float = Field(
+        24 * 3600.0, gt=0, description="Seconds between two `git maintenance` runs of a mirror."
+    )
+    deleted_grace: float = Field(
+        7 * 24 * 3600.0,
+        ge=0,
+        description="Seconds a soft-deleted repository's mirror is kept before removal.",
+    )
+    disk_min_free_percent: float = Field(
+        5.0, ge=0, le=100, description="Below this share of free disk, new clones wait."
+    )
     exec_timeout: float = Field(
         30.0, gt=0, description="Seconds an exec (a tool's read-only git command) may run."
     )

@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from repodepot.accounts import operator
 from repodepot.codehosts.syncer import now
-from repodepot.db.models import CloneStatus, GitserverRepo
+from repodepot.db.models import CloneStatus, GitserverRepo, Repository
 from repodepot.gitserver.service import Due
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.services import Services
@@ -164,3 +164,56 @@ async def test_a_corrupt_mirror_is_removed_and_cloned_again(
     assert refs(local) == refs(git_root / "fragile.git")
     state = await services.gitserver.state(record.id)
     assert state is not None and state.clone_status is CloneStatus.cloned
+
+
+async def test_the_janitor_maintains_mirrors_and_removes_deleted_ones(
+    services: Services, git_root: Path, git_server: GitHttpServer
+) -> None:
+    from repodepot.gitserver.janitor import Janitor
+
+    generate(git_root / "keep.git", Spec(commits=20))
+    generate(git_root / "drop.git", Spec(commits=5))
+    await mirror_all(services, git_server, "keep", "drop")
+    await run_due(services)
+    keep = services.storage.path("127.0.0.1/keep")
+    advance(git_root / "keep.git")
+    record = await services.repositories.get(operator(), "127.0.0.1/keep")
+    await services.gitserver.enqueue(record.id, "admin")
+    await run_due(services)  # a fetch leaves a second pack
+    async with services.sessions.begin() as session:  # deleted long ago
+        await session.execute(
+            update(Repository)
+            .where(Repository.name == "127.0.0.1/drop")
+            .values(deleted_at=now() - timedelta(days=30))
+        )
+    janitor = Janitor.from_services(services)
+
+    maintained, removed = await janitor.pass_once()
+
+    assert (maintained, removed) == (1, 1)
+    assert not services.storage.path("127.0.0.1/drop").exists()
+    graph = git("--git-dir", str(keep), "commit-graph", "verify", "--no-progress")
+    assert graph == ""
+    assert (keep / "objects" / "info" / "commit-graph").exists() or (
+        keep / "objects" / "info" / "commit-graphs"
+    ).exists()
+    assert refs(keep) == refs(git_root / "keep.git")
+    assert await janitor.pass_once() == (0, 0)  # maintained recently; nothing left to remove
+
+
+async def test_new_clones_wait_below_the_disk_watermark(
+    settings: Settings, git_root: Path, git_server: GitHttpServer
+) -> None:
+    services = await Services.open(settings.model_copy(update={"disk_min_free_percent": 100.0}))
+    try:
+        generate(git_root / "big.git", Spec(commits=3))
+        await mirror_all(services, git_server, "big")
+        await run_due(services)
+        record = await services.repositories.get(operator(), "127.0.0.1/big")
+        state = await services.gitserver.state(record.id)
+        assert state is not None
+        assert state.failure_kind == "disk_full"
+        assert state.last_error is not None and "watermark" in state.last_error
+        assert not services.storage.path("127.0.0.1/big").exists()
+    finally:
+        await services.close()

@@ -300,6 +300,7 @@ class GitserverRepo(Base):
     failure_kind: Mapped[str | None] = mapped_column(String(16))
     size_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     refs_digest: Mapped[str | None] = mapped_column(String(64))
+    maintained_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # The schedule: when next, why, and the queue entry (one per repository).
     interval_seconds: Mapped[float] = mapped_column(server_default="0")

@@ -20,6 +20,7 @@ from repodepot.git.errors import GitError
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver import mirror
 from repodepot.gitserver.failures import FailureKind, classify, message
+from repodepot.gitserver.janitor import disk_free_percent
 from repodepot.gitserver.service import LEASE, Due, Gitserver
 from repodepot.imports.worker import new_worker_id
 from repodepot.settings import Settings
@@ -121,6 +122,16 @@ class UpdateLoop:
         fetching = False
         try:
             path = storage.path(due.name)
+            if not path.is_dir() and (free := disk_free_percent(storage.repos_dir)) < (
+                settings.disk_min_free_percent
+            ):
+                await self._gitserver.failed(
+                    due,
+                    kind=FailureKind.disk_full.value,
+                    message=f"only {free:.1f}% of the disk is free, below the "
+                    f"{settings.disk_min_free_percent:g}% watermark: new clones wait",
+                )
+                return
             async with storage.lock(due.name):
                 if not path.is_dir():
                     await mirror.clone(

@@ -16,6 +16,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from repodepot import __version__
 from repodepot.codehosts.syncer import SyncLoop
+from repodepot.gitserver.janitor import Janitor
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.imports.worker import ImportWorker
 from repodepot.metrics import Metrics
@@ -27,6 +28,7 @@ from repodepot.web.middleware import RequestContext
 from repodepot.web.pages import router as pages
 
 HERE = Path(__file__).parent
+Runner = ImportWorker | SyncLoop | UpdateLoop | Janitor
 SESSION_COOKIE = "repodepot_session"
 
 
@@ -52,7 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
         if created is not None:
             announce_admin_token(created)
         app.state.services = services
-        background: list[tuple[ImportWorker | SyncLoop | UpdateLoop, asyncio.Task[None]]] = []
+        background: list[tuple[Runner, asyncio.Task[None]]] = []
         if "worker" in settings.roles:
             worker = ImportWorker.from_services(services)
             background.append((worker, asyncio.create_task(worker.run(), name="import-worker")))
@@ -63,6 +65,8 @@ def create_app(settings: Settings) -> FastAPI:
             updates = UpdateLoop.from_services(services)
             services.gitserver.on_enqueued = updates.wake
             background.append((updates, asyncio.create_task(updates.run(), name="update-loop")))
+            janitor = Janitor.from_services(services)
+            background.append((janitor, asyncio.create_task(janitor.run(), name="janitor")))
         try:
             yield
         finally:

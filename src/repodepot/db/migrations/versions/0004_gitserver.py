@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("failure_kind", sa.String(16), nullable=True),
         sa.Column("size_bytes", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("refs_digest", sa.String(64), nullable=True),
+        _ts("maintained_at", nullable=True),
         _ts("updated_at", server_default=sa.func.now(), nullable=False),
         sa.Column("interval_seconds", sa.Float(), server_default="0", nullable=False),
         _ts("next_update_at", server_default=sa.func.now(), nullable=False),
