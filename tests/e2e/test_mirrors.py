@@ -65,6 +65,8 @@ async def test_a_connection_s_repositories_are_cloned_and_shown_with_their_sched
     assert asked.status_code == 202
     page = await client.get("/repos/127.0.0.1/app", headers=admin_headers)
     assert 'id="clone-status"' in page.text and "cloned" in page.text
+    queue = await client.get("/scheduler", headers=admin_headers)
+    assert queue.status_code == 200 and "127.0.0.1/app" in queue.text
 
 
 def test_cli_scheduler_status_and_update(tmp_path: Path) -> None:

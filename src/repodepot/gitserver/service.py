@@ -78,6 +78,20 @@ class MirrorState:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class QueueEntry:
+    """One mirror in the queue, for the admin page."""
+
+    name: str
+    clone_status: CloneStatus
+    queued: str | None
+    next_update_at: datetime
+    running: bool
+    failures: int
+    failing: bool
+    failure_kind: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SchedulerStatus:
     """The queue at a glance."""
 
@@ -404,6 +418,43 @@ class Gitserver:
                 failure_kind=row.failure_kind,
             ),
         )
+
+    async def queue(self, limit: int = 50) -> list[QueueEntry]:
+        """The next mirrors to update, in the order the updater takes them."""
+        at = now()
+        g = GitserverRepo
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        Repository.name,
+                        g.clone_status,
+                        g.queued_reason,
+                        g.next_update_at,
+                        g.failures,
+                        g.failing,
+                        g.failure_kind,
+                        g.lease_until,
+                    )
+                    .join(Repository, Repository.id == g.repository_id)
+                    .where(g.shard == self._settings.shard, Repository.deleted_at.is_(None))
+                    .order_by(func.coalesce(g.queued_priority, 9), g.next_update_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [
+            QueueEntry(
+                name=row.name,
+                clone_status=row.clone_status,
+                queued=row.queued_reason,
+                next_update_at=row.next_update_at,
+                running=row.lease_until is not None and row.lease_until > at,
+                failures=row.failures,
+                failing=row.failing,
+                failure_kind=row.failure_kind,
+            )
+            for row in rows
+        ]
 
     async def status(self) -> SchedulerStatus:
         """Counts for `GET /api/scheduler` and the admin page."""

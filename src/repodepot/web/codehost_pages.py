@@ -122,3 +122,15 @@ async def remove_codehost(host_id: int, caller: AdminDep, svc: ServicesDep) -> R
     """Remove the connection."""
     await svc.codehosts.remove(caller, host_id)
     return RedirectResponse("/codehosts", status_code=303)
+
+
+@router.get("/scheduler", response_class=HTMLResponse)
+async def scheduler_page(request: Request, caller: AdminDep, svc: ServicesDep) -> Response:
+    """The update queue: counts, and the next mirrors in the order they are taken."""
+    return render(
+        request,
+        "scheduler.html",
+        user=caller.user,
+        status=await svc.gitserver.status(),
+        queue=await svc.gitserver.queue(100),
+    )
