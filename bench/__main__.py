@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each against its baseline in the same run, as Markdown tables.
 
-`python -m bench [runner] [imports] [clones] [memory] [sync]` runs only the sections named.
+`python -m bench [SECTION ...]`, sections as in SECTIONS, runs only the sections named.
 Everything talks to 127.0.0.1: the test suite's loopback smart-HTTP git server.
 """
 
@@ -10,7 +10,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from bench import clones, imports, runner, sync
+from bench import clones, gitserver, imports, runner, sync
 
 SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "runner": ("git runner overhead", runner.run),
@@ -18,6 +18,10 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "clones": ("import: clone wall time", clones.clone_times),
     "memory": ("import: server memory on a 520 MiB repository", clones.peak_rss),
     "sync": ("code host sync: 20,000 repositories from a fake GitHub", sync.run),
+    "scheduler": ("update scheduler: 100,000 mirrors in the queue", gitserver.scheduler),
+    "sweep": ("update scheduler: a sweep of 1,000 unchanged mirrors", gitserver.sweep),
+    "ensure": ("gitserver: EnsureRevision of a present commit", gitserver.ensure),
+    "smarthttp": ("gitserver: smart-HTTP clone of a large mirror", gitserver.smarthttp),
 }
 
 

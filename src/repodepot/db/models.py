@@ -287,6 +287,9 @@ class GitserverRepo(Base):
 
     __tablename__ = "gitserver_repos"
 
+    # The queue's two walks: queued by priority, then due by time (NULL priority).
+    __table_args__ = (Index("ix_gitserver_repos_queue", "queued_priority", "next_update_at"),)
+
     repository_id: Mapped[int] = mapped_column(
         ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
     )
@@ -308,7 +311,7 @@ class GitserverRepo(Base):
     schedule_reason: Mapped[str] = mapped_column(String(32), server_default="new")
     failures: Mapped[int] = mapped_column(server_default="0")
     failing: Mapped[bool] = mapped_column(server_default=false())
-    queued_priority: Mapped[int | None] = mapped_column(index=True)  # 0 new, 1 asked for
+    queued_priority: Mapped[int | None]  # 0 new, 1 asked for
     queued_reason: Mapped[str | None] = mapped_column(String(16))
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None]

@@ -143,32 +143,57 @@ class Gitserver:
     async def claim(self, owner: str, slots: int, busy: dict[str, int], per_host: int) -> list[Due]:
         """Lease up to `slots` due mirrors, skipping hosts already at `per_host` updates."""
         at = now()
-        statement = (
-            select(
-                GitserverRepo.repository_id,
-                Repository.name,
-                Repository.source_url,
-                Repository.external_host,
-                GitserverRepo.clone_status,
-                GitserverRepo.refs_digest,
-                GitserverRepo.last_changed_at,
-                GitserverRepo.failures,
+        g = GitserverRepo
+
+        def walk(condition: Any, *order: Any) -> Any:
+            # The queue's index is walked first, a few rows, and only those are joined:
+            # however many mirrors there are, a claim reads a handful of rows.
+            head = (
+                select(g.repository_id)
+                .where(condition, g.shard == self._settings.shard, _lease_free(at))
+                .order_by(*order)
+                .limit(slots * 4)
+                .subquery()
             )
-            .join(Repository, Repository.id == GitserverRepo.repository_id)
-            .where(
-                Repository.deleted_at.is_(None),
-                Repository.source_url.is_not(None),
-                GitserverRepo.shard == self._settings.shard,
-                _due_now(at),
-                _lease_free(at),
+            return (
+                select(
+                    g.repository_id,
+                    Repository.name,
+                    Repository.source_url,
+                    Repository.external_host,
+                    Repository.deleted_at,
+                    g.clone_status,
+                    g.refs_digest,
+                    g.last_changed_at,
+                    g.failures,
+                )
+                .join(head, head.c.repository_id == g.repository_id)
+                .join(Repository, Repository.id == g.repository_id)
+                .order_by(*order)
             )
-            .order_by(func.coalesce(GitserverRepo.queued_priority, 9), GitserverRepo.next_update_at)
-            .limit(slots * 4)
-        )
+
+        queued = walk(g.queued_priority.is_not(None), g.queued_priority, g.next_update_at)
+        due = walk(and_(g.queued_priority.is_(None), g.next_update_at <= at), g.next_update_at)
         taken: list[Due] = []
         counts = dict(busy)
         async with self._sessions.begin() as session:
-            for row in (await session.execute(statement)).all():
+            rows = list((await session.execute(queued.limit(slots * 4))).all())
+            if len(rows) < slots * 4:
+                rows += (await session.execute(due.limit(slots * 4))).all()
+            gone = [row.repository_id for row in rows if row.deleted_at or not row.source_url]
+            if gone:  # deleted repositories leave the schedule
+                await session.execute(
+                    update(g)
+                    .where(g.repository_id.in_(gone))
+                    .values(
+                        queued_priority=None,
+                        queued_reason=None,
+                        next_update_at=at + timedelta(days=365),
+                    )
+                )
+            for row in rows:
+                if row.repository_id in gone:
+                    continue
                 host = row.external_host or urlsplit(row.source_url).netloc
                 if len(taken) >= slots or counts.get(host, 0) >= per_host:
                     continue

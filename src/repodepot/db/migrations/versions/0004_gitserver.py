@@ -67,7 +67,9 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_gitserver_repos_next_update_at", "gitserver_repos", ["next_update_at"])
-    op.create_index("ix_gitserver_repos_queued_priority", "gitserver_repos", ["queued_priority"])
+    op.create_index(
+        "ix_gitserver_repos_queue", "gitserver_repos", ["queued_priority", "next_update_at"]
+    )
 
 
 def downgrade() -> None:
