@@ -212,7 +212,11 @@ async def ensure() -> list[str]:
         sha = plain_git_out("--git-dir", str(mirror), "rev-parse", "main")
         async with _serve(data) as server, httpx.AsyncClient(timeout=30) as http:
             url = f"{server.url}/api/repos/bench/app/commits/{sha}"
-            ours = await _concurrently(lambda: _get(http, url))
+            try:
+                ours = await _concurrently(lambda: _get(http, url))
+            except AssertionError:
+                print(server.log.read_text()[-6000:])
+                raise
         plain = await _concurrently(lambda: _rev_parse(mirror, sha))
     return [
         f"{REQUESTS:,} requests, {CLIENTS} at a time, for a commit the mirror has.",
@@ -237,7 +241,8 @@ def plain_git_out(*args: str) -> str:
 
 async def _get(http: httpx.AsyncClient, url: str) -> None:
     answer = await http.get(url, headers=AUTH)
-    assert answer.status_code == 200, answer.text
+    if answer.status_code != 200:
+        raise AssertionError(answer.text)
 
 
 async def _rev_parse(mirror: Path, sha: str) -> None:

@@ -229,10 +229,10 @@ class Accounts:
         """The principal holding `token`; raises NotAuthenticated for unknown or revoked tokens."""
         if not token.startswith(TOKEN_PREFIX) and len(token) < MIN_ADMIN_TOKEN_LENGTH:
             raise NotAuthenticated("the API token is not valid")
-        async with self._sessions.begin() as session:
+        async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(ApiToken.id, User)
+                    select(ApiToken.id, ApiToken.last_used_at, User)
                     .join(User)
                     .where(
                         ApiToken.token_hash == hash_token(token),
@@ -241,20 +241,24 @@ class Accounts:
                     )
                 )
             ).one_or_none()
-            if row is None:
-                raise NotAuthenticated("the API token is not valid")
-            token_id, user = row
-            now = datetime.now(UTC)
-            await session.execute(
-                update(ApiToken)
-                .where(
-                    ApiToken.id == token_id,
-                    (ApiToken.last_used_at.is_(None))
-                    | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION),
+        if row is None:
+            raise NotAuthenticated("the API token is not valid")
+        token_id, last_used_at, user = row
+        now = datetime.now(UTC)
+        if last_used_at is None or last_used_at < now - LAST_USED_RESOLUTION:
+            # Its own short write, and only when due: a read that turned into a write
+            # inside one transaction fails at once on SQLite when another request writes.
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(ApiToken)
+                    .where(
+                        ApiToken.id == token_id,
+                        (ApiToken.last_used_at.is_(None))
+                        | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION),
+                    )
+                    .values(last_used_at=now)
                 )
-                .values(last_used_at=now)
-            )
-            return Principal(user=UserRecord.from_row(user), token_id=token_id)
+        return Principal(user=UserRecord.from_row(user), token_id=token_id)
 
     async def check_session(self, user_id: int, token_id: int) -> Principal:
         """The principal of a login session, if its token is still valid; else NotAuthenticated."""
