@@ -139,7 +139,10 @@ async def sweep() -> list[str]:
                 )
                 await services.codehosts.syncer.sync(host.id)
                 loop = UpdateLoop.from_services(services)
+                await services.gitserver.discover()
                 await _drain(services, loop)  # the first clones
+                status = await services.gitserver.status()
+                assert status.cloned == SWEEP, status
                 async with services.sessions.begin() as session:
                     await session.execute(update(GitserverRepo).values(next_update_at=now()))
                 cpu = os.times()

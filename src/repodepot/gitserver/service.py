@@ -277,7 +277,7 @@ class Gitserver:
                 .values(lease_until=now() + LEASE)
             )
 
-    async def succeeded(self, due: Due, *, changed: bool, digest: str, size: int) -> None:
+    async def succeeded(self, due: Due, *, changed: bool, digest: str, size: int | None) -> None:
         """Record a clone or fetch, and schedule the next from the age of the last change."""
         at = now()
         last_changed = at if changed or due.last_changed_at is None else due.last_changed_at
@@ -288,13 +288,14 @@ class Gitserver:
             minimum=settings.update_min_interval,
             maximum=settings.update_max_interval,
         )
+        sized = {} if size is None else {"size_bytes": size}
         await self._finish(
             due,
+            **sized,
             clone_status=CloneStatus.cloned,
             last_fetched_at=at,
             last_changed_at=last_changed,
             refs_digest=digest,
-            size_bytes=size,
             last_error=None,
             failure_kind=None,
             failures=0,

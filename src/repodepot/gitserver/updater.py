@@ -154,7 +154,17 @@ class UpdateLoop:
                         stall_timeout=settings.update_stall_timeout,
                     )
                 after = await mirror.refs_digest(git, path)
-            size = await asyncio.to_thread(storage.size, due.name)
+            changed = before != after
+            # The size only moves when refs do (the janitor re-measures after repacking).
+            changed = before != after
+            # The size only moves when refs do (the janitor re-measures after repacking).
+            size = (
+                await asyncio.to_thread(storage.size, due.name)
+                if changed
+                else None
+                if changed
+                else None
+            )
         except GitError as error:
             kind = classify(error)
             recloned = fetching and await self._recloned_if_corrupt(due, kind)
@@ -172,7 +182,7 @@ class UpdateLoop:
         except RepodepotError as error:  # a name storage refuses, a clash on disk
             await self._gitserver.failed(due, kind=FailureKind.other.value, message=error.message)
             return
-        await self._gitserver.succeeded(due, changed=before != after, digest=after, size=size)
+        await self._gitserver.succeeded(due, changed=changed, digest=after, size=size)
 
     async def _recloned_if_corrupt(self, due: Due, kind: FailureKind) -> bool:
         """After a failed fetch: if the mirror fails `fsck --connectivity-only`, remove it."""
