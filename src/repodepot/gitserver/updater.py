@@ -156,15 +156,7 @@ class UpdateLoop:
                 after = await mirror.refs_digest(git, path)
             changed = before != after
             # The size only moves when refs do (the janitor re-measures after repacking).
-            changed = before != after
-            # The size only moves when refs do (the janitor re-measures after repacking).
-            size = (
-                await asyncio.to_thread(storage.size, due.name)
-                if changed
-                else None
-                if changed
-                else None
-            )
+            size = await asyncio.to_thread(storage.size, due.name) if changed else None
         except GitError as error:
             kind = classify(error)
             recloned = fetching and await self._recloned_if_corrupt(due, kind)
