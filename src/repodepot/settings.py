@@ -169,6 +169,10 @@ class Settings(BaseSettings):
     exec_max_bytes: int = Field(
         64 << 20, ge=1, description="Output of one exec, at most; longer output is cut."
     )
+    fetch_extra_refspecs: CommaList = Field(
+        [],
+        description="Refspecs fetched besides heads and tags, e.g. +refs/pull/*:refs/pull/*.",
+    )
     update_on_visit_after: float = Field(
         300.0,
         gt=0,
@@ -187,7 +191,9 @@ class Settings(BaseSettings):
         """Overrides beat the environment, which beats the TOML file."""
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
-    @field_validator("allowed_schemes", "outbound_allowlist", "roles", mode="before")
+    @field_validator(
+        "allowed_schemes", "outbound_allowlist", "roles", "fetch_extra_refspecs", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -205,6 +211,14 @@ class Settings(BaseSettings):
                 f"choose from {', '.join(sorted(SUPPORTED_SCHEMES))}"
             )
         return schemes
+
+    @field_validator("fetch_extra_refspecs")
+    @classmethod
+    def _refspecs(cls, value: list[str]) -> list[str]:
+        for refspec in value:
+            if not re.match(r"^\+?refs/[A-Za-z0-9_./*-]+:refs/[A-Za-z0-9_./*-]+$", refspec):
+                raise ValueError(f"{refspec!r} is not a refspec like +refs/pull/*:refs/pull/*")
+        return value
 
     @field_validator("roles")
     @classmethod

@@ -89,3 +89,13 @@ def test_secret_key_is_generated_once_and_kept_private(tmp_path: Path) -> None:
     given = Settings(data_dir=tmp_path / "other", secret_key="given-key")
     assert ensure_secret_key(given) == "given-key"
     assert not (tmp_path / "other" / "secret_key").exists()
+
+
+def test_extra_refspecs_are_checked() -> None:
+    from repodepot.settings import Settings
+
+    assert Settings(fetch_extra_refspecs="+refs/pull/*:refs/pull/*").fetch_extra_refspecs == [
+        "+refs/pull/*:refs/pull/*"
+    ]
+    with pytest.raises(ValueError, match="is not a refspec"):
+        Settings(fetch_extra_refspecs="--upload-pack=sh")

@@ -152,6 +152,7 @@ class UpdateLoop:
                         due.url,
                         credentials=due.credentials,
                         stall_timeout=settings.update_stall_timeout,
+                        refspecs=(*mirror.REFSPECS, *settings.fetch_extra_refspecs),
                     )
                 after = await mirror.refs_digest(git, path)
             changed = before != after
