@@ -40,7 +40,8 @@ async def test_log_in_browse_and_log_out(
     tmp_path: Path, serve: type[Server], browser: Browser
 ) -> None:
     await _seed(tmp_path / "data")
-    server = serve(tmp_path / "data", {})
+    # No updater: the seeded source (example.com) must not be fetched from a test.
+    server = serve(tmp_path / "data", {"REPODEPOT_ROLES": "web,worker"})
     page = await browser.new_page()
 
     await page.goto(server.url + "/")
@@ -66,7 +67,8 @@ async def test_log_in_browse_and_log_out(
 
     await page.click("text=acme/widgets")
     await expect(page.locator("h1")).to_contain_text("acme/widgets")
-    await expect(page.locator("dl.facts")).to_contain_text("https://example.com/w.git")
+    await expect(page.locator("#facts")).to_contain_text("https://example.com/w.git")
+    await expect(page.locator("#no-mirror")).to_contain_text("Not mirrored yet")
 
     await page.goto(server.url + "/repos/acme/missing")
     await expect(page.locator("#error-message")).to_contain_text("no repository named")

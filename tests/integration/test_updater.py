@@ -217,3 +217,30 @@ async def test_new_clones_wait_below_the_disk_watermark(
         assert not services.storage.path("127.0.0.1/big").exists()
     finally:
         await services.close()
+
+
+async def test_an_imported_repository_is_fetched_only_from_a_public_or_allowed_address(
+    services: Services, git_root: Path, git_server: GitHttpServer
+) -> None:
+    # An import's URL came from a user: each fetch resolves it again, so a DNS answer that
+    # later points at this network (here: loopback, no longer allowlisted) is refused.
+    generate(git_root / "imp.git", Spec(commits=3))
+    record = await services.repositories.create(
+        name="alice/imp", owner_id=None, source_url=git_server.url("imp.git")
+    )
+    await run_due(services)
+    local = services.storage.path("alice/imp")
+    assert refs(local) == refs(git_root / "imp.git")  # 127.0.0.1 is allowlisted in tests
+
+    before = refs(local)
+    advance(git_root / "imp.git")
+    assert await services.gitserver.enqueue(record.id, "admin")
+    strict = services.settings.model_copy(update={"outbound_allowlist": []})
+    loop = UpdateLoop(services.gitserver, services.git, services.storage, strict)
+    for due in await services.gitserver.claim("test", 5, {}, 5):
+        await loop.update(due)
+
+    state = await services.gitserver.state(record.id)
+    assert state is not None and state.last_error is not None
+    assert "127.0.0.1" in state.last_error and "REPODEPOT_OUTBOUND_ALLOWLIST" in state.last_error
+    assert refs(local) == before

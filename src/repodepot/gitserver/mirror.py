@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from repodepot.git import commands
@@ -48,8 +48,9 @@ async def clone(
     *,
     credentials: Credentials | None,
     stall_timeout: float,
+    config: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """A new mirror of `url` at `name`."""
+    """A new mirror of `url` at `name`; `config` adds git settings (an address pin)."""
     async with storage.staging(
         name, label=f"mirror-{hashlib.sha1(name.encode()).hexdigest()[:12]}"
     ) as staged:
@@ -62,6 +63,7 @@ async def clone(
                 on_progress=sink,
                 mirror=True,
                 timeout=NO_TIMEOUT,
+                config=config,
             ),
             stall_timeout,
             "clone",
@@ -76,6 +78,7 @@ async def fetch(
     credentials: Credentials | None,
     stall_timeout: float,
     refspecs: tuple[str, ...] = REFSPECS,
+    config: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Bring the mirror at `path` up to date with `url` (heads and tags, pruned)."""
     await _guarded(
@@ -92,6 +95,7 @@ async def fetch(
             ],
             git_dir=path,
             credentials=credentials,
+            config=config,
             on_stderr=sink,
             timeout=NO_TIMEOUT,
         ),

@@ -56,6 +56,9 @@ class Due:
     last_changed_at: datetime | None
     failures: int
     credentials: Credentials | None
+    # Not yielded by a code host (an import): its URL came from a user, so every fetch
+    # resolves it again and refuses internal addresses, as the import itself did.
+    guarded: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -224,6 +227,7 @@ class Gitserver:
                         last_changed_at=row.last_changed_at,
                         failures=row.failures,
                         credentials=None,
+                        guarded=row.external_host is None,
                     )
                 )
             if taken:
