@@ -10,7 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from repodepot.accounts import operator
 from repodepot.db.models import Visibility
+from repodepot.exceptions import NotFound
+from repodepot.gitserver.reads import Reads
 from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.integration.test_updater import advance
@@ -67,6 +70,21 @@ async def test_ensure_revision_answers_from_the_mirror_then_fetches_once(
     assert "even after a fetch" in missing.json()["error"]["message"]
     option = await client.get(f"/api/repos/{NAME}/commits/--all", headers=admin_headers)
     assert option.status_code == 404
+
+
+async def test_ensure_revision_of_an_import_fetches_only_from_an_allowed_address(
+    app_services: Services, upstream: Path, git_server: GitHttpServer
+) -> None:
+    # The repository is an import (no code host): its URL is checked again before a fetch,
+    # and loopback is refused once the allowlist no longer names it.
+    strict = app_services.settings.model_copy(update={"outbound_allowlist": []})
+    reads = Reads(app_services.git, app_services.storage, app_services.gitserver, strict)
+    record = await app_services.repositories.get(operator(), NAME)
+    new = advance(upstream, "made after the mirror")
+
+    with pytest.raises(NotFound, match="even after a fetch"):
+        await reads.ensure_revision(record.id, NAME, new)
+    assert not [r for r in git_server.requests if "info/refs" in r[1]]
 
 
 async def test_exec_streams_allowed_commands(

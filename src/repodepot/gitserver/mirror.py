@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from repodepot.git import commands
 from repodepot.git.errors import GitTimeout
 from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner, StderrSink
+from repodepot.imports.validation import parse_source, pin_config, resolve_public
+from repodepot.settings import Settings
 from repodepot.storage import Storage
 
 REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
@@ -40,47 +43,52 @@ async def refs_digest(git: GitRunner, path: Path) -> str:
     return hashlib.sha256(result.stdout).hexdigest()
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Upstream:
+    """Where a mirror comes from."""
+
+    url: str
+    credentials: Credentials | None = None
+    # Not yielded by a code host (an import): its URL came from a user, so every fetch
+    # resolves it again and refuses internal addresses, as the import itself did, and
+    # pins git to the address checked; a later DNS answer pointing inside gets nowhere.
+    guarded: bool = False
+
+
+async def _pin(upstream: Upstream, settings: Settings) -> list[tuple[str, str]]:
+    if not upstream.guarded:
+        return []
+    source = parse_source(upstream.url, settings.allowed_schemes)
+    return pin_config(source, await resolve_public(source, settings.outbound_allowlist))
+
+
 async def clone(
-    git: GitRunner,
-    storage: Storage,
-    name: str,
-    url: str,
-    *,
-    credentials: Credentials | None,
-    stall_timeout: float,
-    config: Sequence[tuple[str, str]] = (),
+    git: GitRunner, storage: Storage, name: str, upstream: Upstream, *, settings: Settings
 ) -> None:
-    """A new mirror of `url` at `name`; `config` adds git settings (an address pin)."""
+    """A new mirror of `upstream` at `name`."""
+    config = await _pin(upstream, settings)
     async with storage.staging(
         name, label=f"mirror-{hashlib.sha1(name.encode()).hexdigest()[:12]}"
     ) as staged:
         await _guarded(
             lambda sink: commands.clone_bare(
                 git,
-                url,
+                upstream.url,
                 staged,
-                credentials=credentials,
+                credentials=upstream.credentials,
                 on_progress=sink,
                 mirror=True,
                 timeout=NO_TIMEOUT,
                 config=config,
             ),
-            stall_timeout,
+            settings.update_stall_timeout,
             "clone",
         )
 
 
-async def fetch(
-    git: GitRunner,
-    path: Path,
-    url: str,
-    *,
-    credentials: Credentials | None,
-    stall_timeout: float,
-    refspecs: tuple[str, ...] = REFSPECS,
-    config: Sequence[tuple[str, str]] = (),
-) -> None:
-    """Bring the mirror at `path` up to date with `url` (heads and tags, pruned)."""
+async def fetch(git: GitRunner, path: Path, upstream: Upstream, *, settings: Settings) -> None:
+    """Bring the mirror at `path` up to date: heads, tags and the extra refspecs, pruned."""
+    config = await _pin(upstream, settings)
     await _guarded(
         lambda sink: git.run(
             [
@@ -90,16 +98,17 @@ async def fetch(
                 "--progress",
                 "--no-write-fetch-head",
                 "--",
-                url,
-                *refspecs,
+                upstream.url,
+                *REFSPECS,
+                *settings.fetch_extra_refspecs,
             ],
             git_dir=path,
-            credentials=credentials,
+            credentials=upstream.credentials,
             config=config,
             on_stderr=sink,
             timeout=NO_TIMEOUT,
         ),
-        stall_timeout,
+        settings.update_stall_timeout,
         "fetch",
     )
 

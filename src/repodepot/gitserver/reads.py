@@ -16,7 +16,7 @@ import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from repodepot.exceptions import InvalidInput, NotFound
+from repodepot.exceptions import InvalidInput, NotFound, RepodepotError
 from repodepot.git import commands
 from repodepot.git.errors import GitError, RevisionNotFound
 from repodepot.git.runner import GitRunner
@@ -158,23 +158,18 @@ class Reads:
             task = asyncio.create_task(self._fetch(repository_id, name))
             self._fetches[repository_id] = task
             task.add_done_callback(lambda _: self._fetches.pop(repository_id, None))
-        # A failed fetch makes the answer "not found"; the scheduler records fetch failures.
-        with contextlib.suppress(GitError):
+        # A failed (or refused) fetch makes the answer "not found"; the scheduler records
+        # why its own fetches fail.
+        with contextlib.suppress(GitError, RepodepotError):
             await asyncio.shield(task)
 
     async def _fetch(self, repository_id: int, name: str) -> None:
-        source = await self._gitserver.source(repository_id)
-        if source is None:
+        upstream = await self._gitserver.source(repository_id)
+        if upstream is None:
             return
-        url, credentials = source
-        path = self._storage.path(name)
         async with self._storage.lock(name):
             await mirror.fetch(
-                self._git,
-                path,
-                url,
-                credentials=credentials,
-                stall_timeout=self._settings.update_stall_timeout,
+                self._git, self._storage.path(name), upstream, settings=self._settings
             )
 
     def exec(self, name: str, args: list[str]) -> AsyncGenerator[bytes, None]:

@@ -28,7 +28,7 @@ from repodepot.db.models import (
     RepoSource,
 )
 from repodepot.git.runner import Credentials
-from repodepot.gitserver import schedule
+from repodepot.gitserver import mirror, schedule
 from repodepot.secrets import SecretBox, SecretUnreadable
 from repodepot.settings import Settings
 
@@ -49,16 +49,12 @@ class Due:
 
     repository_id: int
     name: str
-    url: str
+    upstream: mirror.Upstream
     host: str
     clone_status: CloneStatus
     refs_digest: str | None
     last_changed_at: datetime | None
     failures: int
-    credentials: Credentials | None
-    # Not yielded by a code host (an import): its URL came from a user, so every fetch
-    # resolves it again and refuses internal addresses, as the import itself did.
-    guarded: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -220,14 +216,14 @@ class Gitserver:
                     Due(
                         repository_id=row.repository_id,
                         name=row.name,
-                        url=row.source_url,
+                        upstream=mirror.Upstream(
+                            url=row.source_url, guarded=row.external_host is None
+                        ),
                         host=host,
                         clone_status=row.clone_status,
                         refs_digest=row.refs_digest,
                         last_changed_at=row.last_changed_at,
                         failures=row.failures,
-                        credentials=None,
-                        guarded=row.external_host is None,
                     )
                 )
             if taken:
@@ -236,7 +232,10 @@ class Gitserver:
 
     async def _with_credentials(self, session: AsyncSession, taken: list[Due]) -> list[Due]:
         tokens = await self._tokens(session, [due.repository_id for due in taken])
-        return [replace(due, credentials=tokens.get(due.repository_id)) for due in taken]
+        return [
+            replace(due, upstream=replace(due.upstream, credentials=tokens.get(due.repository_id)))
+            for due in taken
+        ]
 
     async def _tokens(self, session: AsyncSession, ids: list[int]) -> dict[int, Credentials]:
         """The token of the lowest-id connection yielding each repository, if any."""
@@ -258,16 +257,24 @@ class Gitserver:
                 continue
         return tokens
 
-    async def source(self, repository_id: int) -> tuple[str, Credentials | None] | None:
+    async def source(self, repository_id: int) -> mirror.Upstream | None:
         """Where a mirror fetches from, with which credentials (None: nowhere)."""
         async with self._sessions() as session:
-            url = await session.scalar(
-                select(Repository.source_url).where(Repository.id == repository_id)
-            )
-            if url is None:
+            row = (
+                await session.execute(
+                    select(Repository.source_url, Repository.external_host).where(
+                        Repository.id == repository_id
+                    )
+                )
+            ).one_or_none()
+            if row is None or row.source_url is None:
                 return None
             tokens = await self._tokens(session, [repository_id])
-        return url, tokens.get(repository_id)
+        return mirror.Upstream(
+            url=row.source_url,
+            credentials=tokens.get(repository_id),
+            guarded=row.external_host is None,
+        )
 
     async def renew(self, owner: str, repository_id: int) -> None:
         """Extend a running update's lease."""

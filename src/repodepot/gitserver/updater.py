@@ -22,7 +22,6 @@ from repodepot.gitserver import mirror
 from repodepot.gitserver.failures import FailureKind, classify, message
 from repodepot.gitserver.janitor import disk_free_percent
 from repodepot.gitserver.service import LEASE, Due, Gitserver
-from repodepot.imports.validation import parse_source, pin_config, resolve_public
 from repodepot.imports.worker import new_worker_id
 from repodepot.settings import Settings
 from repodepot.storage import Storage
@@ -133,31 +132,14 @@ class UpdateLoop:
                     f"{settings.disk_min_free_percent:g}% watermark: new clones wait",
                 )
                 return
-            pin = await self._pin(due)
             async with storage.lock(due.name):
                 if not path.is_dir():
-                    await mirror.clone(
-                        git,
-                        storage,
-                        due.name,
-                        due.url,
-                        credentials=due.credentials,
-                        stall_timeout=settings.update_stall_timeout,
-                        config=pin,
-                    )
+                    await mirror.clone(git, storage, due.name, due.upstream, settings=settings)
                     before = None
                 else:
                     fetching = True
                     before = due.refs_digest or await mirror.refs_digest(git, path)
-                    await mirror.fetch(
-                        git,
-                        path,
-                        due.url,
-                        credentials=due.credentials,
-                        stall_timeout=settings.update_stall_timeout,
-                        refspecs=(*mirror.REFSPECS, *settings.fetch_extra_refspecs),
-                        config=pin,
-                    )
+                    await mirror.fetch(git, path, due.upstream, settings=settings)
                 after = await mirror.refs_digest(git, path)
             changed = before != after
             # The size only moves when refs do (the janitor re-measures after repacking).
@@ -180,17 +162,6 @@ class UpdateLoop:
             await self._gitserver.failed(due, kind=FailureKind.other.value, message=error.message)
             return
         await self._gitserver.succeeded(due, changed=changed, digest=after, size=size)
-
-    async def _pin(self, due: Due) -> list[tuple[str, str]]:
-        """For a user-given URL (an import): refuse internal addresses, pin git to the one checked.
-
-        The address was public when the repository was imported; a later DNS answer
-        pointing at this network must not turn the schedule into a way in.
-        """
-        if not due.guarded:
-            return []
-        source = parse_source(due.url, self._settings.allowed_schemes)
-        return pin_config(source, await resolve_public(source, self._settings.outbound_allowlist))
 
     async def _recloned_if_corrupt(self, due: Due, kind: FailureKind) -> bool:
         """After a failed fetch: if the mirror fails `fsck --connectivity-only`, remove it."""
