@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import os
 import socket
@@ -38,15 +39,24 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
+def _literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Every test talks to 127.0.0.1: a lookup of any other name (example.com in seeded
-    # data, say) fails here at once, as it would on a machine without DNS.
+    # Every test talks to 127.0.0.1: a lookup of a name (example.com in seeded data, say)
+    # fails here at once, as it would on a machine without DNS. Address literals need
+    # no lookup and pass.
     resolve = socket.getaddrinfo
 
     def loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
         name = host.decode() if isinstance(host, bytes) else host
-        if name is not None and name not in LOOPBACK_NAMES:
+        if name is not None and name not in LOOPBACK_NAMES and not _literal(name):
             raise socket.gaierror(socket.EAI_NONAME, f"tests resolve loopback only, not {name}")
         return resolve(host, *args, **kwargs)
 
