@@ -128,26 +128,20 @@ class Reads:
             raise NotFound(f"{name!r} is not cloned yet")
         fetched = False
         try:
-            sha = await commands.rev_parse(self._git, path, rev)
+            info = await commands.commit_info(self._git, path, rev)
         except RevisionNotFound:
             await self._fetch_once(repository_id, name)
             fetched = True
             try:
-                sha = await commands.rev_parse(self._git, path, rev)
+                info = await commands.commit_info(self._git, path, rev)
             except RevisionNotFound:
                 raise NotFound(f"no commit {rev!r} in {name!r}, even after a fetch") from None
-        result = await self._git.run(
-            ["log", "-1", "--format=%an%x00%ae%x00%aI%x00%s", sha, "--"], git_dir=path
-        )
-        author, email, when, subject = (
-            result.stdout.decode(errors="replace").rstrip("\n").split("\0", 3)
-        )
         return Commit(
-            sha=sha,
-            author_name=author,
-            author_email=email,
-            authored_at=when,
-            subject=subject,
+            sha=info.sha,
+            author_name=info.author_name,
+            author_email=info.author_email,
+            authored_at=info.authored_at,
+            subject=info.subject,
             fetched=fetched,
         )
 
