@@ -117,8 +117,9 @@ class Services:
         return True
 
     async def close(self) -> None:
-        """Stop listening for events and release the database connections."""
+        """Stop listening for events, end long-lived git readers, release the database."""
         if self.relay is not None:
             await self.relay.stop()
+        await self.reads.close()
         await self.engine.dispose()
         await self.worker_engine.dispose()

@@ -191,23 +191,6 @@ async def test_missing_revision_raises_revision_not_found(tmp_path: Path) -> Non
     for rev in ("nope", "--output=/tmp/x", "HEAD~10"):
         with pytest.raises(RevisionNotFound):
             await commands.rev_parse(runner, repo, rev)
-    tree = git("--git-dir", str(repo), "rev-parse", "main^{tree}").strip()
-    for rev in ("nope", "--output=/tmp/x", "HEAD~10", "main~1..main", tree, "main:README"):
-        with pytest.raises(RevisionNotFound):
-            await commands.commit_info(runner, repo, rev)
-
-
-async def test_commit_info_names_the_commit_a_revision_points_to(tmp_path: Path) -> None:
-    repo = generate(tmp_path / "r.git", Spec(commits=3, tags=1))
-    runner = _runner(tmp_path)
-    head = git("--git-dir", str(repo), "rev-parse", "main").strip()
-    subject = git("--git-dir", str(repo), "log", "-1", "--format=%s", "main").strip()
-
-    for rev in ("main", head, head[:10], "HEAD"):
-        info = await commands.commit_info(runner, repo, rev)
-        assert (info.sha, info.subject) == (head, subject)
-    tagged = await commands.commit_info(runner, repo, "v1.0.0")
-    assert tagged.sha == git("--git-dir", str(repo), "rev-parse", "v1.0.0^{commit}").strip()
 
 
 def test_git_dies_with_its_parent(tmp_path: Path, git_root: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from repodepot.git.errors import RevisionNotFound
@@ -51,41 +50,6 @@ async def rev_parse(runner: GitRunner, repo: Path, rev: str) -> Sha:
     if result.returncode != 0 or not _SHA.match(sha):
         raise RevisionNotFound(f"no commit {rev!r} in this repository")
     return Sha(sha)
-
-
-@dataclass(frozen=True, slots=True)
-class CommitInfo:
-    """A commit's id, author and subject."""
-
-    sha: Sha
-    author_name: str
-    author_email: str
-    authored_at: str
-    subject: str
-
-
-async def commit_info(runner: GitRunner, repo: Path, rev: str) -> CommitInfo:
-    """The commit `rev` names in `repo`, in one git process; raises RevisionNotFound."""
-    if rev.startswith("-") or ".." in rev:  # an option, or a range rather than one commit
-        raise RevisionNotFound(f"{rev!r} is not a revision")
-    result = await runner.run(
-        [
-            "log",
-            "-1",
-            "--no-walk",
-            "--format=%H%x00%an%x00%ae%x00%aI%x00%s",
-            "--end-of-options",
-            f"{rev}^{{commit}}",
-            "--",
-        ],
-        git_dir=repo,
-        check=False,
-    )
-    fields = result.stdout.decode(errors="replace").rstrip("\n").split("\0", 4)
-    if result.returncode != 0 or len(fields) != 5 or not _SHA.match(fields[0]):
-        raise RevisionNotFound(f"no commit {rev!r} in this repository")
-    sha, author, email, when, subject = fields
-    return CommitInfo(Sha(sha), author, email, when, subject)
 
 
 async def head_branch(runner: GitRunner, repo: Path) -> str | None:

@@ -325,6 +325,39 @@ class GitRunner:
                 list(args), returncode, redact(stderr.decode(errors="replace"), [])
             )
 
+    async def start(self, args: Sequence[str], *, git_dir: Path) -> asyncio.subprocess.Process:
+        """Start a long-lived `git ARGS...` with piped stdin and stdout (`cat-file --batch`).
+
+        The caller talks to it and ends it with `stop()`; it is in its own process group.
+        """
+        if not args or args[0] not in ALLOWED_SUBCOMMANDS:
+            raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.binary,
+                "--no-pager",
+                f"--git-dir={git_dir}",
+                *args,
+                env=self.env(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise GitNotInstalled(f"{self.binary} was not found on PATH") from None
+        if self._observer is not None:
+            self._observer(args[0], "started", 0.0)
+        return process
+
+    @staticmethod
+    async def stop(process: asyncio.subprocess.Process) -> None:
+        """End a process from `start()` (its whole group) and reap it."""
+        if process.returncode is None:
+            _kill_group(process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            await process.wait()
+
     async def _spawn(
         self,
         argv: list[str],

@@ -17,10 +17,10 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from repodepot.exceptions import InvalidInput, NotFound, RepodepotError
-from repodepot.git import commands
 from repodepot.git.errors import GitError, RevisionNotFound
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver import mirror
+from repodepot.gitserver.catfile import CommitReader
 from repodepot.gitserver.service import Gitserver
 from repodepot.settings import Settings
 from repodepot.storage import Storage
@@ -120,6 +120,11 @@ class Reads:
         self._gitserver = gitserver
         self._settings = settings
         self._fetches: dict[int, asyncio.Task[None]] = {}
+        self._commits = CommitReader(git)
+
+    async def close(self) -> None:
+        """End the long-lived readers."""
+        await self._commits.close()
 
     async def ensure_revision(self, repository_id: int, name: str, rev: str) -> Commit:
         """The commit `rev` names, fetching once if the mirror lacks it; NotFound if none."""
@@ -128,12 +133,12 @@ class Reads:
             raise NotFound(f"{name!r} is not cloned yet")
         fetched = False
         try:
-            info = await commands.commit_info(self._git, path, rev)
+            info = await self._commits.commit(path, rev)
         except RevisionNotFound:
             await self._fetch_once(repository_id, name)
             fetched = True
             try:
-                info = await commands.commit_info(self._git, path, rev)
+                info = await self._commits.commit(path, rev)
             except RevisionNotFound:
                 raise NotFound(f"no commit {rev!r} in {name!r}, even after a fetch") from None
         return Commit(

@@ -1,0 +1,95 @@
+"""Commits read through a long-lived `git cat-file --batch`: the same answers as `git log`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from repodepot.git.errors import RevisionNotFound
+from repodepot.git.runner import GitRunner
+from repodepot.gitserver.catfile import CommitReader
+from repodepot.settings import process_path
+from tests.integration.test_updater import advance
+from tests.support.repogen import Spec, generate, git
+
+FORMAT = "--format=%H%x00%an%x00%ae%x00%aI%x00%s"
+
+
+def _runner(tmp_path: Path) -> GitRunner:
+    return GitRunner(runtime_dir=tmp_path / "run", path=process_path(), allowed_schemes=("http",))
+
+
+def logged(repo: Path, rev: str) -> tuple[str, ...]:
+    return tuple(git("--git-dir", str(repo), "log", "-1", FORMAT, rev).rstrip("\n").split("\0"))
+
+
+async def test_answers_equal_git_log_and_refuse_what_is_not_a_commit(tmp_path: Path) -> None:
+    repo = generate(tmp_path / "r.git", Spec(commits=5, tags=2, branches=2))
+    reader = CommitReader(_runner(tmp_path))
+    try:
+        head = git("--git-dir", str(repo), "rev-parse", "main").strip()
+        for rev in ("main", head, head[:10], "HEAD", "main~2", "v1.0.0"):
+            info = await reader.commit(repo, rev)
+            expected = logged(repo, rev)
+            got = (info.sha, info.author_name, info.author_email, info.authored_at, info.subject)
+            assert got == expected, rev
+
+        tree = git("--git-dir", str(repo), "rev-parse", "main^{tree}").strip()
+        for rev in ("nope", "--output=/tmp/x", "HEAD~10", "main~1..main", tree, "a\nmain", ""):
+            with pytest.raises(RevisionNotFound):
+                await reader.commit(repo, rev)
+    finally:
+        await reader.close()
+
+
+async def test_a_multi_line_subject_and_a_time_zone_read_as_git_shows_them(
+    tmp_path: Path,
+) -> None:
+    repo = generate(tmp_path / "r.git", Spec(commits=2))
+    base = ["--git-dir", str(repo)]
+    tree = git(*base, "rev-parse", "main^{tree}").strip()
+    message = "first line\nsecond line  \n\nbody text\n"
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Zoë Example",
+        "GIT_AUTHOR_EMAIL": "zoe@example.com",
+        "GIT_AUTHOR_DATE": "2021-03-04T05:06:07-0930",
+        "GIT_COMMITTER_NAME": "C",
+        "GIT_COMMITTER_EMAIL": "c@example.com",
+    }
+    sha = subprocess.run(
+        ["git", *base, "commit-tree", tree, "-p", "main"],
+        input=message,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    reader = CommitReader(_runner(tmp_path))
+    try:
+        info = await reader.commit(repo, sha)
+    finally:
+        await reader.close()
+    assert (info.sha, info.author_name, info.author_email, info.authored_at, info.subject) == (
+        logged(repo, sha)
+    )
+
+
+async def test_a_moved_branch_is_seen_by_the_open_process(tmp_path: Path) -> None:
+    repo = generate(tmp_path / "r.git", Spec(commits=3))
+    reader = CommitReader(_runner(tmp_path))
+    try:
+        before = await reader.commit(repo, "main")
+        new = advance(repo, "after the process started")
+        git("--git-dir", str(repo), "pack-refs", "--all")  # packed-refs rewritten too
+        newer = advance(repo, "and once more")
+        after, by_sha = await asyncio.gather(reader.commit(repo, "main"), reader.commit(repo, new))
+    finally:
+        await reader.close()
+    assert before.sha != after.sha
+    assert (after.sha, after.subject) == (newer, "and once more")
+    assert by_sha.subject == "after the process started"
