@@ -192,6 +192,21 @@ class GitRunner:
             env["REPODEPOT_ASKPASS_PASSWORD"] = credentials.password
         return env
 
+    def _argv(self, args: Sequence[str], git_dir: Path | None) -> list[str]:
+        """`git [--git-dir=DIR] ARGS`, under the death-signal launcher when long-running.
+
+        The subcommand comes first and must be allowlisted, so no global option
+        (`-c`, `--exec-path`) can be slipped in.
+        """
+        if not args or args[0] not in ALLOWED_SUBCOMMANDS:
+            raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
+        launcher = self._launcher if args[0] in LONG_RUNNING else []
+        argv = [*launcher, self.binary, "--no-pager"]
+        if git_dir is not None:
+            argv.append(f"--git-dir={git_dir}")
+        argv.extend(args)
+        return argv
+
     async def run(
         self,
         args: Sequence[str],
@@ -214,13 +229,7 @@ class GitRunner:
         is killed), GitOutputTooLarge past `stdout_cap`, and GitCommandError on a non-zero
         exit when `check` is true. Cancelling the caller kills the process group too.
         """
-        if not args or args[0] not in ALLOWED_SUBCOMMANDS:
-            raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
-        launcher = self._launcher if args[0] in LONG_RUNNING else []
-        argv = [*launcher, self.binary, "--no-pager"]
-        if git_dir is not None:
-            argv.append(f"--git-dir={git_dir}")
-        argv.extend(args)
+        argv = self._argv(args, git_dir)
         secrets = [credentials.password, credentials.username] if credentials else []
         shown = [redact(arg, secrets) for arg in args]
         limit = self.timeout if timeout is None else timeout
@@ -269,13 +278,7 @@ class GitRunner:
         Closing the iterator early (a client went away), a timeout or a cancel kills the
         process group. A non-zero exit raises GitCommandError after the output.
         """
-        if not args or args[0] not in ALLOWED_SUBCOMMANDS:
-            raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
-        launcher = self._launcher if args[0] in LONG_RUNNING else []
-        argv = [*launcher, self.binary, "--no-pager"]
-        if git_dir is not None:
-            argv.append(f"--git-dir={git_dir}")
-        argv.extend(args)
+        argv = self._argv(args, git_dir)
         env = self.env()
         if protocol:
             env["GIT_PROTOCOL"] = protocol
@@ -330,14 +333,10 @@ class GitRunner:
 
         The caller talks to it and ends it with `stop()`; it is in its own process group.
         """
-        if not args or args[0] not in ALLOWED_SUBCOMMANDS:
-            raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
+        argv = self._argv(args, git_dir)
         try:
             process = await asyncio.create_subprocess_exec(
-                self.binary,
-                "--no-pager",
-                f"--git-dir={git_dir}",
-                *args,
+                *argv,
                 env=self.env(),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,

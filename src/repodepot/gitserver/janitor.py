@@ -18,7 +18,7 @@ import logging
 import shutil
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -91,26 +91,25 @@ class Janitor:
         maintained = await self.maintain_due()
         return maintained, removed
 
+    async def _mirrors(self, *conditions: Any) -> list[tuple[int, str]]:
+        """(repository id, name) of up to BATCH mirrors on this node matching `conditions`."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(GitserverRepo.repository_id, Repository.name)
+                .join(Repository, Repository.id == GitserverRepo.repository_id)
+                .where(GitserverRepo.shard == self._settings.shard, *conditions)
+                .limit(BATCH)
+            )
+            return [(row.repository_id, row.name) for row in rows]
+
     async def maintain_due(self) -> int:
         """Maintain the mirrors whose last maintenance is older than the interval."""
         before = now() - timedelta(seconds=self._settings.maintenance_interval)
-        async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(GitserverRepo.repository_id, Repository.name)
-                    .join(Repository, Repository.id == GitserverRepo.repository_id)
-                    .where(
-                        GitserverRepo.shard == self._settings.shard,
-                        GitserverRepo.clone_status == CloneStatus.cloned,
-                        Repository.deleted_at.is_(None),
-                        or_(
-                            GitserverRepo.maintained_at.is_(None),
-                            GitserverRepo.maintained_at < before,
-                        ),
-                    )
-                    .limit(BATCH)
-                )
-            ).all()
+        rows = await self._mirrors(
+            GitserverRepo.clone_status == CloneStatus.cloned,
+            Repository.deleted_at.is_(None),
+            or_(GitserverRepo.maintained_at.is_(None), GitserverRepo.maintained_at < before),
+        )
         done = 0
         for repository_id, name in rows:
             if self._stopping.is_set():
@@ -165,19 +164,9 @@ class Janitor:
     async def remove_deleted(self) -> int:
         """Remove the mirrors of repositories soft-deleted longer than the grace period."""
         before = now() - timedelta(seconds=self._settings.deleted_grace)
-        async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(GitserverRepo.repository_id, Repository.name)
-                    .join(Repository, Repository.id == GitserverRepo.repository_id)
-                    .where(
-                        GitserverRepo.shard == self._settings.shard,
-                        Repository.deleted_at.is_not(None),
-                        Repository.deleted_at < before,
-                    )
-                    .limit(BATCH)
-                )
-            ).all()
+        rows = await self._mirrors(
+            Repository.deleted_at.is_not(None), Repository.deleted_at < before
+        )
         for repository_id, name in rows:
             with contextlib.suppress(InvalidInput):  # a `~deleted-…` name has no mirror path
                 async with self._storage.lock(name):
