@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from repodepot.db.models import Visibility
 from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.e2e.conftest import Server
+from tests.support.githttp import GitHttpServer
+from tests.support.repogen import Spec, generate
 
 pytestmark = pytest.mark.browser
 
@@ -77,3 +81,42 @@ async def test_log_in_browse_and_log_out(
     await expect(page).to_have_url(server.url + "/login")
     await page.goto(server.url + "/repos")
     await expect(page).to_have_url(server.url + "/login?next=/repos")
+
+
+async def test_an_admin_sees_a_mirror_cloned_and_asks_for_an_update(
+    tmp_path: Path, serve: type[Server], browser: Browser, git_root: Path, git_server: GitHttpServer
+) -> None:
+    generate(git_root / "tool.git", Spec(commits=6, branches=1, tags=1))
+    svc = await Services.open(Settings(data_dir=tmp_path / "data", admin_token=ADMIN))
+    try:
+        await svc.accounts.bootstrap_admin(ADMIN)
+        await svc.repositories.create(
+            name="acme/tool", owner_id=None, source_url=git_server.url("tool.git")
+        )
+    finally:
+        await svc.close()
+    server = serve(
+        tmp_path / "data",
+        {"REPODEPOT_ALLOWED_SCHEMES": "http", "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1"},
+    )
+    page = await browser.new_page()
+    await page.goto(server.url + "/login?next=/repos/acme/tool")
+    await page.fill("#token", ADMIN)
+    await page.click("#login")
+
+    status = page.locator("#clone-status")
+    for _ in range(40):  # the page is not live: reload until the updater has cloned it
+        if await status.count() and "cloned" in await status.inner_text():
+            break
+        await asyncio.sleep(0.5)
+        await page.reload()
+    await expect(status).to_contain_text("cloned")
+    await expect(page.locator("#schedule")).to_contain_text("next update in")
+
+    await page.click("#update-now")
+    await expect(page.locator("#schedule")).to_contain_text(
+        re.compile("an admin asked for an update|next update in")
+    )
+    await page.goto(server.url + "/scheduler")
+    await expect(page.locator("#queue")).to_contain_text("acme/tool")
+    await expect(page.locator("#scheduler-stats")).to_contain_text("1")
