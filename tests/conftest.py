@@ -197,11 +197,11 @@ def git_server(git_root: Path) -> Iterator[GitHttpServer]:
 
 
 @pytest.fixture
-async def live_server() -> AsyncIterator[Callable[[Settings], Awaitable[LiveApp]]]:
+async def live_server() -> AsyncIterator[Callable[..., Awaitable[LiveApp]]]:
     """Start the app for some settings on a real uvicorn; stopped after the test."""
     async with contextlib.AsyncExitStack() as stack:
 
-        async def start(settings: Settings) -> LiveApp:
-            return await stack.enter_async_context(live_app(settings))
+        async def start(settings: Settings, tls: tuple[Path, Path] | None = None) -> LiveApp:
+            return await stack.enter_async_context(live_app(settings, tls))
 
         yield start

@@ -511,6 +511,32 @@ def repos_update(
     out.print(f"queued an update of {name!r}")
 
 
+@repos_app.command("set")
+def repos_set(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    go_import_root: Annotated[
+        str | None,
+        typer.Option(
+            "--go-import-root",
+            help="Serve Go modules under this path from it; 'default' for its source URL's.",
+        ),
+    ] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Change a repository's settings (its Go import root)."""
+    if go_import_root is None:
+        _fail(RepodepotError("nothing to set: give --go-import-root", field="--go-import-root"))
+    settings = _cli_settings(ctx, data_dir)
+    root = None if go_import_root == "default" else go_import_root
+    repo = _run(
+        _with_services(
+            settings, lambda svc: svc.repositories.set_go_import_root(operator(), name, root)
+        )
+    )
+    out.print(f"{repo.name}: Go import root {repo.go_import_root or '(none)'}")
+
+
 ServerOpt = Annotated[
     str,
     typer.Option(

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, select, true
+from sqlalchemy import ColumnElement, Select, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from repodepot.accounts import Principal
 from repodepot.db.models import Repository, User, Visibility
-from repodepot.exceptions import AlreadyExists, NotFound
+from repodepot.exceptions import AlreadyExists, InvalidInput, NotFound
 from repodepot.git.redact import strip_userinfo
+from repodepot.goproxy.versions import BadPath, check_module_path, default_root
 from repodepot.pagination import Page, paginate
 from repodepot.storage import validate_repo_name
 
@@ -36,6 +37,8 @@ class RepositoryRecord:
     archived: bool
     code_host_kind: str | None
     deleted_at: datetime | None
+    go_import_root: str | None
+    go_import_root_custom: bool
 
     @classmethod
     def from_row(cls, repo: Repository, owner: str | None) -> RepositoryRecord:
@@ -56,6 +59,8 @@ class RepositoryRecord:
             archived=repo.archived,
             code_host_kind=repo.external_kind,
             deleted_at=repo.deleted_at,
+            go_import_root=repo.go_import_root or repo.go_default_root,
+            go_import_root_custom=repo.go_import_root is not None,
         )
 
 
@@ -107,6 +112,42 @@ class Repositories:
             raise NotFound(f"no repository named {name!r}")
         return RepositoryRecord.from_row(row[0], row[1])
 
+    async def set_go_import_root(
+        self, principal: Principal, name: str, root: str | None
+    ) -> RepositoryRecord:
+        """Set (or with None, reset to the default) the repository's Go import root.
+
+        Raises InvalidInput for a root that is not a module path, AlreadyExists when
+        another repository has it, NotFound as `get` does.
+        """
+        if root is not None:
+            try:
+                check_module_path(root)
+            except BadPath as error:
+                raise InvalidInput(str(error), field="go_import_root") from None
+        repo = await self.get(principal, name)
+        async with self._sessions.begin() as session:
+            if root is not None:
+                taken = await session.scalar(
+                    select(Repository.name).where(
+                        Repository.id != repo.id,
+                        Repository.deleted_at.is_(None),
+                        (Repository.go_import_root == root)
+                        | (
+                            Repository.go_import_root.is_(None)
+                            & (Repository.go_default_root == root)
+                        ),
+                    )
+                )
+                if taken is not None:
+                    raise AlreadyExists(
+                        f"{taken!r} already has the Go import root {root!r}", field="go_import_root"
+                    )
+            await session.execute(
+                update(Repository).where(Repository.id == repo.id).values(go_import_root=root)
+            )
+        return await self.get(principal, name)
+
     async def create(
         self,
         *,
@@ -131,6 +172,7 @@ class Repositories:
             visibility=visibility,
             description=description,
             source_url=strip_userinfo(source_url) if source_url else None,
+            go_default_root=default_root(source_url),
             default_branch=default_branch,
             size_bytes=size_bytes,
             is_empty=is_empty,

@@ -17,6 +17,7 @@ from repodepot.events import Broker, PostgresRelay, asyncpg_dsn
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver.reads import Reads
 from repodepot.gitserver.service import Gitserver
+from repodepot.goproxy.service import GoProxy
 from repodepot.imports.service import Imports
 from repodepot.metrics import Metrics
 from repodepot.repositories import Repositories
@@ -46,6 +47,7 @@ class Services:
     codehosts: CodeHosts
     gitserver: Gitserver
     reads: Reads
+    goproxy: GoProxy
 
     @classmethod
     async def open(
@@ -86,6 +88,7 @@ class Services:
         )
         syncer = Syncer(sessions=session_factory(worker_engine), box=box, settings=settings)
         gitserver = Gitserver(session_factory(worker_engine), box=box, settings=settings)
+        reads = Reads(git, storage, gitserver, settings)
         return cls(
             settings=settings,
             engine=engine,
@@ -101,7 +104,8 @@ class Services:
             imports=imports,
             codehosts=CodeHosts(sessions, box=box, settings=settings, syncer=syncer),
             gitserver=gitserver,
-            reads=Reads(git, storage, gitserver, settings),
+            reads=reads,
+            goproxy=GoProxy(sessions=sessions, git=git, storage=storage, reads=reads),
         )
 
     async def database_ready(self) -> bool:

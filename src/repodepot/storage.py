@@ -59,6 +59,7 @@ class Storage:
         self.repos_dir = data_dir / "repos"
         self.tmp_dir = data_dir / "tmp"
         self.runtime_dir = data_dir / "run"
+        self.cache_dir = data_dir / "cache"
         self._locks: dict[str, asyncio.Lock] = {}
 
     def prepare(self) -> list[Path]:
@@ -68,7 +69,7 @@ class Storage:
         that are gone (or not named so) are removed, so several processes can share the
         disk. Returns the removed paths. Call at start-up.
         """
-        for directory in (self.repos_dir, self.tmp_dir, self.runtime_dir):
+        for directory in (self.repos_dir, self.tmp_dir, self.runtime_dir, self.cache_dir):
             directory.mkdir(parents=True, exist_ok=True)
         orphans = sorted(entry for entry in self.tmp_dir.iterdir() if not _owner_alive(entry))
         for orphan in orphans:

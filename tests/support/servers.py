@@ -75,20 +75,35 @@ class LiveApp:
 
 
 @asynccontextmanager
-async def live_app(settings: Settings) -> AsyncIterator[LiveApp]:
-    """Run the app for `settings` in this event loop until the block ends."""
+async def live_app(
+    settings: Settings, tls: tuple[Path, Path] | None = None
+) -> AsyncIterator[LiveApp]:
+    """Run the app for `settings` in this event loop until the block ends.
+
+    With `tls` (certificate, key) it serves https.
+    """
     port = free_port()
     app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    if tls is not None:
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            ssl_certfile=str(tls[0]),
+            ssl_keyfile=str(tls[1]),
+        )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:  # uvicorn offers no event to wait on
             if task.done():
                 task.result()
             await asyncio.sleep(0.02)
-        yield LiveApp(f"http://127.0.0.1:{port}", app.state.services)
+        scheme = "https" if tls else "http"
+        yield LiveApp(f"{scheme}://127.0.0.1:{port}", app.state.services)
     finally:
         server.should_exit = True
         await task

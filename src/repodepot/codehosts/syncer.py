@@ -63,6 +63,7 @@ from repodepot.db.models import (
 )
 from repodepot.exceptions import AlreadyExists, InvalidInput
 from repodepot.git.redact import strip_userinfo
+from repodepot.goproxy.versions import default_root
 from repodepot.imports.worker import new_worker_id
 from repodepot.secrets import SecretBox, SecretUnreadable
 from repodepot.settings import Settings
@@ -83,7 +84,16 @@ T = TypeVar("T")
 
 # The columns a sync owns; a row is "unchanged" when all of them are equal. Rows are read
 # as KEYS + FIELDS, so the fields compare as one tuple.
-FIELDS = ("name", "description", "visibility", "default_branch", "fork", "archived", "source_url")
+FIELDS = (
+    "name",
+    "description",
+    "visibility",
+    "default_branch",
+    "fork",
+    "archived",
+    "source_url",
+    "go_default_root",
+)
 KEYS = ("id", "external_kind", "external_host", "external_id", "deleted_at")
 
 
@@ -358,6 +368,7 @@ class Syncer:
                 repo.fork,
                 repo.archived,
                 strip_userinfo(repo.clone_url),
+                default_root(repo.clone_url),
             )
             values = dict(zip(FIELDS, desired, strict=True))
             claimant: int | str = row.id if row is not None else external_id

@@ -100,6 +100,10 @@ class Repository(Base):
     external_id: Mapped[str | None] = mapped_column(String(255))
     fork: Mapped[bool] = mapped_column(server_default=false())
     archived: Mapped[bool] = mapped_column(server_default=false())
+    # Go module paths under the root map to this repository; an admin's root wins over the
+    # default one, which follows the source URL (`github.com/owner/name`).
+    go_import_root: Mapped[str | None] = mapped_column(String(500), index=True)
+    go_default_root: Mapped[str | None] = mapped_column(String(500), index=True)
 
 
 class ImportStatus(enum.StrEnum):
@@ -315,3 +319,26 @@ class GitserverRepo(Base):
     queued_reason: Mapped[str | None] = mapped_column(String(16))
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None]
+
+
+class GoVersion(Base):
+    """A module version the Go proxy has served, pinned to its first commit for good.
+
+    A tag that later moves keeps serving this commit (go.sum and the checksum database
+    pin the first bytes); the move is recorded in `moved_to`.
+    """
+
+    __tablename__ = "go_versions"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    module: Mapped[str] = mapped_column(String(500), primary_key=True)
+    version: Mapped[str] = mapped_column(String(255), primary_key=True)
+    commit: Mapped[str] = mapped_column(String(40))
+    commit_time: Mapped[int] = mapped_column(BigInteger)
+    ref: Mapped[str] = mapped_column(String(500))
+    subdir: Mapped[str] = mapped_column(String(500))
+    first_served_at: Mapped[datetime]
+    moved_to: Mapped[str | None] = mapped_column(String(40))
+    moved_at: Mapped[datetime | None]

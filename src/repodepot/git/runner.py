@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -348,6 +349,40 @@ class GitRunner:
         if self._observer is not None:
             self._observer(args[0], "started", 0.0)
         return process
+
+    def popen(self, args: Sequence[str], *, git_dir: Path) -> subprocess.Popen[bytes]:
+        """A blocking `git ARGS...` with piped stdin and stdout, for code in a worker thread.
+
+        It runs in its own process group, dies with us, and is ended with `kill_group()`.
+        """
+        argv = self._argv(args, git_dir)
+        if not argv[0].endswith("setpriv") and self._launcher:
+            argv = [*self._launcher, *argv]
+        try:
+            process = subprocess.Popen(  # noqa: S603 - argv from _argv, never a shell
+                argv,
+                env=self.env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise GitNotInstalled(f"{self.binary} was not found on PATH") from None
+        if self._observer is not None:
+            self._observer(args[0], "started", 0.0)
+        return process
+
+    @staticmethod
+    def kill_group(process: subprocess.Popen[bytes]) -> None:
+        """End a process from `popen()` (its whole group) and reap it."""
+        if process.poll() is None:
+            _kill_group(process.pid)
+        process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
     @staticmethod
     async def stop(process: asyncio.subprocess.Process) -> None:

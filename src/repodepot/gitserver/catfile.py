@@ -36,13 +36,27 @@ _PERSON = re.compile(rb"^(?P<name>.*?) ?<(?P<email>[^>]*)> (?P<when>-?\d+) (?P<t
 
 @dataclass(frozen=True, slots=True)
 class CommitInfo:
-    """A commit's id, author and subject, as `git log --format=%H %an %ae %aI %s` shows them."""
+    """A commit's id, author and subject, as `git log --format=%H %an %ae %aI %s` shows them.
+
+    `commit_time` is the committer's time (`%ct`), which Go's pseudo-versions use.
+    """
 
     sha: str
     author_name: str
     author_email: str
     authored_at: str
     subject: str
+    commit_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class GitObject:
+    """An object as `cat-file --batch` answers it; `data` is None when it was over the limit."""
+
+    sha: str
+    kind: str
+    size: int
+    data: bytes | None
 
 
 class _Batch:
@@ -53,8 +67,8 @@ class _Batch:
         self.lock = asyncio.Lock()
         self.started = self.used = time.monotonic()
 
-    async def ask(self, name: bytes) -> tuple[bytes, bytes] | None:
-        """(sha, commit body) for `name`, or None when git says it is missing."""
+    async def ask(self, name: bytes, limit: int) -> GitObject | None:
+        """The object `name` names, or None when git says it is missing."""
         stdin, stdout = self.process.stdin, self.process.stdout
         assert stdin is not None
         assert stdout is not None
@@ -67,10 +81,15 @@ class _Batch:
         if len(header) != 3:  # the process died
             raise EOFError("git cat-file stopped answering")
         sha, kind, size = header[0], header[1], int(header[2])
-        if size > MAX_COMMIT_BYTES or not _SHA.match(sha):
+        if not _SHA.match(sha):
             raise EOFError("git cat-file answered something unexpected")
+        if size > limit:
+            left = size + 1
+            while left:  # skip it, keeping the process in step
+                left -= len(await stdout.readexactly(min(left, 1 << 16)))
+            return GitObject(sha.decode(), kind.decode(), size, None)
         body = (await stdout.readexactly(size + 1))[:-1]
-        return (sha, body) if kind == b"commit" else None
+        return GitObject(sha.decode(), kind.decode(), size, body)
 
 
 class CommitReader:
@@ -84,20 +103,31 @@ class CommitReader:
         """The commit `rev` names in `repo`; raises RevisionNotFound."""
         if not rev or rev.startswith("-") or ".." in rev or any(c < " " for c in rev):
             raise RevisionNotFound(f"{rev!r} is not a revision")
-        name = f"{rev}^{{commit}}".encode()
+        found = await self.read(repo, f"{rev}^{{commit}}", MAX_COMMIT_BYTES)
+        if found is None or found.kind != "commit" or found.data is None:
+            raise RevisionNotFound(f"no commit {rev!r} in this repository")
+        return _parse(found.sha, found.data)
+
+    async def read(self, repo: Path, name: str, limit: int) -> GitObject | None:
+        """The object `name` (`REV:PATH`, `REV^{tree}`, a sha) in `repo`, or None if missing.
+
+        Its data is read only up to `limit` bytes (else `data` is None). A "missing"
+        from a process that may predate a fetch is asked again of a fresh one.
+        """
+        question = name.encode()
         for fresh in (False, True):
             batch = await self._batch(repo, fresh=fresh)
             try:
                 async with batch.lock:
-                    answer = await asyncio.wait_for(batch.ask(name), ANSWER_TIMEOUT)
+                    answer = await asyncio.wait_for(batch.ask(question, limit), ANSWER_TIMEOUT)
             except (EOFError, OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
                 await self._end(repo, batch)
                 continue
             if answer is not None:
-                return _parse(answer[0], answer[1])
+                return answer
             if batch.started > time.monotonic() - 1.0:
                 break  # a process started a moment ago said missing: it is
-        raise RevisionNotFound(f"no commit {rev!r} in this repository")
+        return None
 
     async def _batch(self, repo: Path, *, fresh: bool) -> _Batch:
         at = time.monotonic()
@@ -129,13 +159,15 @@ class CommitReader:
             await self._end(repo, batch)
 
 
-def _parse(sha: bytes, body: bytes) -> CommitInfo:
+def _parse(sha: str, body: bytes) -> CommitInfo:
     headers, _, message = body.partition(b"\n\n")
-    author = b""
+    author = committer = b""
     for line in headers.split(b"\n"):
-        if line.startswith(b"author "):
+        if line.startswith(b"author ") and not author:
             author = line[len(b"author ") :]
-            break
+        elif line.startswith(b"committer ") and not committer:
+            committer = line[len(b"committer ") :]
+    committed = _PERSON.match(committer)
     match = _PERSON.match(author)
     name, email, when = "", "", ""
     if match:
@@ -148,4 +180,5 @@ def _parse(sha: bytes, body: bytes) -> CommitInfo:
     # git's %s: the first paragraph of the message, its lines joined by spaces.
     paragraph = message.lstrip(b"\n").split(b"\n\n", 1)[0]
     subject = b" ".join(line.strip() for line in paragraph.split(b"\n") if line.strip())
-    return CommitInfo(sha.decode(), name, email, when, subject.decode(errors="replace"))
+    commit_time = int(committed["when"]) if committed else 0
+    return CommitInfo(sha, name, email, when, subject.decode(errors="replace"), commit_time)

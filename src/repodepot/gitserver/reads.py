@@ -122,6 +122,11 @@ class Reads:
         self._fetches: dict[int, asyncio.Task[None]] = {}
         self._commits = CommitReader(git)
 
+    @property
+    def objects(self) -> CommitReader:
+        """The long-lived object readers, shared with other readers of the mirrors."""
+        return self._commits
+
     async def close(self) -> None:
         """End the long-lived readers."""
         await self._commits.close()
@@ -135,7 +140,7 @@ class Reads:
         try:
             info = await self._commits.commit(path, rev)
         except RevisionNotFound:
-            await self._fetch_once(repository_id, name)
+            await self.fetch_once(repository_id, name)
             fetched = True
             try:
                 info = await self._commits.commit(path, rev)
@@ -150,15 +155,17 @@ class Reads:
             fetched=fetched,
         )
 
-    async def _fetch_once(self, repository_id: int, name: str) -> None:
-        """One fetch per repository at a time; later askers wait for the one in flight."""
+    async def fetch_once(self, repository_id: int, name: str) -> None:
+        """Fetch the mirror: one fetch per repository at a time, later askers wait for it.
+
+        A failed or refused fetch is not raised: the caller looks again and answers
+        "not found"; the scheduler records why its own fetches fail.
+        """
         task = self._fetches.get(repository_id)
         if task is None:
             task = asyncio.create_task(self._fetch(repository_id, name))
             self._fetches[repository_id] = task
             task.add_done_callback(lambda _: self._fetches.pop(repository_id, None))
-        # A failed (or refused) fetch makes the answer "not found"; the scheduler records
-        # why its own fetches fail.
         with contextlib.suppress(GitError, RepodepotError):
             await asyncio.shield(task)
 

@@ -22,7 +22,7 @@ from repodepot.imports.worker import ImportWorker
 from repodepot.metrics import Metrics
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
-from repodepot.web import codehost_pages, errors, import_pages, smarthttp, webhooks
+from repodepot.web import codehost_pages, errors, goproxy, import_pages, smarthttp, webhooks
 from repodepot.web.api import codehosts, health, imports, repos, scheduler, tokens, users
 from repodepot.web.middleware import RequestContext
 from repodepot.web.pages import router as pages
@@ -97,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
         import_pages.router,
         codehost_pages.router,
         smarthttp.router,
+        goproxy.router,
         webhooks.router,
         pages,
     )

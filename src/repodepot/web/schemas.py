@@ -107,6 +107,22 @@ class RepositoryOut(_Record):
     deleted_at: datetime | None = Field(
         description="When no connection yielded it any more (soft-deleted; the id stays)"
     )
+    go_import_root: str | None = Field(
+        description="Go module paths under this root are served from this repository"
+    )
+    go_import_root_custom: bool = Field(
+        description="True when set by an admin; else it follows the source URL"
+    )
+
+
+class RepositoryPatch(BaseModel):
+    """What can be changed on a repository."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    go_import_root: str | None = Field(
+        description="A module path prefix (example.com/team/lib); null resets the default"
+    )
 
 
 class Health(BaseModel):

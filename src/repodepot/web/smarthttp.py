@@ -50,7 +50,8 @@ def pkt_line(text: str) -> bytes:
     return f"{len(data) + 4:04x}".encode() + data
 
 
-def _token(request: Request) -> str | None:
+def request_token(request: Request) -> str | None:
+    """The token of a Basic (as the password) or Bearer authorization; "" if malformed."""
     header = request.headers.get("authorization")
     if header is None:
         return None
@@ -75,7 +76,7 @@ def _ask_for_credentials(message: str) -> Response:
 async def _mirror(request: Request, name: str) -> tuple[Principal, str] | Response:
     """The caller and the mirror's path on disk, or the answer to give instead."""
     svc = services(request)
-    token = _token(request)
+    token = request_token(request)
     caller = ANONYMOUS
     if token is not None:
         try:

@@ -22,6 +22,7 @@ from repodepot.web.schemas import (
     PageOut,
     RepositoryDetail,
     RepositoryOut,
+    RepositoryPatch,
     UpdateRequested,
 )
 
@@ -108,6 +109,15 @@ async def update_repo(name: str, caller: AdminDep, svc: ServicesDep) -> UpdateRe
     if not queued:
         raise NotFound(f"{name!r} has no mirror yet: it is cloned once the updater sees it")
     return UpdateRequested(queued=True)
+
+
+@router.patch("/api/repos/{name:path}", summary="Change a repository's settings")
+async def patch_repo(
+    name: str, body: RepositoryPatch, caller: AdminDep, svc: ServicesDep
+) -> RepositoryOut:
+    """Set its Go import root (admins); `null` goes back to the one its source URL implies."""
+    repo = await svc.repositories.set_go_import_root(caller, name, body.go_import_root)
+    return RepositoryOut.model_validate(repo)
 
 
 @router.get("/api/repos/{name:path}", summary="Show a repository")
