@@ -17,27 +17,30 @@ import asyncio
 import hashlib
 import logging
 import os
-import queue
 import re
-import threading
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from repodepot.accounts import Principal
-from repodepot.db.models import GoVersion, Repository, Visibility
-from repodepot.exceptions import NotFound, RepodepotError
+from repodepot.db.models import Repository, Visibility
+from repodepot.exceptions import NotFound
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver.catfile import CommitInfo
 from repodepot.gitserver.reads import Reads
 from repodepot.goproxy import modzip
+from repodepot.goproxy.pins import Pins
+from repodepot.goproxy.records import (
+    Module,
+    ModuleSummary,
+    ModuleUnservable,
+    VersionGone,
+    VersionInfo,
+    ZipAnswer,
+    module_path_of,
+)
 from repodepot.goproxy.versions import (
     INCOMPATIBLE,
     BadPath,
@@ -56,6 +59,7 @@ from repodepot.goproxy.versions import (
     sort_versions,
     split_major,
 )
+from repodepot.goproxy.zipstream import stream_zip
 from repodepot.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -65,93 +69,6 @@ _MODULE_LINE = re.compile(rb"^\s*module\s+(?:\"([^\"]+)\"|`([^`]+)`|(\S+))", re.
 _HEX = re.compile(r"^[0-9a-f]{4,40}$")
 _REV = re.compile(r"^[A-Za-z0-9._/+-]+$")
 _REFETCH_AFTER = 5.0
-
-
-class VersionGone(RepodepotError):
-    """The version was served before, but its content is no longer here."""
-
-    code = "gone"
-
-
-class ModuleUnservable(RepodepotError):
-    """The go command would refuse this module's zip."""
-
-    code = "unservable"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Module:
-    """A module path resolved to a repository: where its tags and files are."""
-
-    path: str
-    repository_id: int
-    repo_name: str
-    root: str
-    code_dir: str
-    path_major: str
-    git_dir: Path
-    source_url: str | None
-    public: bool
-
-    @property
-    def tag_prefix(self) -> str:
-        """What its tags start with: `dir/` for a module in `dir`, else nothing."""
-        return f"{self.code_dir}/" if self.code_dir else ""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class VersionInfo:
-    """What `.info` answers, and where the version's files are."""
-
-    version: str
-    commit: str
-    commit_time: int
-    ref: str | None
-    subdir: str
-
-    @property
-    def time(self) -> str:
-        """The commit time as Go's JSON writes a UTC time."""
-        return datetime.fromtimestamp(self.commit_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def to_json(self, origin_url: str | None) -> dict[str, Any]:
-        """The `.info` body: Version, Time and the Origin the go command records."""
-        origin: dict[str, str] = {"VCS": "git", "Hash": self.commit}
-        if origin_url:
-            origin["URL"] = origin_url
-        if self.subdir:
-            origin["Subdir"] = self.subdir
-        if self.ref:
-            origin["Ref"] = self.ref
-        return {"Version": self.version, "Time": self.time, "Origin": origin}
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ZipAnswer:
-    """A zip to send: a finished file, or a stream that becomes one."""
-
-    etag: str
-    path: Path | None
-    stream: AsyncIterator[bytes] | None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ModuleSummary:
-    """A module found in a repository, for its page and `goproxy list`."""
-
-    path: str
-    subdir: str
-    versions: list[str]
-    latest: str | None
-    moved: list[str]
-
-
-def module_path_of(go_mod: bytes) -> str | None:
-    """The path a go.mod declares, or None."""
-    match = _MODULE_LINE.search(go_mod)
-    if match is None:
-        return None
-    return next(group for group in match.groups() if group).decode(errors="replace")
 
 
 class GoProxy:
@@ -172,6 +89,7 @@ class GoProxy:
         self._objects = reads.objects
         self._cache = storage.cache_dir / "goproxy"
         self._fetched: dict[int, float] = {}
+        self._pins = Pins(sessions)
 
     # Module paths ----------------------------------------------------------------------
 
@@ -335,11 +253,11 @@ class GoProxy:
 
     async def _stat_tag(self, module: Module, version: str) -> VersionInfo | None:
         ref = f"refs/tags/{module.tag_prefix}{version.removesuffix(INCOMPATIBLE)}"
-        pinned = await self._pin(module, version)
+        pinned = await self._pins.get(module, version)
         current = await self._commit(module, ref)
         if pinned is not None:
             if current is not None and current.sha != pinned.commit:
-                await self._report_move(module, version, pinned, current.sha)
+                await self._pins.report_move(module, version, pinned, current.sha)
             return VersionInfo(
                 version=version,
                 commit=pinned.commit,
@@ -357,7 +275,7 @@ class GoProxy:
             ref=ref,
             subdir=subdir,
         )
-        return await self._save_pin(module, found)
+        return await self._pins.save(module, found)
 
     async def _stat_pseudo(self, module: Module, version: str) -> VersionInfo | None:
         """A pseudo-version, validated as coderepo's validatePseudoVersion does."""
@@ -511,76 +429,6 @@ class GoProxy:
             raise NotFound(f"{module.path}@{version}: its go.mod declares {declared}")
         return code_dir, go_mod
 
-    # Pins ------------------------------------------------------------------------------
-
-    async def _pin(self, module: Module, version: str) -> _Pin | None:
-        async with self._sessions() as session:
-            row = await session.get(GoVersion, (module.repository_id, module.path, version))
-        return None if row is None else _Pin.from_row(row)
-
-    async def _save_pin(self, module: Module, found: VersionInfo) -> VersionInfo:
-        """Pin a tag version to its commit; when another request pinned it first, that wins."""
-        row = GoVersion(
-            repository_id=module.repository_id,
-            module=module.path,
-            version=found.version,
-            commit=found.commit,
-            commit_time=found.commit_time,
-            ref=found.ref or "",
-            subdir=found.subdir,
-            first_served_at=datetime.now(UTC),
-        )
-        try:
-            async with self._sessions.begin() as session:
-                session.add(row)
-        except IntegrityError:
-            pinned = await self._pin(module, found.version)
-            assert pinned is not None
-            return VersionInfo(
-                version=found.version,
-                commit=pinned.commit,
-                commit_time=pinned.commit_time,
-                ref=pinned.ref,
-                subdir=pinned.subdir,
-            )
-        return found
-
-    async def _report_move(self, module: Module, version: str, pinned: _Pin, now: str) -> None:
-        if pinned.moved_to == now:
-            return
-        logger.warning(
-            "a served Go module version's tag moved; the first content is kept",
-            extra={
-                "action": "goproxy.tag_moved",
-                "go_module": module.path,
-                "version": version,
-                "commit": pinned.commit,
-                "moved_to": now,
-            },
-        )
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(GoVersion)
-                .where(
-                    GoVersion.repository_id == module.repository_id,
-                    GoVersion.module == module.path,
-                    GoVersion.version == version,
-                )
-                .values(moved_to=now, moved_at=datetime.now(UTC))
-            )
-
-    async def moved(self, repository_id: int) -> dict[str, list[str]]:
-        """Module path → its versions whose tags moved after they were served."""
-        statement = select(GoVersion.module, GoVersion.version).where(
-            GoVersion.repository_id == repository_id, GoVersion.moved_to.is_not(None)
-        )
-        async with self._sessions() as session:
-            rows = (await session.execute(statement)).all()
-        moved: dict[str, list[str]] = {}
-        for path, version in rows:
-            moved.setdefault(path, []).append(version)
-        return moved
-
     # go.mod and zip ----------------------------------------------------------------------
 
     def _cache_path(self, module: Module, found: VersionInfo, suffix: str) -> Path:
@@ -628,7 +476,10 @@ class GoProxy:
             )
         files = await self._files(module, found)
         prefix = f"{module.path}@{found.version}/"
-        stream = self._stream(module.git_dir, prefix, files, cached)
+        temporary = self._storage.workdir(f"goproxy-{uuid.uuid4().hex}.zip")
+        stream = stream_zip(
+            self._git, module.git_dir, prefix, files, temporary=temporary, target=cached
+        )
         return ZipAnswer(etag=etag, path=None, stream=stream)
 
     async def _files(self, module: Module, found: VersionInfo) -> list[modzip.Entry]:
@@ -650,54 +501,6 @@ class GoProxy:
         except modzip.ZipRefused as error:
             raise ModuleUnservable(f"{module.path}@{found.version}: {error}") from None
 
-    async def _stream(
-        self, git_dir: Path, prefix: str, files: list[modzip.Entry], target: Path
-    ) -> AsyncIterator[bytes]:
-        """The zip's bytes as they are written; the file is cached once it is whole."""
-        chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
-        stopped = threading.Event()
-        temporary = self._storage.workdir(f"goproxy-{uuid.uuid4().hex}.zip")
-
-        def deliver(item: bytes | BaseException | None) -> None:
-            while not stopped.is_set():
-                try:
-                    chunks.put(item, timeout=0.2)
-                    return
-                except queue.Full:
-                    continue
-            raise _Stopped
-
-        def produce() -> None:
-            process = self._git.popen(["cat-file", "--batch"], git_dir=git_dir)
-            try:
-                tee = modzip.Tee(temporary, deliver)
-                try:
-                    modzip.write_zip(tee, prefix, files, process)
-                finally:
-                    tee.close()
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(temporary, target)
-                deliver(None)
-            except BaseException as error:  # handed to the reader
-                temporary.unlink(missing_ok=True)
-                if not isinstance(error, _Stopped) and not stopped.is_set():
-                    logger.exception("module zip failed", extra={"action": "goproxy.zip_failed"})
-                    deliver(error)
-            finally:
-                GitRunner.kill_group(process)
-
-        threading.Thread(target=produce, name="modzip", daemon=True).start()
-        try:
-            while True:
-                item = await asyncio.to_thread(chunks.get)
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stopped.set()
-
     # Modules of a repository -------------------------------------------------------------
 
     async def modules(self, principal: Principal, name: str) -> list[ModuleSummary]:
@@ -708,7 +511,7 @@ class GoProxy:
         if root is None or not git_dir.is_dir():
             return []
         paths = await self._module_paths(git_dir, root)
-        moved = await self.moved(repo.id)
+        moved = await self._pins.moved(repo.id)
         summaries = []
         for path in sorted(paths):
             try:
@@ -773,28 +576,11 @@ class GoProxy:
         return paths
 
 
-@dataclass(frozen=True, slots=True)
-class _Pin:
-    commit: str
-    commit_time: int
-    ref: str
-    subdir: str
-    moved_to: str | None
-
-    @classmethod
-    def from_row(cls, row: GoVersion) -> _Pin:
-        return cls(row.commit, row.commit_time, row.ref, row.subdir, row.moved_to)
-
-
 def _latest(versions: list[str]) -> str | None:
     """The highest release of a sorted list, else its highest pre-release."""
     releases = [v for v in versions if (parsed := parse(v)) is not None and not parsed.pre]
     pool = releases or versions
     return pool[-1] if pool else None
-
-
-class _Stopped(Exception):
-    """The reader went away (the client disconnected)."""
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response, Streami
 
 from repodepot.accounts import Principal
 from repodepot.exceptions import NotAuthenticated, NotFound
-from repodepot.goproxy.service import ModuleUnservable, VersionGone
+from repodepot.goproxy.records import ModuleUnservable, VersionGone
 from repodepot.goproxy.versions import BadPath, unescape
 from repodepot.web.deps import services
 from repodepot.web.smarthttp import ANONYMOUS, request_token

@@ -1,0 +1,112 @@
+"""Pins: a tag version, once served, keeps its first commit (go.sum pins its bytes).
+
+A tag that moves later is reported (logged and recorded in `moved_to`), never followed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from repodepot.db.models import GoVersion
+from repodepot.goproxy.records import Module, VersionInfo
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """The commit a version was first served from."""
+
+    commit: str
+    commit_time: int
+    ref: str
+    subdir: str
+    moved_to: str | None
+
+    @classmethod
+    def from_row(cls, row: GoVersion) -> Pin:
+        """From its `go_versions` row."""
+        return cls(row.commit, row.commit_time, row.ref, row.subdir, row.moved_to)
+
+
+class Pins:
+    """The `go_versions` table."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def get(self, module: Module, version: str) -> Pin | None:
+        """The version's pin, if it was served before."""
+        async with self._sessions() as session:
+            row = await session.get(GoVersion, (module.repository_id, module.path, version))
+        return None if row is None else Pin.from_row(row)
+
+    async def save(self, module: Module, found: VersionInfo) -> VersionInfo:
+        """Pin a tag version to its commit; when another request pinned it first, that wins."""
+        row = GoVersion(
+            repository_id=module.repository_id,
+            module=module.path,
+            version=found.version,
+            commit=found.commit,
+            commit_time=found.commit_time,
+            ref=found.ref or "",
+            subdir=found.subdir,
+            first_served_at=datetime.now(UTC),
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            pinned = await self.get(module, found.version)
+            assert pinned is not None
+            return VersionInfo(
+                version=found.version,
+                commit=pinned.commit,
+                commit_time=pinned.commit_time,
+                ref=pinned.ref,
+                subdir=pinned.subdir,
+            )
+        return found
+
+    async def report_move(self, module: Module, version: str, pinned: Pin, now: str) -> None:
+        """Record (once) and log that the version's tag now names another commit."""
+        if pinned.moved_to == now:
+            return
+        logger.warning(
+            "a served Go module version's tag moved; the first content is kept",
+            extra={
+                "action": "goproxy.tag_moved",
+                "go_module": module.path,
+                "version": version,
+                "commit": pinned.commit,
+                "moved_to": now,
+            },
+        )
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(GoVersion)
+                .where(
+                    GoVersion.repository_id == module.repository_id,
+                    GoVersion.module == module.path,
+                    GoVersion.version == version,
+                )
+                .values(moved_to=now, moved_at=datetime.now(UTC))
+            )
+
+    async def moved(self, repository_id: int) -> dict[str, list[str]]:
+        """Module path → its versions whose tags moved after they were served."""
+        statement = select(GoVersion.module, GoVersion.version).where(
+            GoVersion.repository_id == repository_id, GoVersion.moved_to.is_not(None)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(statement)).all()
+        moved: dict[str, list[str]] = {}
+        for path, version in rows:
+            moved.setdefault(path, []).append(version)
+        return moved
