@@ -28,7 +28,9 @@ from repodepot.db import migrate
 from repodepot.db.base import create_engine
 from repodepot.db.models import Role, Visibility
 from repodepot.exceptions import RepodepotError
+from repodepot.goproxy.records import ModuleSummary, go_get_line
 from repodepot.logs import configure_logging
+from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 from repodepot.settings import Settings, load_settings
 
@@ -48,6 +50,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens (shown once, stored hashed).", no_args_is_help=True)
 repos_app = typer.Typer(help="Repositories.", no_args_is_help=True)
+goproxy_app = typer.Typer(help="The Go module proxy.", no_args_is_help=True)
 scheduler_app = typer.Typer(
     help="The update scheduler: mirrors and their queue.", no_args_is_help=True
 )
@@ -59,6 +62,7 @@ for sub, name in (
     (users_app, "users"),
     (tokens_app, "tokens"),
     (repos_app, "repos"),
+    (goproxy_app, "goproxy"),
     (codehosts_app, "codehosts"),
     (scheduler_app, "scheduler"),
 ):
@@ -535,6 +539,41 @@ def repos_set(
         )
     )
     out.print(f"{repo.name}: Go import root {repo.go_import_root or '(none)'}")
+
+
+@goproxy_app.command("list")
+def goproxy_list(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    proxy_url: Annotated[
+        str,
+        typer.Option("--proxy-url", help="This server's /goproxy URL, for the go get lines."),
+    ] = "http://127.0.0.1:8080/goproxy",
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the Go modules in a repository, their versions and how to fetch them."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> tuple[RepositoryRecord, list[ModuleSummary]]:
+        repo = await svc.repositories.get(operator(), name)
+        return repo, await svc.goproxy.modules(operator(), repo.name)
+
+    repo, modules = _run(_with_services(settings, work))
+    private = repo.visibility != Visibility.public
+    lines = [go_get_line(proxy_url, m, repo.go_import_root or "", private=private) for m in modules]
+    if as_json:
+        _print_json([{**asdict(m), "go_get": line} for m, line in zip(modules, lines, strict=True)])
+        return
+    if not modules:
+        out.print(f"{repo.name}: no Go modules (import root {repo.go_import_root or 'none'})")
+        return
+    for module, line in zip(modules, lines, strict=True):
+        out.print(f"[bold]{module.path}[/]  ({module.subdir or 'root'})", highlight=False)
+        out.print(f"  versions: {' '.join(module.versions) or '(untagged)'}", highlight=False)
+        if module.moved:
+            out.print(f"  moved tags (first content kept): {' '.join(module.moved)}")
+        out.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
 ServerOpt = Annotated[

@@ -20,6 +20,8 @@ from repodepot.db.models import Visibility
 from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.conftest import ADMIN_TOKEN
+from tests.e2e.conftest import cli
+from tests.support.githttp import GitHttpServer
 from tests.support.gomods import Go, Symlink, WorkTree, go_mod_sum, h1, self_signed, zip_sum
 from tests.support.repogen import git
 from tests.support.servers import LiveApp
@@ -382,3 +384,121 @@ async def test_protocol_answers_errors_and_caching(
     assert found[LIB].versions == ["v1.0.0", "v1.1.0", "v1.2.0-rc.1"]
     assert found[LIB].latest == "v1.1.0"
     assert h1({"go.mod": b"x"}) != h1({"go.mod": b"y"})
+
+
+async def test_import_roots_api_page_and_a_fetch_for_an_unknown_version(
+    tmp_path: Path,
+    client: httpx.AsyncClient,
+    app_services: Services,
+    admin_headers: dict[str, str],
+    git_root: Path,
+    git_server: GitHttpServer,
+) -> None:
+    upstream = widget_repo(git_root)
+    await asyncio.to_thread(
+        git, "clone", "--bare", "--quiet", str(upstream.path), str(git_root / "widget.git")
+    )
+    mirror = app_services.storage.path("acme/widget")
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(
+        git, "clone", "--mirror", "--quiet", str(git_root / "widget.git"), str(mirror)
+    )
+    await app_services.repositories.create(
+        name="acme/widget",
+        owner_id=None,
+        visibility=Visibility.public,
+        source_url=git_server.url("widget.git"),
+    )
+    shown = (await client.get("/api/repos/acme/widget", headers=admin_headers)).json()
+    assert (shown["go_import_root"], shown["go_import_root_custom"]) == ("127.0.0.1/widget", False)
+
+    bad = await client.patch(
+        "/api/repos/acme/widget", json={"go_import_root": "no-dot/x"}, headers=admin_headers
+    )
+    assert bad.status_code == 422 and "go_import_root" in bad.text
+    await app_services.accounts.create_user("bob")
+    _, bob = await app_services.accounts.create_token("bob", "t")
+    member = await client.patch(
+        "/api/repos/acme/widget",
+        json={"go_import_root": "example.com/Acme/Widget"},
+        headers={"Authorization": f"Bearer {bob}"},
+    )
+    assert member.status_code == 403
+    patched = await client.patch(
+        "/api/repos/acme/widget",
+        json={"go_import_root": "example.com/Acme/Widget"},
+        headers=admin_headers,
+    )
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["go_import_root"], patched.json()["go_import_root_custom"]) == (
+        "example.com/Acme/Widget",
+        True,
+    )
+
+    listed = await client.get("/goproxy/example.com/!acme/!widget/@v/list")
+    assert listed.text == "v0.1.0\n"
+    # A version pushed upstream after the mirror's last fetch: one fetch, then the answer.
+    await asyncio.to_thread(upstream.commit, "v0.2.0", T0 + 99, {"more.go": "package widget\n"})
+    await asyncio.to_thread(upstream.tag, "v0.2.0")
+    await asyncio.to_thread(
+        upstream.git, "push", "--quiet", str(git_root / "widget.git"), "main", "v0.2.0"
+    )
+    before = len(git_server.requests)
+    answers = await asyncio.gather(
+        *(client.get("/goproxy/example.com/!acme/!widget/@v/v0.2.0.info") for _ in range(5))
+    )
+    assert {answer.status_code for answer in answers} == {200}
+    fetches = [r for r in git_server.requests[before:] if "info/refs" in r[1]]
+    assert len(fetches) == 1
+    assert (
+        await client.get("/goproxy/example.com/!acme/!widget/@v/v9.0.0.info")
+    ).status_code == 404
+
+    modules = await client.get("/api/repos/acme/widget/go-modules", headers=admin_headers)
+    assert modules.json() == [
+        {
+            "path": "example.com/Acme/Widget",
+            "subdir": "",
+            "versions": ["v0.1.0", "v0.2.0"],
+            "latest": "v0.2.0",
+            "moved": [],
+            "go_get": "GOPROXY=http://testserver/goproxy go get example.com/Acme/Widget@v0.2.0",
+        }
+    ]
+    page = await client.get("/repos/acme/widget", headers=admin_headers)
+    assert "GOPROXY=http://testserver/goproxy go get example.com/Acme/Widget@v0.2.0" in page.text
+    assert "v0.1.0, v0.2.0" in page.text
+    reset = await client.patch(
+        "/api/repos/acme/widget", json={"go_import_root": None}, headers=admin_headers
+    )
+    assert reset.json()["go_import_root"] == "127.0.0.1/widget"
+
+
+def test_cli_sets_the_import_root_and_lists_modules(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {"REPODEPOT_DATA_DIR": str(data)}
+    cli("db", "upgrade", env=env)
+    work = widget_repo(tmp_path / "repos")
+    mirror = data / "repos" / "acme" / "widget.git"
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    git("clone", "--mirror", "--quiet", str(work.path), str(mirror))
+
+    async def register() -> None:
+        svc = await Services.open(Settings(data_dir=data))
+        try:
+            await svc.repositories.create(
+                name="acme/widget", owner_id=None, visibility=Visibility.private
+            )
+        finally:
+            await svc.close()
+
+    asyncio.run(register())
+    none = cli("goproxy", "list", "acme/widget", env=env).stdout
+    assert "no Go modules (import root none)" in none
+    bad = cli("repos", "set", "acme/widget", "--go-import-root", "Widget", env=env, check=False)
+    assert bad.returncode == 1 and "malformed module path" in bad.stderr
+    cli("repos", "set", "acme/widget", "--go-import-root", "example.com/Acme/Widget", env=env)
+    listed = cli("goproxy", "list", "acme/widget", "--proxy-url", "https://rd/goproxy", env=env)
+    assert "example.com/Acme/Widget" in listed.stdout and "versions: v0.1.0" in listed.stdout
+    line = "GOPROXY=https://rd/goproxy GONOSUMDB=example.com/Acme/Widget go get"
+    assert f"{line} example.com/Acme/Widget@v0.1.0" in listed.stdout

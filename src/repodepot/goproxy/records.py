@@ -99,3 +99,13 @@ def module_path_of(go_mod: bytes) -> str | None:
     if match is None:
         return None
     return next(group for group in match.groups() if group).decode(errors="replace")
+
+
+def go_get_line(proxy_url: str, summary: ModuleSummary, root: str, *, private: bool) -> str:
+    """The command that fetches the module through this proxy, for pages and the CLI.
+
+    The checksum database cannot know a private module, so GONOSUMDB names its root.
+    """
+    target = f"{summary.path}@{summary.latest or 'latest'}"
+    nosumdb = f" GONOSUMDB={root}" if private else ""
+    return f"GOPROXY={proxy_url}{nosumdb} go get {target}"

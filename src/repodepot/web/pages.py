@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from repodepot.db.models import Visibility
 from repodepot.exceptions import NotAuthenticated
+from repodepot.goproxy.records import go_get_line
 from repodepot.web.api.repos import repository_with_mirror
 from repodepot.web.deps import (
     SESSION_TOKEN,
@@ -99,9 +101,24 @@ async def repo_list(
 async def repo_page(
     request: Request, name: str, caller: PrincipalDep, svc: ServicesDep
 ) -> Response:
-    """One repository, with how to clone it."""
+    """One repository, its mirror and the Go modules in it."""
     repo, mirror = await repository_with_mirror(svc, caller, name)
-    return render(request, "repo.html", user=caller.user, repo=repo, mirror=mirror)
+    proxy_url = f"{str(request.base_url).rstrip('/')}/goproxy"
+    private = repo.visibility != Visibility.public
+    modules = [
+        (module, go_get_line(proxy_url, module, repo.go_import_root or "", private=private))
+        for module in await svc.goproxy.modules(caller, repo.name)
+    ]
+    return render(
+        request,
+        "repo.html",
+        user=caller.user,
+        repo=repo,
+        mirror=mirror,
+        modules=modules,
+        proxy_url=proxy_url,
+        private=private,
+    )
 
 
 @router.post("/repos/{name:path}/update", response_class=HTMLResponse)

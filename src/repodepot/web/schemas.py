@@ -319,3 +319,14 @@ class ExecIn(BaseModel):
     """A read-only git command: the subcommand first, then its arguments."""
 
     args: list[str] = Field(examples=[["log", "--oneline", "-5", "main"]], max_length=200)
+
+
+class GoModuleOut(BaseModel):
+    """A Go module found in a repository, served by `/goproxy`."""
+
+    path: str
+    subdir: str = Field(description="Its directory in the repository; empty at the root")
+    versions: list[str] = Field(description="What `@v/list` answers, oldest first")
+    latest: str | None
+    moved: list[str] = Field(description="Versions whose tags moved after they were served")
+    go_get: str = Field(description="A command that fetches it through this proxy")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from repodepot.accounts import Principal
+from repodepot.db.models import Visibility
 from repodepot.exceptions import InvalidInput, NotFound
 from repodepot.git.errors import GitError
 from repodepot.gitserver.service import MirrorState
+from repodepot.goproxy.records import go_get_line
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ServicesDep
@@ -19,6 +22,7 @@ from repodepot.web.errors import ERROR_RESPONSES
 from repodepot.web.schemas import (
     CommitOut,
     ExecIn,
+    GoModuleOut,
     PageOut,
     RepositoryDetail,
     RepositoryOut,
@@ -109,6 +113,23 @@ async def update_repo(name: str, caller: AdminDep, svc: ServicesDep) -> UpdateRe
     if not queued:
         raise NotFound(f"{name!r} has no mirror yet: it is cloned once the updater sees it")
     return UpdateRequested(queued=True)
+
+
+@router.get("/api/repos/{name:path}/go-modules", summary="The Go modules in a repository")
+async def go_modules(
+    name: str, request: Request, caller: PrincipalDep, svc: ServicesDep
+) -> list[GoModuleOut]:
+    """Modules found from go.mod files at the default branch and from version tags."""
+    repo = await svc.repositories.get(caller, name)
+    proxy_url = f"{str(request.base_url).rstrip('/')}/goproxy"
+    private = repo.visibility != Visibility.public
+    return [
+        GoModuleOut(
+            **asdict(module),
+            go_get=go_get_line(proxy_url, module, repo.go_import_root or "", private=private),
+        )
+        for module in await svc.goproxy.modules(caller, repo.name)
+    ]
 
 
 @router.patch("/api/repos/{name:path}", summary="Change a repository's settings")
