@@ -10,7 +10,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from bench import clones, gitserver, imports, runner, sync
+from bench import clones, gitserver, goproxy, imports, runner, sync
 
 SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "runner": ("git runner overhead", runner.run),
@@ -22,6 +22,10 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "sweep": ("update scheduler: a sweep of 1,000 unchanged mirrors", gitserver.sweep),
     "ensure": ("gitserver: EnsureRevision of a present commit", gitserver.ensure),
     "smarthttp": ("gitserver: smart-HTTP clone of a large mirror", gitserver.smarthttp),
+    "goproxy": (
+        "Go module proxy: a 210 MB module's zip; list and info with 2,000 tags",
+        goproxy.run,
+    ),
 }
 
 

@@ -112,6 +112,11 @@ async def test_an_admin_sees_a_mirror_cloned_and_asks_for_an_update(
         await page.reload()
     await expect(status).to_contain_text("cloned")
     await expect(page.locator("#schedule")).to_contain_text("next update in")
+    # Its v1.0.0 tag makes it a Go module under the root its source URL implies.
+    await expect(page.locator("#go-modules")).to_contain_text("127.0.0.1/tool")
+    await expect(page.locator("#go-modules .go-get")).to_have_text(
+        f"GOPROXY={server.url}/goproxy GONOSUMDB=127.0.0.1/tool go get 127.0.0.1/tool@v1.0.0"
+    )
 
     await page.click("#update-now")
     await expect(page.locator("#schedule")).to_contain_text(

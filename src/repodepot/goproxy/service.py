@@ -41,6 +41,7 @@ from repodepot.goproxy.records import (
     ZipAnswer,
     module_path_of,
 )
+from repodepot.goproxy.tags import MAX_REPOS, TagLister
 from repodepot.goproxy.versions import (
     INCOMPATIBLE,
     BadPath,
@@ -90,6 +91,8 @@ class GoProxy:
         self._cache = storage.cache_dir / "goproxy"
         self._fetched: dict[int, float] = {}
         self._pins = Pins(sessions)
+        self._tag_lister = TagLister(git)
+        self._listed: dict[tuple[Path, str], tuple[list[tuple[str, str]], list[str]]] = {}
 
     # Module paths ----------------------------------------------------------------------
 
@@ -143,34 +146,38 @@ class GoProxy:
 
     # Versions --------------------------------------------------------------------------
 
-    async def _tags(self, module: Module, *extra: str) -> list[tuple[str, str]]:
-        """(version part of the tag, commit) for the module's tags, after `extra` filters."""
+    async def _tags(self, module: Module, *filters: str) -> list[tuple[str, str]]:
+        """(version part of the tag, commit) for the module's tags, after git `filters`."""
         prefix = module.tag_prefix
-        result = await self._git.run(
-            [
-                "for-each-ref",
-                "--format=%(refname)%00%(objectname)%00%(*objectname)",
-                *extra,
-                f"refs/tags/{prefix}",
-            ],
-            git_dir=module.git_dir,
-        )
-        tags = []
-        for line in result.stdout.decode(errors="replace").splitlines():
-            ref, sha, peeled = line.split("\0")
-            tags.append((ref[len("refs/tags/") + len(prefix) :], peeled or sha))
-        return tags
+        return [
+            (name[len(prefix) :], sha)
+            for name, sha in await self._tag_lister.tags(module.git_dir, *filters)
+            if name.startswith(prefix)
+        ]
 
     async def _has_go_mod(self, module: Module, rev: str) -> bool:
         found = await self._objects.read(module.git_dir, f"{rev}:go.mod", 0)
         return found is not None and found.kind == "blob"
 
     async def versions(self, module: Module) -> list[str]:
-        """What `@v/list` answers: coderepo's Versions, `+incompatible` ones included."""
+        """What `@v/list` answers: coderepo's Versions, `+incompatible` ones included.
+
+        Kept per module while the mirror's tags are the same listing.
+        """
+        raw = await self._tag_lister.tags(module.git_dir)
+        key = (module.git_dir, module.path)
+        memo = self._listed.get(key)
+        if memo is not None and memo[0] is raw:
+            return memo[1]
         found, incompatible = [], []
         commits = {}
-        for version, sha in await self._tags(module):
-            if version != canonical(version) or is_pseudo(version):
+        prefix = module.tag_prefix
+        for name, sha in raw:
+            if not name.startswith(prefix):
+                continue
+            version = name[len(prefix) :]
+            parsed = parse(version)
+            if parsed is None or parsed.canonical != version or is_pseudo(version):
                 continue
             commits[version] = sha
             if path_major_ok(version, module.path_major):
@@ -178,7 +185,13 @@ class GoProxy:
             elif not module.code_dir and not module.path_major:
                 incompatible.append(version)  # v2+ at the root of an unsuffixed path
         found = sort_versions(found)
-        return found + await self._incompatible(module, found, sort_versions(incompatible), commits)
+        listed = found + await self._incompatible(
+            module, found, sort_versions(incompatible), commits
+        )
+        self._listed[key] = (raw, listed)
+        if len(self._listed) > 4 * MAX_REPOS:
+            self._listed.pop(next(iter(self._listed)))
+        return listed
 
     async def _incompatible(
         self, module: Module, found: list[str], candidates: list[str], commits: dict[str, str]

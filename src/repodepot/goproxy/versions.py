@@ -10,7 +10,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cmp_to_key
+from typing import Any
 from urllib.parse import urlsplit
 
 _NUM = r"0|[1-9][0-9]*"
@@ -84,7 +84,7 @@ def major(version: str) -> str:
 
 def is_pseudo(version: str) -> bool:
     """module.IsPseudoVersion."""
-    return version.count("-") >= 2 and parse(version) is not None and bool(_PSEUDO.match(version))
+    return version.count("-") >= 2 and bool(_PSEUDO.match(version)) and parse(version) is not None
 
 
 def _cmp_num(a: str, b: str) -> int:
@@ -122,13 +122,20 @@ def compare(a: str, b: str) -> int:
     return _cmp_pre(pa.pre, pb.pre)
 
 
+def sort_key(version: str) -> tuple[Any, ...]:
+    """A key that orders versions as `compare` does (invalid ones first), ties by the string."""
+    parsed = parse(version)
+    if parsed is None:
+        return (0, version)
+    pre: tuple[Any, ...] = (1,)  # a release sorts after every pre-release
+    if parsed.pre:
+        pre = (0, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parsed.pre.split(".")))
+    return (1, int(parsed.major), int(parsed.minor), int(parsed.patch), pre, version)
+
+
 def sort_versions(versions: list[str]) -> list[str]:
     """semver.Sort: ascending, ties broken by the string."""
-
-    def order(a: str, b: str) -> int:
-        return compare(a, b) or (a > b) - (a < b)
-
-    return sorted(versions, key=cmp_to_key(order))
+    return sorted(versions, key=sort_key)
 
 
 # Module paths --------------------------------------------------------------------------
