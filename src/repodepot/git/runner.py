@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from repodepot.git.errors import (
     GitCommandError,
@@ -334,20 +335,12 @@ class GitRunner:
 
         The caller talks to it and ends it with `stop()`; it is in its own process group.
         """
-        argv = self._argv(args, git_dir)
+        argv, options = self._piped(args, git_dir, die_with_us=False)
         try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                env=self.env(),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            process = await asyncio.create_subprocess_exec(*argv, **options)
         except FileNotFoundError:
             raise GitNotInstalled(f"{self.binary} was not found on PATH") from None
-        if self._observer is not None:
-            self._observer(args[0], "started", 0.0)
+        self._started(args)
         return process
 
     def popen(self, args: Sequence[str], *, git_dir: Path) -> subprocess.Popen[bytes]:
@@ -355,23 +348,33 @@ class GitRunner:
 
         It runs in its own process group, dies with us, and is ended with `kill_group()`.
         """
-        argv = self._argv(args, git_dir)
-        if not argv[0].endswith("setpriv") and self._launcher:
-            argv = [*self._launcher, *argv]
+        argv, options = self._piped(args, git_dir, die_with_us=True)
         try:
-            process = subprocess.Popen(  # noqa: S603 - argv from _argv, never a shell
-                argv,
-                env=self.env(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            process = subprocess.Popen(argv, **options)  # noqa: S603 - argv from _argv, no shell
         except FileNotFoundError:
             raise GitNotInstalled(f"{self.binary} was not found on PATH") from None
+        self._started(args)
+        return process
+
+    def _piped(
+        self, args: Sequence[str], git_dir: Path, *, die_with_us: bool
+    ) -> tuple[list[str], dict[str, Any]]:
+        """The argv and process options of a git talked to over stdin and stdout."""
+        argv = self._argv(args, git_dir)
+        if die_with_us and self._launcher and argv[0] != self._launcher[0]:
+            argv = [*self._launcher, *argv]
+        options = {
+            "env": self.env(),
+            "stdin": subprocess.PIPE,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.DEVNULL,
+            "start_new_session": True,
+        }
+        return argv, options
+
+    def _started(self, args: Sequence[str]) -> None:
         if self._observer is not None:
             self._observer(args[0], "started", 0.0)
-        return process
 
     @staticmethod
     def kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -29,6 +29,16 @@ class Pin:
     subdir: str
     moved_to: str | None
 
+    def info(self, version: str) -> VersionInfo:
+        """The version as it was first served."""
+        return VersionInfo(
+            version=version,
+            commit=self.commit,
+            commit_time=self.commit_time,
+            ref=self.ref,
+            subdir=self.subdir,
+        )
+
     @classmethod
     def from_row(cls, row: GoVersion) -> Pin:
         """From its `go_versions` row."""
@@ -65,13 +75,7 @@ class Pins:
         except IntegrityError:
             pinned = await self.get(module, found.version)
             assert pinned is not None
-            return VersionInfo(
-                version=found.version,
-                commit=pinned.commit,
-                commit_time=pinned.commit_time,
-                ref=pinned.ref,
-                subdir=pinned.subdir,
-            )
+            return pinned.info(found.version)
         return found
 
     async def report_move(self, module: Module, version: str, pinned: Pin, now: str) -> None:

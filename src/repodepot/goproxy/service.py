@@ -271,24 +271,10 @@ class GoProxy:
         if pinned is not None:
             if current is not None and current.sha != pinned.commit:
                 await self._pins.report_move(module, version, pinned, current.sha)
-            return VersionInfo(
-                version=version,
-                commit=pinned.commit,
-                commit_time=pinned.commit_time,
-                ref=pinned.ref,
-                subdir=pinned.subdir,
-            )
+            return pinned.info(version)
         if current is None:
             return None
-        subdir, _ = await self._find_dir(module, current.sha, version)
-        found = VersionInfo(
-            version=version,
-            commit=current.sha,
-            commit_time=current.commit_time,
-            ref=ref,
-            subdir=subdir,
-        )
-        return await self._pins.save(module, found)
+        return await self._pins.save(module, await self._at(module, current, version, ref))
 
     async def _stat_pseudo(self, module: Module, version: str) -> VersionInfo | None:
         """A pseudo-version, validated as coderepo's validatePseudoVersion does."""
@@ -322,14 +308,7 @@ class GoProxy:
             raise NotFound(
                 f"{module.path}@{version}: major version without preceding tag must be v0"
             )
-        subdir, _ = await self._find_dir(module, commit.sha, version)
-        return VersionInfo(
-            version=version,
-            commit=commit.sha,
-            commit_time=commit.commit_time,
-            ref=None,
-            subdir=subdir,
-        )
+        return await self._at(module, commit, version, None)
 
     async def _stat_rev(self, module: Module, rev: str) -> VersionInfo | None:
         """A branch, a tag or a commit hash: its version if tagged, else a pseudo-version."""
@@ -355,7 +334,12 @@ class GoProxy:
             found = await self._stat_tag(module, sort_versions(tagged)[-1])
             assert found is not None
             return found
-        version = await self._pseudo_for(module, commit)
+        return await self._at(module, commit, await self._pseudo_for(module, commit), ref)
+
+    async def _at(
+        self, module: Module, commit: CommitInfo, version: str, ref: str | None
+    ) -> VersionInfo:
+        """`version` at `commit`, where the module's directory is found (else NotFound)."""
         subdir, _ = await self._find_dir(module, commit.sha, version)
         return VersionInfo(
             version=version,
