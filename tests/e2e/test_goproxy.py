@@ -502,3 +502,51 @@ def test_cli_sets_the_import_root_and_lists_modules(tmp_path: Path) -> None:
     assert "example.com/Acme/Widget" in listed.stdout and "versions: v0.1.0" in listed.stdout
     line = "GOPROXY=https://rd/goproxy GONOSUMDB=example.com/Acme/Widget go get"
     assert f"{line} example.com/Acme/Widget@v0.1.0" in listed.stdout
+
+
+async def test_a_version_whose_first_commit_is_gone_answers_410_for_its_zip(
+    tmp_path: Path, settings: Settings, live_server: Start
+) -> None:
+    live = await live_server(settings)
+    work = WorkTree(tmp_path / "gone")
+    path = "example.com/acme/gone"
+    work.commit("base", T0, {"go.mod": f"module {path}\n", "a.go": "package gone\n"})
+    work.git("checkout", "-q", "-b", "side")
+    first = work.commit("side", T0 + 1, {"b.go": "package gone\n"})
+    work.tag("v0.1.0")
+    work.git("checkout", "-q", "main")
+    await publish(live.services, work, "acme/gone", path, Visibility.public)
+    legacy = legacy_repo(tmp_path / "repos")
+    await publish(
+        live.services, legacy, "acme/legacy", "example.com/acme/legacy", Visibility.public
+    )
+    async with httpx.AsyncClient(base_url=f"{live.url}/goproxy", timeout=60) as http:
+        mod = await http.get(f"/{path}/@v/v0.1.0.mod")
+        assert mod.content == f"module {path}\n".encode()
+
+        mirror = str(live.services.storage.path("acme/gone"))
+        for args in (
+            ["tag", "-f", "v0.1.0", "main"],
+            ["branch", "-D", "side"],
+            ["reflog", "expire", "--expire=now", "--all"],
+            ["gc", "-q", "--prune=now"],
+        ):
+            await asyncio.to_thread(git, "--git-dir", mirror, *args)
+
+        info = await http.get(f"/{path}/@v/v0.1.0.info")
+        assert info.json()["Origin"]["Hash"] == first
+        assert (await http.get(f"/{path}/@v/v0.1.0.mod")).content == mod.content
+        gone = await http.get(f"/{path}/@v/v0.1.0.zip")
+        assert gone.status_code == 410
+        assert f"commit {first[:12]}, which it was first served from, is gone" in gone.text
+
+        # +incompatible only for a v2+ without go.mod; a suffix-less path takes no v3.
+        legacy_base = "/example.com/acme/legacy/@v"
+        v3 = await http.get(f"{legacy_base}/v3.0.0+incompatible.info")
+        assert v3.status_code == 404 and "+incompatible is not allowed" in v3.text
+        v2 = await http.get(f"{legacy_base}/v2.0.0+incompatible.info")
+        assert v2.json()["Version"] == "v2.0.0+incompatible"
+        plain = await http.get(f"{legacy_base}/v2.0.0.info")
+        assert plain.status_code == 404 and "should be v0 or v1" in plain.text
+        escaped = await http.get(f"{legacy_base}/v2.1.0%2Bincompatible.mod")
+        assert escaped.text == "module example.com/acme/legacy\n"

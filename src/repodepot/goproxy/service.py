@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from repodepot.accounts import Principal
 from repodepot.db.models import Repository, Visibility
 from repodepot.exceptions import NotFound
+from repodepot.git.errors import RevisionNotFound
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver.catfile import CommitInfo
 from repodepot.gitserver.reads import Reads
@@ -261,7 +262,7 @@ class GoProxy:
     async def _commit(self, module: Module, rev: str) -> CommitInfo | None:
         try:
             return await self._objects.commit(module.git_dir, rev)
-        except Exception:  # RevisionNotFound and a refused name alike
+        except RevisionNotFound:
             return None
 
     async def _stat_tag(self, module: Module, version: str) -> VersionInfo | None:
