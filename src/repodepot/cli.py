@@ -28,7 +28,7 @@ from repodepot.db import migrate
 from repodepot.db.base import create_engine
 from repodepot.db.models import Role, Visibility
 from repodepot.exceptions import RepodepotError
-from repodepot.goproxy.records import ModuleSummary, go_get_line
+from repodepot.goproxy.records import ModuleSummary
 from repodepot.logs import configure_logging
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
@@ -555,20 +555,18 @@ def goproxy_list(
     """List the Go modules in a repository, their versions and how to fetch them."""
     settings = _cli_settings(ctx, data_dir)
 
-    async def work(svc: Services) -> tuple[RepositoryRecord, list[ModuleSummary]]:
+    async def work(svc: Services) -> tuple[RepositoryRecord, list[tuple[ModuleSummary, str]]]:
         repo = await svc.repositories.get(operator(), name)
-        return repo, await svc.goproxy.modules(operator(), repo.name)
+        return repo, await svc.goproxy.modules_to_get(operator(), repo, proxy_url)
 
     repo, modules = _run(_with_services(settings, work))
-    private = repo.visibility != Visibility.public
-    lines = [go_get_line(proxy_url, m, repo.go_import_root or "", private=private) for m in modules]
     if as_json:
-        _print_json([{**asdict(m), "go_get": line} for m, line in zip(modules, lines, strict=True)])
+        _print_json([{**asdict(module), "go_get": line} for module, line in modules])
         return
     if not modules:
         out.print(f"{repo.name}: no Go modules (import root {repo.go_import_root or 'none'})")
         return
-    for module, line in zip(modules, lines, strict=True):
+    for module, line in modules:
         out.print(f"[bold]{module.path}[/]  ({module.subdir or 'root'})", highlight=False)
         out.print(f"  versions: {' '.join(module.versions) or '(untagged)'}", highlight=False)
         if module.moved:

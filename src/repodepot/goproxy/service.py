@@ -40,6 +40,7 @@ from repodepot.goproxy.records import (
     VersionGone,
     VersionInfo,
     ZipAnswer,
+    go_get_line,
     module_path_of,
 )
 from repodepot.goproxy.tags import MAX_REPOS, TagLister
@@ -62,6 +63,7 @@ from repodepot.goproxy.versions import (
     split_major,
 )
 from repodepot.goproxy.zipstream import stream_zip
+from repodepot.repositories import RepositoryRecord, visible_to
 from repodepot.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -111,7 +113,7 @@ class GoProxy:
         elements = prefix.split("/")
         candidates = ["/".join(elements[:n]) for n in range(1, len(elements) + 1)]
         root_of = Repository.go_import_root
-        statement = select(Repository).where(
+        statement = select(Repository, visible_to(principal).label("visible")).where(
             Repository.deleted_at.is_(None),
             or_(
                 root_of.in_(candidates),
@@ -119,15 +121,13 @@ class GoProxy:
             ),
         )
         async with self._sessions() as session:
-            rows = (await session.scalars(statement)).all()
+            rows = (await session.execute(statement)).all()
         if not rows:
             raise NotFound(f"no repository here serves module {path}")
-        repo = max(rows, key=lambda r: len(r.go_import_root or r.go_default_root or ""))
-        if not (
-            repo.visibility == Visibility.public
-            or principal.is_admin
-            or repo.owner_id == principal.user.id
-        ):
+        repo, visible = max(
+            rows, key=lambda r: len(r[0].go_import_root or r[0].go_default_root or "")
+        )
+        if not visible:  # the same answer as none: a private name does not leak
             raise NotFound(f"no repository here serves module {path}")
         root = repo.go_import_root or repo.go_default_root or ""
         git_dir = self._storage.path(repo.name)
@@ -529,6 +529,17 @@ class GoProxy:
                 )
             )
         return summaries
+
+    async def modules_to_get(
+        self, principal: Principal, repo: RepositoryRecord, proxy_url: str
+    ) -> list[tuple[ModuleSummary, str]]:
+        """Each module of `repo` with the `go get` line that fetches it through `proxy_url`."""
+        private = repo.visibility != Visibility.public
+        root = repo.go_import_root or ""
+        return [
+            (module, go_get_line(proxy_url, module, root, private=private))
+            for module in await self.modules(principal, repo.name)
+        ]
 
     async def _repository(self, name: str) -> Repository:
         async with self._sessions() as session:

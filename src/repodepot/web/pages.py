@@ -10,7 +10,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from repodepot.db.models import Visibility
 from repodepot.exceptions import NotAuthenticated
-from repodepot.goproxy.records import go_get_line
 from repodepot.web.api.repos import repository_with_mirror
 from repodepot.web.deps import (
     SESSION_TOKEN,
@@ -104,11 +103,7 @@ async def repo_page(
     """One repository, its mirror and the Go modules in it."""
     repo, mirror = await repository_with_mirror(svc, caller, name)
     proxy_url = f"{str(request.base_url).rstrip('/')}/goproxy"
-    private = repo.visibility != Visibility.public
-    modules = [
-        (module, go_get_line(proxy_url, module, repo.go_import_root or "", private=private))
-        for module in await svc.goproxy.modules(caller, repo.name)
-    ]
+    modules = await svc.goproxy.modules_to_get(caller, repo, proxy_url)
     return render(
         request,
         "repo.html",
@@ -117,7 +112,7 @@ async def repo_page(
         mirror=mirror,
         modules=modules,
         proxy_url=proxy_url,
-        private=private,
+        private=repo.visibility != Visibility.public,
     )
 
 

@@ -10,11 +10,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from repodepot.accounts import Principal
-from repodepot.db.models import Visibility
 from repodepot.exceptions import InvalidInput, NotFound
 from repodepot.git.errors import GitError
 from repodepot.gitserver.service import MirrorState
-from repodepot.goproxy.records import go_get_line
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ServicesDep
@@ -122,13 +120,9 @@ async def go_modules(
     """Modules found from go.mod files at the default branch and from version tags."""
     repo = await svc.repositories.get(caller, name)
     proxy_url = f"{str(request.base_url).rstrip('/')}/goproxy"
-    private = repo.visibility != Visibility.public
     return [
-        GoModuleOut(
-            **asdict(module),
-            go_get=go_get_line(proxy_url, module, repo.go_import_root or "", private=private),
-        )
-        for module in await svc.goproxy.modules(caller, repo.name)
+        GoModuleOut(**asdict(module), go_get=line)
+        for module, line in await svc.goproxy.modules_to_get(caller, repo, proxy_url)
     ]
 
 
