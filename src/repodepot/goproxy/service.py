@@ -50,15 +50,16 @@ from repodepot.goproxy.versions import (
     BadVersion,
     canonical,
     check_module_path,
-    compare,
     escape,
     is_pseudo,
+    is_tag_version,
     major,
     parse,
     parse_pseudo,
     path_major_ok,
     pseudo_time,
     pseudo_version,
+    sort_key,
     sort_versions,
     split_major,
 )
@@ -177,8 +178,7 @@ class GoProxy:
             if not name.startswith(prefix):
                 continue
             version = name[len(prefix) :]
-            parsed = parse(version)
-            if parsed is None or parsed.canonical != version or is_pseudo(version):
+            if not is_tag_version(version):
                 continue
             commits[version] = sha
             if path_major_ok(version, module.path_major):
@@ -329,7 +329,7 @@ class GoProxy:
         tagged = [
             v
             for v, _ in await self._tags(module, f"--points-at={commit.sha}")
-            if v == canonical(v) and not is_pseudo(v) and path_major_ok(v, module.path_major)
+            if is_tag_version(v) and path_major_ok(v, module.path_major)
         ]
         if tagged:
             found = await self._stat_tag(module, sort_versions(tagged)[-1])
@@ -341,7 +341,7 @@ class GoProxy:
         self, module: Module, commit: CommitInfo, version: str, ref: str | None
     ) -> VersionInfo:
         """`version` at `commit`, where the module's directory is found (else NotFound)."""
-        subdir, _ = await self._find_dir(module, commit.sha, version)
+        subdir = await self._find_dir(module, commit.sha, version)
         return VersionInfo(
             version=version,
             commit=commit.sha,
@@ -355,7 +355,7 @@ class GoProxy:
         bases = []
         may_be_incompatible: bool | None = None
         for version, _ in await self._tags(module, f"--merged={commit.sha}"):
-            if version != canonical(version) or is_pseudo(version):
+            if not is_tag_version(version):
                 continue
             if path_major_ok(version, module.path_major):
                 bases.append(version)
@@ -364,10 +364,7 @@ class GoProxy:
                     may_be_incompatible = not await self._has_go_mod(module, commit.sha)
                 if may_be_incompatible:
                     bases.append(version + INCOMPATIBLE)
-        base = ""
-        for candidate in bases:
-            if not base or compare(candidate, base) > 0:
-                base = candidate
+        base = max(bases, key=sort_key, default="")
         return pseudo_version(module.path_major, base, commit.commit_time, commit.sha)
 
     async def _is_ancestor(self, module: Module, ancestor: str, commit: str) -> bool:
@@ -385,10 +382,8 @@ class GoProxy:
             raise ModuleUnservable(f"{module.path}: {path} is over {modzip.MAX_GO_MOD} bytes")
         return found.data
 
-    async def _find_dir(
-        self, module: Module, commit: str, version: str
-    ) -> tuple[str, bytes | None]:
-        """(the module's directory at `commit`, its go.mod), after coderepo's findDir."""
+    async def _find_dir(self, module: Module, commit: str, version: str) -> str:
+        """The module's directory at `commit`, after coderepo's findDir; else NotFound."""
         code_dir, path_major = module.code_dir, module.path_major
 
         def declares(go_mod: bytes | None) -> bool:
@@ -404,10 +399,10 @@ class GoProxy:
             subdir = f"{code_dir}/{path_major[1:]}".lstrip("/")
             go_mod = await self._go_mod_at(module, commit, subdir)
             if declares(go_mod):
-                return subdir, go_mod
+                return subdir
             go_mod = await self._go_mod_at(module, commit, code_dir)
             if declares(go_mod):
-                return code_dir, go_mod
+                return code_dir
             raise NotFound(
                 f"{module.path}@{version}: no go.mod declaring a {path_major} module path "
                 f"in {subdir}/ or {code_dir or 'the root'} at this version"
@@ -416,7 +411,7 @@ class GoProxy:
         if go_mod is None:
             if code_dir:
                 raise NotFound(f"{module.path}@{version}: no {code_dir}/go.mod: not a module")
-            return "", None  # a module from before modules: its go.mod is made up
+            return ""  # a module from before modules: its go.mod is made up
         if version.endswith(INCOMPATIBLE):
             raise NotFound(
                 f"{module.path}@{version}: +incompatible is not allowed: "
@@ -425,7 +420,7 @@ class GoProxy:
         if not declares(go_mod):
             declared = module_path_of(go_mod)
             raise NotFound(f"{module.path}@{version}: its go.mod declares {declared}")
-        return code_dir, go_mod
+        return code_dir
 
     # go.mod and zip ----------------------------------------------------------------------
 
@@ -440,16 +435,20 @@ class GoProxy:
         cached = self._cache_path(module, found, ".mod")
         if cached.is_file():
             return cached.read_bytes()
-        if await self._commit(module, found.commit) is None:
-            raise VersionGone(
-                f"{module.path}@{version}: its tag moved and commit {found.commit[:12]}, "
-                "which it was first served from, is gone"
-            )
+        await self._require_commit(module, found)
         data = await self._go_mod_at(module, found.commit, found.subdir)
         if data is None:
             data = f"module {module.path}\n".encode()
         _write_atomically(cached, data)
         return data
+
+    async def _require_commit(self, module: Module, found: VersionInfo) -> None:
+        """VersionGone when the commit a version was first served from is no longer here."""
+        if await self._commit(module, found.commit) is None:
+            raise VersionGone(
+                f"{module.path}@{found.version}: its tag moved and commit {found.commit[:12]}, "
+                "which it was first served from, is gone"
+            )
 
     def etag(self, module: Module, found: VersionInfo) -> str:
         """The zip's ETag: its bytes depend on nothing else than this."""
@@ -467,11 +466,7 @@ class GoProxy:
         etag = self.etag(module, found)
         if cached.is_file():
             return ZipAnswer(etag=etag, path=cached, stream=None)
-        if await self._commit(module, found.commit) is None:
-            raise VersionGone(
-                f"{module.path}@{version}: its tag moved and commit {found.commit[:12]}, "
-                "which it was first served from, is gone"
-            )
+        await self._require_commit(module, found)
         files = await self._files(module, found)
         prefix = f"{module.path}@{found.version}/"
         temporary = self._storage.workdir(f"goproxy-{uuid.uuid4().hex}.zip")
@@ -574,7 +569,7 @@ class GoProxy:
         )
         for tag in tags.stdout.decode(errors="replace").splitlines():
             directory, _, version = tag.rpartition("/")
-            if canonical(version) != version or is_pseudo(version):
+            if not is_tag_version(version):
                 continue
             base = f"{root}/{directory}".rstrip("/")
             suffix = major(version)

@@ -76,6 +76,12 @@ def canonical(version: str) -> str:
     return parsed.canonical + (INCOMPATIBLE if parsed.build == "incompatible" else "")
 
 
+def is_tag_version(version: str) -> bool:
+    """Whether a tag's version part names a module version: canonical, not a pseudo-version."""
+    parsed = parse(version)
+    return parsed is not None and parsed.canonical == version and not is_pseudo(version)
+
+
 def major(version: str) -> str:
     """`vN` of a valid version."""
     parsed = parse(version)
