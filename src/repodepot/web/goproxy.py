@@ -27,7 +27,7 @@ from repodepot.exceptions import NotAuthenticated, NotFound
 from repodepot.goproxy.records import ModuleUnservable, VersionGone
 from repodepot.goproxy.versions import BadPath, unescape
 from repodepot.web.deps import services
-from repodepot.web.smarthttp import ANONYMOUS, request_token
+from repodepot.web.smarthttp import request_caller
 
 router = APIRouter(include_in_schema=False)
 SUMDB = (
@@ -39,13 +39,6 @@ IMMUTABLE = "max-age=31536000, immutable"
 
 def _text(message: str, status: int) -> PlainTextResponse:
     return PlainTextResponse(message.rstrip("\n") + "\n", status_code=status)
-
-
-async def _caller(request: Request) -> Principal:
-    token = request_token(request)
-    if token is None:
-        return ANONYMOUS
-    return await services(request).accounts.authenticate(token)
 
 
 @router.get("/goproxy/{rest:path}")
@@ -67,7 +60,7 @@ async def goproxy(request: Request, rest: str) -> Response:
         return _text(f"not a GOPROXY request: /goproxy/{rest}", 404)
     try:
         path, version = unescape(escaped_module), unescape(escaped_version)
-        caller = await _caller(request)
+        caller = await request_caller(request)
         return await _answer(request, caller, path, what, version)
     except BadPath as error:
         return _text(str(error), 404)

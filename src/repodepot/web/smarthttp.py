@@ -50,7 +50,7 @@ def pkt_line(text: str) -> bytes:
     return f"{len(data) + 4:04x}".encode() + data
 
 
-def request_token(request: Request) -> str | None:
+def _request_token(request: Request) -> str | None:
     """The token of a Basic (as the password) or Bearer authorization; "" if malformed."""
     header = request.headers.get("authorization")
     if header is None:
@@ -73,16 +73,21 @@ def _ask_for_credentials(message: str) -> Response:
     )
 
 
+async def request_caller(request: Request) -> Principal:
+    """Who sent a git or go request: ANONYMOUS without a token; raises NotAuthenticated."""
+    token = _request_token(request)
+    if token is None:
+        return ANONYMOUS
+    return await services(request).accounts.authenticate(token)
+
+
 async def _mirror(request: Request, name: str) -> tuple[Principal, str] | Response:
     """The caller and the mirror's path on disk, or the answer to give instead."""
     svc = services(request)
-    token = request_token(request)
-    caller = ANONYMOUS
-    if token is not None:
-        try:
-            caller = await svc.accounts.authenticate(token)
-        except NotAuthenticated:
-            return _ask_for_credentials("that token is not valid\n")
+    try:
+        caller = await request_caller(request)
+    except NotAuthenticated:
+        return _ask_for_credentials("that token is not valid\n")
     name = name.removesuffix(".git")
     try:
         repo = await svc.repositories.get(caller, name)
