@@ -361,7 +361,9 @@ async def test_protocol_answers_errors_and_caching(
         moved = await http.get(f"/{LIB}/@v/v1.0.0.info")
         assert moved.json()["Origin"]["Hash"] == lib.git("rev-parse", "v1.0.0").strip()
         assert (await http.get(f"/{LIB}/@v/v1.0.0.zip")).content == first.content
-        modules = await svc.goproxy.modules(operator(), "acme/lib")
+        modules = await svc.goproxy.modules(
+            operator(), await svc.repositories.get(operator(), "acme/lib")
+        )
         assert {m.path: m.moved for m in modules}[LIB] == ["v1.0.0"]
 
         for version, reason in (
@@ -372,7 +374,12 @@ async def test_protocol_answers_errors_and_caching(
             refused = await http.get(f"/example.com/acme/broken/@v/{version}.zip")
             assert refused.status_code == 422, version
             assert reason in refused.text, refused.text
-    found = {m.path: m for m in await svc.goproxy.modules(operator(), "acme/lib")}
+    found = {
+        m.path: m
+        for m in await svc.goproxy.modules(
+            operator(), await svc.repositories.get(operator(), "acme/lib")
+        )
+    }
     assert set(found) == {
         LIB,
         f"{LIB}/sub/tool",

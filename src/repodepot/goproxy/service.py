@@ -496,10 +496,9 @@ class GoProxy:
 
     # Modules of a repository -------------------------------------------------------------
 
-    async def modules(self, principal: Principal, name: str) -> list[ModuleSummary]:
-        """The Go modules found in repository `name`: go.mod files at HEAD and tag prefixes."""
-        repo = await self._repository(name)
-        root = repo.go_import_root or repo.go_default_root
+    async def modules(self, principal: Principal, repo: RepositoryRecord) -> list[ModuleSummary]:
+        """The Go modules found in `repo`: go.mod files at HEAD and tag prefixes."""
+        root = repo.go_import_root
         git_dir = self._storage.path(repo.name)
         if root is None or not git_dir.is_dir():
             return []
@@ -533,17 +532,8 @@ class GoProxy:
         root = repo.go_import_root or ""
         return [
             (module, go_get_line(proxy_url, module, root, private=private))
-            for module in await self.modules(principal, repo.name)
+            for module in await self.modules(principal, repo)
         ]
-
-    async def _repository(self, name: str) -> Repository:
-        async with self._sessions() as session:
-            repo = await session.scalar(
-                select(Repository).where(Repository.name == name, Repository.deleted_at.is_(None))
-            )
-        if repo is None:
-            raise NotFound(f"no repository named {name!r}")
-        return repo
 
     async def _module_paths(self, git_dir: Path, root: str) -> dict[str, str]:
         """Module path → directory, from go.mod files at HEAD and from tag prefixes."""
