@@ -28,7 +28,7 @@ from repodepot.exceptions import (
 from repodepot.pagination import Page, paginate
 
 TOKEN_PREFIX = "rdp_"
-USER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+USER_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
 MIN_ADMIN_TOKEN_LENGTH = 20
 # Writing last_used_at on every request would make each read a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -120,7 +120,7 @@ def hash_token(token: str) -> str:
 
 def validate_user_name(name: str) -> str:
     """Return the name, or raise InvalidInput naming the `name` field."""
-    if not USER_NAME.match(name):
+    if not USER_NAME.fullmatch(name):
         raise InvalidInput(
             "user names are 1-64 lowercase letters, digits, '.', '_' or '-', "
             "starting and ending with a letter or digit",

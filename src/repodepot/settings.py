@@ -27,7 +27,7 @@ from repodepot.exceptions import ConfigurationError
 ENV_PREFIX = "REPODEPOT_"
 ROLES = frozenset({"web", "worker", "updater"})
 SUPPORTED_SCHEMES = frozenset({"https", "http", "ssh", "git"})
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+$")
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+")
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -179,6 +179,26 @@ class Settings(BaseSettings):
         description="Opening a repository whose mirror is older than this queues an update, s.",
     )
 
+    git_sandbox: Literal["bwrap", "none"] = Field(
+        "bwrap",
+        description="Run git commands a user's input reaches inside bubblewrap (bwrap) or not.",
+    )
+    ensure_fetch_interval: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds between two fetches of one repository for unknown revisions.",
+    )
+    import_queue_per_user: int = Field(
+        10, ge=1, description="Pending and running imports of one member, at most."
+    )
+    request_max_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest JSON or form request body, bytes (413 past it)."
+    )
+    trusted_proxies: CommaList = Field(
+        [],
+        description="CIDR networks of reverse proxies whose X-Forwarded-Proto is believed.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -192,7 +212,12 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     @field_validator(
-        "allowed_schemes", "outbound_allowlist", "roles", "fetch_extra_refspecs", mode="before"
+        "allowed_schemes",
+        "outbound_allowlist",
+        "roles",
+        "fetch_extra_refspecs",
+        "trusted_proxies",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -216,7 +241,7 @@ class Settings(BaseSettings):
     @classmethod
     def _refspecs(cls, value: list[str]) -> list[str]:
         for refspec in value:
-            if not re.match(r"^\+?refs/[A-Za-z0-9_./*-]+:refs/[A-Za-z0-9_./*-]+$", refspec):
+            if not re.fullmatch(r"\+?refs/[A-Za-z0-9_./*-]+:refs/[A-Za-z0-9_./*-]+", refspec):
                 raise ValueError(f"{refspec!r} is not a refspec like +refs/pull/*:refs/pull/*")
         return value
 
@@ -234,8 +259,16 @@ class Settings(BaseSettings):
     @classmethod
     def _hosts_or_networks(cls, value: list[str]) -> list[str]:
         for entry in value:
-            if not _is_network(entry) and not _HOSTNAME.match(entry):
+            if not _is_network(entry) and not _HOSTNAME.fullmatch(entry):
                 raise ValueError(f"{entry!r} is neither a host name nor a CIDR network")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not _is_network(entry):
+                raise ValueError(f"{entry!r} is not an address or CIDR network")
         return value
 
     @field_validator("listen")

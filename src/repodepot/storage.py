@@ -21,7 +21,7 @@ from repodepot.types import RepoName
 
 logger = logging.getLogger(__name__)
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
+_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 MAX_NAME = 255
 MAX_SEGMENTS = 24  # a host, GitLab's nested groups (up to 20) and a name
 
@@ -38,7 +38,8 @@ def validate_repo_name(name: str) -> RepoName:
         or len(name) > MAX_NAME
         or len(segments) > MAX_SEGMENTS
         or any(
-            not _SEGMENT.match(s) or s.endswith((".git", ".lock")) or ".." in s for s in segments
+            not _SEGMENT.fullmatch(s) or s.endswith((".git", ".lock")) or ".." in s
+            for s in segments
         )
     )
     if bad:

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from repodepot.db.models import CodeHostKind
 from repodepot.exceptions import InvalidInput
 
-_OWNER_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
-_ORG = re.compile(r"^[A-Za-z0-9_.-]+$")
+_OWNER_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_PATH = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+")
+_ORG = re.compile(r"[A-Za-z0-9_.-]+")
 PLACEHOLDERS = frozenset({"host", "nameWithOwner", "pathWithNamespace", "owner", "name"})
 
 
@@ -98,7 +98,7 @@ class QueryConfig(HostConfig):
         for query in value:
             if not query.strip():
                 raise ValueError("a query is affiliated, public, none, org:NAME or a search query")
-            if query.startswith("org:") and not _ORG.match(query[4:]):
+            if query.startswith("org:") and not _ORG.fullmatch(query[4:]):
                 raise ValueError(f"{query!r} does not name an organization")
         return value
 

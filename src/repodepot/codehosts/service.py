@@ -36,7 +36,7 @@ from repodepot.pagination import Page, paginate
 from repodepot.secrets import SecretBox, SecretUnreadable
 from repodepot.settings import Settings
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
 HELD_SHOWN = 100
 
 
@@ -137,7 +137,7 @@ class CodeHosts:
 
     @staticmethod
     def _check_name(name: str) -> str:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise InvalidInput(
                 f"{name!r} is not a valid connection name: 1-100 letters, digits, "
                 "spaces, '.', '_' or '-', starting with a letter or digit",

@@ -10,7 +10,7 @@ from repodepot.git.errors import RevisionNotFound
 from repodepot.git.runner import Credentials, GitRunner, StderrSink
 from repodepot.types import Sha
 
-_SHA = re.compile(r"^[0-9a-f]{40}$")
+_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 async def clone_bare(
@@ -47,7 +47,7 @@ async def rev_parse(runner: GitRunner, repo: Path, rev: str) -> Sha:
         check=False,
     )
     sha = result.stdout.decode().strip()
-    if result.returncode != 0 or not _SHA.match(sha):
+    if result.returncode != 0 or not _SHA.fullmatch(sha):
         raise RevisionNotFound(f"no commit {rev!r} in this repository")
     return Sha(sha)
 

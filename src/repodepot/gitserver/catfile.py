@@ -30,8 +30,8 @@ MAX_AGE = 60.0
 IDLE = 30.0
 MAX_COMMIT_BYTES = 16 << 20
 ANSWER_TIMEOUT = 10.0
-_SHA = re.compile(rb"^[0-9a-f]{40}$")
-_PERSON = re.compile(rb"^(?P<name>.*?) ?<(?P<email>[^>]*)> (?P<when>-?\d+) (?P<tz>[+-]\d{4})$")
+_SHA = re.compile(rb"[0-9a-f]{40}")
+_PERSON = re.compile(rb"(?P<name>.*?) ?<(?P<email>[^>]*)> (?P<when>-?\d+) (?P<tz>[+-]\d{4})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ class _Batch:
         if len(header) != 3:  # the process died
             raise EOFError("git cat-file stopped answering")
         sha, kind, size = header[0], header[1], int(header[2])
-        if not _SHA.match(sha):
+        if not _SHA.fullmatch(sha):
             raise EOFError("git cat-file answered something unexpected")
         if size > limit:
             left = size + 1
@@ -167,8 +167,8 @@ def _parse(sha: str, body: bytes) -> CommitInfo:
             author = line[len(b"author ") :]
         elif line.startswith(b"committer ") and not committer:
             committer = line[len(b"committer ") :]
-    committed = _PERSON.match(committer)
-    match = _PERSON.match(author)
+    committed = _PERSON.fullmatch(committer)
+    match = _PERSON.fullmatch(author)
     name, email, when = "", "", ""
     if match:
         name = match["name"].decode(errors="replace")

@@ -71,8 +71,8 @@ logger = logging.getLogger(__name__)
 
 ZIP_FORMAT = "1"  # part of the cache key and ETag: bump when the writer's bytes change
 _MODULE_LINE = re.compile(rb"^\s*module\s+(?:\"([^\"]+)\"|`([^`]+)`|(\S+))", re.MULTILINE)
-_HEX = re.compile(r"^[0-9a-f]{4,40}$")
-_REV = re.compile(r"^[A-Za-z0-9._/+-]+$")
+_HEX = re.compile(r"[0-9a-f]{4,40}")
+_REV = re.compile(r"[A-Za-z0-9._/+-]+")
 _REFETCH_AFTER = 5.0
 
 
@@ -283,7 +283,7 @@ class GoProxy:
             pseudo = parse_pseudo(version)
         except BadVersion as error:
             raise NotFound(f"{module.path}@{version}: {error}") from None
-        if len(pseudo.rev) != 12 or not _HEX.match(pseudo.rev):
+        if len(pseudo.rev) != 12 or not _HEX.fullmatch(pseudo.rev):
             raise NotFound(f"{module.path}@{version}: the revision must be 12 hex digits")
         commit = await self._commit(module, pseudo.rev)
         if commit is None:
@@ -313,13 +313,13 @@ class GoProxy:
 
     async def _stat_rev(self, module: Module, rev: str) -> VersionInfo | None:
         """A branch, a tag or a commit hash: its version if tagged, else a pseudo-version."""
-        if rev.startswith("-") or ".." in rev or not _REV.match(rev):
+        if rev.startswith("-") or ".." in rev or not _REV.fullmatch(rev):
             raise NotFound(f"{module.path}@{rev}: not a revision")
         for ref in (f"refs/heads/{rev}", f"refs/tags/{rev}"):
             commit = await self._commit(module, ref)
             if commit is not None:
                 return await self._stat_commit(module, commit, ref=ref)
-        if _HEX.match(rev) and (commit := await self._commit(module, rev)) is not None:
+        if _HEX.fullmatch(rev) and (commit := await self._commit(module, rev)) is not None:
             return await self._stat_commit(module, commit, ref=None)
         return None
 

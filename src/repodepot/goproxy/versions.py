@@ -16,15 +16,15 @@ from urllib.parse import urlsplit
 _NUM = r"0|[1-9][0-9]*"
 _IDENT = r"[0-9A-Za-z-]+"
 _SEMVER = re.compile(
-    rf"^v(?P<major>{_NUM})(?:\.(?P<minor>{_NUM})(?:\.(?P<patch>{_NUM})"
-    rf"(?:-(?P<pre>{_IDENT}(?:\.{_IDENT})*))?(?:\+(?P<build>{_IDENT}(?:\.{_IDENT})*))?)?)?$"
+    rf"v(?P<major>{_NUM})(?:\.(?P<minor>{_NUM})(?:\.(?P<patch>{_NUM})"
+    rf"(?:-(?P<pre>{_IDENT}(?:\.{_IDENT})*))?(?:\+(?P<build>{_IDENT}(?:\.{_IDENT})*))?)?)?"
 )
 _PSEUDO = re.compile(
-    r"^v[0-9]+\.(0\.0-|\d+\.\d+-([^+]*\.)?0\.)\d{14}-[A-Za-z0-9]+(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+    r"v[0-9]+\.(0\.0-|\d+\.\d+-([^+]*\.)?0\.)\d{14}-[A-Za-z0-9]+(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?"
 )
 INCOMPATIBLE = "+incompatible"
-_MODULE_ELEM_CHARS = re.compile(r"^[A-Za-z0-9._~-]+$")
-_FIRST_ELEM = re.compile(r"^[a-z0-9.-]+$")
+_MODULE_ELEM_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
+_FIRST_ELEM = re.compile(r"[a-z0-9.-]+")
 _FILE_PUNCT = set("!#$%&()+,-.=@[]^_{}~ ")
 _RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}
 
@@ -56,7 +56,7 @@ class Semver:
 
 def parse(version: str) -> Semver | None:
     """The version's parts, or None when it is not valid semver (in Go's sense)."""
-    match = _SEMVER.match(version)
+    match = _SEMVER.fullmatch(version)
     if match is None:
         return None
     minor, patch = match["minor"], match["patch"]
@@ -90,7 +90,9 @@ def major(version: str) -> str:
 
 def is_pseudo(version: str) -> bool:
     """module.IsPseudoVersion."""
-    return version.count("-") >= 2 and bool(_PSEUDO.match(version)) and parse(version) is not None
+    return (
+        version.count("-") >= 2 and bool(_PSEUDO.fullmatch(version)) and parse(version) is not None
+    )
 
 
 def _cmp_num(a: str, b: str) -> int:
@@ -172,7 +174,7 @@ def check_module_path(path: str) -> None:
         raise BadPath(f"malformed module path {path!r}")
     elements = path.split("/")
     first = elements[0]
-    if "." not in first or first.startswith("-") or not _FIRST_ELEM.match(first):
+    if "." not in first or first.startswith("-") or not _FIRST_ELEM.fullmatch(first):
         raise BadPath(f"malformed module path {path!r}: the first element must be a domain name")
     for element in elements:
         _check_element(path, element, file=False)
@@ -183,7 +185,7 @@ def _check_element(path: str, element: str, *, file: bool) -> None:
     if element.strip(".") == "" or element.endswith("."):
         raise BadPath(f"malformed path {path!r}: invalid element {element!r}")
     if not file:
-        if element.startswith(".") or not _MODULE_ELEM_CHARS.match(element):
+        if element.startswith(".") or not _MODULE_ELEM_CHARS.fullmatch(element):
             raise BadPath(f"malformed module path {path!r}: invalid element {element!r}")
     else:
         for char in element:

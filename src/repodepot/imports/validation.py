@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from repodepot.exceptions import InvalidInput
 from repodepot.git.redact import strip_userinfo
 
-NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 DEFAULT_PORTS = {"https": 443, "http": 80, "ssh": 22, "git": 9418}
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -35,7 +35,7 @@ class Source:
 
 def validate_name(value: str, field_name: str) -> str:
     """An owner or slug: 1-100 of `[A-Za-z0-9._-]`, not starting with `-` or `.`, no `..`."""
-    if not NAME.match(value) or value.startswith(("-", ".")) or ".." in value:
+    if not NAME.fullmatch(value) or value.startswith(("-", ".")) or ".." in value:
         raise InvalidInput(
             f"{field_name} must be 1-100 letters, digits, '.', '_' or '-', not starting with "
             "'-' or '.' and without '..'",

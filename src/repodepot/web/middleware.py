@@ -17,7 +17,7 @@ from repodepot.metrics import Metrics
 
 logger = logging.getLogger("repodepot.access")
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 
 
 class RequestContext:
@@ -40,7 +40,7 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        rid = incoming if _SAFE_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id.set(rid)
         started = time.monotonic()
         status = 500

@@ -31,7 +31,7 @@ from repodepot.exceptions import NotAuthenticated, NotFound
 from repodepot.web.deps import services
 
 router = APIRouter(include_in_schema=False)
-_PROTOCOL = re.compile(r"^version=[0-9](:[A-Za-z0-9_=.-]+)*$")
+_PROTOCOL = re.compile(r"version=[0-9](:[A-Za-z0-9_=.-]+)*")
 UPLOAD_PACK = "git-upload-pack"
 RECEIVE_PACK = "git-receive-pack"
 MAX_REQUEST = 64 << 20
@@ -105,7 +105,7 @@ async def _mirror(request: Request, name: str) -> tuple[Principal, str] | Respon
 
 def _protocol(request: Request) -> str | None:
     value = request.headers.get("git-protocol")
-    return value if value and _PROTOCOL.match(value) else None
+    return value if value and _PROTOCOL.fullmatch(value) else None
 
 
 @router.get("/git/{name:path}/info/refs")
