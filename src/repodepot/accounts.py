@@ -12,11 +12,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from repodepot.db.models import ApiToken, Role, User
+from repodepot.db.models import ApiToken, LoginSession, Role, User
 from repodepot.exceptions import (
     AlreadyExists,
     ConfigurationError,
@@ -260,22 +260,65 @@ class Accounts:
                 )
         return Principal(user=UserRecord.from_row(user), token_id=token_id)
 
-    async def check_session(self, user_id: int, token_id: int) -> Principal:
-        """The principal of a login session, if its token is still valid; else NotAuthenticated."""
-        async with self._sessions() as session:
-            user = await session.scalar(
-                select(User)
-                .join(ApiToken)
-                .where(
-                    ApiToken.id == token_id,
-                    ApiToken.user_id == user_id,
-                    ApiToken.revoked_at.is_(None),
-                    User.disabled_at.is_(None),
+    async def open_session(self, caller: Principal, *, lifetime: timedelta) -> str:
+        """Start a login session for `caller`; returns the id its cookie carries, shown once.
+
+        Only the id's SHA-256 is stored. The user's ended sessions are deleted here, so the
+        table holds the live ones and no more than a login's worth of dead ones.
+        """
+        session_id = secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(LoginSession).where(
+                    LoginSession.user_id == caller.user.id,
+                    (LoginSession.expires_at < now) | LoginSession.revoked_at.is_not(None),
                 )
             )
-            if user is None:
-                raise NotAuthenticated("your session has ended; log in again")
-            return Principal(user=UserRecord.from_row(user), token_id=token_id)
+            session.add(
+                LoginSession(
+                    id=hash_token(session_id),
+                    user_id=caller.user.id,
+                    token_id=caller.token_id,
+                    expires_at=now + lifetime,
+                )
+            )
+        return session_id
+
+    async def check_session(self, session_id: str) -> Principal:
+        """The principal of a live login session; else NotAuthenticated.
+
+        A session ends when it is logged out, when it expires, when the token it was opened
+        with is revoked and when its user is disabled. One read by primary key.
+        """
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(User, LoginSession.token_id)
+                    .join(LoginSession, LoginSession.user_id == User.id)
+                    .join(ApiToken, ApiToken.id == LoginSession.token_id)
+                    .where(
+                        LoginSession.id == hash_token(session_id),
+                        LoginSession.revoked_at.is_(None),
+                        LoginSession.expires_at > datetime.now(UTC),
+                        ApiToken.revoked_at.is_(None),
+                        User.disabled_at.is_(None),
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            raise NotAuthenticated("your session has ended; log in again")
+        user, token_id = row
+        return Principal(user=UserRecord.from_row(user), token_id=token_id)
+
+    async def close_session(self, session_id: str) -> None:
+        """Log a session out: its cookie no longer authenticates anyone (idempotent)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(LoginSession)
+                .where(LoginSession.id == hash_token(session_id), LoginSession.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
 
     async def bootstrap_admin(self, admin_token: str | None) -> str | None:
         """On an empty database, create the `admin` user.

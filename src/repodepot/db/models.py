@@ -64,6 +64,25 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class LoginSession(Base):
+    """A browser's login, named by the SHA-256 of the random id its cookie carries.
+
+    Logging out sets `revoked_at`, so a copied cookie stops working at once; revoking the
+    token behind it ends it too (the lookup joins `api_tokens`).
+    """
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_id: Mapped[int] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 class Repository(Base):
     """A repository kept on disk at `{data}/repos/{name}.git`."""
 

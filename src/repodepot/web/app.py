@@ -12,7 +12,6 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from starlette.middleware.sessions import SessionMiddleware
 
 from repodepot import __version__
 from repodepot.codehosts.syncer import SyncLoop
@@ -22,14 +21,23 @@ from repodepot.imports.worker import ImportWorker
 from repodepot.metrics import Metrics
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
-from repodepot.web import codehost_pages, errors, goproxy, import_pages, smarthttp, webhooks
+from repodepot.web import (
+    apidocs,
+    codehost_pages,
+    csrf,
+    errors,
+    goproxy,
+    import_pages,
+    smarthttp,
+    webhooks,
+)
 from repodepot.web.api import codehosts, health, imports, repos, scheduler, tokens, users
 from repodepot.web.middleware import RequestContext
 from repodepot.web.pages import router as pages
+from repodepot.web.security import SecurityHeaders, SessionCookie, TrustedProxies
 
 HERE = Path(__file__).parent
 Runner = ImportWorker | SyncLoop | UpdateLoop | Janitor
-SESSION_COOKIE = "repodepot_session"
 
 
 def announce_admin_token(token: str) -> None:
@@ -83,8 +91,12 @@ def create_app(settings: Settings) -> FastAPI:
         description="Mirrors, imports, branch status, smart HTTP and a Go module proxy. "
         "Authenticate with `Authorization: Bearer <token>`.",
         lifespan=lifespan,
+        docs_url=None,  # apidocs serves /docs without a CDN or inline script
+        redoc_url=None,
     )
-    app.state.templates = Jinja2Templates(directory=HERE / "templates")
+    app.state.templates = Jinja2Templates(
+        directory=HERE / "templates", context_processors=[csrf.template_context]
+    )
     errors.install(app)
     routers = (
         health.router,
@@ -99,18 +111,21 @@ def create_app(settings: Settings) -> FastAPI:
         smarthttp.router,
         goproxy.router,
         webhooks.router,
+        apidocs.router,
         pages,
     )
     for router in routers:
         app.include_router(router)
+    app.mount(apidocs.ASSETS_PATH, StaticFiles(directory=apidocs.ASSETS_DIR), name="swagger")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(
-        SessionMiddleware,  # signed with the secret key; HttpOnly; SameSite=Lax blocks CSRF posts
+        SessionCookie,  # signed with the secret key; HttpOnly; SameSite=Lax; CSRF: web/csrf.py
         secret_key=ensure_secret_key(settings),
-        session_cookie=SESSION_COOKIE,
         max_age=settings.session_max_age,
-        same_site="lax",
         https_only=settings.session_https_only,
     )
     app.add_middleware(RequestContext, metrics=metrics, on_error=errors.unexpected)
+    # Outermost: the scheme is known before the cookie is written; every answer has the headers.
+    app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)
+    app.add_middleware(SecurityHeaders)
     return app

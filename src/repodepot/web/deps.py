@@ -11,9 +11,9 @@ from repodepot.accounts import Principal
 from repodepot.exceptions import NotAuthenticated
 from repodepot.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
 from repodepot.services import Services
+from repodepot.web.csrf import require_same_origin
 
-SESSION_USER = "uid"
-SESSION_TOKEN = "tid"
+SESSION_ID = "sid"
 
 
 def services(request: Request) -> Services:
@@ -27,7 +27,8 @@ ServicesDep = Annotated[Services, Depends(services)]
 async def principal(request: Request, svc: ServicesDep) -> Principal:
     """Who is asking: `Authorization: Bearer TOKEN`, else the login session cookie.
 
-    Raises NotAuthenticated (401) when neither identifies a valid token.
+    Raises NotAuthenticated (401) when neither identifies a valid token, and
+    CrossSiteRequest (403) for a change made with the cookie that no page of ours sent.
     """
     caller = await _identify(request, svc)
     request.state.user = caller.user  # error pages show who is logged in
@@ -41,10 +42,15 @@ async def _identify(request: Request, svc: Services) -> Principal:
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthenticated("use 'Authorization: Bearer <token>'")
         return await svc.accounts.authenticate(token.strip())
-    uid, tid = request.session.get(SESSION_USER), request.session.get(SESSION_TOKEN)
-    if isinstance(uid, int) and isinstance(tid, int):
-        return await svc.accounts.check_session(uid, tid)
-    raise NotAuthenticated("a valid API token is required")
+    session_id = request.session.get(SESSION_ID)
+    if not isinstance(session_id, str):
+        raise NotAuthenticated("a valid API token is required")
+    await require_same_origin(request)  # a browser adds the cookie to other sites' requests too
+    try:
+        return await svc.accounts.check_session(session_id)
+    except NotAuthenticated:
+        del request.session[SESSION_ID]
+        raise
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -11,14 +12,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from repodepot.db.models import Visibility
 from repodepot.exceptions import NotAuthenticated
 from repodepot.web.api.repos import repository_with_mirror
-from repodepot.web.deps import (
-    SESSION_TOKEN,
-    SESSION_USER,
-    AdminDep,
-    PageDep,
-    PrincipalDep,
-    ServicesDep,
-)
+from repodepot.web.csrf import require_same_origin
+from repodepot.web.deps import SESSION_ID, AdminDep, PageDep, PrincipalDep, ServicesDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,7 +57,12 @@ async def login(
     token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/repos",
 ) -> Response:
-    """Check the token; keep its id in the signed session cookie."""
+    """Check the token and open a session; the cookie carries the session's id.
+
+    The form must carry the token of the page it came from, as every change does: another
+    site must not log the browser in as someone else.
+    """
+    await require_same_origin(request)
     try:
         caller = await svc.accounts.authenticate(token.strip())
     except NotAuthenticated:
@@ -74,14 +74,20 @@ async def login(
             error="That token is not valid. Check it was copied whole.",
             user=None,
         )
-    request.session.clear()
-    request.session.update({SESSION_USER: caller.user.id, SESSION_TOKEN: caller.token_id})
+    lifetime = timedelta(seconds=svc.settings.session_max_age)
+    session_id = await svc.accounts.open_session(caller, lifetime=lifetime)
+    request.session.clear()  # and with it the page's token: a new one comes with the session
+    request.session[SESSION_ID] = session_id
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout", response_class=HTMLResponse)
-async def logout(request: Request) -> Response:
-    """Forget the session."""
+async def logout(request: Request, svc: ServicesDep) -> Response:
+    """End the session on the server, so a copy of the cookie stops working too."""
+    await require_same_origin(request)
+    session_id = request.session.get(SESSION_ID)
+    if isinstance(session_id, str):
+        await svc.accounts.close_session(session_id)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 

@@ -31,6 +31,9 @@
     $("job-error").textContent = job.error || "";
     $("actions").hidden = job.status !== "pending" && job.status !== "running";
   }
+  // The width is set here, not in a style attribute: the CSP allows no inline style.
+  const bar = $("bar");
+  bar.firstElementChild.style.width = bar.getAttribute("aria-valuenow") + "%";
   const source = new EventSource("/api/imports/" + root.dataset.id + "/events");
   source.addEventListener("progress", (event) => render(JSON.parse(event.data)));
   source.addEventListener("done", (event) => { render(JSON.parse(event.data)); source.close(); });
