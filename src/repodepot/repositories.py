@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from repodepot.accounts import Principal
 from repodepot.db.models import Repository, User, Visibility
 from repodepot.exceptions import AlreadyExists, InvalidInput, NotFound
-from repodepot.git.redact import strip_userinfo
+from repodepot.git.redact import strip_credentials
 from repodepot.goproxy.versions import BadPath, check_module_path, default_root
 from repodepot.pagination import Page, paginate
 from repodepot.storage import validate_repo_name
@@ -171,7 +171,7 @@ class Repositories:
             owner_id=owner_id,
             visibility=visibility,
             description=description,
-            source_url=strip_userinfo(source_url) if source_url else None,
+            source_url=strip_credentials(source_url) if source_url else None,
             go_default_root=default_root(source_url),
             default_branch=default_branch,
             size_bytes=size_bytes,

@@ -3,13 +3,7 @@ from __future__ import annotations
 import pytest
 
 from repodepot.exceptions import InvalidInput
-from repodepot.imports.validation import (
-    Source,
-    parse_source,
-    pin_config,
-    resolve_public,
-    validate_name,
-)
+from repodepot.imports.validation import Source, parse_source, resolve_public, validate_name
 
 HTTPS = ["https"]
 
@@ -30,8 +24,13 @@ HTTPS = ["https"]
         ("ssh://git@example.com/a.git", "scheme 'ssh' is not allowed"),
         ("https:///nohost", "no valid host"),
         ("https://example.com/", "names no repository path"),
-        ("https://example.com:99999/a.git", "invalid port"),
+        ("https://example.com:99999/a.git", "invalid host or port"),
         ("https://exa mple.com/a.git", "spaces or control"),
+        # Brackets hold only an IPv6 address; each of these was a 500 with a traceback.
+        ("https://[127.0.0.1]/x.git", "invalid host or port"),
+        ("https://[::1", "invalid host or port"),
+        ("https://[zz]/x", "invalid host or port"),
+        ("https://exämple.com/a.git", "must be ASCII"),
     ],
 )
 def test_bad_urls_are_refused_naming_the_field(url: str, reason: str) -> None:
@@ -47,6 +46,28 @@ def test_userinfo_is_stripped_and_kept_as_credentials() -> None:
     assert (source.username, source.password) == ("alice", "p@ss")
     assert "p@ss" not in repr(source)
     assert source.port == 443
+
+
+@pytest.mark.parametrize(
+    ("url", "username"),
+    [
+        ("https://git.example.com/acme/w.git?private_token=glpat-SECRET0123", None),
+        ("https://git.example.com/acme/w.git?access_token=glpat-SECRET0123", None),
+        ("https://bob@git.example.com/acme/w.git?token=glpat-SECRET0123", "bob"),
+    ],
+)
+def test_a_token_in_the_query_string_is_stripped_and_kept_as_credentials(
+    url: str, username: str | None
+) -> None:
+    source = parse_source(url, HTTPS)
+    assert source.url == "https://git.example.com/acme/w.git"
+    assert (source.username, source.password) == (username, "glpat-SECRET0123")
+
+
+def test_userinfo_wins_over_a_query_token_and_both_are_stripped() -> None:
+    source = parse_source("https://a:pw@h.example/w.git?ref=x&private_token=other", HTTPS)
+    assert source.url == "https://h.example/w.git?ref=x"
+    assert source.password == "pw"
 
 
 def test_http_and_ssh_only_when_enabled() -> None:
@@ -71,22 +92,13 @@ def _source(host: str) -> Source:
 
 
 @pytest.mark.parametrize(
-    "host",
-    [
-        "127.0.0.1",
-        "localhost",
-        "10.1.2.3",
-        "192.168.0.1",
-        "169.254.169.254",
-        "::1",
-        "0.0.0.0",
-        "fd00::1",
-    ],
+    "host", ["127.0.0.1", "localhost", "10.1.2.3", "169.254.169.254", "100.100.100.200", "::1"]
 )
-async def test_internal_addresses_are_refused(host: str) -> None:
-    with pytest.raises(InvalidInput, match="loopback, private or link-local") as info:
+async def test_internal_addresses_are_refused_naming_the_url(host: str) -> None:
+    with pytest.raises(InvalidInput, match="not a public address") as info:
         await resolve_public(_source(host), [])
     assert info.value.field == "url"
+    assert "REPODEPOT_OUTBOUND_ALLOWLIST" in info.value.message
 
 
 async def test_allowlisted_networks_and_hosts_pass() -> None:
@@ -99,11 +111,3 @@ async def test_allowlisted_networks_and_hosts_pass() -> None:
 async def test_unresolvable_hosts_are_refused() -> None:
     with pytest.raises(InvalidInput, match="cannot be resolved"):
         await resolve_public(_source("no-such-host.invalid"), [])
-
-
-def test_http_clones_are_pinned_to_the_checked_address() -> None:
-    assert pin_config(_source("h.example"), "1.2.3.4") == [
-        ("http.curloptResolve", "h.example:443:1.2.3.4"),
-        ("http.followRedirects", "false"),
-    ]
-    assert pin_config(_source("h.example"), "2001:db8::1")[0][1] == "h.example:443:[2001:db8::1]"

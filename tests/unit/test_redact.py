@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from repodepot.git.redact import redact, strip_userinfo
+from repodepot.git.redact import query_secret, redact, strip_credentials
 
 
 @pytest.mark.parametrize(
@@ -18,6 +18,11 @@ from repodepot.git.redact import redact, strip_userinfo
         ("github_pat_11AAAAAAA0123456789_abcdefghij", "***"),
         ("Authorization: Bearer sekrit-value", "Authorization: Bearer ***"),
         ("nothing secret here, https://host/x.git", "nothing secret here, https://host/x.git"),
+        (
+            "fatal: unable to access 'https://h/x.git/?private_token=s3cr3t-value&ref=a': 403",
+            "fatal: unable to access 'https://h/x.git/?private_token=***&ref=a': 403",
+        ),
+        ("GET /x?access_token=abcdef HTTP/1.1", "GET /x?access_token=*** HTTP/1.1"),
     ],
 )
 def test_redact_masks_credentials(text: str, expected: str) -> None:
@@ -36,7 +41,19 @@ def test_redact_masks_given_secrets() -> None:
         ("https://tok@example.com:8443/a.git", "https://example.com:8443/a.git"),
         ("http://u:p@[::1]:9/a", "http://[::1]:9/a"),
         ("https://example.com/a.git", "https://example.com/a.git"),
+        ("https://h/a.git?private_token=glpat-xyz", "https://h/a.git"),
+        ("https://h/a.git?ref=main&access_token=xyz&x=1", "https://h/a.git?ref=main&x=1"),
+        ("https://h/a.git?token=1&oauth_token=2&X-Amz-Signature=3&api_key=4", "https://h/a.git"),
+        ("https://u:p@h/a.git?job_token=1", "https://h/a.git"),
+        ("https://h/a.git?monkey=1&keys=2", "https://h/a.git?monkey=1&keys=2"),
+        ("http://u:p@[x/a?token=1", "http://***@[x/a?token=***"),  # unparsable: masked
     ],
 )
-def test_strip_userinfo(url: str, expected: str) -> None:
-    assert strip_userinfo(url) == expected
+def test_strip_credentials(url: str, expected: str) -> None:
+    assert strip_credentials(url) == expected
+
+
+def test_query_secret_is_the_first_secret_parameter() -> None:
+    assert query_secret("https://h/a.git?ref=x&private_token=a%40b&token=c") == "a@b"
+    assert query_secret("https://h/a.git?ref=x&token=") is None
+    assert query_secret("https://h/a.git") is None

@@ -11,6 +11,9 @@
 - 401, and 403 without rate-limit signs, stop at once: the token is wrong.
 - Conditional requests: each page's ETag is remembered with what the page yielded, and
   sent back as `If-None-Match`; a 304 reuses the page (on GitHub it costs no quota).
+- Outbound: every request goes to an address the outbound policy checked
+  (`GuardedTransport`); the token goes to the API's origin only: a redirect or a
+  next-page link to another origin fails the sync instead of being followed.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from typing import Any
 import httpx
 
 from repodepot import __version__
-from repodepot.exceptions import RepodepotError
+from repodepot.exceptions import InvalidInput, RepodepotError
+from repodepot.outbound import GuardedTransport, OutboundRefused, Policy, origin
 
 _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([^";]+)"?')
 SECONDARY_WAIT = 60.0
+MAX_REDIRECTS = 5
 
 
 class CodeHostError(RepodepotError):
@@ -61,6 +66,12 @@ class ApiNotFound(CodeHostError):
     """The code host has no such resource."""
 
     code = "code_host_not_found"
+
+
+class OtherOrigin(CodeHostError):
+    """The code host sent us to another origin, which does not get its token."""
+
+    code = "code_host_other_origin"
 
 
 @dataclass(slots=True)
@@ -158,6 +169,7 @@ class HostApi:
         *,
         base_url: str,
         headers: Mapping[str, str],
+        policy: Policy,
         limits: ApiLimits,
         site_slots: asyncio.Semaphore,
         cache: dict[str, CachedPage],
@@ -165,6 +177,7 @@ class HostApi:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.origin = origin(self.base_url)
         self.stats = ApiStats()
         self._limits = limits
         self._slots = site_slots
@@ -176,8 +189,9 @@ class HostApi:
         self._client = httpx.AsyncClient(
             headers={"User-Agent": f"repodepot/{__version__}", **headers},
             timeout=limits.timeout,
-            follow_redirects=True,
+            follow_redirects=False,  # `_request` follows the same origin only
             trust_env=False,
+            transport=GuardedTransport(policy),
         )
 
     async def aclose(self) -> None:
@@ -244,20 +258,34 @@ class HostApi:
             self._cache.pop(url, None)
         return value, following
 
-    @staticmethod
-    def _following(url: str, response: httpx.Response) -> str | None:
+    def _following(self, url: str, response: httpx.Response) -> str | None:
         link = next_link(response.headers)
         if link is not None:
-            return link
+            return self._same_origin(url, link, "its next page")
         page = response.headers.get("x-next-page", "").strip()
         if page.isdigit():
             return str(httpx.URL(url).copy_set_param("page", page))
         return None
 
+    def _same_origin(self, url: str, target: str, what: str) -> str:
+        """`target` (relative to `url`) when it is on the API's origin; else OtherOrigin."""
+        absolute = str(httpx.URL(url).join(target))
+        try:
+            elsewhere = origin(absolute)
+        except InvalidInput:
+            raise CodeHostError(f"{self._what} answered {_path(url)} with a bad URL") from None
+        if elsewhere != self.origin:
+            raise OtherOrigin(
+                f"{self._what} put {what} for {_path(url)} on {elsewhere}, another origin "
+                f"than its API ({self.origin}): not followed, so the token stays with the host"
+            )
+        return absolute
+
     async def _request(self, url: str, *, etag: str | None) -> httpx.Response:
         headers = {"If-None-Match": etag} if etag else {}
         failures = 0
         limited = 0
+        redirects = 0
         while True:
             await self._wait_for_reset()
             await self._pacer.wait()
@@ -269,7 +297,13 @@ class HostApi:
                 failures += 1
                 await self._backoff(failures, f"{type(error).__name__}: {error}")
                 continue
+            except OutboundRefused as refused:
+                raise CodeHostError(f"{self._what}: {refused.message}") from None
             status = response.status_code
+            if response.has_redirect_location and redirects < MAX_REDIRECTS:
+                redirects += 1
+                url = self._same_origin(url, response.headers["location"], "a redirect")
+                continue
             if status < 300 or status == 304:
                 self._note_quota(response)
                 return response

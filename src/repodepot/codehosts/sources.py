@@ -24,6 +24,7 @@ from repodepot.codehosts.config import (
     QueryConfig,
 )
 from repodepot.codehosts.http import ApiNotFound, HostApi
+from repodepot.outbound import Origin, origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +287,22 @@ def api_settings(config: AnyConfig, token: str | None) -> tuple[str, dict[str, s
     if isinstance(config, GiteaConfig):
         return GiteaSource.api_url(config), {"Authorization": f"token {token}"} if token else {}
     raise TypeError(f"{type(config).__name__} has no API")
+
+
+def clone_origins(config: AnyConfig) -> frozenset[Origin]:
+    """Where a connection's token may go with a clone or fetch.
+
+    github.com clones from https://github.com (its API is api.github.com); GitHub
+    Enterprise, GitLab and Gitea from the configured url's origin; an `other`
+    connection from the origins its admin listed. A `clone_url` a host's API names
+    elsewhere gets no token.
+    """
+    if isinstance(config, OtherConfig):
+        urls = [entry for entry in config.repos if "://" in entry]
+        return frozenset(origin(url) for url in [*urls, *([config.url] if config.url else [])])
+    if isinstance(config, GitHubConfig) and config.host in ("github.com", "www.github.com"):
+        return frozenset({Origin("https", "github.com", 443)})
+    return frozenset({origin(config.url)})
 
 
 def make_source(config: AnyConfig, api: HostApi | None) -> Source:

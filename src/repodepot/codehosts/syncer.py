@@ -62,9 +62,10 @@ from repodepot.db.models import (
     Visibility,
 )
 from repodepot.exceptions import AlreadyExists, InvalidInput
-from repodepot.git.redact import strip_userinfo
+from repodepot.git.redact import strip_credentials
 from repodepot.goproxy.versions import default_root
 from repodepot.imports.worker import new_worker_id
+from repodepot.outbound import Policy, origin
 from repodepot.secrets import SecretBox, SecretUnreadable
 from repodepot.settings import Settings
 from repodepot.storage import validate_repo_name
@@ -284,6 +285,7 @@ class Syncer:
             api = HostApi(
                 base_url=base_url,
                 headers=headers,
+                policy=Policy.from_settings(self._settings),
                 limits=self._limits,
                 site_slots=self._slots,
                 cache=self._caches.setdefault(connection.fingerprint, {}),
@@ -356,10 +358,13 @@ class Syncer:
             name = peers.get(primary, connection).name_for(repo)
             try:
                 validate_repo_name(name)
-            except InvalidInput:
+                origin(repo.clone_url)  # the outbound policy guards it when it is fetched
+            except InvalidInput as error:
                 outcome.skipped += 1
-                outcome.warnings.append(f"{repo.name_with_owner}: {name!r} is not a valid name")
+                why = f"{name!r} is not a valid name" if error.field != "url" else error.message
+                outcome.warnings.append(f"{repo.name_with_owner}: {why}")
                 continue
+            url = strip_credentials(repo.clone_url)
             desired = (
                 name,
                 repo.description,
@@ -367,8 +372,8 @@ class Syncer:
                 repo.default_branch,
                 repo.fork,
                 repo.archived,
-                strip_userinfo(repo.clone_url),
-                default_root(repo.clone_url),
+                url,
+                default_root(url),
             )
             values = dict(zip(FIELDS, desired, strict=True))
             claimant: int | str = row.id if row is not None else external_id

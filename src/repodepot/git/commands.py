@@ -26,6 +26,7 @@ async def clone_bare(
 ) -> None:
     """Clone `url` into the new bare repository `dest` (HEAD follows the remote's default).
 
+    `config` reaches git through the environment (the outbound pins among it).
     Raises GitCommandError (with credentials redacted) when the clone fails.
     """
     mode = "--mirror" if mirror else "--bare"
@@ -34,6 +35,42 @@ async def clone_bare(
         credentials=credentials,
         on_stderr=on_progress,
         timeout=timeout,
+        config=config,
+    )
+
+
+async def fetch(
+    runner: GitRunner,
+    repo: Path,
+    url: str,
+    refspecs: Sequence[str],
+    *,
+    credentials: Credentials | None = None,
+    on_progress: StderrSink | None = None,
+    timeout: float | None = None,
+    config: Sequence[tuple[str, str]] = (),
+) -> None:
+    """Fetch `refspecs` from `url` into `repo`, pruned and atomic: every ref moves or none.
+
+    `config` reaches git through the environment (the outbound pins among it).
+    Raises GitCommandError (with credentials redacted) when the fetch fails.
+    """
+    await runner.run(
+        [
+            "fetch",
+            "--prune",
+            "--atomic",
+            "--progress",
+            "--no-write-fetch-head",
+            "--",
+            url,
+            *refspecs,
+        ],
+        git_dir=repo,
+        credentials=credentials,
+        on_stderr=on_progress,
+        timeout=timeout,
+        config=config,
     )
 
 

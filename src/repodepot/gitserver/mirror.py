@@ -7,6 +7,9 @@
 - Change: a digest of `for-each-ref` before and after.
 - Stalls: no fixed timeout; a clone or fetch with no progress output for
   `stall_timeout` seconds is killed (its process group) and reported as a timeout.
+- Outbound: every clone and fetch, whether its URL came from a user (an import) or from
+  a code host's API, is checked by the outbound policy and pinned to the addresses
+  checked, with redirects off (`repodepot.outbound`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 from repodepot.git import commands
 from repodepot.git.errors import GitTimeout
 from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner, StderrSink
-from repodepot.imports.validation import parse_source, pin_config, resolve_public
+from repodepot.imports.validation import parse_source
+from repodepot.outbound import Policy
 from repodepot.settings import Settings
 from repodepot.storage import Storage
 
@@ -45,32 +49,31 @@ async def refs_digest(git: GitRunner, path: Path) -> str:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Upstream:
-    """Where a mirror comes from."""
+    """Where a mirror comes from, and the credentials its origin gets (None: none)."""
 
     url: str
     credentials: Credentials | None = None
-    # Not yielded by a code host (an import): its URL came from a user, so every fetch
-    # resolves it again and refuses internal addresses, as the import itself did, and
-    # pins git to the address checked; a later DNS answer pointing inside gets nowhere.
-    guarded: bool = False
 
 
 async def _pin(upstream: Upstream, settings: Settings) -> list[tuple[str, str]]:
-    if not upstream.guarded:
-        return []
+    # Resolved again at every fetch: a later DNS answer pointing inside is refused,
+    # and git connects only to the addresses checked here.
     source = parse_source(upstream.url, settings.allowed_schemes)
-    return pin_config(source, await resolve_public(source, settings.outbound_allowlist))
+    return await Policy.from_settings(settings).git_config(source.url)
 
 
 async def clone(
     git: GitRunner, storage: Storage, name: str, upstream: Upstream, *, settings: Settings
 ) -> None:
-    """A new mirror of `upstream` at `name`."""
+    """A new mirror of `upstream` at `name`.
+
+    Raises InvalidInput (the outbound policy refused the URL) or GitError.
+    """
     config = await _pin(upstream, settings)
     async with storage.staging(
         name, label=f"mirror-{hashlib.sha1(name.encode()).hexdigest()[:12]}"
     ) as staged:
-        await _guarded(
+        await _watched(
             lambda sink: commands.clone_bare(
                 git,
                 upstream.url,
@@ -87,33 +90,28 @@ async def clone(
 
 
 async def fetch(git: GitRunner, path: Path, upstream: Upstream, *, settings: Settings) -> None:
-    """Bring the mirror at `path` up to date: heads, tags and the extra refspecs, pruned."""
+    """Bring the mirror at `path` up to date: heads, tags and the extra refspecs, pruned.
+
+    Raises InvalidInput (the outbound policy refused the URL) or GitError.
+    """
     config = await _pin(upstream, settings)
-    await _guarded(
-        lambda sink: git.run(
-            [
-                "fetch",
-                "--prune",
-                "--atomic",
-                "--progress",
-                "--no-write-fetch-head",
-                "--",
-                upstream.url,
-                *REFSPECS,
-                *settings.fetch_extra_refspecs,
-            ],
-            git_dir=path,
+    await _watched(
+        lambda sink: commands.fetch(
+            git,
+            path,
+            upstream.url,
+            [*REFSPECS, *settings.fetch_extra_refspecs],
             credentials=upstream.credentials,
-            config=config,
-            on_stderr=sink,
+            on_progress=sink,
             timeout=NO_TIMEOUT,
+            config=config,
         ),
         settings.update_stall_timeout,
         "fetch",
     )
 
 
-async def _guarded(
+async def _watched(
     start: Callable[[StderrSink], Awaitable[object]], stall_timeout: float, what: str
 ) -> None:
     """Run the git call; kill it when its progress output stops for `stall_timeout`."""

@@ -9,6 +9,7 @@ nothing and a crashed updater's work runs again once the lease expires).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -18,6 +19,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, case, exists, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from repodepot.codehosts.config import parse_config
+from repodepot.codehosts.sources import clone_origins
 from repodepot.codehosts.syncer import now
 from repodepot.db.models import (
     CloneStatus,
@@ -27,8 +30,10 @@ from repodepot.db.models import (
     Repository,
     RepoSource,
 )
+from repodepot.exceptions import InvalidInput
 from repodepot.git.runner import Credentials
 from repodepot.gitserver import mirror, schedule
+from repodepot.outbound import origin
 from repodepot.secrets import SecretBox, SecretUnreadable
 from repodepot.settings import Settings
 
@@ -101,6 +106,15 @@ class SchedulerStatus:
     failing: int
     cloned: int
     next_due_at: datetime | None
+
+
+def _token_belongs(kind: CodeHostKind, raw_config: str, url: str) -> bool:
+    """Whether a connection's token may go to `url`: one of its clone origins."""
+    try:
+        config, _ = parse_config(kind, json.loads(raw_config))
+        return origin(url) in clone_origins(config)
+    except (InvalidInput, ValueError):
+        return False
 
 
 def _due_now(at: datetime) -> Any:
@@ -216,9 +230,7 @@ class Gitserver:
                     Due(
                         repository_id=row.repository_id,
                         name=row.name,
-                        upstream=mirror.Upstream(
-                            url=row.source_url, guarded=row.external_host is None
-                        ),
+                        upstream=mirror.Upstream(url=row.source_url),
                         host=host,
                         clone_status=row.clone_status,
                         refs_digest=row.refs_digest,
@@ -231,23 +243,30 @@ class Gitserver:
         return taken
 
     async def _with_credentials(self, session: AsyncSession, taken: list[Due]) -> list[Due]:
-        tokens = await self._tokens(session, [due.repository_id for due in taken])
+        urls = {due.repository_id: due.upstream.url for due in taken}
+        tokens = await self._tokens(session, urls)
         return [
             replace(due, upstream=replace(due.upstream, credentials=tokens.get(due.repository_id)))
             for due in taken
         ]
 
-    async def _tokens(self, session: AsyncSession, ids: list[int]) -> dict[int, Credentials]:
-        """The token of the lowest-id connection yielding each repository, if any."""
+    async def _tokens(self, session: AsyncSession, urls: dict[int, str]) -> dict[int, Credentials]:
+        """The token of the lowest-id connection yielding each repository, if any.
+
+        A token goes only to its connection's clone origin(s): a clone URL elsewhere
+        (whatever the host's API said) is fetched without credentials.
+        """
         rows = await session.execute(
-            select(RepoSource.repository_id, CodeHost.kind, CodeHost.sealed_token)
+            select(RepoSource.repository_id, CodeHost.kind, CodeHost.config, CodeHost.sealed_token)
             .join(CodeHost, CodeHost.id == RepoSource.code_host_id)
-            .where(RepoSource.repository_id.in_(ids), CodeHost.sealed_token.is_not(None))
+            .where(RepoSource.repository_id.in_(list(urls)), CodeHost.sealed_token.is_not(None))
             .order_by(RepoSource.code_host_id)
         )
         tokens: dict[int, Credentials] = {}
-        for repository_id, kind, sealed in rows:
+        for repository_id, kind, config, sealed in rows:
             if repository_id in tokens or sealed is None:
+                continue
+            if not _token_belongs(kind, config, urls[repository_id]):
                 continue
             try:
                 tokens[repository_id] = Credentials(
@@ -262,19 +281,13 @@ class Gitserver:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(Repository.source_url, Repository.external_host).where(
-                        Repository.id == repository_id
-                    )
+                    select(Repository.source_url).where(Repository.id == repository_id)
                 )
             ).one_or_none()
             if row is None or row.source_url is None:
                 return None
-            tokens = await self._tokens(session, [repository_id])
-        return mirror.Upstream(
-            url=row.source_url,
-            credentials=tokens.get(repository_id),
-            guarded=row.external_host is None,
-        )
+            tokens = await self._tokens(session, {repository_id: row.source_url})
+        return mirror.Upstream(url=row.source_url, credentials=tokens.get(repository_id))
 
     async def renew(self, owner: str, repository_id: int) -> None:
         """Extend a running update's lease."""

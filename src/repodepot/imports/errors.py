@@ -50,6 +50,11 @@ _EXPLANATIONS = (
     ("RPC failed", "The connection to the source was lost during the transfer."),
     ("Connection reset", "The connection to the source was lost during the transfer."),
     (
+        "returned error: 30",  # http.followRedirects=false: curl reports the 30x itself
+        "The source answered with a redirect, which imports do not follow: use the "
+        "repository's final URL.",
+    ),
+    (
         "redirect",
         "The source answered with a redirect, which imports do not follow: use the "
         "repository's final URL.",

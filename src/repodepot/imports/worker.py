@@ -22,7 +22,8 @@ from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner
 from repodepot.imports.errors import explain
 from repodepot.imports.progress import ProgressCell
 from repodepot.imports.service import QUEUED_TOPIC, Imports, topic
-from repodepot.imports.validation import parse_source, pin_config, resolve_public
+from repodepot.imports.validation import parse_source
+from repodepot.outbound import Policy
 from repodepot.settings import Settings
 from repodepot.storage import Storage
 
@@ -225,7 +226,9 @@ class ImportWorker:
         job = run.job
         try:
             source = parse_source(job["url"], self.settings.allowed_schemes)
-            address = await resolve_public(source, self.settings.outbound_allowlist)
+            # Checked again here, and git held to the addresses checked, redirects off:
+            # the submit's lookup may be stale, and a 302 must not take the token along.
+            pins = await Policy.from_settings(self.settings).git_config(source.url)
             credentials = (
                 Credentials(username=credential[0], password=credential[1]) if credential else None
             )
@@ -238,7 +241,7 @@ class ImportWorker:
                         credentials=credentials,
                         on_progress=run.cell.feed,
                         timeout=NO_TIMEOUT,
-                        config=pin_config(source, address),
+                        config=pins,
                     )
                 )
                 try:
