@@ -146,6 +146,7 @@ def test_cli_add_sync_list_and_remove(tmp_path: Path, github: FakeHost) -> None:
     env = {
         "REPODEPOT_DATA_DIR": str(tmp_path / "data"),
         "REPODEPOT_ALLOWED_SCHEMES": "http,https",
+        "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1",  # the fake host
     }
     added = cli(
         "codehosts",

@@ -11,9 +11,11 @@ from sqlalchemy import event, select
 
 from repodepot.accounts import operator
 from repodepot.codehosts.service import CodeHostRecord
+from repodepot.codehosts.syncer import Syncer
 from repodepot.db.models import CodeHostKind, Repository, RepoSource, SyncStatus
+from repodepot.secrets import SecretBox
 from repodepot.services import Services
-from repodepot.settings import Settings
+from repodepot.settings import Settings, ensure_secret_key
 from tests.support.fakehosts import FakeHost, Kind
 
 FAST = {
@@ -447,3 +449,69 @@ async def test_search_public_and_org_queries(
         outcome = await services.codehosts.syncer.sync(host.id)
     assert outcome.status is SyncStatus.success, outcome.error
     assert sorted(name for _, name in (await live(services)).values()) == expected
+
+
+# 127.0.0.2 plays another host: loopback like the fakes, but not in the test allowlist.
+OTHER = "127.0.0.2"
+
+
+@pytest.mark.parametrize(
+    "allowlist", [["127.0.0.1"], ["127.0.0.1", OTHER]], ids=["guarded", "allowlisted"]
+)
+async def test_a_next_page_link_to_another_origin_is_not_followed_with_the_token(
+    services: Services, github: FakeHost, allowlist: list[str]
+) -> None:
+    # Allowlisted or not, the other origin gets nothing: the token belongs to the API's.
+    syncer = Syncer(
+        sessions=services.sessions,
+        box=SecretBox(ensure_secret_key(services.settings)),
+        settings=services.settings.model_copy(update={"outbound_allowlist": allowlist}),
+    )
+    with FakeHost("github", token=github.token, address=OTHER) as other:
+        other.add_many(250)
+        github.add_many(150)
+        github.link_base = other.url  # page 1's rel="next" points at the other host
+        host = await connect(services, "github", github_config(github))
+
+        outcome = await syncer.sync(host.id)
+
+    assert outcome.status is SyncStatus.failed
+    assert outcome.error is not None
+    assert f"next page for /api/v3/user/repos on http://{OTHER}:{other.port}" in outcome.error
+    assert "another origin" in outcome.error
+    assert other.seen == [] and not other.saw_token()
+
+
+async def test_a_redirect_is_followed_on_the_same_origin_only_and_never_takes_the_token(
+    services: Services,
+) -> None:
+    with FakeHost("gitlab") as gitlab, FakeHost("gitlab", address=OTHER) as other:
+        other.token = gitlab.token
+        gitlab.add_many(3, owner="group")
+        config = {"url": gitlab.url, "token": gitlab.token, "projectQuery": ["?membership=true"]}
+        host = await connect(services, "gitlab", config)
+        gitlab.redirect_next(f"{gitlab.url}/api/v4/projects?membership=true&per_page=100", 301)
+        gitlab.redirect_next(f"{other.url}/api/v4/projects?membership=true&per_page=100")
+
+        outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.status is SyncStatus.failed
+    assert outcome.error is not None
+    assert f"a redirect for /api/v4/projects on http://{OTHER}:{other.port}" in outcome.error
+    assert gitlab.count("/api/v4/projects") == 2  # the same-origin 301 was followed
+    assert other.seen == [] and not other.saw_token()  # PRIVATE-TOKEN went nowhere else
+
+
+async def test_api_calls_to_an_internal_address_are_refused(services: Services) -> None:
+    with FakeHost("gitea", address=OTHER) as inside:
+        inside.add_many(3)
+        config = {"url": inside.url, "token": inside.token, "repositoryQuery": ["affiliated"]}
+        host = await connect(services, "gitea", config)
+
+        outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.status is SyncStatus.failed
+    assert outcome.error is not None
+    assert f"resolves to {OTHER}, not a public address" in outcome.error
+    assert "REPODEPOT_OUTBOUND_ALLOWLIST" in outcome.error
+    assert inside.seen == []

@@ -16,6 +16,7 @@ from repodepot.gitserver.service import Due
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.services import Services
 from repodepot.settings import Settings
+from tests.support.fakehosts import FakeHost
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate, git
 
@@ -244,3 +245,40 @@ async def test_an_imported_repository_is_fetched_only_from_a_public_or_allowed_a
     assert state is not None and state.last_error is not None
     assert "127.0.0.1" in state.last_error and "REPODEPOT_OUTBOUND_ALLOWLIST" in state.last_error
     assert refs(local) == before
+
+
+@pytest.mark.parametrize(
+    "allowlist", [["127.0.0.1"], ["127.0.0.1", "127.0.0.2"]], ids=["guarded", "allowlisted"]
+)
+async def test_a_clone_url_on_another_origin_gets_no_token_and_is_guarded(
+    services: Services, tmp_path: Path, allowlist: list[str]
+) -> None:
+    # The host's API names where to clone; it is trusted neither with where we connect
+    # (127.0.0.2 is loopback, refused unless allowlisted) nor with the token.
+    generate(tmp_path / "elsewhere" / "acme" / "app.git", Spec(commits=3))
+    with (
+        GitHttpServer(
+            tmp_path / "elsewhere", host="127.0.0.2", auth=("x-access-token", "fake-token-0123")
+        ) as elsewhere,
+        FakeHost("github", clone_base=elsewhere.url("")) as github,
+    ):
+        github.add("acme", "app")
+        config = {"url": github.url, "token": github.token, "repositoryQuery": ["affiliated"]}
+        host = await services.codehosts.create(operator(), kind="github", name="gh", config=config)
+        assert (await services.codehosts.syncer.sync(host.id)).added == 1
+        strict = services.settings.model_copy(update={"outbound_allowlist": allowlist})
+        loop = UpdateLoop(services.gitserver, services.git, services.storage, strict)
+        await services.gitserver.discover()
+        for due in await services.gitserver.claim("test", 5, {}, 5):
+            await loop.update(due)
+
+    record = await services.repositories.get(operator(), "127.0.0.1/acme/app")
+    state = await services.gitserver.state(record.id)
+    assert state is not None and state.clone_status is CloneStatus.failed
+    assert not services.storage.path("127.0.0.1/acme/app").exists()
+    if len(allowlist) == 1:
+        assert elsewhere.requests == []
+        assert state.last_error is not None and "resolves to 127.0.0.2" in state.last_error
+    else:  # reached, but without the token: every request was refused for want of it
+        assert elsewhere.requests and {status for *_, status in elsewhere.requests} == {401}
+        assert state.failure_kind == "auth"

@@ -18,7 +18,9 @@ Only what repository listing uses, answered the way each host documents it:
   `Link` and `x-total-count`; `Authorization: token …`; 401.
 
 Faults are queued per host: `fail_next(status)`, `rate_limit_next(reset_in)`,
-`secondary_limit_next(retry_after)`.
+`secondary_limit_next(retry_after)`, `redirect_next(location)`. A host listens on any
+loopback `address` (127.0.0.2 plays "another host"), records every request's headers
+(`seen`), and can put its next-page links on another origin (`link_base`).
 """
 
 from __future__ import annotations
@@ -94,10 +96,12 @@ class FakeHost:
         rate_limit: int = 5000,
         latency: float = 0.0,
         clone_base: str | None = None,
+        address: str = "127.0.0.1",
     ):
         """`latency`: seconds added to every API answer, 200 and 304 alike (a remote host).
 
         `clone_base`: where clone URLs point (a loopback git server), else this fake.
+        `address`: the loopback address to listen on.
         """
         self.kind = kind
         self.latency = latency
@@ -108,14 +112,16 @@ class FakeHost:
         self.used = 0
         self.reset_at = int(time.time()) + 3600
         self.requests: list[tuple[str, int]] = []
+        self.seen: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
         self._faults: deque[_Fault] = deque()
         self._lock = threading.Lock()
         self._next_id = 1000
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = ThreadingHTTPServer((address, 0), _handler(self))
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{address}:{self.port}"
         self.clone_base = (clone_base or self.url).rstrip("/")
+        self.link_base = self.url  # where `Link` and next-page URLs point
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeHost:
@@ -162,6 +168,14 @@ class FakeHost:
         headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}
         message = "API rate limit exceeded for user ID 1."
         self._faults.append(_Fault(403, headers, {"message": message}))
+
+    def redirect_next(self, location: str, status: int = 302) -> None:
+        """A redirect to `location` (after the token was checked)."""
+        self._faults.append(_Fault(status, {"location": location}))
+
+    def saw_token(self) -> bool:
+        """Whether any request carried this host's token, in any header."""
+        return any(self.token in value for _, headers in self.seen for value in headers.values())
 
     def secondary_limit_next(self, retry_after: int = 1) -> None:
         """GitHub's secondary rate limit: 403 with `retry-after`."""
@@ -252,6 +266,8 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+            with host._lock:
+                host.seen.append((self.path, dict(self.headers.items())))
             status, headers, body = self._answer(parts.path, query)
             if host.latency:
                 time.sleep(host.latency)
@@ -393,7 +409,7 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
             pages = max(1, math.ceil(len(repos) / size))
             items = [host.as_json(r) for r in repos[(page - 1) * size : page * size]]
             headers: dict[str, str] = {}
-            base = f"{host.url}{urlsplit(self.path).path}"
+            base = f"{host.link_base}{urlsplit(self.path).path}"
 
             def link(number: int) -> str:
                 return base + "?" + urlencode({**query, "page": str(number)})

@@ -32,6 +32,7 @@ class GitHttpServer:
         allow_push: bool = False,
         fault: str | None = None,
         fault_after: int = 0,
+        host: str = "127.0.0.1",
     ) -> None:
         """`fault="drop"` cuts the connection, `fault="stall"` stops sending (and holds the
         connection) after `fault_after` bytes of a pack response."""
@@ -43,7 +44,8 @@ class GitHttpServer:
         self.fault_after = fault_after
         self.stalled = threading.Event()
         self.requests: list[tuple[str, str, int]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.host = host  # any loopback address: 127.0.0.2 stands for "another host"
+        self._server = ThreadingHTTPServer((host, 0), _handler(self))
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -58,7 +60,7 @@ class GitHttpServer:
         self._server.server_close()
 
     def url(self, path: str, *, userinfo: str | None = None) -> str:
-        host = f"{userinfo}@127.0.0.1" if userinfo else "127.0.0.1"
+        host = f"{userinfo}@{self.host}" if userinfo else self.host
         return f"http://{host}:{self.port}/{path}"
 
 
