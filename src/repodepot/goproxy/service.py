@@ -103,8 +103,10 @@ class GoProxy:
     async def resolve(self, principal: Principal, path: str) -> Module:
         """The module `path` in the repository with the longest matching import root.
 
-        Raises NotFound when no repository's root matches, when it is private and not
-        visible to `principal`, or when it is not cloned yet.
+        Repositories `principal` may not read take no part: a private root answers
+        exactly as no root (the same status and words, also where a shorter public root
+        would otherwise serve the path). Raises NotFound when no readable repository's
+        root matches, or when it is not cloned yet.
         """
         try:
             check_module_path(path)
@@ -114,22 +116,19 @@ class GoProxy:
         elements = prefix.split("/")
         candidates = ["/".join(elements[:n]) for n in range(1, len(elements) + 1)]
         root_of = Repository.go_import_root
-        statement = select(Repository, visible_to(principal).label("visible")).where(
+        statement = select(Repository).where(
             Repository.deleted_at.is_(None),
+            visible_to(principal),
             or_(
                 root_of.in_(candidates),
                 root_of.is_(None) & Repository.go_default_root.in_(candidates),
             ),
         )
         async with self._sessions() as session:
-            rows = (await session.execute(statement)).all()
+            rows = (await session.execute(statement)).scalars().all()
         if not rows:
             raise NotFound(f"no repository here serves module {path}")
-        repo, visible = max(
-            rows, key=lambda r: len(r[0].go_import_root or r[0].go_default_root or "")
-        )
-        if not visible:  # the same answer as none: a private name does not leak
-            raise NotFound(f"no repository here serves module {path}")
+        repo = max(rows, key=lambda r: len(r.go_import_root or r.go_default_root or ""))
         root = repo.go_import_root or repo.go_default_root or ""
         git_dir = self._storage.path(repo.name)
         if not git_dir.is_dir():

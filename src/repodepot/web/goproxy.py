@@ -9,9 +9,11 @@ in `!`-case-encoding:
 - `/goproxy/{module}/@v/{version}.zip`: the module zip (immutable, with an ETag);
 - `/goproxy/{module}/@latest`: the version `go get M` would take.
 
-Errors are plain text the go command shows: 404 for what is not here (also a private
-module without a token, which is the basic-auth password, as `.netrc` sends it), 410 for
-a version whose content is gone, 422 for a module the go command would refuse to zip.
+Errors are plain text the go command shows: 404 for what is not here, 410 for a version
+whose content is gone, 422 for a module the go command would refuse to zip. A private
+module the caller may not read (no token, which is the basic-auth password as `.netrc`
+sends it, or a member's who is not its owner) answers exactly as a missing one, status
+and words, for all five requests.
 `/goproxy/sumdb/…` is 404, so the go command asks its checksum database directly.
 """
 

@@ -1,0 +1,94 @@
+"""No existence oracles: what a caller may not read answers exactly as what is not there.
+
+A private Go module answers as a missing one for every GOPROXY request, anonymously and
+to a member who may not read it; a member sees every repository and import job that
+holds a name in their own namespace, so an import's 409 never names something the same
+member gets 404 for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from base64 import b64encode
+from pathlib import Path
+
+import httpx
+
+from repodepot.accounts import operator
+from repodepot.db.models import Visibility
+from repodepot.services import Services
+from tests.support.gomods import WorkTree
+from tests.support.repogen import git
+
+T0 = 1_700_000_000
+PUBLIC_ROOT = "example.com/acme"
+# Under the public root (which would serve it as its directory `secret`), and alone.
+PRIVATE_PATHS = ("example.com/acme/secret", "example.org/hidden")
+REQUESTS = ("@v/list", "@v/v1.0.0.info", "@v/v1.0.0.mod", "@v/v1.0.0.zip", "@latest")
+
+
+def _module(root: Path, name: str, path: str) -> WorkTree:
+    work = WorkTree(root / name)
+    work.commit("v1", T0, {"go.mod": f"module {path}\n", "x.go": "package x\n"})
+    work.tag("v1.0.0")
+    return work
+
+
+async def _publish(
+    svc: Services, work: WorkTree, name: str, root: str, *, owner_id: int | None, public: bool
+) -> None:
+    mirror = svc.storage.path(name)
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(git, "clone", "--mirror", "--quiet", str(work.path), str(mirror))
+    visibility = Visibility.public if public else Visibility.private
+    await svc.repositories.create(name=name, owner_id=owner_id, visibility=visibility)
+    await svc.repositories.set_go_import_root(operator(), name, root)
+
+
+async def _answers(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> dict[str, tuple[int, bytes]]:
+    answers = {}
+    for path in PRIVATE_PATHS:
+        for request in REQUESTS:
+            answer = await client.get(f"/goproxy/{path}/{request}", headers=headers)
+            answers[f"{path}/{request}"] = (answer.status_code, answer.content)
+    return answers
+
+
+async def test_a_private_go_module_answers_exactly_as_a_missing_one(
+    tmp_path: Path,
+    client: httpx.AsyncClient,
+    app_services: Services,
+    admin_headers: dict[str, str],
+) -> None:
+    svc = app_services
+    works = tmp_path / "works"
+    public = _module(works, "acme", PUBLIC_ROOT)
+    await _publish(svc, public, "acme/site", PUBLIC_ROOT, owner_id=None, public=True)
+    carol = await svc.accounts.create_user("carol")
+    await svc.accounts.create_user("bob")
+    _, bob_token = await svc.accounts.create_token("bob", "t")
+    callers = {
+        "anonymous": {},
+        "member": {"Authorization": f"Bearer {bob_token}"},
+        # The go command sends the token as a .netrc password.
+        "member (basic)": {
+            "Authorization": "Basic " + b64encode(f"bob:{bob_token}".encode()).decode()
+        },
+    }
+    missing = {who: await _answers(client, headers) for who, headers in callers.items()}
+    assert missing["anonymous"]["example.com/acme/secret/@v/list"] == (200, b"")
+
+    for index, path in enumerate(PRIVATE_PATHS):
+        work = _module(works, f"secret{index}", path)
+        await _publish(svc, work, f"carol/s{index}", path, owner_id=carol.id, public=False)
+    for who, headers in callers.items():
+        assert await _answers(client, headers) == missing[who], who
+
+    # Those who may read it get the module: the requests above did reach it.
+    _, carol_token = await svc.accounts.create_token("carol", "t")
+    for headers in (admin_headers, {"Authorization": f"Bearer {carol_token}"}):
+        for path in PRIVATE_PATHS:
+            listed = await client.get(f"/goproxy/{path}/@v/list", headers=headers)
+            assert (listed.status_code, listed.text) == (200, "v1.0.0\n")
