@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import text
 
@@ -77,3 +79,41 @@ async def test_user_names_are_validated_and_unique(services: Services) -> None:
         with pytest.raises(InvalidInput) as info:
             await services.accounts.create_user(bad)
         assert info.value.field == "name"
+
+
+async def test_a_session_lasts_until_logout_expiry_or_its_token_is_revoked(
+    services: Services,
+) -> None:
+    accounts: Accounts = services.accounts
+    await accounts.create_user("erin")
+    record, token = await accounts.create_token("erin")
+    caller = await accounts.authenticate(token)
+    hour = timedelta(hours=1)
+
+    logged_out = await accounts.open_session(caller, lifetime=hour)
+    assert (await accounts.check_session(logged_out)) == caller
+    await accounts.close_session(logged_out)
+    await accounts.close_session(logged_out)  # idempotent
+    expired = await accounts.open_session(caller, lifetime=timedelta(seconds=-1))
+    revoked = await accounts.open_session(caller, lifetime=hour)
+    await accounts.revoke_token(record.id)
+
+    for session_id in (logged_out, expired, revoked, "not-a-session"):
+        with pytest.raises(NotAuthenticated, match="log in again"):
+            await accounts.check_session(session_id)
+
+
+async def test_sessions_are_stored_hashed_and_ended_ones_are_dropped(services: Services) -> None:
+    accounts: Accounts = services.accounts
+    await accounts.create_user("frank")
+    _, token = await accounts.create_token("frank")
+    caller = await accounts.authenticate(token)
+    ended = await accounts.open_session(caller, lifetime=timedelta(hours=1))
+    await accounts.close_session(ended)
+
+    live = await accounts.open_session(caller, lifetime=timedelta(hours=1))
+
+    async with services.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT id FROM sessions"))).scalars().all()
+    assert rows == [hash_token(live)]
+    assert live not in repr(rows)

@@ -74,6 +74,9 @@ async def login(
             error="That token is not valid. Check it was copied whole.",
             user=None,
         )
+    previous = request.session.get(SESSION_ID)
+    if isinstance(previous, str):  # logging in again, perhaps as someone else, ends that one
+        await svc.accounts.close_session(previous)
     lifetime = timedelta(seconds=svc.settings.session_max_age)
     session_id = await svc.accounts.open_session(caller, lifetime=lifetime)
     request.session.clear()  # and with it the page's token: a new one comes with the session
