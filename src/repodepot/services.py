@@ -15,6 +15,7 @@ from repodepot.db import migrate
 from repodepot.db.base import create_engine, is_sqlite, session_factory
 from repodepot.events import Broker, PostgresRelay, asyncpg_dsn
 from repodepot.git.runner import GitRunner
+from repodepot.git.sandbox import Sandbox
 from repodepot.gitserver.reads import Reads
 from repodepot.gitserver.service import Gitserver
 from repodepot.goproxy.service import GoProxy
@@ -57,14 +58,6 @@ class Services:
         metrics = metrics or Metrics()
         storage = Storage(settings.data_dir)
         storage.prepare()
-        engine = create_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
-        if migrate_schema:
-            await migrate.upgrade(engine)
-        sessions = session_factory(engine)
-        # Workers write through their own small pool, so an import never starves requests.
-        worker_engine = create_engine(
-            settings.sqlalchemy_url, pool_size=settings.worker_db_pool_size
-        )
         git = GitRunner(
             runtime_dir=storage.runtime_dir,
             path=process_path(),
@@ -72,6 +65,16 @@ class Services:
             allowed_schemes=settings.allowed_schemes,
             timeout=settings.git_timeout,
             observer=metrics.observe_git,
+            sandbox=_sandbox(settings),
+        )
+        await git.verify_sandbox()
+        engine = create_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
+        if migrate_schema:
+            await migrate.upgrade(engine)
+        sessions = session_factory(engine)
+        # Workers write through their own small pool, so an import never starves requests.
+        worker_engine = create_engine(
+            settings.sqlalchemy_url, pool_size=settings.worker_db_pool_size
         )
         broker = Broker()
         relay = None
@@ -127,3 +130,14 @@ class Services:
         await self.reads.close()
         await self.engine.dispose()
         await self.worker_engine.dispose()
+
+
+def _sandbox(settings: Settings) -> Sandbox | None:
+    """The sandbox of git reads; ConfigurationError when bwrap is wanted but missing."""
+    if settings.git_sandbox == "none":
+        logger.warning(
+            "git reads run without a sandbox: an exec allowlist hole reaches the whole server",
+            extra={"action": "git.sandbox", "sandbox": "none"},
+        )
+        return None
+    return Sandbox.locate(process_path())

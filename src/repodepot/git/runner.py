@@ -5,6 +5,12 @@ whole tree, remote helpers included), with an environment built from nothing:
 no user or system config, no terminal prompts, only the configured protocols,
 credentials through an askpass helper and environment variables, never argv.
 Everything that leaves this module (errors, logs) goes through `redact`.
+
+With a `Sandbox`, every read-only subcommand given a `git_dir` (the ones a user's
+input reaches: exec, EnsureRevision's readers, the Go proxy's reads, upload-pack)
+runs inside bubblewrap, which sees only the system's binaries and that repository,
+read-only, at `/repo`. Commands that write or talk to the network (clone, fetch,
+maintenance) run outside it. Without a sandbox, git still runs in the repository.
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repodepot.exceptions import ConfigurationError
 from repodepot.git.errors import (
     GitCommandError,
     GitCommandNotAllowed,
+    GitError,
     GitNotInstalled,
     GitOutputTooLarge,
     GitTimeout,
 )
 from repodepot.git.redact import redact
+from repodepot.git.sandbox import INSIDE, Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,26 @@ ALLOWED_SUBCOMMANDS = frozenset(
         "update-ref",
         "upload-pack",
         "version",
+    }
+)
+
+# Commands that only read the repository they are given: with a sandbox, these run in it.
+SANDBOXED = frozenset(
+    {
+        "archive",
+        "blame",
+        "cat-file",
+        "diff",
+        "for-each-ref",
+        "grep",
+        "log",
+        "ls-tree",
+        "merge-base",
+        "rev-list",
+        "rev-parse",
+        "show",
+        "show-ref",
+        "upload-pack",
     }
 )
 
@@ -142,8 +171,10 @@ class GitRunner:
         stdout_cap: int = 64 << 20,
         stderr_cap: int = 64 << 10,
         observer: Observer | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.binary = binary
+        self.sandbox = sandbox
         self.timeout = timeout
         self.stdout_cap = stdout_cap
         self.stderr_cap = stderr_cap
@@ -194,16 +225,39 @@ class GitRunner:
             env["REPODEPOT_ASKPASS_PASSWORD"] = credentials.password
         return env
 
-    def _argv(self, args: Sequence[str], git_dir: Path | None) -> list[str]:
-        """`git [--git-dir=DIR] ARGS`, under the death-signal launcher when long-running.
+    async def verify_sandbox(self) -> None:
+        """Start `git version` in the sandbox once, at start-up.
+
+        Raises ConfigurationError when it cannot run there (bwrap refused by the kernel
+        or the container, git outside the system directories the sandbox shows), rather
+        than failing every read later. Does nothing without a sandbox.
+        """
+        if self.sandbox is None:
+            return
+        argv = self.sandbox.wrap(self._home, [self.binary, "--no-pager", "version"])
+        try:
+            result = await self._spawn(argv, ["version"], None, self.env(), 30.0, None, None, [])
+        except GitError as error:
+            raise _unsandboxable(error.message) from error
+        if result.returncode != 0 or not result.stdout.startswith(b"git version"):
+            raise _unsandboxable(result.stderr.strip() or f"exit {result.returncode}")
+
+    def _argv(
+        self, args: Sequence[str], git_dir: Path | None, *, die_with_us: bool = False
+    ) -> list[str]:
+        """`git [--git-dir=DIR] ARGS`, sandboxed or under the death-signal launcher.
 
         The subcommand comes first and must be allowlisted, so no global option
-        (`-c`, `--exec-path`) can be slipped in.
+        (`-c`, `--exec-path`) can be slipped in. In the sandbox the repository is
+        `/repo` and bubblewrap's `--die-with-parent` replaces the launcher.
         """
         if not args or args[0] not in ALLOWED_SUBCOMMANDS:
             raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
-        launcher = self._launcher if args[0] in LONG_RUNNING else []
-        argv = [*launcher, self.binary, "--no-pager"]
+        if self.sandbox is not None and git_dir is not None and args[0] in SANDBOXED:
+            command = [self.binary, "--no-pager", f"--git-dir={INSIDE}", *args]
+            return self.sandbox.wrap(git_dir, command)
+        die_with_us = die_with_us or args[0] in LONG_RUNNING
+        argv = [*(self._launcher if die_with_us else []), self.binary, "--no-pager"]
         if git_dir is not None:
             argv.append(f"--git-dir={git_dir}")
         argv.extend(args)
@@ -232,6 +286,7 @@ class GitRunner:
         exit when `check` is true. Cancelling the caller kills the process group too.
         """
         argv = self._argv(args, git_dir)
+        cwd = cwd if cwd is not None else _directory(git_dir)
         secrets = [credentials.password, credentials.username] if credentials else []
         shown = [redact(arg, secrets) for arg in args]
         limit = self.timeout if timeout is None else timeout
@@ -290,6 +345,7 @@ class GitRunner:
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
+                cwd=_directory(git_dir),
                 env=env,
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -360,10 +416,9 @@ class GitRunner:
         self, args: Sequence[str], git_dir: Path, *, die_with_us: bool
     ) -> tuple[list[str], dict[str, Any]]:
         """The argv and process options of a git talked to over stdin and stdout."""
-        argv = self._argv(args, git_dir)
-        if die_with_us and self._launcher and argv[0] != self._launcher[0]:
-            argv = [*self._launcher, *argv]
+        argv = self._argv(args, git_dir, die_with_us=die_with_us)
         options = {
+            "cwd": _directory(git_dir),
             "env": self.env(),
             "stdin": subprocess.PIPE,
             "stdout": subprocess.PIPE,
@@ -433,7 +488,9 @@ class GitRunner:
                 _kill_group(process.pid)
                 with contextlib.suppress(ProcessLookupError):
                     await asyncio.shield(process.wait())
-        if returncode == 127 and b"failed to execute" in stderr:
+        if (returncode == 127 and b"failed to execute" in stderr) or (
+            returncode == 1 and stderr.startswith(b"bwrap: execvp")
+        ):
             raise GitNotInstalled(f"{self.binary} was not found on PATH")
         return GitResult(
             args=shown,
@@ -486,6 +543,19 @@ async def _feed(process: asyncio.subprocess.Process, chunks: AsyncIterator[bytes
     finally:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             process.stdin.close()
+
+
+def _unsandboxable(detail: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"git cannot run in the bwrap sandbox ({detail}); bwrap needs user namespaces "
+        "when not run as root. Fix that or set REPODEPOT_GIT_SANDBOX=none (see README)"
+    )
+
+
+def _directory(git_dir: Path | None) -> Path | None:
+    # Git runs in its repository, so no relative path an option might take (an allowlist's
+    # hole) resolves against the server's own directory. A missing one fails in git.
+    return git_dir if git_dir is not None and git_dir.is_dir() else None
 
 
 def _kill_group(pid: int) -> None:

@@ -21,6 +21,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
@@ -124,7 +125,8 @@ async def advertise(request: Request, name: str, service: str | None = None) -> 
     protocol = _protocol(request)
     git = services(request).git
     output = git.stream(
-        ["upload-pack", "--strict", "--stateless-rpc", "--advertise-refs", path],
+        ["upload-pack", "--strict", "--stateless-rpc", "--advertise-refs", "."],
+        git_dir=Path(path),
         protocol=protocol,
     )
 
@@ -166,7 +168,8 @@ async def upload_pack(request: Request, name: str) -> Response:
         yield body
 
     output = services(request).git.stream(
-        ["upload-pack", "--strict", "--stateless-rpc", path],
+        ["upload-pack", "--strict", "--stateless-rpc", "."],
+        git_dir=Path(path),
         stdin=request_body(),
         protocol=_protocol(request),
     )
