@@ -245,6 +245,35 @@ async def test_a_full_queue_answers_429_and_pending_jobs_know_their_place(
     assert [item["slug"] for item in pending["items"]] == ["b"]
 
 
+async def test_one_member_cannot_fill_the_queue(
+    settings: Settings, live_server: Start, http: httpx.AsyncClient
+) -> None:
+    live = await live_server(settings.model_copy(update={"roles": ["web"]}))
+    members = {}
+    for name in ("bob", "carol"):
+        await http.post(f"{live.url}/api/users", json={"name": name})
+        token = (await http.post(f"{live.url}/api/tokens", json={"user": name})).json()["token"]
+        members[name] = {"Authorization": f"Bearer {token}"}
+
+    async def submit(who: str, slug: str) -> httpx.Response:
+        body = {"url": f"http://127.0.0.1:9/{slug}.git", "owner": who, "slug": slug}
+        return await http.post(f"{live.url}/api/imports", json=body, headers=members[who])
+
+    first = [await submit("bob", f"r{n}") for n in range(settings.import_queue_per_user)]
+    assert {answer.status_code for answer in first} == {202}
+    over = await submit("bob", "one-more")
+    assert over.status_code == 429 and over.headers["retry-after"] == "30"
+    error = over.json()["error"]
+    assert error["code"] == "import_quota" and "import_queue_per_user" in error["message"]
+    assert f"{settings.import_queue_per_user} imports" in error["message"]
+    assert (await submit("carol", "mine")).status_code == 202  # the queue is not full
+    await http.post(f"{live.url}/api/imports/{first[0].json()['id']}/cancel")
+    assert (await submit("bob", "one-more")).status_code == 202  # a slot came free
+    # Admins are trusted with bulk imports: only the global bound applies to them.
+    for n in range(settings.import_queue_per_user + 1):
+        await _submit(http, live.url, url="http://127.0.0.1:9/x.git", slug=f"bulk{n}")
+
+
 async def test_cancel_mid_clone_kills_git_and_leaves_nothing(
     tmp_path: Path, settings: Settings, live_server: Start, http: httpx.AsyncClient
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from base64 import b64encode
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -17,8 +18,16 @@ import httpx
 from repodepot.accounts import operator
 from repodepot.db.models import Visibility
 from repodepot.services import Services
+from repodepot.settings import Settings
+from tests.conftest import ADMIN_TOKEN
+from tests.e2e.imports_helpers import events, make_source
+from tests.support.githttp import GitHttpServer
 from tests.support.gomods import WorkTree
-from tests.support.repogen import git
+from tests.support.repogen import Spec, git
+from tests.support.servers import LiveApp
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+Start = Callable[..., Awaitable[LiveApp]]
 
 T0 = 1_700_000_000
 PUBLIC_ROOT = "example.com/acme"
@@ -92,3 +101,37 @@ async def test_a_private_go_module_answers_exactly_as_a_missing_one(
         for path in PRIVATE_PATHS:
             listed = await client.get(f"/goproxy/{path}/@v/list", headers=headers)
             assert (listed.status_code, listed.text) == (200, "v1.0.0\n")
+
+
+async def test_a_member_sees_whatever_holds_a_name_in_their_namespace(
+    tmp_path: Path, settings: Settings, live_server: Start, git_root: Path
+) -> None:
+    make_source(git_root, spec=Spec(commits=3))
+    web_only = await live_server(settings.model_copy(update={"roles": ["web"]}))
+    with GitHttpServer(git_root) as remote:
+        async with httpx.AsyncClient(base_url=web_only.url, headers=AUTH, timeout=30) as admin:
+            await admin.post("/api/users", json={"name": "bob"})
+            bob_token = (await admin.post("/api/tokens", json={"user": "bob"})).json()["token"]
+            bob = {"Authorization": f"Bearer {bob_token}"}
+            body = {"url": remote.url("src.git"), "owner": "bob", "slug": "secret"}
+            queued = await admin.post("/api/imports", json={**body, "visibility": "private"})
+            assert queued.status_code == 202, queued.text
+            job = queued.json()["id"]
+
+            # An admin's import into bob's name: bob's own import of it is 409, so bob sees it.
+            again = await admin.post("/api/imports", json=body, headers=bob)
+            assert again.status_code == 409 and "already queued" in again.json()["error"]["message"]
+            assert (await admin.get(f"/api/imports/{job}", headers=bob)).status_code == 200
+            listed = (await admin.get("/api/imports", headers=bob)).json()["items"]
+            assert [item["id"] for item in listed] == [job]
+
+            worker = await live_server(settings)  # the same database, now with a worker
+            assert (await events(admin, worker.url, job))[-1]["status"] == "success"
+            again = await admin.post("/api/imports", json=body, headers=bob)
+            assert again.status_code == 409 and "already exists" in again.json()["error"]["message"]
+            repo = await admin.get("/api/repos/bob/secret", headers=bob)
+            assert repo.status_code == 200 and repo.json()["owner"] == "bob"
+            clone = tmp_path / "clone"
+            url = f"{worker.url}/git/bob/secret.git".replace("://", f"://bob:{bob_token}@")
+            await asyncio.to_thread(git, "clone", "--quiet", url, str(clone))
+            assert (clone / ".git").is_dir()

@@ -11,9 +11,32 @@ class QueueFull(RepodepotError):
 
     code = "queue_full"
 
-    def __init__(self, waiting: int, retry_after: int) -> None:
+    def __init__(self, message: str, *, retry_after: int) -> None:
         self.retry_after = retry_after
-        super().__init__(f"{waiting} imports are already waiting; try again in {retry_after} s")
+        super().__init__(message)
+
+    @classmethod
+    def waiting(cls, waiting: int, *, retry_after: int) -> QueueFull:
+        """The whole queue is full: `waiting` imports wait."""
+        return cls(
+            f"{waiting} imports are already waiting; try again in {retry_after} s",
+            retry_after=retry_after,
+        )
+
+
+class QuotaFull(QueueFull):
+    """The member has as many imports pending or running as one member may have."""
+
+    code = "import_quota"
+
+    @classmethod
+    def of(cls, quota: int, *, retry_after: int) -> QuotaFull:
+        """The member already has `quota` imports pending or running."""
+        return cls(
+            f"you already have {quota} imports pending or running, the most one member may "
+            "have (import_queue_per_user); wait for one to finish or cancel one",
+            retry_after=retry_after,
+        )
 
 
 class JobFinished(AlreadyExists):

@@ -23,11 +23,12 @@ from repodepot.db.models import (
     ImportSecret,
     ImportStatus,
     Repository,
+    User,
     Visibility,
 )
 from repodepot.events import Broker, Event
 from repodepot.exceptions import AlreadyExists, NotFound, PermissionDenied
-from repodepot.imports.errors import JobFinished, QueueFull
+from repodepot.imports.errors import JobFinished, QueueFull, QuotaFull
 from repodepot.imports.validation import Source, parse_source, resolve_public, validate_name
 from repodepot.pagination import Page, paginate
 from repodepot.secrets import SecretBox
@@ -90,7 +91,9 @@ class Imports:
 
         Raises InvalidInput (422, naming the field), PermissionDenied when a member
         imports outside their own name, AlreadyExists (409) when the target exists or a
-        live job targets it, QueueFull (429) when too many jobs wait.
+        live job targets it (a member sees both: `get`, `list_jobs` and the repository's
+        owner), QuotaFull (429) when a member already has `import_queue_per_user` jobs
+        pending or running (admins are exempt), QueueFull (429) when too many jobs wait.
         """
         validate_name(owner, "owner")
         validate_name(slug, "slug")
@@ -103,7 +106,7 @@ class Imports:
         secret = _credential(source, token, username)
         target = f"{owner}/{slug}"
         async with self._sessions.begin() as session:
-            taken, waiting = (
+            taken, waiting, live = (
                 await session.execute(
                     select(
                         select(Repository.id).where(Repository.name == target).exists(),
@@ -111,13 +114,23 @@ class Imports:
                         .select_from(ImportJob)
                         .where(ImportJob.status == ImportStatus.pending)
                         .scalar_subquery(),
+                        select(func.count())
+                        .select_from(ImportJob)
+                        .where(
+                            ImportJob.status.in_(LIVE),
+                            ImportJob.requested_by == (caller.user.id or None),
+                        )
+                        .scalar_subquery(),
                     )
                 )
             ).one()
             if taken:
                 raise AlreadyExists(f"repository {target!r} already exists", field="slug")
+            quota = self._settings.import_queue_per_user
+            if not caller.is_admin and live >= quota:
+                raise QuotaFull.of(quota, retry_after=30)
             if waiting >= self._settings.import_queue_max:
-                raise QueueFull(waiting, retry_after=30)
+                raise QueueFull.waiting(waiting, retry_after=30)
             try:
                 job = (
                     await session.execute(
@@ -151,7 +164,11 @@ class Imports:
         return {**event, "queue_position": waiting + 1}
 
     async def get(self, caller: Principal, job_id: int) -> Event:
-        """One job with its queue position; NotFound unless the caller requested it or is admin."""
+        """One job with its queue position.
+
+        NotFound unless the caller requested it, it imports into the caller's name, or the
+        caller is an admin.
+        """
         async with self._sessions() as session:
             job = await session.get(ImportJob, job_id)
             if job is None or not _may_see(caller, job):
@@ -174,10 +191,12 @@ class Imports:
         page: int = 1,
         per_page: int = 30,
     ) -> Page[Event]:
-        """Jobs, newest first: the caller's own, or everyone's for admins."""
+        """Jobs, newest first: the caller's and those into their name, or everyone's for admins."""
         statement = select(ImportJob).order_by(ImportJob.id.desc())
         if not caller.is_admin:
-            statement = statement.where(ImportJob.requested_by == caller.user.id)
+            statement = statement.where(
+                (ImportJob.requested_by == caller.user.id) | (ImportJob.owner == caller.user.name)
+            )
         if status is not None:
             statement = statement.where(ImportJob.status == status)
         async with self._sessions() as session:
@@ -312,6 +331,9 @@ class Imports:
     ) -> Event | None:
         """Mark the job done and record the repository, audit entry and secret removal at once.
 
+        The repository belongs to the user whose name it is under when there is one (an
+        admin's import into a member's name is the member's), else to whoever asked.
+
         Returns the final job, or None when it was cancelled meanwhile (nothing is written).
         """
         now = datetime.now(UTC)
@@ -321,7 +343,12 @@ class Imports:
                     insert(Repository)
                     .values(
                         name=job["target"],
-                        owner_id=job["requested_by"],
+                        # The user whose name it is under, so that they see it; an admin's
+                        # import into a name that is nobody's is the admin's.
+                        owner_id=func.coalesce(
+                            select(User.id).where(User.name == job["owner"]).scalar_subquery(),
+                            job["requested_by"],
+                        ),
                         visibility=job["visibility"],
                         source_url=job["url"],
                         default_branch=default_branch,
@@ -455,7 +482,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def _may_see(caller: Principal, job: ImportJob) -> bool:
-    return caller.is_admin or job.requested_by == caller.user.id
+    # A job into a member's name is theirs to see (and cancel) whoever asked for it: else
+    # their own import's 409 would name a job they get 404 for.
+    return caller.is_admin or job.requested_by == caller.user.id or job.owner == caller.user.name
 
 
 def _credential(source: Source, token: str | None, username: str | None) -> tuple[str, str] | None:
