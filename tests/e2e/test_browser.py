@@ -1,4 +1,8 @@
-"""A person logs in, sees the repositories, opens one and logs out, in headless Chromium."""
+"""A person logs in, sees the repositories, opens one and logs out, in headless Chromium.
+
+Every page runs under the Content-Security-Policy: a test fails on any violation the browser
+reports (an inline script, handler or style, or an asset from another origin).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import asyncio
 import re
 from pathlib import Path
 
+import httpx
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, expect
 
 from repodepot.db.models import Visibility
 from repodepot.services import Services
@@ -19,6 +24,18 @@ from tests.support.repogen import Spec, generate
 pytestmark = pytest.mark.browser
 
 ADMIN = "rdp_browser-admin-token-0123456789"
+
+
+def csp_violations(page: Page) -> list[str]:
+    """Collect what the browser refuses under the CSP (it reports each on the console)."""
+    violations: list[str] = []
+
+    def seen(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(message.text)
+
+    page.on("console", seen)
+    return violations
 
 
 async def _seed(data_dir: Path) -> None:
@@ -47,6 +64,7 @@ async def test_log_in_browse_and_log_out(
     # No updater: the seeded source (example.com) must not be fetched from a test.
     server = serve(tmp_path / "data", {"REPODEPOT_ROLES": "web,worker"})
     page = await browser.new_page()
+    violations = csp_violations(page)
 
     await page.goto(server.url + "/")
     await expect(page).to_have_url(server.url + "/login?next=/repos")
@@ -77,10 +95,18 @@ async def test_log_in_browse_and_log_out(
     await page.goto(server.url + "/repos/acme/missing")
     await expect(page.locator("#error-message")).to_contain_text("no repository named")
 
+    copied = await page.context.cookies()
     await page.click("#logout")
     await expect(page).to_have_url(server.url + "/login")
     await page.goto(server.url + "/repos")
     await expect(page).to_have_url(server.url + "/login?next=/repos")
+    # The server ended the session: a copy of the cookie taken before logging out is useless.
+    thief = await browser.new_context()
+    await thief.add_cookies(copied)  # type: ignore[arg-type]
+    stolen = await thief.new_page()
+    await stolen.goto(server.url + "/repos")
+    await expect(stolen).to_have_url(server.url + "/login?next=/repos")
+    assert violations == []
 
 
 async def test_an_admin_sees_a_mirror_cloned_and_asks_for_an_update(
@@ -100,6 +126,7 @@ async def test_an_admin_sees_a_mirror_cloned_and_asks_for_an_update(
         {"REPODEPOT_ALLOWED_SCHEMES": "http", "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1"},
     )
     page = await browser.new_page()
+    violations = csp_violations(page)
     await page.goto(server.url + "/login?next=/repos/acme/tool")
     await page.fill("#token", ADMIN)
     await page.click("#login")
@@ -125,3 +152,68 @@ async def test_an_admin_sees_a_mirror_cloned_and_asks_for_an_update(
     await page.goto(server.url + "/scheduler")
     await expect(page.locator("#queue")).to_contain_text("acme/tool")
     await expect(page.locator("#scheduler-stats")).to_contain_text("1")
+    assert violations == []
+
+
+async def test_the_api_docs_render_from_this_server_alone(
+    tmp_path: Path, serve: type[Server], browser: Browser
+) -> None:
+    server = serve(tmp_path / "data", {"REPODEPOT_ADMIN_TOKEN": ADMIN, "REPODEPOT_ROLES": "web"})
+    page = await browser.new_page()
+    violations = csp_violations(page)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    answer = await page.goto(server.url + "/docs")
+
+    assert answer is not None and "content-security-policy" in answer.headers
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("repodepot")
+    await expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    await expect(page.locator(".swagger-ui")).to_contain_text("/api/user")
+    foreign = [url for url in requested if not url.startswith((server.url + "/", "data:"))]
+    assert foreign == []
+    assert violations == []
+
+
+async def test_an_admin_s_pages_work_under_the_content_security_policy(
+    tmp_path: Path, serve: type[Server], browser: Browser
+) -> None:
+    env = {
+        "REPODEPOT_ADMIN_TOKEN": ADMIN,
+        "REPODEPOT_ROLES": "web",  # nothing fetches: the URLs below go nowhere
+        "REPODEPOT_ALLOWED_SCHEMES": "http",
+        "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1",
+    }
+    server = serve(tmp_path / "data", env)
+    source = "http://127.0.0.1:9/acme/b.git"
+    bearer = {"Authorization": f"Bearer {ADMIN}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=bearer) as api:
+        host = await api.post(
+            "/api/codehosts",
+            json={"kind": "other", "name": "lab", "config": {"repos": [source]}},
+        )
+        assert host.status_code == 201, host.text
+        job = await api.post("/api/imports", json={"url": source, "owner": "admin", "slug": "b"})
+        assert job.status_code == 202, job.text
+    page = await browser.new_page()
+    violations = csp_violations(page)
+    await page.goto(server.url + "/login?next=/imports")
+    await page.fill("#token", ADMIN)
+    await page.click("#login")
+
+    for path in ("/repos", "/imports", "/imports/new", "/codehosts", "/scheduler"):
+        answer = await page.goto(server.url + path)
+        assert answer is not None and answer.status == 200
+        assert "default-src 'self'" in answer.headers["content-security-policy"]
+    # The job page draws its bar from a script, not from a style attribute.
+    await page.goto(server.url + f"/imports/{job.json()['id']}")
+    await expect(page.locator("#bar > div")).to_have_attribute("style", "width: 0%;")
+    # Remove asks first (a static script now, not an onsubmit attribute).
+    await page.goto(server.url + f"/codehosts/{host.json()['id']}")
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
+    await page.click("#remove")
+    await expect(page.locator("h1")).to_contain_text("lab")
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.click("#remove")
+    await expect(page.locator("#no-codehosts")).to_be_visible()
+    assert violations == []
