@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from repodepot.codehosts.config import GitHubConfig, dump_config, parse_config
+from repodepot.codehosts.config import GitHubConfig, compile_pattern, dump_config, parse_config
 from repodepot.codehosts.http import Pacer, next_link
 from repodepot.codehosts.sources import SourceRepo, excluded, render_name
 from repodepot.db.models import CodeHostKind
@@ -115,6 +115,53 @@ def test_exclusions_match_name_pattern_forks_and_archived() -> None:
             {"url": "https://github.com", "exclude": [{"archived": True}, {"pattern": "^other/"}]},
         )[0].exclude,
     )
+
+
+PATH_PATTERNS = [
+    ("{host}/{name:>3000000}", "{name:>3000000}"),  # a 3 MB name
+    ("{host}/{name!r}", "{name!r}"),
+    ("{name.__class__}", "{name.__class__}"),
+    ("{owner}/{name[0]}", "{name[0]}"),
+    ("{host}/{}", "{}"),
+    ("{0}", "{0}"),
+    ("{name:{host}}", "brace that is not around a placeholder"),
+    ("{owner}/{{name}}", "brace that is not around a placeholder"),
+    ("x}/{name}", "brace that is not around a placeholder"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "words"), PATH_PATTERNS)
+def test_path_patterns_are_plain_placeholders_only(pattern: str, words: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_config(
+            CodeHostKind.github, {"url": "https://github.com", "repositoryPathPattern": pattern}
+        )
+    assert info.value.field == "config.repositoryPathPattern"
+    assert words in info.value.message, info.value.message
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"(?=lookahead)", r"(a)\1", "(?<!x)y", "a{1001}", "((a{100}){100}){100}"]
+)
+def test_exclude_patterns_re2_cannot_compile_are_refused(pattern: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_config(
+            CodeHostKind.github, {"url": "https://github.com", "exclude": [{"pattern": pattern}]}
+        )
+    assert info.value.field == "config.exclude.0.pattern"
+    assert "RE2" in info.value.message, info.value.message
+
+
+def test_a_catastrophic_exclude_pattern_runs_in_linear_time() -> None:
+    # (a+)+$ against a run of a's and a '!' backtracks exponentially in Python's re.
+    config, _ = parse_config(
+        CodeHostKind.github, {"url": "https://github.com", "exclude": [{"pattern": "(a+)+$"}]}
+    )
+    assert type(compile_pattern("(a+)+$")).__module__.startswith("re2")
+    evil = SourceRepo(external_id="1", name_with_owner="a" * 100_000 + "!", clone_url="x")
+    assert not excluded(evil, config.exclude)
+    plain = SourceRepo(external_id="2", name_with_owner="acme/aaa", clone_url="x")
+    assert excluded(plain, config.exclude)
 
 
 def test_next_link_reads_the_rel_next_of_a_link_header() -> None:

@@ -6,11 +6,12 @@ returned (`token_set` says whether there is one).
 
 from __future__ import annotations
 
+import functools
 import re
-import string
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from repodepot.db.models import CodeHostKind
@@ -20,10 +21,18 @@ _OWNER_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _PATH = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+")
 _ORG = re.compile(r"[A-Za-z0-9_.-]+")
 PLACEHOLDERS = frozenset({"host", "nameWithOwner", "pathWithNamespace", "owner", "name"})
+_BRACED = re.compile(r"\{([^{}]*)\}")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the admin's 422, not a log line
 
 
 class Exclude(BaseModel):
-    """One exclusion rule: by exact name, by regular expression, all forks or all archived."""
+    """One exclusion rule: by exact name, by regular expression, all forks or all archived.
+
+    Patterns are RE2 expressions (`google-re2`), matched in time linear in the name, so
+    no pattern can stall the event loop; what RE2 cannot compile (backreferences,
+    lookaround, huge repetitions) is refused on save.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -36,11 +45,12 @@ class Exclude(BaseModel):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as error:
-                raise ValueError(f"not a regular expression: {error}") from None
+            compile_pattern(value)
         return value
+
+    def search(self, name: str) -> bool:
+        """Whether the rule's pattern matches somewhere in `name` (False without one)."""
+        return self.pattern is not None and compile_pattern(self.pattern).search(name) is not None
 
     @model_validator(mode="after")
     def _one_rule(self) -> Exclude:
@@ -183,19 +193,37 @@ CONFIGS: dict[CodeHostKind, type[AnyConfig]] = {
 }
 
 
+@functools.lru_cache(maxsize=256)
+def compile_pattern(pattern: str) -> Any:  # re2._Regexp: google-re2 ships no types
+    """An exclude pattern compiled by RE2; ValueError saying why RE2 refuses it."""
+    try:
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as error:
+        reason = error.args[0].decode(errors="replace") if error.args else "refused"
+        raise ValueError(
+            f"not a regular expression RE2 accepts ({reason}); patterns are matched by RE2, "
+            "without backreferences or lookaround"
+        ) from None
+
+
 def check_pattern(value: str) -> str:
-    """A `repositoryPathPattern` using only known placeholders ("" means the default)."""
+    """A `repositoryPathPattern` of plain placeholders and text ("" means the default).
+
+    `str.format` would also take format specs (`{name:>3000000}` pads to 3 MB),
+    conversions (`{name!r}`), attributes and indexes: each placeholder must be exactly
+    one of PLACEHOLDERS between braces, and no other brace may appear.
+    """
     if not value:
         return value
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-    except ValueError as error:
-        raise ValueError(f"not a pattern: {error}") from None
-    unknown = sorted(fields - PLACEHOLDERS)
-    if unknown:
-        raise ValueError(
-            f"unknown placeholder {{{unknown[0]}}}; use {', '.join(sorted(PLACEHOLDERS))}"
-        )
+    for inside in _BRACED.findall(value):
+        if inside not in PLACEHOLDERS:
+            plain = ", ".join(f"{{{name}}}" for name in sorted(PLACEHOLDERS))
+            raise ValueError(
+                f"unknown placeholder {{{inside}}}; use {plain} as they are, without "
+                "format specs, conversions, attributes or indexes"
+            )
+    if "{" in _BRACED.sub("", value) or "}" in _BRACED.sub("", value):
+        raise ValueError("a brace that is not around a placeholder: names cannot have braces")
     return value
 
 
