@@ -193,6 +193,7 @@ async def test_an_admin_adds_a_github_connection_in_the_browser_and_sees_the_rep
         {
             "REPODEPOT_ADMIN_TOKEN": ADMIN_TOKEN,
             "REPODEPOT_ALLOWED_SCHEMES": "http,https",
+            "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1",  # the fake host
             "REPODEPOT_SYNC_POLL_INTERVAL": "0.2",
         },
     )
