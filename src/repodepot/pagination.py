@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 30
+MAX_PAGE = 1_000_000  # offsets stay far inside the databases' 64-bit integers
 
 T = TypeVar("T")
 

@@ -22,6 +22,7 @@ from repodepot.codehosts.config import (
     parse_config,
     split_secrets,
 )
+from repodepot.codehosts.deliveries import Deliveries
 from repodepot.codehosts.syncer import SOURCES, Syncer, chunks, now
 from repodepot.db.models import (
     CodeHost,
@@ -108,6 +109,7 @@ class CodeHosts:
         self._settings = settings
         self.syncer = syncer
         self.on_sync_requested: Callable[[], None] | None = None
+        self.deliveries = Deliveries()  # webhook deliveries seen lately: replays are not queued
 
     def _validate(self, kind: str, raw: Any) -> tuple[CodeHostKind, AnyConfig, dict[str, str]]:
         try:

@@ -93,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # apidocs serves /docs without a CDN or inline script
         redoc_url=None,
+        max_body_size=settings.request_max_bytes,  # 413 past it; bodies.py has the rest
     )
     app.state.templates = Jinja2Templates(
         directory=HERE / "templates", context_processors=[csrf.template_context]

@@ -12,6 +12,7 @@ from repodepot.exceptions import InvalidInput, RepodepotError
 from repodepot.web.deps import AdminDep, ServicesDep
 from repodepot.web.errors import status_of
 from repodepot.web.pages import render
+from repodepot.web.params import RecordId
 
 router = APIRouter(include_in_schema=False)
 KINDS = ("github", "gitlab", "gitea", "other")
@@ -87,7 +88,7 @@ async def add_codehost(
 
 @router.get("/codehosts/{host_id}", response_class=HTMLResponse)
 async def codehost_page(
-    request: Request, host_id: int, caller: AdminDep, svc: ServicesDep
+    request: Request, host_id: RecordId, caller: AdminDep, svc: ServicesDep
 ) -> Response:
     """One connection: its config, last syncs and held deletions."""
     record = await svc.codehosts.get(caller, host_id)
@@ -104,21 +105,21 @@ async def codehost_page(
 
 
 @router.post("/codehosts/{host_id}/sync", response_class=HTMLResponse)
-async def sync_codehost(host_id: int, caller: AdminDep, svc: ServicesDep) -> Response:
+async def sync_codehost(host_id: RecordId, caller: AdminDep, svc: ServicesDep) -> Response:
     """Ask for a sync now; the page shows it once it has run."""
     await svc.codehosts.request_sync(caller, host_id)
     return RedirectResponse(f"/codehosts/{host_id}?notice=sync-requested", status_code=303)
 
 
 @router.post("/codehosts/{host_id}/confirm-deletions", response_class=HTMLResponse)
-async def confirm_deletions(host_id: int, caller: AdminDep, svc: ServicesDep) -> Response:
+async def confirm_deletions(host_id: RecordId, caller: AdminDep, svc: ServicesDep) -> Response:
     """Carry out the held deletions."""
     await svc.codehosts.confirm_deletions(caller, host_id)
     return RedirectResponse(f"/codehosts/{host_id}?notice=deletions-confirmed", status_code=303)
 
 
 @router.post("/codehosts/{host_id}/remove", response_class=HTMLResponse)
-async def remove_codehost(host_id: int, caller: AdminDep, svc: ServicesDep) -> Response:
+async def remove_codehost(host_id: RecordId, caller: AdminDep, svc: ServicesDep) -> Response:
     """Remove the connection."""
     await svc.codehosts.remove(caller, host_id)
     return RedirectResponse("/codehosts", status_code=303)

@@ -9,7 +9,7 @@ from fastapi import Depends, Query, Request
 
 from repodepot.accounts import Principal
 from repodepot.exceptions import NotAuthenticated
-from repodepot.pagination import DEFAULT_PER_PAGE, MAX_PER_PAGE
+from repodepot.pagination import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 from repodepot.services import Services
 from repodepot.web.csrf import require_same_origin
 
@@ -74,7 +74,7 @@ class PageParams:
 
 
 def page_params(
-    page: Annotated[int, Query(ge=1, description="1-based page number")] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number")] = 1,
     per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page")] = (
         DEFAULT_PER_PAGE
     ),

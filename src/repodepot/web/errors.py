@@ -8,19 +8,24 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from repodepot import exceptions as exc
 from repodepot.git.errors import GitError
 from repodepot.imports.errors import QueueFull
 from repodepot.logs import request_id
+from repodepot.web.bodies import BodyTooLarge, MalformedBody, UnsupportedEncoding
 from repodepot.web.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
 
 STATUS: dict[type[exc.RepodepotError], int] = {
     exc.InvalidInput: 422,
+    MalformedBody: 400,
+    BodyTooLarge: 413,
+    UnsupportedEncoding: 415,
     exc.NotAuthenticated: 401,
     exc.PermissionDenied: 403,
     exc.NotFound: 404,
@@ -30,7 +35,8 @@ STATUS: dict[type[exc.RepodepotError], int] = {
     GitError: 502,
 }
 
-JSON_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/openapi.json")
+JSON_PREFIXES = ("/api/", "/webhooks/", "/healthz", "/readyz", "/metrics", "/openapi.json")
+PLAIN_PREFIXES = ("/git/",)  # git shows a plain text answer as it is
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -77,6 +83,8 @@ def _answer(
         headers = {"WWW-Authenticate": 'Bearer realm="repodepot"'}
     if wants_json(request):
         return JSONResponse(error_body(code, message, field), status_code=status, headers=headers)
+    if request.url.path.startswith(PLAIN_PREFIXES):
+        return PlainTextResponse(message + "\n", status_code=status, headers=headers)
     if status == 401:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     templates = request.scope["app"].state.templates
@@ -100,6 +108,9 @@ async def _domain_error(request: Request, error: Exception) -> Response:
 async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     first = error.errors()[0]
+    if first.get("type") == "json_invalid":  # its location is a byte offset, not a field
+        reason = first.get("ctx", {}).get("error", "")
+        return _answer(request, 422, "invalid", f"the body is not valid JSON: {reason}")
     location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     field = ".".join(location) or None
     message = f"{field}: {first['msg']}" if field else str(first["msg"])
@@ -111,6 +122,9 @@ async def _http_error(request: Request, error: Exception) -> Response:
     phrase = HTTPStatus(error.status_code).phrase
     code = phrase.lower().replace(" ", "_")
     message = error.detail if isinstance(error.detail, str) else phrase
+    if error.status_code == 413:  # the byte count of FastAPI's max_body_size: as BodyTooLarge
+        too_large = BodyTooLarge(request.scope.get(MAX_BODY_SIZE_SCOPE_KEY, 0))
+        code, message = too_large.code, too_large.message
     return _answer(request, error.status_code, code, message)
 
 

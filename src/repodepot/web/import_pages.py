@@ -14,6 +14,7 @@ from repodepot.web.api.imports import job_out
 from repodepot.web.deps import PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import status_of
 from repodepot.web.pages import render
+from repodepot.web.params import RecordId
 
 router = APIRouter(include_in_schema=False)
 
@@ -71,7 +72,7 @@ async def submit_import(
 
 @router.get("/imports/{job_id}", response_class=HTMLResponse)
 async def job_page(
-    request: Request, job_id: int, caller: PrincipalDep, svc: ServicesDep
+    request: Request, job_id: RecordId, caller: PrincipalDep, svc: ServicesDep
 ) -> Response:
     """One import, live: the page subscribes to the job's events."""
     job = job_out(await svc.imports.get(caller, job_id))
@@ -79,7 +80,7 @@ async def job_page(
 
 
 @router.post("/imports/{job_id}/cancel", response_class=HTMLResponse)
-async def cancel(job_id: int, caller: PrincipalDep, svc: ServicesDep) -> Response:
+async def cancel(job_id: RecordId, caller: PrincipalDep, svc: ServicesDep) -> Response:
     """Cancel from the job page, then show it again."""
     await svc.imports.cancel(caller, job_id)
     return RedirectResponse(f"/imports/{job_id}", status_code=303)

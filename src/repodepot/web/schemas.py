@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from repodepot.db.models import CloneStatus, CodeHostKind, Role, SyncStatus, Visibility
 
@@ -330,3 +330,60 @@ class GoModuleOut(BaseModel):
     latest: str | None
     moved: list[str] = Field(description="Versions whose tags moved after they were served")
     go_get: str = Field(description="A command that fetches it through this proxy")
+
+
+class PushedRepository(BaseModel):
+    """A delivery's `repository` (GitHub, Gitea)."""
+
+    id: int
+    node_id: str | None = Field(None, max_length=200)
+
+
+class GitHubPush(BaseModel):
+    """A GitHub push: the repository by `repository.node_id`, else `repository.id`."""
+
+    repository: PushedRepository
+
+    @property
+    def external_id(self) -> str:
+        """How the code host knows the repository (`repositories.external_id`)."""
+        return self.repository.node_id or str(self.repository.id)
+
+
+class GiteaPush(BaseModel):
+    """A Gitea or Forgejo push: the repository by `repository.id`."""
+
+    repository: PushedRepository
+
+    @property
+    def external_id(self) -> str:
+        """How the code host knows the repository (`repositories.external_id`)."""
+        return str(self.repository.id)
+
+
+class PushedProject(BaseModel):
+    """A GitLab delivery's `project`."""
+
+    id: int
+
+
+class GitLabPush(BaseModel):
+    """A GitLab push or tag push: the project by `project.id`, else `project_id`."""
+
+    project: PushedProject | None = None
+    project_id: int | None = None
+
+    @model_validator(mode="after")
+    def _names_a_project(self) -> GitLabPush:
+        if self.project is None and self.project_id is None:
+            raise ValueError("project.id or project_id is required")
+        return self
+
+    @property
+    def external_id(self) -> str:
+        """How the code host knows the repository (`repositories.external_id`)."""
+        return str(self.project.id if self.project is not None else self.project_id)
+
+
+PushPayload = GitHubPush | GiteaPush | GitLabPush
+"""A push delivery's payload, whichever the host: `external_id` names the repository."""

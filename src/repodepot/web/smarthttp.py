@@ -5,8 +5,9 @@ The two requests of a fetch (gitprotocol-http(5)):
   `git upload-pack --stateless-rpc --advertise-refs`, after a `# service=` pkt-line
   unless the client asked for protocol v2 (`Git-Protocol: version=2`);
 - `POST /git/NAME/git-upload-pack`: the negotiation (read whole, inflated when
-  gzipped, at most 64 MiB) into `git upload-pack --stateless-rpc`, whose answer, the
-  pack, is streamed back as git writes it.
+  gzipped, at most 64 MiB before and after inflating, else 413) into
+  `git upload-pack --stateless-rpc`, whose answer, the pack, is streamed back as git
+  writes it; a request git refuses outright (not pkt-lines) is 400 with git's words.
 
 Pushes (`git-receive-pack`) get 403. Authentication is a token as the basic-auth
 password (what git sends from a credential helper or `.netrc`) or a Bearer header;
@@ -16,12 +17,14 @@ without one only public repositories answer, and the rest ask for credentials wi
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 import re
-import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
@@ -29,8 +32,11 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from repodepot.accounts import Principal, UserRecord
 from repodepot.db.models import Role
 from repodepot.exceptions import NotAuthenticated, NotFound
+from repodepot.git.errors import GitCommandError, GitError
+from repodepot.web import bodies
 from repodepot.web.deps import services
 
+logger = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 _PROTOCOL = re.compile(r"version=[0-9](:[A-Za-z0-9_=.-]+)*")
 UPLOAD_PACK = "git-upload-pack"
@@ -143,9 +149,9 @@ async def advertise(request: Request, name: str, service: str | None = None) -> 
     )
 
 
-@router.post("/git/{name:path}/git-upload-pack")
+@router.post("/git/{name:path}/git-upload-pack", max_body_size=MAX_REQUEST)
 async def upload_pack(request: Request, name: str) -> Response:
-    """The negotiation and the pack, streamed."""
+    """The negotiation and the pack, streamed; 400 with git's words for a request it refuses."""
     if request.headers.get("content-type") != f"application/x-{UPLOAD_PACK}-request":
         return PlainTextResponse("expected a git-upload-pack request\n", status_code=415)
     found = await _mirror(request, name)
@@ -153,19 +159,14 @@ async def upload_pack(request: Request, name: str) -> Response:
         return found
     _, path = found
     # Read whole before answering: the streamed answer's disconnect watch would take the
-    # body's messages otherwise. Negotiations (wants and haves) are small.
-    body = await request.body()
-    if len(body) > MAX_REQUEST:
-        return PlainTextResponse("negotiation request too large\n", status_code=413)
-    if request.headers.get("content-encoding", "").lower() == "gzip":
-        try:
-            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            body = inflate.decompress(body, MAX_REQUEST) + inflate.flush()
-        except zlib.error:
-            return PlainTextResponse("request body is not valid gzip\n", status_code=400)
+    # body's messages otherwise. Past 1 MiB it waits on disk, never past MAX_REQUEST.
+    negotiation = await bodies.spool(
+        request, limit=MAX_REQUEST, directory=services(request).storage.tmp_dir
+    )
 
     async def request_body() -> AsyncIterator[bytes]:
-        yield body
+        while chunk := await asyncio.to_thread(negotiation.read, 1 << 16):
+            yield chunk
 
     output = services(request).git.stream(
         ["upload-pack", "--strict", "--stateless-rpc", "."],
@@ -173,8 +174,40 @@ async def upload_pack(request: Request, name: str) -> Response:
         stdin=request_body(),
         protocol=_protocol(request),
     )
+    return await _streamed(output, closing=negotiation)
+
+
+async def _streamed(output: AsyncGenerator[bytes, None], *, closing: IO[bytes]) -> Response:
+    """The answer as git writes it, once git accepts the request (400 with its words if not).
+
+    A failure later ends the stream (git's client reports it) with a log line, no traceback.
+    """
+    try:
+        first = await anext(output, b"")
+    except GitCommandError as error:
+        await output.aclose()
+        closing.close()
+        return PlainTextResponse(f"git refused the request: {error.message}\n", status_code=400)
+    except BaseException:
+        closing.close()
+        raise
+
+    async def rest() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for chunk in output:
+                yield chunk
+        except GitError as error:
+            logger.warning(
+                "upload-pack ended early: %s", error.message, extra={"action": "smarthttp.failed"}
+            )
+        finally:
+            await output.aclose()
+            closing.close()
+
     return StreamingResponse(
-        output,
+        rest(),
         media_type=f"application/x-{UPLOAD_PACK}-result",
         headers={"Cache-Control": "no-cache"},
     )

@@ -4,13 +4,17 @@ Each connection may have a `webhookSecret` (sealed like its token). A delivery i
 accepted when it proves one of the secrets of its kind's connections:
 
 - `POST /webhooks/github`: `X-Hub-Signature-256: sha256=` + hex HMAC-SHA256(secret,
-  body); the repository is `repository.node_id`.
+  body); the repository is `repository.node_id` (else `repository.id`).
 - `POST /webhooks/gitlab`: `X-Gitlab-Token: secret`; `project.id` (or `project_id`).
 - `POST /webhooks/gitea`: `X-Gitea-Signature:` hex HMAC-SHA256(secret, body);
   `repository.id`.
 
-Bad or missing proof: 401. A valid delivery answers 202, with `queued` false when the
-repository is unknown here or the event is not a push (GitHub's `ping` included).
+The body is read up to 25 MiB (GitHub's cap), inflated too when gzipped: 413 past it.
+Bad or missing proof: 401. A push whose payload is not JSON or lacks those fields: 400.
+A valid delivery answers 202, with `queued` false and a `reason` when the repository is
+unknown here, the event is not a push (GitHub's `ping` included), or the delivery was
+already received (by its delivery id or its payload: see codehosts/deliveries.py).
+Errors are the API's JSON.
 """
 
 from __future__ import annotations
@@ -18,16 +22,29 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
 from repodepot.db.models import CodeHostKind
+from repodepot.web import bodies
+from repodepot.web.bodies import MalformedBody
 from repodepot.web.deps import services
+from repodepot.web.schemas import GiteaPush, GitHubPush, GitLabPush, PushPayload
 
 router = APIRouter(tags=["webhooks"])
 MAX_BODY = 25 << 20  # GitHub caps payloads at 25 MB
+PAYLOADS: dict[CodeHostKind, type[PushPayload]] = {
+    CodeHostKind.github: GitHubPush,
+    CodeHostKind.gitlab: GitLabPush,
+    CodeHostKind.gitea: GiteaPush,
+}
+DELIVERY_HEADERS = {
+    CodeHostKind.github: "x-github-delivery",
+    CodeHostKind.gitlab: "x-gitlab-event-uuid",
+    CodeHostKind.gitea: "x-gitea-delivery",
+}
 PUSH_EVENTS = {
     CodeHostKind.github: ("x-github-event", {"push"}),
     CodeHostKind.gitlab: ("x-gitlab-event", {"Push Hook", "Tag Push Hook"}),
@@ -50,21 +67,28 @@ def _proves(kind: CodeHostKind, secret: str, request: Request, body: bytes) -> b
     return hmac.compare_digest(given, _signature(secret, body))
 
 
-def _external_id(kind: CodeHostKind, payload: dict[str, Any]) -> str | None:
-    if kind is CodeHostKind.gitlab:
-        project = payload.get("project") or {}
-        value = project.get("id", payload.get("project_id"))
-    else:
-        repository = payload.get("repository") or {}
-        value = repository.get("node_id") if kind is CodeHostKind.github else None
-        value = value or repository.get("id")
-    return None if value is None else str(value)
+def _payload(kind: CodeHostKind, body: bytes) -> PushPayload:
+    """The push payload's fields we read; raises MalformedBody naming what is wrong."""
+    try:
+        return PAYLOADS[kind].model_validate(bodies.loads(body))
+    except json.JSONDecodeError as error:
+        raise MalformedBody(f"the payload is not JSON we accept: {error.msg}") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "payload"
+        raise MalformedBody(f"the payload's {where}: {first['msg']}", field=where) from None
+
+
+def _delivery_keys(kind: CodeHostKind, request: Request, body: bytes) -> list[str]:
+    keys = [f"body:{hashlib.sha256(body).hexdigest()}"]
+    delivery = request.headers.get(DELIVERY_HEADERS[kind], "").strip()
+    if delivery:
+        keys.append(f"id:{delivery[:200]}")
+    return keys
 
 
 async def _deliver(kind: CodeHostKind, request: Request) -> Response:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return JSONResponse({"error": {"code": "too_large", "message": "payload too large"}}, 413)
+    body = await bodies.read(request, limit=MAX_BODY)
     svc = services(request)
     matched = [
         (host_id, host)
@@ -78,36 +102,45 @@ async def _deliver(kind: CodeHostKind, request: Request) -> Response:
         )
     header, pushes = PUSH_EVENTS[kind]
     if request.headers.get(header) not in pushes:
-        return JSONResponse({"queued": False, "reason": "not a push event"}, status_code=202)
+        return _not_queued("not a push event")
+    external_id = _payload(kind, body).external_id
+    keys = _delivery_keys(kind, request, body)
+    if not svc.codehosts.deliveries.first_time(kind.value, keys):
+        return _not_queued("this delivery was already received")
     try:
-        payload = json.loads(body)
-    except ValueError:
-        return JSONResponse(
-            {"error": {"code": "invalid", "message": "the payload is not JSON"}}, status_code=400
-        )
-    external_id = _external_id(kind, payload) if isinstance(payload, dict) else None
-    for _, host in matched:
-        repository_id = (
-            await svc.gitserver.find(kind.value, host, external_id) if external_id else None
-        )
-        if repository_id is not None and await svc.gitserver.enqueue(repository_id, "webhook"):
-            return JSONResponse({"queued": True}, status_code=202)
-    return JSONResponse({"queued": False, "reason": "unknown repository"}, status_code=202)
+        for _, host in matched:
+            repository_id = await svc.gitserver.find(kind.value, host, external_id)
+            if repository_id is not None and await svc.gitserver.enqueue(repository_id, "webhook"):
+                return JSONResponse({"queued": True}, status_code=202)
+    except BaseException:
+        svc.codehosts.deliveries.forget(kind.value, keys)  # not handled: a retry may come
+        raise
+    return _not_queued("unknown repository")
 
 
-@router.post("/webhooks/github", status_code=202, summary="GitHub push webhook")
+def _not_queued(reason: str) -> Response:
+    return JSONResponse({"queued": False, "reason": reason}, status_code=202)
+
+
+@router.post(
+    "/webhooks/github", status_code=202, summary="GitHub push webhook", max_body_size=MAX_BODY
+)
 async def github(request: Request) -> Response:
     """A GitHub `push` delivery (JSON content type), signed with the connection's secret."""
     return await _deliver(CodeHostKind.github, request)
 
 
-@router.post("/webhooks/gitlab", status_code=202, summary="GitLab push webhook")
+@router.post(
+    "/webhooks/gitlab", status_code=202, summary="GitLab push webhook", max_body_size=MAX_BODY
+)
 async def gitlab(request: Request) -> Response:
     """A GitLab `Push Hook` or `Tag Push Hook` with the connection's secret token."""
     return await _deliver(CodeHostKind.gitlab, request)
 
 
-@router.post("/webhooks/gitea", status_code=202, summary="Gitea push webhook")
+@router.post(
+    "/webhooks/gitea", status_code=202, summary="Gitea push webhook", max_body_size=MAX_BODY
+)
 async def gitea(request: Request) -> Response:
     """A Gitea or Forgejo `push` delivery, signed with the connection's secret."""
     return await _deliver(CodeHostKind.gitea, request)

@@ -8,10 +8,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import ServicesDep
 from repodepot.web.schemas import Health
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(route_class=JsonRoute, tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness")

@@ -12,11 +12,13 @@ from fastapi.responses import StreamingResponse
 from repodepot.db.models import ImportStatus
 from repodepot.events import Broker, Event, Subscription, order
 from repodepot.imports.service import topic
+from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES, error_responses
+from repodepot.web.params import RecordId
 from repodepot.web.schemas import ImportCreate, ImportJobOut, PageOut
 
-router = APIRouter(tags=["imports"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=JsonRoute, tags=["imports"], responses=ERROR_RESPONSES)
 
 KEEPALIVE_SECONDS = 15.0
 
@@ -67,7 +69,7 @@ async def list_imports(
 
 
 @router.get("/api/imports/{job_id}", summary="Show an import")
-async def get_import(job_id: int, caller: PrincipalDep, svc: ServicesDep) -> ImportJobOut:
+async def get_import(job_id: RecordId, caller: PrincipalDep, svc: ServicesDep) -> ImportJobOut:
     """One import as it stands now (pending ones with their queue position)."""
     return job_out(await svc.imports.get(caller, job_id))
 
@@ -75,7 +77,7 @@ async def get_import(job_id: int, caller: PrincipalDep, svc: ServicesDep) -> Imp
 @router.post(
     "/api/imports/{job_id}/cancel", summary="Cancel an import", responses=error_responses(409)
 )
-async def cancel_import(job_id: int, caller: PrincipalDep, svc: ServicesDep) -> ImportJobOut:
+async def cancel_import(job_id: RecordId, caller: PrincipalDep, svc: ServicesDep) -> ImportJobOut:
     """Stop a pending or running import; cancelling twice is harmless, a finished one is 409."""
     return job_out(await svc.imports.cancel(caller, job_id))
 
@@ -92,7 +94,7 @@ async def cancel_import(job_id: int, caller: PrincipalDep, svc: ServicesDep) -> 
     },
 )
 async def import_events(
-    job_id: int,
+    job_id: RecordId,
     caller: PrincipalDep,
     svc: ServicesDep,
     last_event_id: Annotated[str | None, Header()] = None,

@@ -15,6 +15,7 @@ from repodepot.git.errors import GitError
 from repodepot.gitserver.service import MirrorState
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
+from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES
 from repodepot.web.schemas import (
@@ -28,7 +29,7 @@ from repodepot.web.schemas import (
     UpdateRequested,
 )
 
-router = APIRouter(tags=["repositories"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=JsonRoute, tags=["repositories"], responses=ERROR_RESPONSES)
 
 
 @router.get("/api/repos", summary="List repositories")

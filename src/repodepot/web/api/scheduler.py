@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import AdminDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES
 from repodepot.web.schemas import SchedulerOut
 
-router = APIRouter(tags=["scheduler"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=JsonRoute, tags=["scheduler"], responses=ERROR_RESPONSES)
 
 
 @router.get("/api/scheduler", summary="Update queue status")

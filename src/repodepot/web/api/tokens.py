@@ -6,11 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES
+from repodepot.web.params import RecordId
 from repodepot.web.schemas import PageOut, TokenCreate, TokenCreated, TokenOut
 
-router = APIRouter(tags=["tokens"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=JsonRoute, tags=["tokens"], responses=ERROR_RESPONSES)
 
 
 @router.post("/api/tokens", status_code=201, summary="Create a token")
@@ -45,6 +47,6 @@ async def list_tokens(
 
 
 @router.delete("/api/tokens/{token_id}", summary="Revoke a token")
-async def revoke_token(token_id: int, caller: PrincipalDep, svc: ServicesDep) -> TokenOut:
+async def revoke_token(token_id: RecordId, caller: PrincipalDep, svc: ServicesDep) -> TokenOut:
     """Revoke one of your tokens (admins: anyone's). Revoking twice is harmless."""
     return TokenOut.model_validate(await svc.accounts.revoke_token(token_id, by=caller))

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from repodepot.exceptions import NotFound
+from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES, error_responses
 from repodepot.web.schemas import PageOut, UserCreate, UserOut
 
-router = APIRouter(tags=["users"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=JsonRoute, tags=["users"], responses=ERROR_RESPONSES)
 
 
 @router.get("/api/user", summary="The calling user")
