@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from repodepot.codehosts.config import parse_config
+from repodepot.codehosts.sources import clone_origins
+from repodepot.db.models import CodeHostKind
 from repodepot.exceptions import InvalidInput
 from repodepot.outbound import (
     GuardedTransport,
@@ -198,3 +201,29 @@ async def test_the_api_client_connects_to_the_address_checked(dns: dict[str, lis
         with pytest.raises(httpx.ConnectError, match="cannot be resolved"):
             await client.get("https://nowhere.example/v3/user")
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "url", "gets_token"),
+    [
+        (CodeHostKind.github, {"url": "https://github.com"}, "https://github.com/o/r.git", True),
+        (CodeHostKind.github, {"url": "https://github.com"}, "https://api.github.com/r", False),
+        (CodeHostKind.github, {"url": "https://github.com"}, "http://github.com/o/r.git", False),
+        (CodeHostKind.github, {"url": "https://ghe.corp"}, "https://GHE.corp:443/o/r.git", True),
+        (CodeHostKind.github, {"url": "https://ghe.corp"}, "https://evil.example/o/r.git", False),
+        (CodeHostKind.gitlab, {"url": "http://127.0.0.1:8080"}, "http://127.0.0.1:8080/g/p", True),
+        (CodeHostKind.gitlab, {"url": "http://127.0.0.1:8080"}, "http://127.0.0.2:8080/g/p", False),
+        (CodeHostKind.gitea, {"url": "https://tea.corp"}, "https://tea.corp:3000/o/r.git", False),
+        (
+            CodeHostKind.other,
+            {"url": "https://git.corp", "repos": ["a/b", "https://mirror.corp/c.git"]},
+            "https://mirror.corp/c.git",
+            True,
+        ),
+    ],
+)
+def test_a_code_host_token_goes_only_to_its_clone_origins(
+    kind: CodeHostKind, config: dict[str, Any], url: str, gets_token: bool
+) -> None:
+    parsed, _ = parse_config(kind, config)
+    assert (origin(url) in clone_origins(parsed)) is gets_token
