@@ -69,11 +69,11 @@ def _check_fetch_metadata(request: Request) -> None:
     if site is not None and site not in ("same-origin", "none"):
         raise CrossSiteRequest(f"your browser says this request came from a {site} page")
     origin = request.headers.get("origin")
-    if origin is not None and not _same_site_origin(origin, request):
+    if origin is not None and not _is_this_site(origin, request):
         raise CrossSiteRequest(f"this request came from a page of {origin[:200]!r}, not this site")
 
 
-def _same_site_origin(origin: str, request: Request) -> bool:
+def _is_this_site(origin: str, request: Request) -> bool:
     parts = urlsplit(origin)
     host = request.headers.get("host", "")
     if parts.scheme not in ("http", "https") or not host or parts.netloc.lower() != host.lower():
