@@ -125,41 +125,90 @@ async def test_exec_streams_allowed_commands(
     assert long.status_code == 200 and len(long.content) == 4096  # the cap
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["push", "origin"],
-        ["config", "core.hooksPath", "/tmp"],
-        ["log", "--output=/tmp/x"],
-        ["diff", "--output", "/tmp/x"],
-        ["archive", "--remote=http://evil/x", "HEAD"],
-        ["archive", "--exec=/bin/sh", "HEAD"],
-        ["archive", "-o", "/tmp/x.tar", "HEAD"],
-        ["archive", "-o/tmp/x.tar", "HEAD"],
-        ["log", "-c", "core.pager=sh"],
-        ["log", "--git-dir=/etc"],
-        ["log", "--work-tree=/"],
-        ["log", "--upload-pack=sh"],
-        ["log", "--config-env=core.pager=X"],
-        ["diff", "--no-index", "/etc/passwd", "/etc/hosts"],
-        ["blame", "--contents", "/etc/passwd", "HEAD", "--", "f0000.txt"],
-        ["blame", "--ignore-revs-file=/etc/passwd", "HEAD", "--", "f0000.txt"],
-        ["grep", "-O", "main"],
-        ["grep", "-Ocat", "x", "main"],
-        ["grep", "-f", "/etc/passwd", "main"],
-        ["grep", "--open-files-in-pager=sh", "x"],
-        ["diff", "--ext-diff", "HEAD~1"],
-        ["cat-file", "--filters", "HEAD:f0000.txt"],
-        ["log", "HEAD\n--output=/tmp/x"],
-        [],
-    ],
-)
-async def test_exec_refuses_every_injection(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], upstream: Path, args: list[str]
+async def test_exec_runs_what_users_need(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], upstream: Path
 ) -> None:
-    answer = await client.post(
-        f"/api/repos/{NAME}/exec", json={"args": args}, headers=admin_headers
-    )
-    assert answer.status_code == 422, answer.text
-    assert answer.json()["error"]["field"].startswith("args")
-    assert not Path("/tmp/x").exists() and not Path("/tmp/x.tar").exists()
+    # Each rebuilt command (options, --end-of-options where git takes it, revisions,
+    # paths) must still mean the same to this git, inside the sandbox.
+    head = git("--git-dir", str(upstream), "rev-parse", "main").strip()
+    first = git("--git-dir", str(upstream), "ls-tree", "-r", "--name-only", "HEAD").split()[0]
+    changed = git("--git-dir", str(upstream), "diff", "--name-only", "HEAD~1", "HEAD").split()[0]
+    commands: list[tuple[list[str], str]] = [
+        (["log", "-n", "5", "--format=%H"], head),
+        (["log", "--oneline", "-5"], head[:7]),
+        (["grep", "-n", "-e", "a"], f"HEAD:{first}:1:"),
+        (["grep", "-n", "-e", "a", "HEAD"], f"HEAD:{first}:1:"),
+        (["grep", "-c", "-e", "a", "HEAD"], f"HEAD:{first}:"),
+        (["blame", "-L", "1,1", "HEAD", "--", first], " 1) "),
+        (["diff", "--stat", "HEAD~1", "HEAD", "--", changed], changed),
+        (["diff", "HEAD~1", "HEAD"], f"diff --git a/{changed}"),
+        (["show", f"HEAD:{first}"], git("--git-dir", str(upstream), "show", f"HEAD:{first}")),
+        (["rev-parse", "HEAD"], head),
+        (["ls-tree", "-r", "HEAD"], first),
+        (["cat-file", "-p", head], "author "),
+        (["for-each-ref", "--format=%(refname)"], "refs/heads/main"),
+        (["rev-list", "--count", "HEAD"], "40"),
+        (["rev-parse", "--is-bare-repository"], "true"),
+    ]
+    for args, expected in commands:
+        answer = await client.post(
+            f"/api/repos/{NAME}/exec", json={"args": args}, headers=admin_headers
+        )
+        assert answer.status_code == 200, (args, answer.text)
+        assert expected in answer.text, (args, answer.text[:300])
+
+
+async def test_exec_refuses_options_that_reach_outside(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], upstream: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "written"
+    for args in (
+        ["log", f"--output={target}"],
+        ["diff", "--output", str(target), "HEAD~1", "HEAD"],
+        ["archive", "-o", str(target), "HEAD"],
+        ["archive", f"-o{target}", "HEAD"],
+        ["log", "-c", "core.pager=sh"],
+        ["grep", "--open-f=touch " + str(target), "-e", "x"],
+        ["diff", "/etc/hostname", "/etc/hosts"],
+        ["log", f"HEAD\n--output={target}"],
+        [],
+    ):
+        answer = await client.post(
+            f"/api/repos/{NAME}/exec", json={"args": args}, headers=admin_headers
+        )
+        assert answer.status_code == 422, (args, answer.text)
+        assert answer.json()["error"]["field"].startswith("args")
+    assert not target.exists()
+
+
+async def test_unknown_revisions_fetch_once_per_interval(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    app_services: Services,
+    upstream: Path,
+    git_server: GitHttpServer,
+) -> None:
+    # A stream of made-up revisions: one fetch, then answers from what is there.
+    for n in range(6):
+        answer = await client.get(f"/api/repos/{NAME}/commits/{n:040x}", headers=admin_headers)
+        assert answer.status_code == 404
+    fetches = [r for r in git_server.requests if "info/refs" in r[1]]
+    assert len(fetches) == 1
+    # Within the interval even a real new commit waits for the next allowed fetch...
+    new = advance(upstream, "made within the interval")
+    late = await client.get(f"/api/repos/{NAME}/commits/{new}", headers=admin_headers)
+    assert late.status_code == 404
+    assert len([r for r in git_server.requests if "info/refs" in r[1]]) == 1
+
+    # ...and with no interval every miss fetches (the setting is what throttles).
+    eager = app_services.settings.model_copy(update={"ensure_fetch_interval": 0})
+    reads = Reads(app_services.git, app_services.storage, app_services.gitserver, eager)
+    record = await app_services.repositories.get(operator(), NAME)
+    try:
+        assert (await reads.ensure_revision(record.id, NAME, new)).fetched
+        for n in range(2):
+            with pytest.raises(NotFound):
+                await reads.ensure_revision(record.id, NAME, f"{n:040x}")
+    finally:
+        await reads.close()
+    assert len([r for r in git_server.requests if "info/refs" in r[1]]) == 4

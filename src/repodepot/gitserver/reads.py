@@ -1,100 +1,30 @@
 """Reading the mirrors: EnsureRevision and an allowlisted, read-only `git` for tools.
 
 EnsureRevision answers from the mirror; when the commit is not there it fetches
-once (concurrent requests for one repository share that fetch) and answers again.
+(concurrent requests for one repository share that fetch) and answers again. Those
+fetches start at most once per `ensure_fetch_interval` per repository, whoever asks:
+a stream of made-up revisions costs one fetch, then 404s from what is there.
 
-`exec` runs one of a few read-only subcommands with arguments checked against the
-options that write files, run programs, read files outside the repository or talk
-to other repositories.
+`exec` runs one of a few read-only subcommands with the options, revisions and paths
+`allowlist.check_exec` lets through, inside the runner's sandbox when there is one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from repodepot.exceptions import InvalidInput, NotFound, RepodepotError
+from repodepot.exceptions import NotFound, RepodepotError
 from repodepot.git.errors import GitError, RevisionNotFound
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver import mirror
+from repodepot.gitserver.allowlist import check_exec
 from repodepot.gitserver.catfile import CommitReader
 from repodepot.gitserver.service import Gitserver
 from repodepot.settings import Settings
 from repodepot.storage import Storage
-
-EXEC_SUBCOMMANDS = frozenset(
-    {
-        "log",
-        "show",
-        "rev-parse",
-        "rev-list",
-        "ls-tree",
-        "cat-file",
-        "diff",
-        "blame",
-        "grep",
-        "for-each-ref",
-        "archive",
-    }
-)
-# Options that write files, run programs, read other files or reach other repositories.
-REFUSED_PREFIXES = (
-    "--output",  # log/diff --output=FILE
-    "--exec",  # archive --exec=PROGRAM
-    "--upload-pack",
-    "--receive-pack",
-    "--remote",  # archive --remote=URL
-    "--git-dir",
-    "--work-tree",
-    "--namespace",
-    "--config",
-    "--super-prefix",
-    "--contents",  # blame --contents FILE
-    "--ignore-revs-file",  # blame reads FILE
-    "--no-index",  # diff two files anywhere on disk
-    "--open-files-in-pager",  # grep -O runs a pager
-    "--ext-diff",  # runs a diff program
-    "--textconv",  # runs a filter program
-    "--filters",  # cat-file --filters runs filter programs
-    "--file",  # grep --file=FILE
-    "--exclude-from",
-)
-REFUSED_SHORT = {
-    "grep": ("-O", "-f"),  # -O[pager], -f FILE
-    "archive": ("-o",),  # -o FILE
-}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def check_exec(args: list[str]) -> list[str]:
-    """`args` if they are a read-only command; else InvalidInput naming the bad argument."""
-    if not args:
-        raise InvalidInput("give a git subcommand and its arguments", field="args")
-    subcommand = args[0]
-    if subcommand not in EXEC_SUBCOMMANDS:
-        allowed = ", ".join(sorted(EXEC_SUBCOMMANDS))
-        raise InvalidInput(
-            f"git {subcommand!r} is not allowed; use one of {allowed}", field="args.0"
-        )
-    for index, arg in enumerate(args[1:], start=1):
-        if _CONTROL.search(arg):
-            raise InvalidInput(f"args[{index}] has a control character", field=f"args.{index}")
-        if (
-            arg == "-c"
-            or arg.startswith(REFUSED_PREFIXES)
-            or arg.startswith(REFUSED_SHORT.get(subcommand, ()))
-        ):
-            raise InvalidInput(
-                f"args[{index}] {arg!r} is not allowed: it could write files, run programs "
-                "or read outside the repository",
-                field=f"args.{index}",
-            )
-        if arg == "--end-of-options" or arg == "--":
-            break  # what follows is not an option (revisions, paths)
-    return args
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -120,6 +50,7 @@ class Reads:
         self._gitserver = gitserver
         self._settings = settings
         self._fetches: dict[int, asyncio.Task[None]] = {}
+        self._fetched_at: dict[int, float] = {}
         self._commits = CommitReader(git)
 
     @property
@@ -140,8 +71,8 @@ class Reads:
         try:
             info = await self._commits.commit(path, rev)
         except RevisionNotFound:
-            await self.fetch_once(repository_id, name)
-            fetched = True
+            # Throttled or not, look again: a fetch may have ended since the first look.
+            fetched = await self._fetch_unless_recent(repository_id, name)
             try:
                 info = await self._commits.commit(path, rev)
             except RevisionNotFound:
@@ -154,6 +85,20 @@ class Reads:
             subject=info.subject,
             fetched=fetched,
         )
+
+    async def _fetch_unless_recent(self, repository_id: int, name: str) -> bool:
+        """Fetch (or join the running fetch) unless one started within the interval.
+
+        True when a fetch ran for this caller; the time counts from a fetch's start.
+        """
+        if repository_id not in self._fetches:
+            now = asyncio.get_running_loop().time()
+            last = self._fetched_at.get(repository_id)
+            if last is not None and now - last < self._settings.ensure_fetch_interval:
+                return False
+            self._fetched_at[repository_id] = now
+        await self.fetch_once(repository_id, name)
+        return True
 
     async def fetch_once(self, repository_id: int, name: str) -> None:
         """Fetch the mirror: one fetch per repository at a time, later askers wait for it.
@@ -179,7 +124,11 @@ class Reads:
             )
 
     def exec(self, name: str, args: list[str]) -> AsyncGenerator[bytes, None]:
-        """The output of `git ARGS` in the mirror, streamed; checked with `check_exec`."""
+        """The output of `git ARGS` in the mirror, streamed.
+
+        Raises InvalidInput naming the argument `check_exec` refuses, NotFound before
+        the first clone; git runs in the mirror (in the sandbox: the mirror alone).
+        """
         path = self._storage.path(name)
         if not path.is_dir():
             raise NotFound(f"{name!r} is not cloned yet")
