@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from repodepot.git import commands
 from repodepot.git.errors import GitCommandError, GitCommandNotAllowed, GitTimeout
 from repodepot.git.runner import Credentials, GitRunner
+from repodepot.git.sandbox import Sandbox
 from repodepot.settings import process_path
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate, git
@@ -21,9 +24,8 @@ PASSWORD = "s3cret-Pa55word-xyz"
 
 
 def _runner(tmp_path: Path, schemes: tuple[str, ...] = ("http",), **kwargs: Any) -> GitRunner:
-    return GitRunner(
-        runtime_dir=tmp_path / "run", path=process_path(), allowed_schemes=schemes, **kwargs
-    )
+    kwargs.setdefault("path", process_path())
+    return GitRunner(runtime_dir=tmp_path / "run", allowed_schemes=schemes, **kwargs)
 
 
 def _processes_mentioning(needle: str) -> list[str]:
@@ -235,3 +237,93 @@ async def test_a_missing_git_binary_is_reported(tmp_path: Path) -> None:
     for argv in (["version"], ["ls-remote", "http://127.0.0.1:9/x.git"]):
         with pytest.raises(GitNotInstalled, match="git-does-not-exist was not found"):
             await runner.run(argv)
+
+
+def _processes_with_env(needle: str) -> list[int]:
+    """Live processes whose environment contains `needle` (sandboxed ones included)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle.encode() in environ:
+            found.append(int(pid))
+    return found
+
+
+def _sandboxed_runner(tmp_path: Path, marker: str) -> GitRunner:
+    # The marker rides in PATH: bwrap and the git inside it inherit it.
+    return _runner(
+        tmp_path, path=f"/nonexistent-{marker}:{process_path()}", sandbox=Sandbox.locate("/usr/bin")
+    )
+
+
+async def test_a_sandboxed_read_runs_in_the_mirror_alone(tmp_path: Path) -> None:
+    repo = generate(tmp_path / "r.git", Spec(commits=3))
+    runner = _sandboxed_runner(tmp_path, uuid.uuid4().hex)
+    where = await runner.run(["rev-parse", "--absolute-git-dir"], git_dir=repo)
+    assert where.stdout.decode().strip() == "/repo"  # no server path to print
+    log = await runner.run(["log", "--format=%s"], git_dir=repo)
+    assert log.stdout.decode() == git("log", "--format=%s", cwd=repo)
+
+
+async def test_a_sandboxed_read_killed_by_timeout_leaves_no_process(tmp_path: Path) -> None:
+    repo = generate(tmp_path / "r.git", Spec(commits=3))
+    marker = uuid.uuid4().hex
+    runner = _sandboxed_runner(tmp_path, marker)
+
+    async def never_ends() -> AsyncIterator[bytes]:
+        yield b"HEAD\n"
+        await asyncio.sleep(3600)
+
+    output = runner.stream(["cat-file", "--batch"], git_dir=repo, stdin=never_ends(), timeout=1.0)
+    with pytest.raises(GitTimeout):
+        async for _ in output:
+            assert _processes_with_env(marker)  # bwrap, its init and git, while it runs
+    for _ in range(40):
+        if not _processes_with_env(marker):
+            break
+        await asyncio.sleep(0.05)
+    assert _processes_with_env(marker) == []
+
+
+def test_a_sandboxed_reader_dies_with_its_parent(tmp_path: Path) -> None:
+    repo = generate(tmp_path / "r.git", Spec(commits=3))
+    marker = uuid.uuid4().hex
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "sys.path.insert(0, 'src')\n"
+        "from pathlib import Path\n"
+        "from repodepot.git.runner import GitRunner\n"
+        "from repodepot.git.sandbox import Sandbox\n"
+        "r = GitRunner(runtime_dir=Path(sys.argv[1]), path=sys.argv[3], "
+        "sandbox=Sandbox.locate('/usr/bin'))\n"
+        "async def main():\n"
+        "    await r.start(['cat-file', '--batch'], git_dir=Path(sys.argv[2]))\n"
+        "    print('started', flush=True)\n"
+        "    await asyncio.sleep(3600)\n"
+        "asyncio.run(main())\n"
+    )
+    import subprocess
+    import sys
+
+    path = f"/nonexistent-{marker}:{process_path()}"
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "run"), str(repo), path],
+        stdout=subprocess.PIPE,
+    )
+    assert parent.stdout is not None
+    assert parent.stdout.readline() == b"started\n"
+    assert _processes_with_env(marker)
+    parent.kill()  # SIGKILL: no chance to stop its reader
+    parent.wait()
+    parent.stdout.close()
+    for _ in range(40):
+        if not _processes_with_env(marker):
+            break
+        time.sleep(0.05)
+    assert _processes_with_env(marker) == []
