@@ -10,10 +10,11 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from bench import clones, gitserver, goproxy, imports, runner, sync
+from bench import clones, gitserver, goproxy, imports, runner, sandbox, sync
 
 SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "runner": ("git runner overhead", runner.run),
+    "sandbox": ("git runner: the bwrap sandbox's cost per read", sandbox.run),
     "imports": ("import: database statements and progress latency (~60 s imports)", imports.run),
     "clones": ("import: clone wall time", clones.clone_times),
     "memory": ("import: server memory on a 520 MiB repository", clones.peak_rss),
