@@ -63,7 +63,11 @@ class Reads:
         await self._commits.close()
 
     async def ensure_revision(self, repository_id: int, name: str, rev: str) -> Commit:
-        """The commit `rev` names, fetching once if the mirror lacks it; NotFound if none."""
+        """The commit `rev` names; NotFound if none.
+
+        When the mirror lacks it, fetch first, unless a fetch for an unknown revision of
+        this repository started less than `ensure_fetch_interval` seconds ago.
+        """
         path = self._storage.path(name)
         if not path.is_dir():
             raise NotFound(f"{name!r} is not cloned yet")
@@ -89,7 +93,7 @@ class Reads:
     async def _fetch_unless_recent(self, repository_id: int, name: str) -> bool:
         """Fetch (or join the running fetch) unless one started within the interval.
 
-        True when a fetch ran for this caller; the time counts from a fetch's start.
+        True when this caller waited for a fetch; the interval counts from a fetch's start.
         """
         if repository_id not in self._fetches:
             now = asyncio.get_running_loop().time()
