@@ -45,7 +45,7 @@ def assert_error(answer: httpx.Response, *statuses: int) -> dict[str, Any]:
 
 def _api_routes(app: FastAPI) -> list[APIRoute]:
     # FastAPI 0.16x keeps included routers whole; their routes are the original router's.
-    found = []
+    found: list[Any] = []
     for route in app.routes:
         router = getattr(route, "original_router", None)
         found += router.routes if router is not None else [route]
@@ -57,7 +57,7 @@ def _id_routes(app: FastAPI) -> list[tuple[str, str]]:
         (method, route.path)
         for route in _api_routes(app)
         if re.search(r"\{\w+_id\}", route.path)
-        for method in route.methods
+        for method in route.methods or ()
     )
 
 
