@@ -7,6 +7,7 @@ upload-pack.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import json
@@ -240,6 +241,10 @@ async def test_garbage_to_upload_pack_is_400_with_git_s_words_and_no_traceback(
         url, content=b"plain", headers={**kind, "Content-Encoding": "gzip"}
     )
     assert (not_gzip.status_code, "not valid gzip" in not_gzip.text) == (400, True)
+    packed = gzip.compress(b"0000")
+    for broken in (packed[:-3], packed + b"trailing"):
+        cut = await client.post(url, content=broken, headers={**kind, "Content-Encoding": "gzip"})
+        assert cut.status_code == 400, cut.text
     brotli = await client.post(url, content=b"x", headers={**kind, "Content-Encoding": "br"})
     assert (brotli.status_code, "not supported" in brotli.text) == (415, True)
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
