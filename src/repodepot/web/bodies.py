@@ -132,22 +132,21 @@ def loads(data: bytes | str) -> Any:
     """Parse JSON nested at most MAX_JSON_DEPTH levels; raises json.JSONDecodeError."""
     try:
         value = json.loads(data)
-    except RecursionError:
-        value = None  # far deeper than the bound: the parser ran out of stack first
-    else:
         if not _too_deep(value):
             return value
+    except RecursionError:
+        pass  # far deeper than the bound: the parser ran out of stack first
     raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", "", 0)
 
 
 def _too_deep(value: Any) -> bool:
-    pending = [(value, 1)]
+    pending = [(value, 1)]  # walked without recursion: the value may be 1,000 levels deep
     while pending:
         item, depth = pending.pop()
-        children = item.values() if isinstance(item, dict) else item
         if isinstance(item, dict | list):
             if depth > MAX_JSON_DEPTH:
                 return True
+            children = item.values() if isinstance(item, dict) else item
             pending.extend((child, depth + 1) for child in children)
     return False
 
