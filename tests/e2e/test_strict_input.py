@@ -120,6 +120,28 @@ async def test_json_nested_past_64_levels_is_422_on_every_json_endpoint(
             assert "nested deeper than 64 levels" in error["message"], (method, path)
 
 
+async def test_a_content_length_past_the_cap_is_413_on_every_api_route_which_does_nothing(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    operations = [
+        (method.upper(), re.sub(r"\{\w+(:path)?\}", "1", path))
+        for path, items in document["paths"].items()
+        if path.startswith("/api/")
+        for method in items
+    ]
+    assert len(operations) >= 25, operations
+    await _webhook_hosts(client, admin_headers)  # code host 1, whose sync one may ask for
+    host = (await client.get("/api/codehosts/1", headers=admin_headers)).json()
+    headers = {**admin_headers, "Content-Type": "application/json", "Content-Length": "2097152"}
+    for method, path in operations:
+        answer = await client.request(method, path, content=b"{}", headers=headers)
+        assert answer.status_code == 413, (method, path, answer.status_code)
+    after = await client.get("/api/codehosts/1", headers=admin_headers)
+    assert after.status_code == 200  # `DELETE /api/codehosts/1` did not run
+    assert after.json()["next_sync_at"] == host["next_sync_at"]  # nor `POST .../sync`
+
+
 async def _webhook_hosts(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
     for kind in ("github", "gitlab", "gitea"):
         config = {"url": "http://127.0.0.1:9", "webhookSecret": SECRET}

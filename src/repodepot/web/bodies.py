@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from repodepot.exceptions import RepodepotError
 
@@ -159,13 +160,21 @@ class _BoundedJsonRequest(Request):
 
 
 class JsonRoute(APIRoute):
-    """An API route whose JSON body is parsed by `loads` (422 past the depth bound)."""
+    """An API route whose JSON body is parsed by `loads` (422 past the depth bound).
+
+    A `Content-Length` past the cap is 413 before the route runs, also where it reads no
+    body: Starlette answers such a request 413 whatever the route does, so the route must
+    not act on it. (Starlette words that answer itself, in plain text.)
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler, given a request whose `json()` bounds the depth."""
         handler = super().get_route_handler()
 
         async def bounded(request: Request) -> Response:
+            limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+            if limit is not None and _content_length(request) > limit:
+                raise BodyTooLarge(limit)
             return await handler(_BoundedJsonRequest(request.scope, request.receive))
 
         return bounded

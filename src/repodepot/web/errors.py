@@ -46,8 +46,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-ERROR_RESPONSES = error_responses(401, 403, 404, 422)
-"""The error answers every API route may give."""
+ERROR_RESPONSES = error_responses(401, 403, 404, 413, 422)
+"""The error answers every API route may give (413: a body past `request_max_bytes`)."""
 
 
 def status_of(error: exc.RepodepotError) -> int:

@@ -31,9 +31,10 @@ from repodepot.db.models import CodeHostKind
 from repodepot.web import bodies
 from repodepot.web.bodies import MalformedBody
 from repodepot.web.deps import services
+from repodepot.web.errors import error_responses
 from repodepot.web.schemas import GiteaPush, GitHubPush, GitLabPush, PushPayload
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], responses=error_responses(400, 401, 413, 415))
 MAX_BODY = 25 << 20  # GitHub caps payloads at 25 MB
 PAYLOADS: dict[CodeHostKind, type[PushPayload]] = {
     CodeHostKind.github: GitHubPush,
