@@ -58,3 +58,13 @@ class DatabaseUnavailable(RepodepotError):
     """The database cannot be reached."""
 
     code = "database_unavailable"
+
+
+class TooManyRequests(RepodepotError):
+    """Too many requests at once; try again shortly."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str | None = None, *, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

@@ -169,6 +169,17 @@ class Settings(BaseSettings):
     exec_max_bytes: int = Field(
         64 << 20, ge=1, description="Output of one exec, at most; longer output is cut."
     )
+    exec_max_memory: int = Field(
+        1 << 30,
+        ge=16 << 20,
+        description="Heap one exec's git may allocate (RLIMIT_DATA), bytes; past it git fails.",
+    )
+    exec_max_concurrent: int = Field(
+        8, ge=1, le=1024, description="Execs running at once in this process (429 past it)."
+    )
+    exec_max_per_user: int = Field(
+        2, ge=1, le=1024, description="Execs one user may run at once (429 past it)."
+    )
     fetch_extra_refspecs: CommaList = Field(
         [],
         description="Refspecs fetched besides heads and tags, e.g. +refs/pull/*:refs/pull/*.",

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from repodepot.db.models import Visibility
-from repodepot.exceptions import ConfigurationError
+from repodepot.exceptions import ConfigurationError, TooManyRequests
+from repodepot.git.errors import GitCommandError
 from repodepot.git.runner import GitRunner
 from repodepot.services import Services
 from repodepot.settings import Settings, process_path
@@ -180,3 +181,94 @@ async def test_start_up_fails_clearly_without_a_working_bwrap(
         assert unboxed.git.sandbox is None
     finally:
         await unboxed.close()
+
+
+async def test_exec_s_heap_is_capped_when_a_width_gets_past_the_allowlist(
+    app_services: Services, mirror: Path
+) -> None:
+    # A strftime width of a billion columns made one request's git take 2.8 GB. Called
+    # past the allowlist (which now refuses the width), the heap cap still stops it.
+    cap = app_services.settings.exec_max_memory
+    assert cap <= 1 << 30
+    output = app_services.git.stream(
+        ["log", "-1", "--date=format:%999999999Y", "--format=%ad%ad"],
+        git_dir=mirror,
+        max_memory=cap,
+    )
+    with pytest.raises(GitCommandError) as failed:
+        async for _ in output:
+            pass
+    assert "Out of memory" in failed.value.stderr
+
+
+@pytest.fixture
+def big_blob(mirror: Path, tmp_path: Path) -> str:
+    # A blob larger than a pipe holds: an exec reading it stays open until it is read.
+    work = tmp_path / "work"
+    git("clone", "--quiet", str(mirror), str(work))
+    (work / "big.bin").write_bytes(os.urandom(4 << 20))
+    git("add", "big.bin", cwd=work)
+    git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "big", cwd=work)
+    sha = git("rev-parse", "HEAD:big.bin", cwd=work).strip()
+    git("push", "--quiet", str(mirror), "HEAD:refs/heads/big", cwd=work)
+    return sha
+
+
+async def test_execs_at_once_are_bounded_per_user_and_in_all(
+    app_services: Services, big_blob: str
+) -> None:
+    settings = app_services.settings
+    reads = app_services.reads
+    per_user, in_all = settings.exec_max_per_user, settings.exec_max_concurrent
+    assert per_user < in_all
+    held = []
+
+    async def start(user_id: int) -> None:
+        output = reads.exec(NAME, ["cat-file", "-p", big_blob], user_id=user_id)
+        assert await anext(output)  # running, its output waiting in the pipe
+        held.append(output)
+
+    try:
+        for _ in range(per_user):
+            await start(user_id=1)
+        with pytest.raises(TooManyRequests) as busy:
+            await start(user_id=1)
+        assert f"at most {per_user} per user" in busy.value.message
+        assert busy.value.retry_after >= 1
+        user = 2
+        while len(held) < in_all:  # others still get theirs, up to the site's bound
+            await start(user_id=user)
+            user += 1
+        with pytest.raises(TooManyRequests):
+            await start(user_id=user)
+        await held.pop(0).aclose()  # one of user 1's ends: a place is free again
+        await start(user_id=1)
+    finally:
+        for output in held:
+            await output.aclose()
+
+
+async def test_a_busy_exec_answers_429_with_retry_after(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    app_services: Services,
+    big_blob: str,
+) -> None:
+    reads = app_services.reads
+    held = [reads.exec(NAME, ["cat-file", "-p", big_blob], user_id=1) for _ in range(2)]
+    try:
+        for output in held:
+            await anext(output)
+        answer = await client.post(
+            f"/api/repos/{NAME}/exec", json={"args": ["rev-parse", "HEAD"]}, headers=admin_headers
+        )
+        assert answer.status_code == 429, answer.text
+        assert answer.json()["error"]["code"] == "too_many_requests"
+        assert int(answer.headers["retry-after"]) >= 1
+    finally:
+        for output in held:
+            await output.aclose()
+    answer = await client.post(
+        f"/api/repos/{NAME}/exec", json={"args": ["rev-parse", "HEAD"]}, headers=admin_headers
+    )
+    assert answer.status_code == 200

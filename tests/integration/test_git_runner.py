@@ -290,6 +290,28 @@ async def test_a_sandboxed_read_killed_by_timeout_leaves_no_process(tmp_path: Pa
     assert _processes_with_env(marker) == []
 
 
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandbox", "plain"])
+async def test_streams_left_mid_output_end_at_once(tmp_path: Path, sandboxed: bool) -> None:
+    # Clients that go away mid-clone leave git's output unread in a paused pipe; asyncio's
+    # wait() returned only once that pipe closed, so closing the stream hung forever.
+    repo = generate(tmp_path / "r.git", Spec(commits=1, files=1, blob_bytes=4 << 20, binary=True))
+    marker = uuid.uuid4().hex
+    runner = _sandboxed_runner(tmp_path, marker)
+    if not sandboxed:
+        runner.sandbox = None
+    blob = (
+        (await runner.run(["rev-parse", "HEAD:dir01/file0000.txt"], git_dir=repo))
+        .stdout.decode()
+        .strip()
+    )
+    outputs = [runner.stream(["cat-file", "-p", blob], git_dir=repo) for _ in range(6)]
+    for output in outputs:
+        assert await anext(output)  # the rest waits in the pipe
+    for output in outputs:
+        await asyncio.wait_for(output.aclose(), timeout=10)
+    assert _processes_with_env(marker) == []
+
+
 def test_a_sandboxed_reader_dies_with_its_parent(tmp_path: Path) -> None:
     repo = generate(tmp_path / "r.git", Spec(commits=3))
     marker = uuid.uuid4().hex

@@ -108,6 +108,19 @@ REFUSED = [
     (["rev-parse", "HEAD", "--", "f"], "args.2"),
     (["log", "HEAD\n--output=/tmp/x"], "args.1"),
     (["log", "HEAD\x00"], "args.1"),
+    # Widths git fills in memory before writing a byte (a billion columns: gigabytes),
+    # programs a format starts, a server path a format prints.
+    (["log", "-n", "1", "--date=format:%999999999Y", "--format=%ad%ad"], "args.3"),
+    (["show", "--date=format:%_99999d", "HEAD"], "args.1"),
+    (["blame", "--date=format:%99999Y", "HEAD", "--", "f"], "args.1"),
+    (["log", "--date=frobnicate"], "args.1"),
+    (["for-each-ref", "--format=%(align:999999999)%(refname)%(end)"], "args.1"),
+    (["for-each-ref", "--format", "%(align:width=123456)%(refname)%(end)"], "args.2"),
+    (["for-each-ref", "--format=%(worktreepath)"], "args.1"),
+    (["for-each-ref", "--format=%(describe)"], "args.1"),
+    (["log", "--format=%G?"], "args.1"),
+    (["log", "--pretty=format:%GS"], "args.1"),
+    (["show", "--format=%(describe:tags)", "HEAD"], "args.1"),
     # Not a subcommand exec runs, or nothing at all.
     (["push", "origin"], "args.0"),
     (["config", "core.hooksPath", "/tmp"], "args.0"),
@@ -203,6 +216,19 @@ ALLOWED = [
     ),
     (["rev-list", "--count", "HEAD"], ["rev-list", "--count", "--end-of-options", "HEAD"]),
     (["log", "--end-of-options", "HEAD"], ["log", "--end-of-options", "HEAD"]),
+    (["log", "--date=iso-strict"], ["log", "--date=iso-strict", "--end-of-options"]),
+    (
+        ["log", "--date=format:%Y-%m-%d %H:%M", "--format=%ad %s"],
+        ["log", "--date=format:%Y-%m-%d %H:%M", "--format=%ad %s", "--end-of-options"],
+    ),
+    (
+        ["for-each-ref", "--format=%(align:40)%(refname:short)%(end) %(objectname:short)"],
+        [
+            "for-each-ref",
+            "--format=%(align:40)%(refname:short)%(end) %(objectname:short)",
+            "--end-of-options",
+        ],
+    ),
 ]
 
 

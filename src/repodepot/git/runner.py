@@ -189,6 +189,7 @@ class GitRunner:
         # with us as well, instead of running on as an orphan after a crash.
         setpriv = shutil.which("setpriv", path=path)
         self._launcher = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+        self._prlimit = shutil.which("prlimit", path=path)  # util-linux, like setpriv
 
     def _build_env(self, path: str, schemes: tuple[str, ...]) -> dict[str, str]:
         env = {
@@ -243,21 +244,34 @@ class GitRunner:
             raise _unsandboxable(result.stderr.strip() or f"exit {result.returncode}")
 
     def _argv(
-        self, args: Sequence[str], git_dir: Path | None, *, die_with_us: bool = False
+        self,
+        args: Sequence[str],
+        git_dir: Path | None,
+        *,
+        die_with_us: bool = False,
+        max_memory: int | None = None,
     ) -> list[str]:
         """`git [--git-dir=DIR] ARGS`, sandboxed or under the death-signal launcher.
 
         The subcommand comes first and must be allowlisted, so no global option
         (`-c`, `--exec-path`) can be slipped in. In the sandbox the repository is
         `/repo` and bubblewrap's `--die-with-parent` replaces the launcher.
+        `max_memory` caps git's heap (RLIMIT_DATA, through `prlimit`): a format width
+        or an alignment of a billion columns then fails in git, not in the machine.
         """
         if not args or args[0] not in ALLOWED_SUBCOMMANDS:
             raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
+        limit: list[str] = []
+        if max_memory:
+            if self._prlimit is None:
+                raise GitNotInstalled("prlimit (util-linux) was not found on PATH")
+            limit = [self._prlimit, f"--data={max_memory}", "--"]
         if self.sandbox is not None and git_dir is not None and args[0] in SANDBOXED:
-            command = [self.binary, "--no-pager", f"--git-dir={INSIDE}", *args]
+            command = [*limit, self.binary, "--no-pager", f"--git-dir={INSIDE}", *args]
             return self.sandbox.wrap(git_dir, command)
         die_with_us = die_with_us or args[0] in LONG_RUNNING
-        argv = [*(self._launcher if die_with_us else []), self.binary, "--no-pager"]
+        launcher = self._launcher if die_with_us else []
+        argv = [*launcher, *limit, self.binary, "--no-pager"]
         if git_dir is not None:
             argv.append(f"--git-dir={git_dir}")
         argv.extend(args)
@@ -328,14 +342,16 @@ class GitRunner:
         stdin: AsyncIterator[bytes] | None = None,
         protocol: str | None = None,
         timeout: float | None = None,
+        max_memory: int | None = None,
     ) -> AsyncGenerator[bytes, None]:
         """Run `git ARGS...`, feeding `stdin` and yielding stdout as it comes (smart HTTP).
 
         `protocol` is the client's `Git-Protocol` (e.g. `version=2`), passed as GIT_PROTOCOL.
         Closing the iterator early (a client went away), a timeout or a cancel kills the
         process group. A non-zero exit raises GitCommandError after the output.
+        `max_memory` caps git's heap, bytes (see `_argv`).
         """
-        argv = self._argv(args, git_dir)
+        argv = self._argv(args, git_dir, max_memory=max_memory)
         env = self.env()
         if protocol:
             env["GIT_PROTOCOL"] = protocol
@@ -370,8 +386,7 @@ class GitRunner:
             killed = process.returncode is None
             if killed:
                 _kill_group(process.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    await asyncio.shield(process.wait())
+                await asyncio.shield(_reap(process))
             if feeder is not None and not feeder.done():
                 feeder.cancel()
             if killed:
@@ -447,8 +462,7 @@ class GitRunner:
         """End a process from `start()` (its whole group) and reap it."""
         if process.returncode is None:
             _kill_group(process.pid)
-        with contextlib.suppress(ProcessLookupError):
-            await process.wait()
+        await _reap(process)
 
     async def _spawn(
         self,
@@ -486,8 +500,7 @@ class GitRunner:
         finally:
             if process.returncode is None:
                 _kill_group(process.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    await asyncio.shield(process.wait())
+                await asyncio.shield(_reap(process))
         if (returncode == 127 and b"failed to execute" in stderr) or (
             returncode == 1 and stderr.startswith(b"bwrap: execvp")
         ):
@@ -556,6 +569,21 @@ def _directory(git_dir: Path | None) -> Path | None:
     # Git runs in its repository, so no relative path an option might take (an allowlist's
     # hole) resolves against the server's own directory. A missing one fails in git.
     return git_dir if git_dir is not None and git_dir.is_dir() else None
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Wait for a killed process, reading what is left of its stdout.
+
+    asyncio's `wait()` returns only once every pipe has closed, and a pipe whose
+    reader stopped reading (a client that went away mid-clone) is paused: its end of
+    file is never seen. Reading it to the end unpauses it; the data is dropped.
+    """
+    if process.stdout is not None:
+        with contextlib.suppress(Exception):
+            while await process.stdout.read(1 << 16):
+                pass
+    with contextlib.suppress(ProcessLookupError):
+        await process.wait()
 
 
 def _kill_group(pid: int) -> None:

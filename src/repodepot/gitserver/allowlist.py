@@ -59,6 +59,19 @@ NUMBER = _value(r"\d{1,9}", "a number")
 TEXT = _value(r".*", "text")
 REVISION = _value(_INSIDE + r"[^-/].*", "a revision")
 PATH = _value(_INSIDE + r"[^-/:].*", "a path inside the repository")
+# Formats that start no program (`%G`: gpg; `%(describe)`: git describe per commit) and
+# print no server path (`%(worktreepath)`); a date's strftime conversions take no width
+# and an atom no five-digit number, so git never fills a billion columns in memory.
+LOG_FORMAT = _value(r"(?!.*%G)(?!.*%\(describe).*", "a format without %G or %(describe)")
+REF_FORMAT = _value(
+    r"(?!.*%\((?:worktreepath|describe))(?!.*%\([^)]*\d{5}).*",
+    "a format without %(worktreepath), %(describe) or widths of five digits",
+)
+DATE = _value(
+    r"(?:relative|local|default|iso|iso8601|iso-strict|iso8601-strict|rfc|rfc2822|short|raw"
+    r"|human|unix)(?:-local)?|format(?:-local)?:(?:[^%]|%[-_0^#]?[A-Za-z%])*",
+    "a date style, or format:STRFTIME without widths",
+)
 ARCHIVE_FORMAT = _value(r"tar|tar\.gz|tgz|zip", "tar, tar.gz, tgz or zip")
 PREFIX = _value(_INSIDE + r"[\w.+@-][\w.+@/-]*", "a relative directory name")
 STAT = _value(r"\d{1,9}(,\d{1,9}){0,2}", "WIDTH[,NAME-WIDTH[,COUNT]]")
@@ -102,9 +115,9 @@ REVISION_WALK: Options = {
     "--author": TEXT,
     "--committer": TEXT,
     "--grep": TEXT,
-    "--format": TEXT,
-    "--pretty": TEXT.alone(),
-    "--date": TEXT,
+    "--format": LOG_FORMAT,
+    "--pretty": LOG_FORMAT.alone(),
+    "--date": DATE,
     "--abbrev": NUMBER.alone(),
     "--decorate": DECORATE.alone(),
     "--branches": REVISION.alone(),
@@ -179,9 +192,9 @@ COMMANDS: Mapping[str, Command] = {
                 "--oneline --abbrev-commit --no-abbrev-commit --no-decorate "
                 "--relative-date --no-notes"
             ),
-            "--format": TEXT,
-            "--pretty": TEXT.alone(),
-            "--date": TEXT,
+            "--format": LOG_FORMAT,
+            "--pretty": LOG_FORMAT.alone(),
+            "--date": DATE,
             "--decorate": DECORATE.alone(),
         }
     ),
@@ -229,7 +242,7 @@ COMMANDS: Mapping[str, Command] = {
             "-M": NUMBER.alone(),
             "-C": NUMBER.alone(),
             "--abbrev": NUMBER.alone(),
-            "--date": TEXT,
+            "--date": DATE,
             "--ignore-rev": REVISION,
         },
         end_of_options=False,
@@ -262,7 +275,7 @@ COMMANDS: Mapping[str, Command] = {
     "for-each-ref": Command(
         options={
             **_flags("--ignore-case --shell --perl --python --tcl"),
-            "--format": TEXT.next_arg(),
+            "--format": REF_FORMAT.next_arg(),
             "--sort": SORT_KEY,
             "--count": NUMBER.next_arg(),
             "--points-at": REVISION.next_arg(),

@@ -6,7 +6,9 @@ fetches start at most once per `ensure_fetch_interval` per repository, whoever a
 a stream of made-up revisions costs one fetch, then 404s from what is there.
 
 `exec` runs one of a few read-only subcommands with the options, revisions and paths
-`allowlist.check_exec` lets through, inside the runner's sandbox when there is one.
+`allowlist.check_exec` lets through, inside the runner's sandbox when there is one,
+with its heap capped (`exec_max_memory`) and at most `exec_max_concurrent` at once in
+this process, `exec_max_per_user` per user: past either, 429.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from repodepot.exceptions import NotFound, RepodepotError
+from repodepot.exceptions import NotFound, RepodepotError, TooManyRequests
 from repodepot.git.errors import GitError, RevisionNotFound
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver import mirror
@@ -51,6 +53,8 @@ class Reads:
         self._settings = settings
         self._fetches: dict[int, asyncio.Task[None]] = {}
         self._fetched_at: dict[int, float] = {}
+        self._execs = 0
+        self._execs_by_user: dict[int, int] = {}
         self._commits = CommitReader(git)
 
     @property
@@ -127,14 +131,48 @@ class Reads:
                 self._git, self._storage.path(name), upstream, settings=self._settings
             )
 
-    def exec(self, name: str, args: list[str]) -> AsyncGenerator[bytes, None]:
+    def exec(self, name: str, args: list[str], *, user_id: int) -> AsyncGenerator[bytes, None]:
         """The output of `git ARGS` in the mirror, streamed.
 
         Raises InvalidInput naming the argument `check_exec` refuses, NotFound before
-        the first clone; git runs in the mirror (in the sandbox: the mirror alone).
+        the first clone; git runs in the mirror (in the sandbox: the mirror alone). The
+        stream raises TooManyRequests when it starts past this process's or `user_id`'s
+        share of execs at once.
         """
         path = self._storage.path(name)
         if not path.is_dir():
             raise NotFound(f"{name!r} is not cloned yet")
         checked = check_exec(args)
-        return self._git.stream(checked, git_dir=path, timeout=self._settings.exec_timeout)
+        settings = self._settings
+        output = self._git.stream(
+            checked,
+            git_dir=path,
+            timeout=settings.exec_timeout,
+            max_memory=settings.exec_max_memory,
+        )
+        return self._counted(output, user_id)
+
+    async def _counted(
+        self, output: AsyncGenerator[bytes, None], user_id: int
+    ) -> AsyncGenerator[bytes, None]:
+        """`output`, counted against the site-wide and per-user share while it runs."""
+        settings = self._settings
+        mine = self._execs_by_user.get(user_id, 0)
+        if self._execs >= settings.exec_max_concurrent or mine >= settings.exec_max_per_user:
+            await output.aclose()
+            raise TooManyRequests(
+                f"too many git commands at once (at most {settings.exec_max_per_user} per "
+                f"user, {settings.exec_max_concurrent} in all); try again shortly",
+                retry_after=max(1, round(settings.exec_timeout / 10)),
+            )
+        self._execs += 1
+        self._execs_by_user[user_id] = mine + 1
+        try:
+            async for chunk in output:
+                yield chunk
+        finally:
+            self._execs -= 1
+            left = self._execs_by_user.pop(user_id) - 1
+            if left:
+                self._execs_by_user[user_id] = left
+            await output.aclose()

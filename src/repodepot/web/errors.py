@@ -32,6 +32,7 @@ STATUS: dict[type[exc.RepodepotError], int] = {
     exc.AlreadyExists: 409,
     exc.DatabaseUnavailable: 503,
     QueueFull: 429,
+    exc.TooManyRequests: 429,
     GitError: 502,
 }
 
@@ -101,7 +102,9 @@ async def _domain_error(request: Request, error: Exception) -> Response:
     status = status_of(error)
     if status >= 500:
         logger.error("request failed: %s", error.message, extra={"action": "http.error"})
-    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, QueueFull) else None
+    headers = None
+    if isinstance(error, QueueFull | exc.TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after)}
     return _answer(request, status, error.code, error.message, error.field, headers)
 
 

@@ -17,7 +17,7 @@ from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ServicesDep
-from repodepot.web.errors import ERROR_RESPONSES
+from repodepot.web.errors import ERROR_RESPONSES, error_responses
 from repodepot.web.schemas import (
     CommitOut,
     ExecIn,
@@ -60,7 +60,11 @@ async def get_commit(name: str, rev: str, caller: PrincipalDep, svc: ServicesDep
     return CommitOut.model_validate(commit)
 
 
-@router.post("/api/repos/{name:path}/exec", summary="Run a read-only git command")
+@router.post(
+    "/api/repos/{name:path}/exec",
+    summary="Run a read-only git command",
+    responses=error_responses(429),
+)
 async def exec_git(
     name: str, body: ExecIn, caller: PrincipalDep, svc: ServicesDep
 ) -> StreamingResponse:
@@ -73,7 +77,7 @@ async def exec_git(
     writing anything answers 422 with git's message.
     """
     repo = await svc.repositories.get(caller, name)
-    output = svc.reads.exec(repo.name, body.args)
+    output = svc.reads.exec(repo.name, body.args, user_id=caller.user.id)
     try:
         first = await anext(output, b"")
     except GitError as error:
