@@ -137,6 +137,9 @@ def loads(data: bytes | str) -> Any:
             return value
     except RecursionError:
         pass  # far deeper than the bound: the parser ran out of stack first
+    except UnicodeDecodeError:
+        # FastAPI answers only JSONDecodeError with 422; this was an undocumented 400.
+        raise json.JSONDecodeError("the body is not UTF-8 text", "", 0) from None
     raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", "", 0)
 
 
