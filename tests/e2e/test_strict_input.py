@@ -98,16 +98,21 @@ async def test_pages_past_a_million_are_422_on_every_list(
                 assert answer.status_code == 422, (path, answer.status_code)
 
 
-async def test_json_nested_past_64_levels_is_422_on_every_json_endpoint(
-    client: httpx.AsyncClient, admin_headers: dict[str, str]
-) -> None:
+async def _json_endpoints(client: httpx.AsyncClient) -> list[tuple[str, str]]:
+    """(method, path) of every operation that takes a JSON body, ids and names set to 1."""
     document = (await client.get("/openapi.json")).json()
-    endpoints = [
+    return [
         (method, re.sub(r"\{\w+(:path)?\}", "1", path))
         for path, operations in document["paths"].items()
         for method, operation in operations.items()
         if "application/json" in operation.get("requestBody", {}).get("content", {})
     ]
+
+
+async def test_json_nested_past_64_levels_is_422_on_every_json_endpoint(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    endpoints = await _json_endpoints(client)
     assert len(endpoints) >= 6, endpoints
     # 65 levels: the object, its config, 63 arrays; Python's parser alone would take it.
     shallow = json.dumps({"kind": "github", "name": "x", "config": {"a": 0}})
@@ -276,13 +281,7 @@ async def test_a_body_that_is_not_utf8_is_422_on_every_json_endpoint(
     client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
     # The fuzzer's find: invalid UTF-8 made FastAPI answer an undocumented 400.
-    document = (await client.get("/openapi.json")).json()
-    endpoints = [
-        (method, re.sub(r"\{\w+(:path)?\}", "1", path))
-        for path, operations in document["paths"].items()
-        for method, operation in operations.items()
-        if "application/json" in operation.get("requestBody", {}).get("content", {})
-    ]
+    endpoints = await _json_endpoints(client)
     headers = {**admin_headers, "Content-Type": "application/json"}
     for method, path in endpoints:
         answer = await client.request(method.upper(), path, content=b"\xd8_\x97uU", headers=headers)

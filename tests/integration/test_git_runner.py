@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,18 @@ def _runner(tmp_path: Path, schemes: tuple[str, ...] = ("http",), **kwargs: Any)
     return GitRunner(runtime_dir=tmp_path / "run", allowed_schemes=schemes, **kwargs)
 
 
+def _proc_files(name: str) -> Iterator[tuple[int, bytes]]:
+    """(pid, the contents of /proc/PID/NAME) of every live process that lets us read it."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with contextlib.suppress(OSError):
+                yield int(pid), Path(f"/proc/{pid}/{name}").read_bytes()
+
+
 def _processes_mentioning(needle: str) -> list[str]:
     """Command lines of live processes containing `needle` (what `ps` shows everyone)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if needle in cmdline:
-            found.append(cmdline)
-    return found
+    lines = (cmdline.replace(b"\0", b" ").decode() for _, cmdline in _proc_files("cmdline"))
+    return [line for line in lines if needle in line]
 
 
 async def test_clone_bare_over_smart_http(
@@ -241,17 +241,7 @@ async def test_a_missing_git_binary_is_reported(tmp_path: Path) -> None:
 
 def _processes_with_env(needle: str) -> list[int]:
     """Live processes whose environment contains `needle` (sandboxed ones included)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle.encode() in environ:
-            found.append(int(pid))
-    return found
+    return [pid for pid, environ in _proc_files("environ") if needle.encode() in environ]
 
 
 def _sandboxed_runner(tmp_path: Path, marker: str) -> GitRunner:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -140,6 +141,27 @@ async def test_failures_back_off_then_mark_the_mirror_failing_until_a_webhook(
     await run_due(services)
     healed = await services.gitserver.state(record.id)
     assert healed is not None and not healed.failing and healed.failures == 0
+
+
+async def test_a_webhook_that_arrives_during_an_update_queues_the_next_one(
+    services: Services, git_root: Path, git_server: GitHttpServer
+) -> None:
+    # The push landed after this update's fetch began: the update must not swallow it.
+    upstream = generate(git_root / "busy.git", Spec(commits=3))
+    await mirror_all(services, git_server, "busy")
+    await run_due(services)
+    record = await services.repositories.get(operator(), "127.0.0.1/busy")
+    await services.gitserver.enqueue(record.id, "admin")
+    loop = UpdateLoop.from_services(services)
+    (due,) = await services.gitserver.claim("test", 5, {}, 5)
+    fetching = asyncio.create_task(loop.update(due))
+    commit = advance(upstream, "pushed while fetching")
+    await services.gitserver.enqueue(record.id, "webhook")
+    await fetching
+    state = await services.gitserver.state(record.id)
+    assert state is not None and state.queued == "webhook", state
+    await run_due(services)
+    assert commit in refs(services.storage.path("127.0.0.1/busy"))
 
 
 async def test_a_corrupt_mirror_is_removed_and_cloned_again(

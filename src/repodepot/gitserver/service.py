@@ -216,6 +216,10 @@ class Gitserver:
                     .values(
                         lease_owner=owner,
                         lease_until=at + LEASE,
+                        # Taken off the queue with the lease: a webhook arriving while
+                        # this update runs queues the next one, which _finish keeps.
+                        queued_priority=None,
+                        queued_reason=None,
                         clone_status=(
                             CloneStatus.cloning
                             if row.clone_status is not CloneStatus.cloned
@@ -366,8 +370,8 @@ class Gitserver:
                     lease_owner=None,
                     lease_until=None,
                     updated_at=now(),
-                    queued_priority=values.pop("queued_priority", None),
-                    queued_reason=values.pop("queued_reason", None),
+                    queued_priority=values.pop("queued_priority", GitserverRepo.queued_priority),
+                    queued_reason=values.pop("queued_reason", GitserverRepo.queued_reason),
                     **values,
                 )
             )
