@@ -242,6 +242,25 @@ async def test_a_replayed_delivery_is_answered_but_not_queued(
     assert (fresh.status_code, fresh.json()) == (202, {"queued": True})
 
 
+@pytest.mark.parametrize("kind", ["github", "gitlab", "gitea"])
+async def test_a_signature_header_that_is_not_ascii_is_401(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], kind: str
+) -> None:
+    # hmac.compare_digest refuses str with non-ASCII characters: anyone got a 500.
+    await _webhook_hosts(client, admin_headers)
+    body = b'{"repository": {"id": 1}, "project": {"id": 1}}'
+    header = {
+        "github": "X-Hub-Signature-256",
+        "gitlab": "X-Gitlab-Token",
+        "gitea": "X-Gitea-Signature",
+    }[kind]
+    for value in ("sha256=\xff\xfe", "\xe9", SECRET + "\xe9"):
+        raw = {**_signed(kind, body), header: value}
+        headers = {key.encode(): text.encode("latin-1") for key, text in raw.items()}
+        answer = await client.post(f"/webhooks/{kind}", content=body, headers=headers)
+        assert assert_error(answer, 401)["code"] == "bad_signature", (kind, value)
+
+
 async def test_webhook_errors_are_json(client: httpx.AsyncClient) -> None:
     assert assert_error(await client.post("/webhooks/nowhere"), 404)["code"] == "not_found"
     assert assert_error(await client.get("/webhooks/github"), 405)["code"] == "method_not_allowed"

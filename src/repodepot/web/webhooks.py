@@ -58,14 +58,17 @@ def _signature(secret: str, body: bytes) -> str:
 
 
 def _proves(kind: CodeHostKind, secret: str, request: Request, body: bytes) -> bool:
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (a header of
+    # `\xff` was a 500), and headers arrive as latin-1.
     headers = request.headers
     if kind is CodeHostKind.github:
         given = headers.get("x-hub-signature-256", "")
-        return hmac.compare_digest(given, "sha256=" + _signature(secret, body))
-    if kind is CodeHostKind.gitlab:
-        return hmac.compare_digest(headers.get("x-gitlab-token", ""), secret)
-    given = headers.get("x-gitea-signature", "")
-    return hmac.compare_digest(given, _signature(secret, body))
+        expected = "sha256=" + _signature(secret, body)
+    elif kind is CodeHostKind.gitlab:
+        given, expected = headers.get("x-gitlab-token", ""), secret
+    else:
+        given, expected = headers.get("x-gitea-signature", ""), _signature(secret, body)
+    return hmac.compare_digest(given.encode("latin-1"), expected.encode())
 
 
 def _payload(kind: CodeHostKind, body: bytes) -> PushPayload:
