@@ -99,7 +99,10 @@ class Settings(BaseSettings):
         8, ge=1, le=256, description="Code host API calls in flight at once, site-wide."
     )
     codehost_request_timeout: float = Field(
-        30.0, gt=0, description="Seconds one code host API call may take."
+        30.0, gt=0, description="Seconds one code host API call may take, its body included."
+    )
+    codehost_max_response_bytes: int = Field(
+        32 << 20, ge=1024, description="Bytes of one code host API answer, at most (inflated)."
     )
     codehost_retries: int = Field(
         5, ge=0, le=20, description="Retries of a 5xx or connection error before a sync fails."

@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import update
 
 from repodepot.accounts import operator
-from repodepot.codehosts.syncer import now
+from repodepot.codehosts.syncer import Syncer, now
 from repodepot.db.models import CloneStatus, GitserverRepo, Repository
 from repodepot.gitserver.service import Due
 from repodepot.gitserver.updater import UpdateLoop
+from repodepot.secrets import SecretBox
 from repodepot.services import Services
-from repodepot.settings import Settings
+from repodepot.settings import Settings, ensure_secret_key
 from tests.support.fakehosts import FakeHost
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate, git
@@ -272,12 +273,17 @@ async def test_an_imported_repository_is_fetched_only_from_a_public_or_allowed_a
 @pytest.mark.parametrize(
     "allowlist", [["127.0.0.1"], ["127.0.0.1", "127.0.0.2"]], ids=["guarded", "allowlisted"]
 )
-async def test_a_clone_url_on_another_origin_gets_no_token_and_is_guarded(
+async def test_a_clone_url_on_another_origin_is_skipped_and_never_cloned(
     services: Services, tmp_path: Path, allowlist: list[str]
 ) -> None:
     # The host's API names where to clone; it is trusted neither with where we connect
-    # (127.0.0.2 is loopback, refused unless allowlisted) nor with the token.
+    # (127.0.0.2 is loopback, refused unless allowlisted) nor with the token: a clone
+    # URL off the connection's origin is skipped by the sync, allowlisted or not.
     generate(tmp_path / "elsewhere" / "acme" / "app.git", Spec(commits=3))
+    strict = services.settings.model_copy(update={"outbound_allowlist": allowlist})
+    syncer = Syncer(
+        sessions=services.sessions, box=SecretBox(ensure_secret_key(strict)), settings=strict
+    )
     with (
         GitHttpServer(
             tmp_path / "elsewhere", host="127.0.0.2", auth=("x-access-token", "fake-token-0123")
@@ -287,20 +293,17 @@ async def test_a_clone_url_on_another_origin_gets_no_token_and_is_guarded(
         github.add("acme", "app")
         config = {"url": github.url, "token": github.token, "repositoryQuery": ["affiliated"]}
         host = await services.codehosts.create(operator(), kind="github", name="gh", config=config)
-        assert (await services.codehosts.syncer.sync(host.id)).added == 1
-        strict = services.settings.model_copy(update={"outbound_allowlist": allowlist})
+        outcome = await syncer.sync(host.id)
         loop = UpdateLoop(services.gitserver, services.git, services.storage, strict)
         await services.gitserver.discover()
         for due in await services.gitserver.claim("test", 5, {}, 5):
             await loop.update(due)
 
-    record = await services.repositories.get(operator(), "127.0.0.1/acme/app")
-    state = await services.gitserver.state(record.id)
-    assert state is not None and state.clone_status is CloneStatus.failed
+    assert (outcome.added, outcome.skipped) == (0, 1)
+    assert any(
+        f"its clone URL is on http://127.0.0.2:{elsewhere.port}" in warning
+        for warning in outcome.warnings
+    )
+    assert elsewhere.requests == []
     assert not services.storage.path("127.0.0.1/acme/app").exists()
-    if len(allowlist) == 1:
-        assert elsewhere.requests == []
-        assert state.last_error is not None and "resolves to 127.0.0.2" in state.last_error
-    else:  # reached, but without the token: every request was refused for want of it
-        assert elsewhere.requests and {status for *_, status in elsewhere.requests} == {401}
-        assert state.failure_kind == "auth"
+    assert (await services.repositories.list(operator())).items == []

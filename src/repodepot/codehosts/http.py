@@ -14,28 +14,40 @@
 - Outbound: every request goes to an address the outbound policy checked
   (`GuardedTransport`); the token goes to the API's origin only: a redirect or a
   next-page link to another origin fails the sync instead of being followed.
+- Bounded: the host is not trusted with our memory or our time. Each answer is read
+  as a stream and refused past `max_response_bytes` (counted after inflating gzip, a
+  step at a time); its JSON may nest 64 levels at most; each call, body included, has
+  `timeout` seconds in all (a host dripping one byte at a time is a timeout, retried);
+  a listing ends at an empty page and fails past `max_items` items.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from repodepot import __version__
 from repodepot.exceptions import InvalidInput, RepodepotError
+from repodepot.jsonbound import loads
 from repodepot.outbound import GuardedTransport, OutboundRefused, Policy, origin
 
 _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([^";]+)"?')
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_GZIP = ("gzip", "x-gzip")
+_STEP = 1 << 16  # inflated bytes per decompress() call
 SECONDARY_WAIT = 60.0
 MAX_REDIRECTS = 5
+T = TypeVar("T")
 
 
 class CodeHostError(RepodepotError):
@@ -72,6 +84,42 @@ class OtherOrigin(CodeHostError):
     """The code host sent us to another origin, which does not get its token."""
 
     code = "code_host_other_origin"
+
+
+class AnswerTooLarge(CodeHostError):
+    """The code host's answer is larger than we read."""
+
+    code = "code_host_answer_too_large"
+
+
+class MalformedAnswer(CodeHostError):
+    """The code host's answer is not what its API documents."""
+
+    code = "code_host_malformed_answer"
+
+
+class MalformedItem(ValueError):
+    """What in a page or resource does not have the shape the host's API documents."""
+
+
+class ListingTooLong(CodeHostError):
+    """The code host listed more repositories than the site holds."""
+
+    code = "code_host_listing_too_long"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One API answer, its body read whole (within the byte cap)."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+    @property
+    def redirect(self) -> str | None:
+        """Where a redirect points, if this is one."""
+        return self.headers.get("location") if self.status in _REDIRECTS else None
 
 
 @dataclass(slots=True)
@@ -121,6 +169,8 @@ class ApiLimits:
     retries: int
     retry_base: float
     max_rate_limit_wait: float
+    max_response_bytes: int
+    max_items: int  # per listing, counted before deduplication
 
 
 def next_link(headers: Mapping[str, str]) -> str | None:
@@ -151,11 +201,11 @@ def _reset_in(headers: Mapping[str, str], now: float) -> float | None:
     return None if reset is None else max(0.0, reset - now)
 
 
-def _message(response: httpx.Response) -> str:
+def _message(answer: Answer) -> str:
     try:
-        body = response.json()
+        body = loads(answer.body)
     except ValueError:
-        return response.text[:200].strip()
+        return answer.body[:200].decode(errors="replace").strip()
     if isinstance(body, dict):
         return str(body.get("message") or body.get("error") or "")[:200]
     return ""
@@ -187,7 +237,12 @@ class HostApi:
         self._pacer = Pacer(limits.requests_per_second)
         self._blocked_until = 0.0
         self._client = httpx.AsyncClient(
-            headers={"User-Agent": f"repodepot/{__version__}", **headers},
+            # Only gzip, which `_read` inflates a bounded step at a time.
+            headers={
+                "User-Agent": f"repodepot/{__version__}",
+                "Accept-Encoding": "gzip",
+                **headers,
+            },
             timeout=limits.timeout,
             follow_redirects=False,  # `_request` follows the same origin only
             trust_env=False,
@@ -204,16 +259,18 @@ class HostApi:
             return path
         return f"{self.base_url}/{path.lstrip('/')}"
 
-    async def get(self, path: str) -> Any:
-        """The JSON of one resource (not cached)."""
-        response = await self._request(self.url(path), etag=None)
-        return response.json()
+    async def get(self, path: str, convert: Callable[[Any], T]) -> T:
+        """One resource (not cached), converted from its JSON."""
+        url = self.url(path)
+        return self._converted(url, await self._request(url, etag=None), convert)
 
     async def pages(
         self, path: str, convert: Callable[[Any], list[Any]]
     ) -> AsyncIterator[list[Any]]:
         """Each page of a listing, converted; follows `Link: rel="next"` or `X-Next-Page`.
 
+        An empty page ends the listing, and more than `max_items` items in all fail it
+        (ListingTooLong): a host that links page after page never ends a sync otherwise.
         The pages cached from the last listing are revalidated all at once (each still
         paced and counted against the site-wide limit): an unchanged listing costs one
         round of conditional requests, not one round trip per page in turn.
@@ -223,11 +280,22 @@ class HostApi:
             link: asyncio.ensure_future(self._fetch(link, convert)) for link in self._chain(url)
         }
         seen: set[str] = set()
+        items = 0
         try:
             while url is not None and url not in seen:
                 seen.add(url)
                 task = ahead.pop(url, None)
                 value, url = await (task if task is not None else self._fetch(url, convert))
+                if not value:
+                    return
+                items += len(value)
+                if items > self._limits.max_items:
+                    raise ListingTooLong(
+                        f"{self._what} listed more than max_repos_per_site "
+                        f"({self._limits.max_items}) repositories under {_path(self.url(path))}; "
+                        "nothing was changed. Raise REPODEPOT_MAX_REPOS_PER_SITE or narrow "
+                        "the connection's query"
+                    )
                 yield value
         finally:
             for task in ahead.values():
@@ -246,10 +314,10 @@ class HostApi:
         """One page's converted value and the URL of the next, from the cache on a 304."""
         cached = self._cache.get(url)
         response = await self._request(url, etag=cached.etag if cached else None)
-        if response.status_code == 304 and cached is not None:
+        if response.status == 304 and cached is not None:
             self.stats.not_modified += 1
             return cached.value, cached.next_url
-        value = convert(response.json())
+        value = self._converted(url, response, convert)
         following = self._following(url, response)
         etag = response.headers.get("etag")
         if etag:
@@ -258,7 +326,23 @@ class HostApi:
             self._cache.pop(url, None)
         return value, following
 
-    def _following(self, url: str, response: httpx.Response) -> str | None:
+    def _converted(self, url: str, answer: Answer, convert: Callable[[Any], T]) -> T:
+        """`convert` of the answer's JSON; MalformedAnswer for bad JSON or a bad shape."""
+        try:
+            value = loads(answer.body)
+        except ValueError as error:  # also numbers past Python's 4300 digits
+            message = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+            raise MalformedAnswer(
+                f"{self._what} answered {_path(url)} with invalid JSON: {message}"
+            ) from None
+        try:
+            return convert(value)
+        except MalformedItem as error:
+            raise MalformedAnswer(
+                f"{self._what} answered {_path(url)} with {error}: not as its API documents"
+            ) from None
+
+    def _following(self, url: str, response: Answer) -> str | None:
         link = next_link(response.headers)
         if link is not None:
             return self._same_origin(url, link, "its next page")
@@ -281,7 +365,7 @@ class HostApi:
             )
         return absolute
 
-    async def _request(self, url: str, *, etag: str | None) -> httpx.Response:
+    async def _request(self, url: str, *, etag: str | None) -> Answer:
         headers = {"If-None-Match": etag} if etag else {}
         failures = 0
         limited = 0
@@ -292,17 +376,22 @@ class HostApi:
             try:
                 async with self._slots:
                     self.stats.calls += 1
-                    response = await self._client.get(url, headers=headers)
+                    response = await self._exchange(url, headers)
             except httpx.TransportError as error:
                 failures += 1
                 await self._backoff(failures, f"{type(error).__name__}: {error}")
                 continue
+            except TimeoutError:
+                failures += 1
+                timeout = self._limits.timeout
+                await self._backoff(failures, f"no whole answer within {timeout:g} s")
+                continue
             except OutboundRefused as refused:
                 raise CodeHostError(f"{self._what}: {refused.message}") from None
-            status = response.status_code
-            if response.has_redirect_location and redirects < MAX_REDIRECTS:
+            status = response.status
+            if response.redirect is not None and redirects < MAX_REDIRECTS:
                 redirects += 1
-                url = self._same_origin(url, response.headers["location"], "a redirect")
+                url = self._same_origin(url, response.redirect, "a redirect")
                 continue
             if status < 300 or status == 304:
                 self._note_quota(response)
@@ -326,16 +415,75 @@ class HostApi:
                 f"{self._what} answered {status} for {_path(url)}: {_message(response)}"
             )
 
-    def _is_rate_limit(self, response: httpx.Response) -> bool:
+    async def _exchange(self, url: str, headers: Mapping[str, str]) -> Answer:
+        """One GET, its body included, within `timeout` seconds in all (else TimeoutError).
+
+        httpx's own timeout bounds each read, not the answer: one byte every few
+        seconds would hold a sync forever.
+        """
+        async with (
+            asyncio.timeout(self._limits.timeout),
+            self._client.stream("GET", url, headers=headers) as response,
+        ):
+            body = await self._read(url, response)
+        return Answer(response.status_code, response.headers, body)
+
+    async def _read(self, url: str, response: httpx.Response) -> bytes:
+        """The body, inflated; AnswerTooLarge past `max_response_bytes`, before or after."""
+        cap = self._limits.max_response_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise self._too_large(url, cap)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", *_GZIP):
+            raise MalformedAnswer(
+                f"{self._what} answered {_path(url)} with Content-Encoding "
+                f"{encoding[:40]!r}, which was not asked for"
+            )
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in _GZIP else None
+        body = bytearray()
+        received = 0
+        async for raw in response.aiter_raw():
+            received += len(raw)
+            if received > cap:
+                raise self._too_large(url, cap)
+            for chunk in self._inflated(url, inflate, raw) if inflate else (raw,):
+                body += chunk
+                if len(body) > cap:
+                    raise self._too_large(url, cap)
+        return bytes(body)
+
+    def _inflated(self, url: str, inflate: zlib._Decompress, data: bytes) -> Iterator[bytes]:
+        """What `data` inflates to, a step at a time: zlib never makes more than _STEP at once."""
+        try:
+            while not inflate.eof:
+                piece = inflate.decompress(data, _STEP)
+                data = inflate.unconsumed_tail
+                if piece:
+                    yield piece
+                if not data and len(piece) < _STEP:  # a full step may leave output inside zlib
+                    return
+        except zlib.error as error:
+            raise MalformedAnswer(
+                f"{self._what} answered {_path(url)} with broken gzip: {error}"
+            ) from None
+
+    def _too_large(self, url: str, cap: int) -> AnswerTooLarge:
+        return AnswerTooLarge(
+            f"{self._what} answered {_path(url)} with more than {cap} bytes, the most one "
+            "answer may hold (REPODEPOT_CODEHOST_MAX_RESPONSE_BYTES): not read further"
+        )
+
+    def _is_rate_limit(self, response: Answer) -> bool:
         headers = response.headers
         return (
-            response.status_code == 429
+            response.status == 429
             or "retry-after" in headers
             or _remaining(headers) == 0
             or "rate limit" in _message(response).lower()
         )
 
-    def _note_quota(self, response: httpx.Response) -> None:
+    def _note_quota(self, response: Answer) -> None:
         if _remaining(response.headers) == 0:
             reset_in = _reset_in(response.headers, time.time())
             if reset_in is not None:
@@ -348,7 +496,7 @@ class HostApi:
             self.stats.rate_limit_waits += 1
             await self._sleep(delay)
 
-    async def _rate_limit_wait(self, response: httpx.Response, attempt: int) -> None:
+    async def _rate_limit_wait(self, response: Answer, attempt: int) -> None:
         headers = response.headers
         retry_after = _number(headers, "retry-after")
         if retry_after is not None:

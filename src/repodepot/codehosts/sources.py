@@ -2,11 +2,16 @@
 
 A `Source` is an async stream of `SourceRepo`s. Each kind maps its host's JSON to
 the same fields; the host's own id is the repository's identity across renames.
+
+The host's JSON is not trusted to have the documented shape: an item that is not an
+object, or lacks a field we key on (id, name, clone URL) or has one of the wrong type
+or over its column's length, fails the listing (MalformedAnswer naming the page and
+the item) rather than the syncer; a description is cut to MAX_DESCRIPTION characters.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 from urllib.parse import quote, urlsplit
@@ -22,8 +27,12 @@ from repodepot.codehosts.config import (
     OtherConfig,
     QueryConfig,
 )
-from repodepot.codehosts.http import ApiNotFound, HostApi
+from repodepot.codehosts.http import ApiNotFound, HostApi, MalformedItem
 from repodepot.outbound import Origin, origin
+
+MAX_DESCRIPTION = 2000  # characters; GitHub allows 350, GitLab 2000
+MAX_FIELD = 255  # the columns of external ids and branch names
+MAX_URL = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +85,7 @@ class _ApiSource:
     def explicit(self) -> list[str]:
         raise NotImplementedError
 
-    def convert(self, item: dict[str, Any]) -> SourceRepo:
+    def convert(self, item: Any) -> SourceRepo:
         raise NotImplementedError
 
     async def list_repos(self) -> AsyncIterator[SourceRepo]:
@@ -89,7 +98,7 @@ class _ApiSource:
                         yield repo
         for path in self.explicit():
             try:
-                repo = self.convert(await self.api.get(path))
+                repo = await self.api.get(path, self.convert)
             except ApiNotFound:
                 self.warnings.append(f"{path} was not found on the host; skipped")
                 continue
@@ -98,7 +107,15 @@ class _ApiSource:
                 yield repo
 
     def _items(self, body: Any) -> list[SourceRepo]:
-        return [self.convert(item) for item in body]
+        if not isinstance(body, list):
+            raise MalformedItem(f"a {type(body).__name__} where a list of repositories goes")
+        found = []
+        for index, item in enumerate(body, 1):
+            try:
+                found.append(self.convert(item))
+            except MalformedItem as error:
+                raise MalformedItem(f"item {index}: {error}") from None
+        return found
 
 
 class _QuerySource(_ApiSource):
@@ -141,7 +158,13 @@ class _QuerySource(_ApiSource):
     def _unwrap(self, key: str | None) -> Callable[[Any], list[SourceRepo]]:
         if key is None:
             return self._items
-        return lambda body: self._items(body[key])
+
+        def unwrap(body: Any) -> list[SourceRepo]:
+            if not isinstance(body, dict) or key not in body:
+                raise MalformedItem(f"no {key!r} where the list of repositories goes")
+            return self._items(body[key])
+
+        return unwrap
 
 
 class GitHubSource(_QuerySource):
@@ -162,16 +185,17 @@ class GitHubSource(_QuerySource):
         return f"{config.url}/api/v3"
 
     @override
-    def convert(self, item: dict[str, Any]) -> SourceRepo:
+    def convert(self, item: Any) -> SourceRepo:
+        item = _object(item)
         return SourceRepo(
-            external_id=str(item.get("node_id") or item["id"]),
-            name_with_owner=item["full_name"],
-            clone_url=item["clone_url"],
-            description=item.get("description") or "",
+            external_id=_identity(item, "node_id", "id"),
+            name_with_owner=_text(item, "full_name"),
+            clone_url=_text(item, "clone_url", MAX_URL),
+            description=_description(item),
             fork=bool(item.get("fork")),
             archived=bool(item.get("archived")),
             private=bool(item.get("private")) or item.get("visibility") == "internal",
-            default_branch=item.get("default_branch"),
+            default_branch=_optional(item, "default_branch"),
         )
 
 
@@ -205,16 +229,17 @@ class GitLabSource(_ApiSource):
         return [f"projects/{quote(path, safe='')}" for path in self.config.projects]
 
     @override
-    def convert(self, item: dict[str, Any]) -> SourceRepo:
+    def convert(self, item: Any) -> SourceRepo:
+        item = _object(item)
         return SourceRepo(
-            external_id=str(item["id"]),
-            name_with_owner=item["path_with_namespace"],
-            clone_url=item["http_url_to_repo"],
-            description=item.get("description") or "",
+            external_id=_identity(item, "id"),
+            name_with_owner=_text(item, "path_with_namespace"),
+            clone_url=_text(item, "http_url_to_repo", MAX_URL),
+            description=_description(item),
             fork="forked_from_project" in item,
             archived=bool(item.get("archived")),
             private=item.get("visibility", "private") != "public",
-            default_branch=item.get("default_branch"),
+            default_branch=_optional(item, "default_branch"),
         )
 
 
@@ -234,16 +259,17 @@ class GiteaSource(_QuerySource):
         return f"{config.url}/api/v1"
 
     @override
-    def convert(self, item: dict[str, Any]) -> SourceRepo:
+    def convert(self, item: Any) -> SourceRepo:
+        item = _object(item)
         return SourceRepo(
-            external_id=str(item["id"]),
-            name_with_owner=item["full_name"],
-            clone_url=item["clone_url"],
-            description=item.get("description") or "",
+            external_id=_identity(item, "id"),
+            name_with_owner=_text(item, "full_name"),
+            clone_url=_text(item, "clone_url", MAX_URL),
+            description=_description(item),
             fork=bool(item.get("fork")),
             archived=bool(item.get("archived")),
             private=bool(item.get("private")) or bool(item.get("internal")),
-            default_branch=item.get("default_branch") or None,
+            default_branch=_optional(item, "default_branch") or None,
         )
 
 
@@ -268,6 +294,45 @@ class OtherSource:
             if identity not in seen and not excluded(repo, self.config.exclude):
                 seen.add(identity)
                 yield repo
+
+
+def _object(item: Any) -> Mapping[str, Any]:
+    if not isinstance(item, dict):
+        raise MalformedItem(f"a {type(item).__name__} where a repository object goes")
+    return item
+
+
+def _text(item: Mapping[str, Any], key: str, longest: int = MAX_FIELD) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise MalformedItem(f"a repository without a {key} (text)")
+    if len(value) > longest:
+        raise MalformedItem(f"a repository whose {key} is longer than {longest} characters")
+    return value
+
+
+def _optional(item: Mapping[str, Any], key: str) -> str | None:
+    return None if item.get(key) is None else _text(item, key)
+
+
+def _identity(item: Mapping[str, Any], *keys: str) -> str:
+    """The first of `keys` that holds a number or text: the host's id for the repository."""
+    for key in keys:
+        value = item.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and value:
+            if len(value) > MAX_FIELD:
+                raise MalformedItem(f"a repository whose {key} is longer than {MAX_FIELD}")
+            return value
+    raise MalformedItem(f"a repository without an {' or '.join(keys)}")
+
+
+def _description(item: Mapping[str, Any]) -> str:
+    value = item.get("description")
+    if value is not None and not isinstance(value, str):
+        raise MalformedItem("a repository whose description is not text")
+    return (value or "")[:MAX_DESCRIPTION]
 
 
 def _with_param(path: str, param: str) -> str:

@@ -9,9 +9,13 @@ of that host in a single transaction:
 - new repositories are inserted, changed ones updated, and rows no connection yields
   any more are soft-deleted (`deleted_at`), all in batched statements; a listing
   with no change writes nothing to `repositories`;
-- a failed listing applies what it got and deletes nothing;
+- a failed listing applies what it got and deletes nothing; any failure, expected or
+  not, ends in a recorded sync with its message (and the lease released);
 - purge protection: more deletions than the threshold are held for an admin;
-- `max_repos_per_site`: a sync that would exceed it changes nothing.
+- `max_repos_per_site`: a sync that would exceed it changes nothing, and a listing
+  longer than it is stopped there (a host can list without end) and applies nothing;
+- the host's API is not trusted to name where we connect: a repository whose clone
+  URL is not on one of the connection's clone origins is skipped, never cloned.
 
 `SyncLoop` runs each connection every `sync_interval` and on request, one sync of a
 connection at a time across processes (a lease row in `code_hosts`).
@@ -49,8 +53,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from repodepot.codehosts.config import AnyConfig, OtherConfig, parse_config
-from repodepot.codehosts.http import ApiLimits, CachedPage, CodeHostError, HostApi
-from repodepot.codehosts.sources import SourceRepo, api_settings, make_source, render_name
+from repodepot.codehosts.http import ApiLimits, CachedPage, CodeHostError, HostApi, ListingTooLong
+from repodepot.codehosts.sources import (
+    SourceRepo,
+    api_settings,
+    clone_origins,
+    make_source,
+    render_name,
+)
 from repodepot.db.base import session_factory
 from repodepot.db.models import (
     CodeHost,
@@ -65,7 +75,7 @@ from repodepot.exceptions import AlreadyExists, InvalidInput
 from repodepot.git.redact import strip_credentials
 from repodepot.goproxy.versions import default_root
 from repodepot.imports.worker import new_worker_id
-from repodepot.outbound import Policy, origin
+from repodepot.outbound import Origin, Policy, origin
 from repodepot.secrets import SecretBox, SecretUnreadable
 from repodepot.settings import Settings
 from repodepot.storage import validate_repo_name
@@ -199,6 +209,8 @@ class Syncer:
             retries=settings.codehost_retries,
             retry_base=settings.codehost_retry_base,
             max_rate_limit_wait=settings.codehost_max_rate_limit_wait,
+            max_response_bytes=settings.codehost_max_response_bytes,
+            max_items=settings.max_repos_per_site,
         )
 
     async def load(self, host_id: int) -> Connection:
@@ -229,8 +241,13 @@ class Syncer:
         try:
             connection = await self.load(host_id)
             listed = await self._list(connection, outcome)
+        except ListingTooLong as error:
+            outcome.status, outcome.error = SyncStatus.over_limit, error.message
         except (CodeHostError, SecretUnreadable, InvalidInput) as error:
             outcome.status, outcome.error = SyncStatus.failed, error.message
+        except Exception as error:  # a bug must still end in a recorded sync, not a held lease
+            logger.exception("code host listing crashed", extra={"action": "codehost.sync"})
+            outcome.status, outcome.error = SyncStatus.failed, _unexpected(error)
         outcome.yielded = len(listed)
         outcome.duration_ms = int((time.monotonic() - clock) * 1000)
         try:
@@ -245,18 +262,25 @@ class Syncer:
                             outcome.applied_digest = digest
                 outcome.duration_ms = int((time.monotonic() - clock) * 1000)
                 await self._record(session, host_id, started, outcome)
-        except IntegrityError as error:
-            # A name taken between our read and write (an import, another connection).
-            logger.warning(
-                "code host sync conflicted: %s", error.orig, extra={"action": "codehost.sync"}
-            )
+        except Exception as error:
+            if isinstance(error, IntegrityError):
+                # A name taken between our read and write (an import, another connection).
+                logger.warning(
+                    "code host sync conflicted: %s", error.orig, extra={"action": "codehost.sync"}
+                )
+                message = (
+                    "another change to the repositories conflicted with this sync; "
+                    "nothing was changed and the next sync retries"
+                )
+            else:  # recorded all the same, so that the history says the sync failed
+                logger.exception("code host sync crashed", extra={"action": "codehost.sync"})
+                message = _unexpected(error)
             outcome = SyncOutcome(
                 status=SyncStatus.failed,
                 yielded=outcome.yielded,
                 api_calls=outcome.api_calls,
                 not_modified=outcome.not_modified,
-                error="another change to the repositories conflicted with this sync; "
-                "nothing was changed and the next sync retries",
+                error=message,
             )
             async with self._sessions.begin() as session:
                 await self._record(session, host_id, started, outcome)
@@ -292,9 +316,18 @@ class Syncer:
                 what=f"{connection.kind.value} connection {connection.name!r}",
             )
         source = make_source(connection.config, api)
+        limit = self._settings.max_repos_per_site
         try:
             async for repo in source.list_repos():
                 listed.setdefault(repo.external_id, repo)
+                if len(listed) > limit:
+                    raise ListingTooLong(
+                        f"{connection.kind.value} connection {connection.name!r} listed more "
+                        f"than max_repos_per_site ({limit}) repositories; nothing was changed. "
+                        "Raise REPODEPOT_MAX_REPOS_PER_SITE or narrow the connection's query"
+                    )
+        except ListingTooLong:
+            raise
         except CodeHostError as error:
             outcome.status, outcome.error = SyncStatus.failed, error.message
         finally:
@@ -349,6 +382,9 @@ class Syncer:
             for repository_id, code_host_id, clone_url in await session.execute(statement):
                 links.setdefault(repository_id, {})[code_host_id] = clone_url
         peers = await self._peers(session, connection, links)
+        origins = (
+            None if isinstance(connection.config, OtherConfig) else clone_origins(connection.config)
+        )
         plan = _Plan()
         claims: dict[str, int | str] = {}  # name -> row id, or external id of a new row
         for external_id, repo in listed.items():
@@ -358,11 +394,15 @@ class Syncer:
             name = peers.get(primary, connection).name_for(repo)
             try:
                 validate_repo_name(name)
-                origin(repo.clone_url)  # the outbound policy guards it when it is fetched
+                where = origin(repo.clone_url)  # the outbound policy guards it when fetched
             except InvalidInput as error:
                 outcome.skipped += 1
                 why = f"{name!r} is not a valid name" if error.field != "url" else error.message
                 outcome.warnings.append(f"{repo.name_with_owner}: {why}")
+                continue
+            if origins is not None and where not in origins:
+                outcome.skipped += 1
+                outcome.warnings.append(_elsewhere(repo, where, origins))
                 continue
             url = strip_credentials(repo.clone_url)
             desired = (
@@ -730,6 +770,21 @@ class Syncer:
                 update(CodeHost).where(CodeHost.id == host_id).values(held_deletions=None)
             )
         return deleted
+
+
+def _elsewhere(repo: SourceRepo, where: Origin, origins: frozenset[Origin]) -> str:
+    ours = ", ".join(sorted(str(each) for each in origins))
+    return (
+        f"{repo.name_with_owner}: its clone URL is on {where}, not on the connection's "
+        f"origin ({ours}); skipped: a host's API does not choose what repodepot clones"
+    )
+
+
+def _unexpected(error: Exception) -> str:
+    return (
+        f"the sync failed unexpectedly ({type(error).__name__}); nothing more was "
+        "changed and the next sync retries. The server log has the details"
+    )
 
 
 def listing_digest(connection: Connection, listed: dict[str, SourceRepo]) -> str:

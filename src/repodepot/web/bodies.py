@@ -14,7 +14,6 @@ Three walls, so that no request can make the server hold more than it allows:
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -26,8 +25,8 @@ from fastapi.routing import APIRoute
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from repodepot.exceptions import RepodepotError
+from repodepot.jsonbound import loads as loads  # webhooks.py reads it here
 
-MAX_JSON_DEPTH = 64
 SPOOL_IN_MEMORY = 1 << 20
 _STEP = 1 << 16  # inflated bytes per decompress() call
 
@@ -127,32 +126,6 @@ async def spool(request: Request, *, limit: int, directory: Path) -> IO[bytes]:
         file.close()
         raise
     return file
-
-
-def loads(data: bytes | str) -> Any:
-    """Parse JSON nested at most MAX_JSON_DEPTH levels; raises json.JSONDecodeError."""
-    try:
-        value = json.loads(data)
-        if not _too_deep(value):
-            return value
-    except RecursionError:
-        pass  # far deeper than the bound: the parser ran out of stack first
-    except UnicodeDecodeError:
-        # FastAPI answers only JSONDecodeError with 422; this was an undocumented 400.
-        raise json.JSONDecodeError("the body is not UTF-8 text", "", 0) from None
-    raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", "", 0)
-
-
-def _too_deep(value: Any) -> bool:
-    pending = [(value, 1)]  # walked without recursion: the value may be 1,000 levels deep
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
-    return False
 
 
 class _BoundedJsonRequest(Request):
