@@ -21,16 +21,25 @@ Faults are queued per host: `fail_next(status)`, `rate_limit_next(reset_in)`,
 `secondary_limit_next(retry_after)`, `redirect_next(location)`. A host listens on any
 loopback `address` (127.0.0.2 plays "another host"), records every request's headers
 (`seen`), and can put its next-page links on another origin (`link_base`).
+
+Hostile answers, for a host that is itself the attacker, are queued the same way:
+`huge_next(size)` (a page of `size` bytes, streamed; `sent` counts what went out),
+`drip_next(interval)` (one byte every `interval` seconds), `raw_next(body)` (a page
+that is not what the API documents). `endless` makes every page link to the next,
+each with new repositories (or the same ones again, with `endless="same"`); a
+repository's `clone_url` may name any URL.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -54,6 +63,7 @@ class FakeRepo:
     archived: bool = False
     description: str = ""
     default_branch: str = "main"
+    clone_url: str | None = None  # else the host's clone base
 
     @property
     def full_name(self) -> str:
@@ -114,6 +124,9 @@ class FakeHost:
         self.requests: list[tuple[str, int]] = []
         self.seen: list[tuple[str, dict[str, str]]] = []  # (path, headers) of every request
         self._faults: deque[_Fault] = deque()
+        self._hostile: deque[Callable[[BaseHTTPRequestHandler], None]] = deque()
+        self.sent = 0  # bytes of hostile bodies that went out
+        self.endless: Literal["new", "same"] | None = None
         self._lock = threading.Lock()
         self._next_id = 1000
         self._server = ThreadingHTTPServer((address, 0), _handler(self))
@@ -173,6 +186,67 @@ class FakeHost:
         """A redirect to `location` (after the token was checked)."""
         self._faults.append(_Fault(status, {"location": location}))
 
+    # Hostile answers: written whole by the host, before anything else, in order.
+    def huge_next(self, size: int, *, gzipped: bool = False) -> None:
+        """A 200 whose body is a JSON array of `size` bytes, streamed without a length.
+
+        Gzipped, it is a bomb: a few kilobytes that inflate to `size`.
+        """
+        step = 1 << 16
+        filler = b'"' + b"x" * (step - 2) + b'",'
+
+        def body() -> Any:
+            yield b"["
+            for _ in range(size // step):
+                yield filler
+            yield b"0]"
+
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            headers = {"content-type": "application/json"}
+            chunks = body()
+            if gzipped:
+                headers["content-encoding"] = "gzip"
+                chunks = iter([gzip.compress(b"".join(body()), 9)])
+            self._stream(handler, headers, chunks)
+
+        self._hostile.append(answer)
+
+    def drip_next(self, interval: float, size: int = 100) -> None:
+        """A 200, chunked, one byte of `size` every `interval` seconds."""
+
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            def body() -> Any:
+                for _ in range(size):
+                    yield b" "
+                    time.sleep(interval)
+
+            self._stream(handler, {"content-type": "application/json"}, body())
+
+        self._hostile.append(answer)
+
+    def raw_next(self, body: bytes) -> None:
+        """A 200 with `body` as it is."""
+        self._hostile.append(
+            lambda handler: self._stream(handler, {"content-type": "application/json"}, [body])
+        )
+
+    def _stream(self, handler: BaseHTTPRequestHandler, headers: dict[str, str], body: Any) -> None:
+        """Send `body`'s chunks chunked, counting `sent`, until the client hangs up."""
+        handler.send_response(200)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("transfer-encoding", "chunked")
+        handler.end_headers()
+        try:
+            for chunk in body:
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                handler.wfile.flush()
+                with self._lock:
+                    self.sent += len(chunk)
+            handler.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client stopped reading: what a bounded client does
+            handler.close_connection = True
+
     def saw_token(self) -> bool:
         """Whether any request carried this host's token, in any header."""
         return any(self.token in value for _, headers in self.seen for value in headers.values())
@@ -201,7 +275,7 @@ class FakeHost:
                 "private": repo.private,
                 "visibility": "private" if repo.private else "public",
                 "html_url": f"{self.url}/{repo.full_name}",
-                "clone_url": f"{self.clone_base}/{repo.full_name}.git",
+                "clone_url": repo.clone_url or f"{self.clone_base}/{repo.full_name}.git",
                 "description": repo.description or None,
                 "fork": repo.fork,
                 "archived": repo.archived,
@@ -214,7 +288,7 @@ class FakeHost:
                 "path": repo.name,
                 "path_with_namespace": repo.full_name,
                 "namespace": {"full_path": repo.owner},
-                "http_url_to_repo": f"{self.clone_base}/{repo.full_name}.git",
+                "http_url_to_repo": repo.clone_url or f"{self.clone_base}/{repo.full_name}.git",
                 "web_url": f"{self.url}/{repo.full_name}",
                 "description": repo.description or None,
                 "visibility": "private" if repo.private else "public",
@@ -231,7 +305,7 @@ class FakeHost:
             "owner": {"login": repo.owner},
             "private": repo.private,
             "internal": False,
-            "clone_url": f"{self.clone_base}/{repo.full_name}.git",
+            "clone_url": repo.clone_url or f"{self.clone_base}/{repo.full_name}.git",
             "html_url": f"{self.url}/{repo.full_name}",
             "description": repo.description,
             "fork": repo.fork,
@@ -268,6 +342,12 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
             query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
             with host._lock:
                 host.seen.append((self.path, dict(self.headers.items())))
+                hostile = host._hostile.popleft() if host._hostile else None
+            if hostile is not None:
+                with host._lock:
+                    host.requests.append((parts.path, 200))
+                hostile(self)
+                return
             status, headers, body = self._answer(parts.path, query)
             if host.latency:
                 time.sleep(host.latency)
@@ -408,6 +488,13 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
             page = max(1, int(query.get("page", "1")))
             pages = max(1, math.ceil(len(repos) / size))
             items = [host.as_json(r) for r in repos[(page - 1) * size : page * size]]
+            if host.endless is not None:  # always one more page
+                pages = page + 1
+                first = 1 if host.endless == "same" else page * size
+                invented = [
+                    FakeRepo(first + n, "endless", f"repo-{first + n}") for n in range(size)
+                ]
+                items = [host.as_json(r) for r in invented]
             headers: dict[str, str] = {}
             base = f"{host.link_base}{urlsplit(self.path).path}"
 

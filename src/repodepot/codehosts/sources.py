@@ -108,7 +108,7 @@ class _ApiSource:
 
     def _items(self, body: Any) -> list[SourceRepo]:
         if not isinstance(body, list):
-            raise MalformedItem(f"a {type(body).__name__} where a list of repositories goes")
+            raise MalformedItem(f"a JSON {_kind(body)} where a list of repositories goes")
         found = []
         for index, item in enumerate(body, 1):
             try:
@@ -298,8 +298,13 @@ class OtherSource:
 
 def _object(item: Any) -> Mapping[str, Any]:
     if not isinstance(item, dict):
-        raise MalformedItem(f"a {type(item).__name__} where a repository object goes")
+        raise MalformedItem(f"a JSON {_kind(item)} where a repository object goes")
     return item
+
+
+def _kind(value: Any) -> str:
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
 
 
 def _text(item: Mapping[str, Any], key: str, longest: int = MAX_FIELD) -> str:
@@ -325,7 +330,7 @@ def _identity(item: Mapping[str, Any], *keys: str) -> str:
             if len(value) > MAX_FIELD:
                 raise MalformedItem(f"a repository whose {key} is longer than {MAX_FIELD}")
             return value
-    raise MalformedItem(f"a repository without an {' or '.join(keys)}")
+    raise MalformedItem(f"a repository without an id ({' or '.join(keys)})")
 
 
 def _description(item: Mapping[str, Any]) -> str:
