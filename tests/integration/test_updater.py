@@ -288,9 +288,9 @@ async def test_a_clone_url_on_another_origin_is_skipped_and_never_cloned(
         GitHttpServer(
             tmp_path / "elsewhere", host="127.0.0.2", auth=("x-access-token", "fake-token-0123")
         ) as elsewhere,
-        FakeHost("github", clone_base=elsewhere.url("")) as github,
+        FakeHost("github") as github,
     ):
-        github.add("acme", "app")
+        github.add("acme", "app", clone_url=elsewhere.url("acme/app.git"))
         config = {"url": github.url, "token": github.token, "repositoryQuery": ["affiliated"]}
         host = await services.codehosts.create(operator(), kind="github", name="gh", config=config)
         outcome = await syncer.sync(host.id)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import json
 import math
 import threading
@@ -110,7 +111,9 @@ class FakeHost:
     ):
         """`latency`: seconds added to every API answer, 200 and 304 alike (a remote host).
 
-        `clone_base`: where clone URLs point (a loopback git server), else this fake.
+        `clone_base`: the git server behind this host (a loopback `GitHttpServer`): as
+        GitHub Enterprise, GitLab and Gitea serve API and clones on one origin, clone
+        URLs are on this fake's url and every request outside the API is passed to it.
         `address`: the loopback address to listen on.
         """
         self.kind = kind
@@ -133,7 +136,8 @@ class FakeHost:
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self.url = f"http://{address}:{self.port}"
-        self.clone_base = (clone_base or self.url).rstrip("/")
+        self.backend = clone_base.rstrip("/") if clone_base else None
+        self.clone_base = self.url
         self.link_base = self.url  # where `Link` and next-page URLs point
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -324,6 +328,8 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             """`/_fake/rename?every=N&suffix=S` (and `&undo=1`): change a served host's state."""
+            if self._proxied():
+                return
             parts = urlsplit(self.path)
             query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
             if parts.path != "/_fake/rename":
@@ -337,7 +343,46 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
             self.send_header("content-length", "0")
             self.end_headers()
 
+        def _proxied(self) -> bool:
+            """Pass a git request to the git server behind the host; whether it was one."""
+            if host.backend is None or self.path.startswith((PREFIX[host.kind], "/_fake/")):
+                return False
+            length = int(self.headers.get("content-length") or 0)
+            chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
+            body = self._dechunked() if chunked else self.rfile.read(length)
+            target = urlsplit(host.backend)
+            headers = {
+                name: value
+                for name, value in self.headers.items()
+                if name.lower() not in ("host", "content-length", "transfer-encoding")
+            }
+            upstream = http.client.HTTPConnection(target.netloc, timeout=60)
+            try:
+                upstream.request(self.command, target.path + self.path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                payload = answer.read()
+            finally:
+                upstream.close()
+            self.send_response(answer.status)
+            for name, value in answer.getheaders():
+                if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    self.send_header(name, value)
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return True
+
+        def _dechunked(self) -> bytes:
+            body = bytearray()
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+            return bytes(body)
+
         def do_GET(self) -> None:
+            if self._proxied():
+                return
             parts = urlsplit(self.path)
             query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
             with host._lock:
