@@ -69,7 +69,8 @@ async def test_ensure_revision_answers_from_the_mirror_then_fetches_once(
     assert missing.status_code == 404
     assert "even after a fetch" in missing.json()["error"]["message"]
     option = await client.get(f"/api/repos/{NAME}/commits/--all", headers=admin_headers)
-    assert option.status_code == 404
+    assert option.status_code == 422
+    assert option.json()["error"]["field"] == "rev"
 
 
 async def test_ensure_revision_of_an_import_fetches_only_from_an_allowed_address(

@@ -39,7 +39,18 @@ async def test_answers_equal_git_log_and_refuse_what_is_not_a_commit(tmp_path: P
             assert got == expected, rev
 
         tree = git("--git-dir", str(repo), "rev-parse", "main^{tree}").strip()
-        for rev in ("nope", "--output=/tmp/x", "HEAD~10", "main~1..main", tree, "a\nmain", ""):
+        # Message searches, paths, ranges and reflogs are not asked of git at all.
+        refused = ("main^{/.}", ":/.", "HEAD^{/(a*)*\\1x}", "HEAD:dir00", "main@{0}", "x" * 300)
+        for rev in (
+            *refused,
+            "nope",
+            "--output=/tmp/x",
+            "HEAD~10",
+            "main~1..main",
+            tree,
+            "a\nmain",
+            "",
+        ):
             with pytest.raises(RevisionNotFound):
                 await reader.commit(repo, rev)
     finally:

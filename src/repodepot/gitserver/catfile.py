@@ -6,15 +6,21 @@ does: under load the event loop waits for each fork. A mirror read often keeps o
 
 Freshness: git resolves refs from disk on every request (loose refs are re-read,
 packed-refs re-checked by stat) and rescans packs when an object is missing, so a
-fetch is seen at once. A "missing" answer is still asked again of a fresh process
+fetch is seen at once. A "missing" answer is still asked again of a newer process
 before it counts, a process older than `MAX_AGE` is replaced (it may hold packs
 that a repack deleted), one idle for `IDLE` is ended, and at most `MAX_OPEN` run.
+A replaced process takes no new questions and ends once those already waiting for
+it are answered: concurrent askers never share its pipes, nor lose their answer.
+
+Only plain revisions reach `commit()` (`git.revisions`): git's message searches
+(`^{/REGEX}`, `:/REGEX`) would run a backtracking regex over every commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import time
 from collections import OrderedDict
@@ -23,6 +29,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from repodepot.git.errors import RevisionNotFound
+from repodepot.git.revisions import MAX_REVISION, is_plain_revision
 from repodepot.git.runner import GitRunner
 
 MAX_OPEN = 64
@@ -60,18 +67,25 @@ class GitObject:
 
 
 class _Batch:
-    """One `git cat-file --batch` and the lock that keeps its questions in order."""
+    """One `git cat-file --batch` and the lock that keeps its questions in order.
+
+    Its pipes are used only under `lock`, ending it included: asyncio refuses a second
+    reader of a stream, and a question half answered would shift every later answer.
+    """
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.lock = asyncio.Lock()
         self.started = self.used = time.monotonic()
+        self.ended = False
 
     async def ask(self, name: bytes, limit: int) -> GitObject | None:
         """The object `name` names, or None when git says it is missing."""
         stdin, stdout = self.process.stdin, self.process.stdout
         assert stdin is not None
         assert stdout is not None
+        if self.ended:
+            raise EOFError("git cat-file was ended")
         self.used = time.monotonic()
         stdin.write(name + b"\n")
         await stdin.drain()
@@ -91,6 +105,12 @@ class _Batch:
         body = (await stdout.readexactly(size + 1))[:-1]
         return GitObject(sha.decode(), kind.decode(), size, body)
 
+    async def end(self) -> None:
+        """Kill and reap the process; the caller holds `lock`."""
+        self.ended = True
+        with contextlib.suppress(Exception):
+            await GitRunner.stop(self.process)
+
 
 class CommitReader:
     """Commits by revision, from the mirrors' long-lived `cat-file --batch` processes."""
@@ -98,11 +118,17 @@ class CommitReader:
     def __init__(self, git: GitRunner) -> None:
         self._git = git
         self._open: OrderedDict[Path, _Batch] = OrderedDict()
+        self._starting = asyncio.Lock()
+        self._ending: set[asyncio.Task[None]] = set()
 
     async def commit(self, repo: Path, rev: str) -> CommitInfo:
-        """The commit `rev` names in `repo`; raises RevisionNotFound."""
-        if not rev or rev.startswith("-") or ".." in rev or any(c < " " for c in rev):
-            raise RevisionNotFound(f"{rev!r} is not a revision")
+        """The commit `rev` names in `repo`; raises RevisionNotFound.
+
+        Only a plain revision is asked (`revisions.is_plain_revision`): anything else,
+        a message search `^{/REGEX}` or `:/REGEX` first, is not found without asking git.
+        """
+        if not is_plain_revision(rev):
+            raise RevisionNotFound(f"{rev[:MAX_REVISION]!r} is not a plain revision")
         found = await self.read(repo, f"{rev}^{{commit}}", MAX_COMMIT_BYTES)
         if found is None or found.kind != "commit" or found.data is None:
             raise RevisionNotFound(f"no commit {rev!r} in this repository")
@@ -112,51 +138,79 @@ class CommitReader:
         """The object `name` (`REV:PATH`, `REV^{tree}`, a sha) in `repo`, or None if missing.
 
         Its data is read only up to `limit` bytes (else `data` is None). A "missing"
-        from a process that may predate a fetch is asked again of a fresh one.
+        from a process that may predate a fetch is asked again of a newer one, which
+        concurrent askers share; a process that fails is ended and another asked.
         """
         question = name.encode()
-        for fresh in (False, True):
-            batch = await self._batch(repo, fresh=fresh)
-            try:
-                async with batch.lock:
+        started_after = -math.inf
+        for _ in range(2):
+            batch = await self._batch(repo, started_after=started_after)
+            async with batch.lock:
+                try:
                     answer = await asyncio.wait_for(batch.ask(question, limit), ANSWER_TIMEOUT)
-            except (EOFError, OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
-                await self._end(repo, batch)
-                continue
+                except (EOFError, OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
+                    self._forget(repo, batch)
+                    await batch.end()
+                    continue
             if answer is not None:
                 return answer
             if batch.started > time.monotonic() - 1.0:
                 break  # a process started a moment ago said missing: it is
+            started_after = batch.started
         return None
 
-    async def _batch(self, repo: Path, *, fresh: bool) -> _Batch:
-        at = time.monotonic()
-        for path, stale in list(self._open.items()):
-            if at - stale.used > IDLE or at - stale.started > MAX_AGE:
-                await self._end(path, stale)
-        batch = self._open.get(repo)
-        if batch is not None and (fresh or batch.process.returncode is not None):
-            await self._end(repo, batch)
-            batch = None
+    async def _batch(self, repo: Path, *, started_after: float) -> _Batch:
+        """The open process for `repo`, else a new one; one started after `started_after`."""
+        self._end_stale()
+        batch = self._usable(repo, started_after)
         if batch is None:
-            while len(self._open) >= MAX_OPEN:
-                oldest, victim = next(iter(self._open.items()))
-                await self._end(oldest, victim)
-            process = await self._git.start(["cat-file", "--batch"], git_dir=repo)
-            batch = self._open[repo] = _Batch(process)
+            async with self._starting:  # two starts for one repository would leak one
+                batch = self._usable(repo, started_after)
+                if batch is None:
+                    while len(self._open) >= MAX_OPEN:
+                        self._retire(*next(iter(self._open.items())))
+                    process = await self._git.start(["cat-file", "--batch"], git_dir=repo)
+                    batch = self._open[repo] = _Batch(process)
         self._open.move_to_end(repo)
         return batch
 
-    async def _end(self, repo: Path, batch: _Batch) -> None:
+    def _usable(self, repo: Path, started_after: float) -> _Batch | None:
+        batch = self._open.get(repo)
+        if batch is None:
+            return None
+        if batch.ended or batch.process.returncode is not None or batch.started <= started_after:
+            self._retire(repo, batch)
+            return None
+        return batch
+
+    def _end_stale(self) -> None:
+        at = time.monotonic()
+        for path, batch in list(self._open.items()):
+            if at - batch.used > IDLE or at - batch.started > MAX_AGE:
+                self._retire(path, batch)
+
+    def _forget(self, repo: Path, batch: _Batch) -> None:
         if self._open.get(repo) is batch:
             del self._open[repo]
-        with contextlib.suppress(Exception):
-            await GitRunner.stop(batch.process)
+
+    def _retire(self, repo: Path, batch: _Batch) -> None:
+        """No new questions for `batch`; it ends once the ones already waiting are answered."""
+        self._forget(repo, batch)
+        task = asyncio.create_task(self._end_when_free(batch))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
+    @staticmethod
+    async def _end_when_free(batch: _Batch) -> None:
+        async with batch.lock:
+            await batch.end()
 
     async def close(self) -> None:
         """End every process."""
         for repo, batch in list(self._open.items()):
-            await self._end(repo, batch)
+            self._retire(repo, batch)
+        while self._ending:
+            await asyncio.gather(*self._ending)
 
 
 def _parse(sha: str, body: bytes) -> CommitInfo:

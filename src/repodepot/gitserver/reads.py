@@ -2,8 +2,10 @@
 
 EnsureRevision answers from the mirror; when the commit is not there it fetches
 (concurrent requests for one repository share that fetch) and answers again. Those
-fetches start at most once per `ensure_fetch_interval` per repository, whoever asks:
-a stream of made-up revisions costs one fetch, then 404s from what is there.
+fetches start at most once per `ensure_fetch_interval` per repository, whoever asks
+(the Go proxy's fetches for unknown versions go through the same throttle): a stream
+of made-up revisions costs one fetch, then 404s from what is there. It takes plain
+revisions only (`git.revisions`), refused before any fetch.
 
 `exec` runs one of a few read-only subcommands with the options, revisions and paths
 `allowlist.check_exec` lets through, inside the runner's sandbox when there is one,
@@ -18,8 +20,9 @@ import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from repodepot.exceptions import NotFound, RepodepotError, TooManyRequests
+from repodepot.exceptions import InvalidInput, NotFound, RepodepotError, TooManyRequests
 from repodepot.git.errors import GitError, RevisionNotFound
+from repodepot.git.revisions import PLAIN_REVISION, is_plain_revision
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver import mirror
 from repodepot.gitserver.allowlist import check_exec
@@ -70,8 +73,12 @@ class Reads:
         """The commit `rev` names; NotFound if none.
 
         When the mirror lacks it, fetch first, unless a fetch for an unknown revision of
-        this repository started less than `ensure_fetch_interval` seconds ago.
+        this repository started less than `ensure_fetch_interval` seconds ago. Raises
+        InvalidInput (field `rev`) for anything but a plain revision, without a fetch.
         """
+        if not is_plain_revision(rev):
+            shown = rev if len(rev) <= 80 else rev[:80] + "..."
+            raise InvalidInput(f"{shown!r} is not {PLAIN_REVISION}", field="rev")
         path = self._storage.path(name)
         if not path.is_dir():
             raise NotFound(f"{name!r} is not cloned yet")
@@ -80,7 +87,7 @@ class Reads:
             info = await self._commits.commit(path, rev)
         except RevisionNotFound:
             # Throttled or not, look again: a fetch may have ended since the first look.
-            fetched = await self._fetch_unless_recent(repository_id, name)
+            fetched = await self.fetch_unless_recent(repository_id, name)
             try:
                 info = await self._commits.commit(path, rev)
             except RevisionNotFound:
@@ -94,9 +101,10 @@ class Reads:
             fetched=fetched,
         )
 
-    async def _fetch_unless_recent(self, repository_id: int, name: str) -> bool:
+    async def fetch_unless_recent(self, repository_id: int, name: str) -> bool:
         """Fetch (or join the running fetch) unless one started within the interval.
 
+        The one way a user's request fetches a mirror (EnsureRevision, the Go proxy).
         True when this caller waited for a fetch; the interval counts from a fetch's start.
         """
         if repository_id not in self._fetches:
@@ -105,10 +113,10 @@ class Reads:
             if last is not None and now - last < self._settings.ensure_fetch_interval:
                 return False
             self._fetched_at[repository_id] = now
-        await self.fetch_once(repository_id, name)
+        await self._fetch_once(repository_id, name)
         return True
 
-    async def fetch_once(self, repository_id: int, name: str) -> None:
+    async def _fetch_once(self, repository_id: int, name: str) -> None:
         """Fetch the mirror: one fetch per repository at a time, later askers wait for it.
 
         A failed or refused fetch is not raised: the caller looks again and answers

@@ -13,7 +13,6 @@ Zips are built from git objects while they stream (`modzip`), and cached on disk
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -28,6 +27,7 @@ from repodepot.accounts import Principal
 from repodepot.db.models import Repository, Visibility
 from repodepot.exceptions import NotFound
 from repodepot.git.errors import RevisionNotFound
+from repodepot.git.revisions import is_ref_name
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver.catfile import CommitInfo
 from repodepot.gitserver.reads import Reads
@@ -72,8 +72,6 @@ logger = logging.getLogger(__name__)
 ZIP_FORMAT = "1"  # part of the cache key and ETag: bump when the writer's bytes change
 _MODULE_LINE = re.compile(rb"^\s*module\s+(?:\"([^\"]+)\"|`([^`]+)`|(\S+))", re.MULTILINE)
 _HEX = re.compile(r"[0-9a-f]{4,40}")
-_REV = re.compile(r"[A-Za-z0-9._/+-]+")
-_REFETCH_AFTER = 5.0
 
 
 class GoProxy:
@@ -93,7 +91,6 @@ class GoProxy:
         self._reads = reads
         self._objects = reads.objects
         self._cache = storage.cache_dir / "goproxy"
-        self._fetched: dict[int, float] = {}
         self._pins = Pins(sessions)
         self._tag_lister = TagLister(git)
         self._listed: dict[tuple[Path, str], tuple[list[tuple[str, str]], list[str]]] = {}
@@ -227,23 +224,18 @@ class GoProxy:
     async def info(self, module: Module, query: str) -> VersionInfo:
         """`.info` of a version, a pseudo-version, a tag, a branch or a commit hash.
 
-        A version the mirror lacks is fetched once (shared with concurrent askers)
-        before the answer is NotFound.
+        A version the mirror lacks is fetched once (shared with concurrent askers, and
+        throttled per repository with EnsureRevision's fetches) before the answer is
+        NotFound.
         """
         found = await self._stat(module, query)
-        if found is None and await self._refetch(module):
+        if found is None and await self._reads.fetch_unless_recent(
+            module.repository_id, module.repo_name
+        ):
             found = await self._stat(module, query)
         if found is None:
             raise NotFound(f"{module.path}@{query}: unknown revision {query}")
         return found
-
-    async def _refetch(self, module: Module) -> bool:
-        now = asyncio.get_running_loop().time()
-        if now - self._fetched.get(module.repository_id, -_REFETCH_AFTER) < _REFETCH_AFTER:
-            return False  # asked a moment ago: a burst of typos costs one fetch
-        await self._reads.fetch_once(module.repository_id, module.repo_name)
-        self._fetched[module.repository_id] = asyncio.get_running_loop().time()
-        return True
 
     async def _stat(self, module: Module, query: str) -> VersionInfo | None:
         if canonical(query) == query:
@@ -312,7 +304,7 @@ class GoProxy:
 
     async def _stat_rev(self, module: Module, rev: str) -> VersionInfo | None:
         """A branch, a tag or a commit hash: its version if tagged, else a pseudo-version."""
-        if rev.startswith("-") or ".." in rev or not _REV.fullmatch(rev):
+        if not is_ref_name(rev):
             raise NotFound(f"{module.path}@{rev}: not a revision")
         for ref in (f"refs/heads/{rev}", f"refs/tags/{rev}"):
             commit = await self._commit(module, ref)

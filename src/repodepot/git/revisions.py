@@ -1,0 +1,48 @@
+"""Which revisions a user may name where git resolves them for us: a positive shape.
+
+git's revision syntax reaches far past "a commit": `HEAD^{/REGEX}` and `:/REGEX` search
+every commit message with a backtracking regex (seconds of CPU and a gigabyte of
+memory for one request), `REV:PATH` names blobs, `@{DATE}` reads reflogs, `A..B` is a
+range. EnsureRevision and the Go proxy take only a plain revision: a ref name as
+`git check-ref-format --allow-onelevel` accepts it (branch and tag names, `refs/...`,
+`HEAD`, a full or abbreviated commit id), followed by `~N`, `^N` or `^{commit}`.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_REVISION = 256
+"""The longest revision accepted (refs are rarely past 100 characters)."""
+
+# check-ref-format: no control character, space, ~ ^ : ? * [ or \, no "..", no "@{",
+# no empty component.
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+_SUFFIXES = re.compile(r"(?:~[0-9]{0,9}|\^[0-9]{0,9}|\^\{commit\})*")
+
+PLAIN_REVISION = (
+    "a commit id, or a branch, tag or ref name, optionally followed by ~N, ^N or "
+    f"^{{commit}}, at most {MAX_REVISION} characters"
+)
+"""What `is_plain_revision` accepts, for error messages."""
+
+
+def is_ref_name(name: str) -> bool:
+    """Whether `name` is a ref name git accepts, and not one git could read as an option.
+
+    These are `git check-ref-format --allow-onelevel`'s rules, checked here without
+    starting git; a leading `-` is refused too, as `--branch` does.
+    """
+    if not 0 < len(name) <= MAX_REVISION or name == "@":
+        return False
+    if name.startswith(("-", "/")) or name.endswith(("/", ".")) or _REF_FORBIDDEN.search(name):
+        return False
+    return not any(part.startswith(".") or part.endswith(".lock") for part in name.split("/"))
+
+
+def is_plain_revision(rev: str) -> bool:
+    """Whether `rev` is a ref name or commit id with only `~N`, `^N`, `^{commit}` after it."""
+    if len(rev) > MAX_REVISION:
+        return False
+    cut = min((at for at in (rev.find("~"), rev.find("^")) if at >= 0), default=len(rev))
+    return is_ref_name(rev[:cut]) and _SUFFIXES.fullmatch(rev[cut:]) is not None
