@@ -152,6 +152,10 @@ class CommitReader:
                     self._forget(repo, batch)
                     await batch.end()
                     continue
+                except asyncio.CancelledError:
+                    batch.ended = True  # half answered: no later question may read the rest
+                    self._retire(repo, batch)
+                    raise
             if answer is not None:
                 return answer
             if batch.started > time.monotonic() - 1.0:
