@@ -38,13 +38,13 @@ import httpx
 
 from repodepot import __version__
 from repodepot.exceptions import InvalidInput, RepodepotError
+from repodepot.inflate import gzip_stream, steps
 from repodepot.jsonbound import loads
 from repodepot.outbound import GuardedTransport, OutboundRefused, Policy, origin
 
 _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([^";]+)"?')
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _GZIP = ("gzip", "x-gzip")
-_STEP = 1 << 16  # inflated bytes per decompress() call
 SECONDARY_WAIT = 60.0
 MAX_REDIRECTS = 5
 T = TypeVar("T")
@@ -440,7 +440,7 @@ class HostApi:
                 f"{self._what} answered {_path(url)} with Content-Encoding "
                 f"{encoding[:40]!r}, which was not asked for"
             )
-        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in _GZIP else None
+        inflate = gzip_stream() if encoding in _GZIP else None
         body = bytearray()
         received = 0
         async for raw in response.aiter_raw():
@@ -454,15 +454,8 @@ class HostApi:
         return bytes(body)
 
     def _inflated(self, url: str, inflate: zlib._Decompress, data: bytes) -> Iterator[bytes]:
-        """What `data` inflates to, a step at a time: zlib never makes more than _STEP at once."""
         try:
-            while not inflate.eof:
-                piece = inflate.decompress(data, _STEP)
-                data = inflate.unconsumed_tail
-                if piece:
-                    yield piece
-                if not data and len(piece) < _STEP:  # a full step may leave output inside zlib
-                    return
+            yield from steps(inflate, data)
         except zlib.error as error:
             raise MalformedAnswer(
                 f"{self._what} answered {_path(url)} with broken gzip: {error}"

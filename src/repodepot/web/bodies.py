@@ -25,10 +25,10 @@ from fastapi.routing import APIRoute
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from repodepot.exceptions import RepodepotError
+from repodepot.inflate import gzip_stream, steps
 from repodepot.jsonbound import loads as loads  # webhooks.py reads it here
 
 SPOOL_IN_MEMORY = 1 << 20
-_STEP = 1 << 16  # inflated bytes per decompress() call
 
 
 class BodyTooLarge(RepodepotError):
@@ -67,7 +67,7 @@ async def chunks(request: Request, *, limit: int) -> AsyncIterator[bytes]:
         raise UnsupportedEncoding(
             f"Content-Encoding {encoding[:40]!r} is not supported: send gzip or none"
         )
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding != "identity" else None
+    inflate = gzip_stream() if encoding != "identity" else None
     received = produced = 0
     async for raw in request.stream():
         received += len(raw)
@@ -83,19 +83,12 @@ async def chunks(request: Request, *, limit: int) -> AsyncIterator[bytes]:
 
 
 def _inflated(inflate: zlib._Decompress, data: bytes) -> Iterator[bytes]:
-    """What `data` inflates to, a step at a time: zlib never makes more than _STEP at once."""
     try:
-        while True:
-            piece = inflate.decompress(data, _STEP)
-            if inflate.unused_data:
-                raise MalformedBody("the request body has data after its gzip stream")
-            data = inflate.unconsumed_tail
-            if piece:
-                yield piece
-            if not data and len(piece) < _STEP:  # a full step may leave output inside zlib
-                return
+        yield from steps(inflate, data)
     except zlib.error as error:
         raise MalformedBody(f"the request body is not valid gzip: {error}") from None
+    if inflate.unused_data:
+        raise MalformedBody("the request body has data after its gzip stream")
 
 
 def _content_length(request: Request) -> int:
