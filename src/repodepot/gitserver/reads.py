@@ -56,8 +56,7 @@ class Reads:
         self._settings = settings
         self._fetches: dict[int, asyncio.Task[None]] = {}
         self._fetched_at: dict[int, float] = {}
-        self._execs = 0
-        self._execs_by_user: dict[int, int] = {}
+        self._execs_by_user: dict[int, int] = {}  # running execs; none: no entry
         self._commits = CommitReader(git)
 
     @property
@@ -166,20 +165,19 @@ class Reads:
         """`output`, counted against the site-wide and per-user share while it runs."""
         settings = self._settings
         mine = self._execs_by_user.get(user_id, 0)
-        if self._execs >= settings.exec_max_concurrent or mine >= settings.exec_max_per_user:
+        running = sum(self._execs_by_user.values())
+        if running >= settings.exec_max_concurrent or mine >= settings.exec_max_per_user:
             await output.aclose()
             raise TooManyRequests(
                 f"too many git commands at once (at most {settings.exec_max_per_user} per "
                 f"user, {settings.exec_max_concurrent} in all); try again shortly",
                 retry_after=max(1, round(settings.exec_timeout / 10)),
             )
-        self._execs += 1
         self._execs_by_user[user_id] = mine + 1
         try:
             async for chunk in output:
                 yield chunk
         finally:
-            self._execs -= 1
             left = self._execs_by_user.pop(user_id) - 1
             if left:
                 self._execs_by_user[user_id] = left
