@@ -36,7 +36,7 @@ from repodepot.exceptions import InvalidInput
             CodeHostKind.github,
             {"url": "https://github.com", "repos": ["no-slash"]},
             "config.repos.0",
-            "pattern",
+            "'no-slash' is not owner/name",
         ),
         (
             CodeHostKind.github,
@@ -179,3 +179,40 @@ async def test_the_pacer_spaces_requests_to_the_rate() -> None:
     started = time.monotonic()
     await asyncio.gather(*(pacer.wait() for _ in range(11)))
     assert time.monotonic() - started >= 10 / 50 - 0.01
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "value"),
+    [
+        (CodeHostKind.github, "repos", "https://evil.example/a/b"),
+        (CodeHostKind.github, "repos", "a/b/../../user?x="),
+        (CodeHostKind.github, "repos", "../.."),
+        (CodeHostKind.github, "repos", "acme/app\n"),
+        (CodeHostKind.github, "orgs", "x?y=1"),
+        (CodeHostKind.github, "orgs", ".."),
+        (CodeHostKind.gitea, "repos", "a/b c"),
+        (CodeHostKind.gitlab, "projects", "group/../../admin"),
+        (CodeHostKind.gitlab, "projects", "g/p?private_token=x"),
+        (CodeHostKind.gitlab, "groups", "a/../b"),
+        (CodeHostKind.gitlab, "groups", "https://evil.example/g"),
+    ],
+)
+def test_names_that_go_into_api_paths_match_whole(kind: CodeHostKind, key: str, value: str) -> None:
+    # pydantic's Field(pattern=) searches: unanchored, these reached the API with the token.
+    with pytest.raises(InvalidInput) as refused:
+        parse_config(kind, {"url": "https://git.example.com", key: [value]})
+    assert key in (refused.value.field or ""), refused.value.field
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "value"),
+    [
+        (CodeHostKind.github, "repos", "acme/.github"),
+        (CodeHostKind.github, "orgs", "acme-inc"),
+        (CodeHostKind.gitlab, "projects", "group/sub/project.js"),
+        (CodeHostKind.gitlab, "groups", "group/sub"),
+    ],
+)
+def test_real_names_still_pass(kind: CodeHostKind, key: str, value: str) -> None:
+    config, _ = parse_config(kind, {"url": "https://git.example.com", key: [value]})
+    assert getattr(config, key) == [value]

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 import re2
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from repodepot.db.models import CodeHostKind
 from repodepot.exceptions import InvalidInput
@@ -20,6 +29,30 @@ from repodepot.exceptions import InvalidInput
 _OWNER_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _PATH = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+")
 _ORG = re.compile(r"[A-Za-z0-9_.-]+")
+_GROUP = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+
+
+def _whole(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A check that a str matches `pattern` whole, no part of it only dots (API paths).
+
+    (pydantic's `Field(pattern=...)` searches: an unanchored pattern let
+    `https://evil.example/a/b` through, and `..` parts climb the API's paths.)
+    """
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value) or any(not part.strip(".") for part in value.split("/")):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return check
+
+
+OwnerName = Annotated[str, AfterValidator(_whole(_OWNER_NAME, "owner/name"))]
+OrgName = Annotated[str, AfterValidator(_whole(_ORG, "an organization name"))]
+ProjectPath = Annotated[str, AfterValidator(_whole(_PATH, "group/name"))]
+GroupPath = Annotated[str, AfterValidator(_whole(_GROUP, "a group path"))]
+
+
 PLACEHOLDERS = frozenset({"host", "nameWithOwner", "pathWithNamespace", "owner", "name"})
 _BRACED = re.compile(r"\{([^{}]*)\}")
 _RE2_OPTIONS = re2.Options()
@@ -99,8 +132,8 @@ class QueryConfig(HostConfig):
     """What GitHub and Gitea share: queries, organizations and explicit repositories."""
 
     repositoryQuery: list[str] = Field(default_factory=list)
-    repos: list[Annotated[str, Field(pattern=_OWNER_NAME.pattern)]] = Field(default_factory=list)
-    orgs: list[Annotated[str, Field(pattern=_ORG.pattern)]] = Field(default_factory=list)
+    repos: list[OwnerName] = Field(default_factory=list)
+    orgs: list[OrgName] = Field(default_factory=list)
 
     @field_validator("repositoryQuery")
     @classmethod
@@ -123,10 +156,8 @@ class GitLabConfig(HostConfig):
     default_pattern: ClassVar[str] = "{host}/{pathWithNamespace}"
 
     projectQuery: list[str] = Field(default_factory=list)
-    projects: list[Annotated[str, Field(pattern=_PATH.pattern)]] = Field(default_factory=list)
-    groups: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")]] = Field(
-        default_factory=list
-    )
+    projects: list[ProjectPath] = Field(default_factory=list)
+    groups: list[GroupPath] = Field(default_factory=list)
 
     @field_validator("projectQuery")
     @classmethod
