@@ -21,7 +21,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -31,6 +31,7 @@ from repodepot.exceptions import InvalidInput
 from repodepot.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_PORTS = {"https": 443, "http": 80, "ssh": 22, "git": 9418}
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix
 
@@ -119,6 +120,19 @@ class Policy:
     """The outbound policy: public addresses, plus what `allowlist` names."""
 
     allowlist: tuple[str, ...] = ()
+    _hosts: frozenset[str] = field(init=False, repr=False)
+    _networks: tuple[IPNetwork, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Parsed once: `permits` runs for every address of every fetch and API call.
+        hosts, networks = set(), []
+        for entry in self.allowlist:
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                hosts.add(entry.rstrip(".").lower())
+        object.__setattr__(self, "_hosts", frozenset(hosts))
+        object.__setattr__(self, "_networks", tuple(networks))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -130,19 +144,16 @@ class Policy:
         return is_public(address) or self._allowlisted(host, address)
 
     def _allowlisted(self, host: str, address: IPAddress) -> bool:
+        if host.rstrip(".").lower() in self._hosts:
+            return True
         forms = [address]
         if isinstance(address, ipaddress.IPv6Address) and (inner := embedded_ipv4(address)):
             forms.append(inner)
-        for entry in self.allowlist:
-            if entry.rstrip(".").lower() == host.rstrip(".").lower():
-                return True
-            try:
-                network = ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                continue  # a host name entry
-            if any(form.version == network.version and form in network for form in forms):
-                return True
-        return False
+        return any(
+            form.version == network.version and form in network
+            for network in self._networks
+            for form in forms
+        )
 
     async def resolve(self, host: str, port: int) -> list[str]:
         """Every address `host` resolves to, each checked, in the resolver's order.

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from repodepot.exceptions import InvalidInput
-from repodepot.imports.validation import Source, parse_source, resolve_public, validate_name
+from repodepot.imports.validation import Source, parse_source, validate_name
+from repodepot.outbound import Policy
 
 HTTPS = ["https"]
 
@@ -85,6 +86,11 @@ def test_bad_owner_or_slug(name: str) -> None:
 @pytest.mark.parametrize("name", ["a", "Acme_Corp", "widgets-2.0", "x" * 100])
 def test_good_owner_or_slug(name: str) -> None:
     assert validate_name(name, "owner") == name
+
+
+async def resolve_public(source: Source, allowlist: list[str]) -> str:
+    """The first address an import of `source` connects to, every one checked."""
+    return (await Policy(tuple(allowlist)).resolve(source.host, source.port))[0]
 
 
 def _source(host: str) -> Source:

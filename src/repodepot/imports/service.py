@@ -29,7 +29,8 @@ from repodepot.db.models import (
 from repodepot.events import Broker, Event
 from repodepot.exceptions import AlreadyExists, NotFound, PermissionDenied
 from repodepot.imports.errors import JobFinished, QueueFull, QuotaFull
-from repodepot.imports.validation import Source, parse_source, resolve_public, validate_name
+from repodepot.imports.validation import Source, parse_source, validate_name
+from repodepot.outbound import Policy
 from repodepot.pagination import Page, paginate
 from repodepot.secrets import SecretBox
 from repodepot.settings import Settings
@@ -102,7 +103,7 @@ class Imports:
             raise PermissionDenied(
                 f"members import into their own name only ({caller.user.name!r})"
             )
-        await resolve_public(source, self._settings.outbound_allowlist)
+        await Policy.from_settings(self._settings).resolve(source.host, source.port)
         secret = _credential(source, token, username)
         target = f"{owner}/{slug}"
         async with self._sessions.begin() as session:

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from repodepot.exceptions import InvalidInput
 from repodepot.git.redact import query_secret, strip_credentials
-from repodepot.outbound import Policy, origin
+from repodepot.outbound import origin
 
 NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
@@ -86,13 +86,3 @@ def parse_source(url: str, allowed_schemes: Sequence[str]) -> Source:
         username=unquote(parts.username) if parts.username else None,
         password=password,
     )
-
-
-async def resolve_public(source: Source, allowlist: Sequence[str]) -> str:
-    """Resolve the host and return the first address, every address checked by the policy.
-
-    Raises InvalidInput(field="url") when the host does not resolve, or resolves to an
-    address that is not public and not allowlisted (see `repodepot.outbound`).
-    """
-    addresses = await Policy(tuple(allowlist)).resolve(source.host, source.port)
-    return addresses[0]
