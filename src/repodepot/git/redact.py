@@ -53,7 +53,7 @@ def strip_credentials(url: str) -> str:
     try:
         return _strip(url)
     except ValueError:  # not a URL urlsplit can read (`http://[x`): mask what looks secret
-        return _QUERY_SECRET.sub(rf"\g<1>{MASK}", _USERINFO.sub(rf"\g<scheme>{MASK}@", url))
+        return redact(url)
 
 
 def _strip(url: str) -> str:
