@@ -33,7 +33,7 @@ from repodepot.db.models import (
 from repodepot.exceptions import InvalidInput
 from repodepot.git.runner import Credentials
 from repodepot.gitserver import mirror, schedule
-from repodepot.outbound import origin
+from repodepot.outbound import Origin, origin
 from repodepot.secrets import SecretBox, SecretUnreadable
 from repodepot.settings import Settings
 
@@ -108,13 +108,20 @@ class SchedulerStatus:
     next_due_at: datetime | None
 
 
-def _token_belongs(kind: CodeHostKind, raw_config: str, url: str) -> bool:
-    """Whether a connection's token may go to `url`: one of its clone origins."""
+def _origins(kind: CodeHostKind, raw_config: str) -> frozenset[Origin]:
+    """A connection's clone origins, where its token may go (none if its config is bad)."""
     try:
         config, _ = parse_config(kind, json.loads(raw_config))
-        return origin(url) in clone_origins(config)
     except (InvalidInput, ValueError):
-        return False
+        return frozenset()
+    return clone_origins(config)
+
+
+def _origin_of(url: str) -> Origin | None:
+    try:
+        return origin(url)
+    except (InvalidInput, ValueError):
+        return None
 
 
 def _due_now(at: datetime) -> Any:
@@ -261,23 +268,37 @@ class Gitserver:
         (whatever the host's API said) is fetched without credentials.
         """
         rows = await session.execute(
-            select(RepoSource.repository_id, CodeHost.kind, CodeHost.config, CodeHost.sealed_token)
+            select(
+                RepoSource.repository_id,
+                CodeHost.id,
+                CodeHost.kind,
+                CodeHost.config,
+                CodeHost.sealed_token,
+            )
             .join(CodeHost, CodeHost.id == RepoSource.code_host_id)
             .where(RepoSource.repository_id.in_(list(urls)), CodeHost.sealed_token.is_not(None))
             .order_by(RepoSource.code_host_id)
         )
+        # A batch has many repositories of few connections: each config parsed, each
+        # token opened, once.
+        origins: dict[int, frozenset[Origin]] = {}
+        opened: dict[int, Credentials | None] = {}
         tokens: dict[int, Credentials] = {}
-        for repository_id, kind, config, sealed in rows:
+        for repository_id, host_id, kind, config, sealed in rows:
             if repository_id in tokens or sealed is None:
                 continue
-            if not _token_belongs(kind, config, urls[repository_id]):
+            if host_id not in origins:
+                origins[host_id] = _origins(kind, config)
+            if _origin_of(urls[repository_id]) not in origins[host_id]:
                 continue
-            try:
-                tokens[repository_id] = Credentials(
-                    username=TOKEN_USER[kind], password=self._box.open(sealed)
-                )
-            except SecretUnreadable:
-                continue
+            if host_id not in opened:
+                try:
+                    token = self._box.open(sealed)
+                    opened[host_id] = Credentials(username=TOKEN_USER[kind], password=token)
+                except SecretUnreadable:
+                    opened[host_id] = None
+            if (credentials := opened[host_id]) is not None:
+                tokens[repository_id] = credentials
         return tokens
 
     async def source(self, repository_id: int) -> mirror.Upstream | None:
