@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from repodepot.exceptions import AlreadyExists, RepodepotError
+from repodepot.exceptions import AlreadyExists, TooManyRequests
 from repodepot.git.errors import GitCommandError, GitError
 
 
-class QueueFull(RepodepotError):
+class QueueFull(TooManyRequests):
     """Too many imports are waiting; try again shortly."""
 
     code = "queue_full"
-
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
 
     @classmethod
     def waiting(cls, waiting: int, *, retry_after: int) -> QueueFull:

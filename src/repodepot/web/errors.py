@@ -14,7 +14,6 @@ from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from repodepot import exceptions as exc
 from repodepot.git.errors import GitError
-from repodepot.imports.errors import QueueFull
 from repodepot.logs import request_id
 from repodepot.web.bodies import BodyTooLarge, MalformedBody, UnsupportedEncoding
 from repodepot.web.schemas import ErrorResponse
@@ -31,7 +30,6 @@ STATUS: dict[type[exc.RepodepotError], int] = {
     exc.NotFound: 404,
     exc.AlreadyExists: 409,
     exc.DatabaseUnavailable: 503,
-    QueueFull: 429,
     exc.TooManyRequests: 429,
     GitError: 502,
 }
@@ -103,7 +101,7 @@ async def _domain_error(request: Request, error: Exception) -> Response:
     if status >= 500:
         logger.error("request failed: %s", error.message, extra={"action": "http.error"})
     headers = None
-    if isinstance(error, QueueFull | exc.TooManyRequests):
+    if isinstance(error, exc.TooManyRequests):
         headers = {"Retry-After": str(error.retry_after)}
     return _answer(request, status, error.code, error.message, error.field, headers)
 
