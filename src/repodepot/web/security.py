@@ -9,6 +9,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from repodepot.outbound import IPNetwork
+
 SESSION_COOKIE = "repodepot_session"
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -52,9 +54,6 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
 class TrustedProxies:
     """Take the scheme from `X-Forwarded-Proto` when, and only when, a trusted proxy sent it.
 
@@ -64,7 +63,7 @@ class TrustedProxies:
 
     def __init__(self, app: ASGIApp, *, trusted: Sequence[str]) -> None:
         self.app = app
-        self.networks: tuple[Network, ...] = tuple(
+        self.networks: tuple[IPNetwork, ...] = tuple(
             ipaddress.ip_network(entry, strict=False) for entry in trusted
         )
 
