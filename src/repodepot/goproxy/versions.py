@@ -146,6 +146,13 @@ def sort_versions(versions: list[str]) -> list[str]:
     return sorted(versions, key=sort_key)
 
 
+def latest_version(versions: list[str]) -> str | None:
+    """The highest release of a sorted list, else its highest pre-release (None if empty)."""
+    releases = [v for v in versions if (parsed := parse(v)) is not None and not parsed.pre]
+    pool = releases or versions
+    return pool[-1] if pool else None
+
+
 # Module paths --------------------------------------------------------------------------
 
 
