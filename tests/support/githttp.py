@@ -43,6 +43,7 @@ class GitHttpServer:
         self.fault = fault
         self.fault_after = fault_after
         self.stalled = threading.Event()
+        self.faulted = threading.Event()  # a response reached its fault: tests wait on it
         self.requests: list[tuple[str, str, int]] = []
         self.host = host  # any loopback address: 127.0.0.2 stands for "another host"
         self._server = ThreadingHTTPServer((host, 0), _handler(self))
@@ -185,6 +186,7 @@ def _handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
 
         def _fault(self) -> None:
             self.wfile.flush()
+            server.faulted.set()
             if server.fault == "stall":
                 server.stalled.wait(300)
             self.close_connection = True

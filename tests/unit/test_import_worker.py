@@ -10,6 +10,7 @@ from repodepot.events import Broker
 from repodepot.imports.service import QUEUED_TOPIC
 from repodepot.imports.worker import ImportWorker
 from repodepot.settings import Settings
+from tests.support.eventually import eventually
 
 
 def _worker(imports: Any, broker: Broker, tmp_path: Path) -> ImportWorker:
@@ -46,10 +47,10 @@ async def test_a_job_queued_during_an_empty_claim_is_claimed_at_once(tmp_path: P
     imports = RacingImports(broker)
     worker = _worker(imports, broker, tmp_path)
     running = asyncio.create_task(worker.run())
-    await asyncio.sleep(0.2)
+    # Not left waiting for the 60 s rescan (eventually() gives up after 10 s).
+    await eventually(lambda: len(imports.claims) >= 2)
     await worker.stop()
     running.cancel()
-    assert len(imports.claims) >= 2  # not left waiting for the 60 s rescan
 
 
 async def test_an_empty_queue_costs_no_further_claims(tmp_path: Path) -> None:
@@ -63,11 +64,13 @@ async def test_an_empty_queue_costs_no_further_claims(tmp_path: Path) -> None:
 
     worker = _worker(Empty(broker), broker, tmp_path)
     running = asyncio.create_task(worker.run())
-    await asyncio.sleep(0.1)
+    await eventually(lambda: claims == [2])  # at start
     worker._wake.set()  # e.g. a slot freed: no reason to believe a job waits
-    await asyncio.sleep(0.1)
+    # The round clears the wake before it decides to claim, and a claim is recorded as soon
+    # as it is called: once the wake is clear, that round's decision is in `claims`.
+    await eventually(lambda: not worker._wake.is_set())
+    assert claims == [2]  # not after the wake
     broker.publish(QUEUED_TOPIC, {"id": 2, "status": "pending", "seq": 0})
-    await asyncio.sleep(0.1)
+    await eventually(lambda: claims == [2, 2])  # after the queued event
     await worker.stop()
     running.cancel()
-    assert claims == [2, 2]  # at start, and after the queued event; not after the wake
