@@ -9,20 +9,29 @@ their owner, `Repositories`; only the mirror's place on disk is looked up here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from repodepot.accounts import Principal
 from repodepot.db.models import Visibility
 from repodepot.exceptions import NotFound
 from repodepot.goproxy.records import Module
 from repodepot.goproxy.versions import BadPath, check_module_path, split_major
-from repodepot.repositories import Repositories, RepositoryRecord
+from repodepot.repositories import RepositoryRecord
 from repodepot.storage import Storage
+
+
+class GoRoots(Protocol):
+    """Where the repositories come from: `Repositories`, their table's owner."""
+
+    async def by_go_roots(self, principal: Principal, roots: list[str]) -> list[RepositoryRecord]:
+        """The live repositories `principal` may read whose Go import root is one of `roots`."""
+        ...
 
 
 class Resolver:
     """Finds the repository, and the directory in it, that serves a module path."""
 
-    def __init__(self, *, repositories: Repositories, storage: Storage) -> None:
+    def __init__(self, *, repositories: GoRoots, storage: Storage) -> None:
         self._repositories = repositories
         self._storage = storage
 
