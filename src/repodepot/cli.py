@@ -28,6 +28,7 @@ from repodepot.db import migrate
 from repodepot.db.base import create_engine
 from repodepot.db.models import Role, Visibility
 from repodepot.exceptions import RepodepotError
+from repodepot.gitserver.schedule import QueueReason
 from repodepot.goproxy.records import ModuleSummary
 from repodepot.logs import configure_logging
 from repodepot.repositories import RepositoryRecord
@@ -54,6 +55,11 @@ goproxy_app = typer.Typer(help="The Go module proxy.", no_args_is_help=True)
 scheduler_app = typer.Typer(
     help="The update scheduler: mirrors and their queue.", no_args_is_help=True
 )
+credential_app = typer.Typer(
+    help="A repository's own fetch credential (sealed; never shown again).",
+    no_args_is_help=True,
+)
+repos_app.add_typer(credential_app, name="credential")
 codehosts_app = typer.Typer(
     help="Code host connections: where repositories are discovered.", no_args_is_help=True
 )
@@ -197,7 +203,7 @@ def db_upgrade(ctx: typer.Context, data_dir: DataDirOpt = None) -> None:
         engine = create_engine(settings.sqlalchemy_url)
         try:
             before = await migrate.current_revision(engine)
-            await migrate.upgrade(engine)
+            await migrate.upgrade(engine, data_dir=settings.data_dir)
             return before, await migrate.current_revision(engine)
         finally:
             await engine.dispose()
@@ -508,7 +514,7 @@ def repos_update(
 
     async def work(svc: Services) -> bool:
         repo = await svc.repositories.get(operator(), name)
-        return await svc.gitserver.enqueue(repo.id, "admin")
+        return await svc.gitserver.enqueue_existing(repo.id, QueueReason.admin)
 
     if not _run(_with_services(settings, work)):
         _fail(RepodepotError(f"{name!r} has no mirror yet: the updater clones it first"))
@@ -539,6 +545,49 @@ def repos_set(
         )
     )
     out.print(f"{repo.name}: Go import root {repo.go_import_root or '(none)'}")
+
+
+@credential_app.command("set")
+def credential_set(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    username: Annotated[
+        str | None,
+        typer.Option(help="The user name sent with the token (default x-access-token)."),
+    ] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Keep the token read from standard input as the repository's fetch credential.
+
+    It replaces any credential it had (an import's included), is sealed at rest and is
+    sent only to the origin of the repository's source URL. The next fetch uses it.
+    """
+    token = sys.stdin.readline().strip()
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> RepositoryRecord:
+        repo = await svc.repositories.set_credential(
+            operator(), name, username=username, token=token
+        )
+        await svc.gitserver.enqueue_existing(repo.id, QueueReason.admin)
+        return repo
+
+    repo = _run(_with_services(settings, work))
+    out.print(f"{repo.name}: fetch credential set; an update is queued")
+
+
+@credential_app.command("remove")
+def credential_remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Forget the repository's fetch credential: later fetches go without one."""
+    settings = _cli_settings(ctx, data_dir)
+    removed = _run(
+        _with_services(settings, lambda svc: svc.repositories.remove_credential(operator(), name))
+    )
+    out.print(f"{name}: fetch credential removed" if removed else f"{name}: had no credential")
 
 
 @goproxy_app.command("list")
@@ -598,7 +647,11 @@ def import_repository(
     slug: Annotated[str, typer.Option(help="Name part of the new repository's name.")],
     token_stdin: Annotated[
         bool,
-        typer.Option("--token-stdin", help="Read the source's access token from standard input."),
+        typer.Option(
+            "--token-stdin",
+            help="Read the source's access token from standard input. It is kept (sealed) "
+            "as the repository's fetch credential, so later updates can fetch.",
+        ),
     ] = False,
     visibility: Annotated[Visibility, typer.Option(help="private or public.")] = (
         Visibility.private

@@ -70,7 +70,7 @@ class Services:
         await git.verify_sandbox()
         engine = create_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
         if migrate_schema:
-            await migrate.upgrade(engine)
+            await migrate.upgrade(engine, data_dir=settings.data_dir)
         sessions = session_factory(engine)
         # Workers write through their own small pool, so an import never starves requests.
         worker_engine = create_engine(
@@ -103,12 +103,18 @@ class Services:
             broker=broker,
             relay=relay,
             accounts=Accounts(sessions),
-            repositories=Repositories(sessions),
+            repositories=Repositories(sessions, box=box),
             imports=imports,
             codehosts=CodeHosts(sessions, box=box, settings=settings, syncer=syncer),
             gitserver=gitserver,
             reads=reads,
-            goproxy=GoProxy(sessions=sessions, git=git, storage=storage, reads=reads),
+            goproxy=GoProxy(
+                sessions=sessions,
+                repositories=Repositories(sessions),
+                git=git,
+                storage=storage,
+                reads=reads,
+            ),
         )
 
     async def database_ready(self) -> bool:

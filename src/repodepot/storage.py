@@ -1,4 +1,9 @@
-"""The disk layout: `{data}/repos/{name}.git`, built in `{data}/tmp/` and renamed into place.
+"""The disk layout: `{data}/repos/ab/cd/{id}.git`, built in `{data}/tmp/` and renamed into place.
+
+A mirror is named by its repository's stable id, never by its name: a rename is a row
+update, and a name given up by a deleted repository never leads to that repository's
+objects. `ab/cd` are the first four hex digits of the SHA-256 of the id, so no
+directory holds more than a few hundred entries however many repositories there are.
 
 A rename within one file system is atomic, so a reader sees either no
 repository or a whole one, never a half-written clone.
@@ -7,12 +12,13 @@ repository or a whole one, never a half-written clone.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import re
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -61,7 +67,7 @@ class Storage:
         self.tmp_dir = data_dir / "tmp"
         self.runtime_dir = data_dir / "run"
         self.cache_dir = data_dir / "cache"
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
 
     def prepare(self) -> list[Path]:
         """Create the layout and remove temporary directories orphaned by a crash.
@@ -81,69 +87,110 @@ class Storage:
             )
         return orphans
 
-    def path(self, name: str) -> Path:
-        """Where repository `name` lives (validated; raises InvalidInput)."""
-        return self.repos_dir / f"{validate_repo_name(name)}.git"
+    def path(self, repository_id: int) -> Path:
+        """Where the mirror of repository `repository_id` lives."""
+        return self.repos_dir / mirror_relpath(repository_id)
 
-    def exists(self, name: str) -> bool:
-        """Whether repository `name` is on disk."""
-        return self.path(name).is_dir()
+    def exists(self, repository_id: int) -> bool:
+        """Whether the mirror of repository `repository_id` is on disk."""
+        return self.path(repository_id).is_dir()
 
-    def lock(self, name: str) -> asyncio.Lock:
-        """The lock that serialises clone, fetch and maintenance of one repository."""
-        return self._locks.setdefault(validate_repo_name(name), asyncio.Lock())
+    def mirror_ids(self) -> Iterator[int]:
+        """The repository ids of every mirror on disk, in no particular order."""
+        for first in _subdirs(self.repos_dir):
+            for second in _subdirs(first):
+                for entry in second.iterdir():
+                    key = entry.name.removesuffix(".git")
+                    if entry.name.endswith(".git") and key.isdigit() and entry.is_dir():
+                        yield int(key)
+
+    def lock(self, repository_id: int) -> asyncio.Lock:
+        """The lock that serialises clone, fetch and maintenance of one mirror."""
+        return self._locks.setdefault(repository_id, asyncio.Lock())
 
     def workdir(self, label: str) -> Path:
         """The temporary directory this process uses for the work called `label`."""
         return self.tmp_dir / f"{os.getpid()}-{label}"
 
     @asynccontextmanager
-    async def staging(self, name: str, *, label: str | None = None) -> AsyncIterator[Path]:
-        """Yield a path in `tmp/` to build repository `name` in; rename it into place on success.
+    async def staging(self, repository_id: int, *, label: str | None = None) -> AsyncIterator[Path]:
+        """Yield a path in `tmp/` to build a mirror in; rename it into place on success.
 
         The yielded path does not exist yet (what `git clone` wants). On any error,
         or if nothing was created, the temporary directory is removed and nothing
-        appears under `repos/`. Raises AlreadyExists if `name` is already on disk.
+        appears under `repos/`. Raises AlreadyExists if the mirror is already on disk.
         """
-        final = self.path(name)
-        if final.exists():
-            raise AlreadyExists(f"repository {name!r} already exists on disk", field="name")
+        async with self.building(label=label) as staged:
+            yield staged
+            self.place(staged, repository_id)
+
+    @asynccontextmanager
+    async def building(self, *, label: str | None = None) -> AsyncIterator[Path]:
+        """Yield a path in `tmp/` (not created yet) that is removed afterwards, whatever happens.
+
+        For work whose repository id is known only at the end (an import): build here,
+        then `place` it before the block ends.
+        """
         workdir = self.workdir(label or uuid.uuid4().hex)
         _remove(workdir)  # a previous attempt's leftovers
         workdir.mkdir(parents=True)
-        staged = workdir / "repo.git"
         try:
-            yield staged
-            if not staged.is_dir():
-                raise FileNotFoundError(f"nothing was created for {name!r}")
-            final.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(staged, final)  # atomic; fails if final appeared meanwhile
-            except OSError as exc:
-                raise AlreadyExists(
-                    f"repository {name!r} already exists on disk", field="name"
-                ) from exc
+            yield workdir / "repo.git"
         finally:
             _remove(workdir)
 
-    def remove(self, name: str) -> None:
-        """Delete repository `name` from disk: renamed into tmp first, so it vanishes at once."""
-        final = self.path(name)
+    def place(self, staged: Path, repository_id: int) -> Path:
+        """Rename a built mirror into place, atomically; AlreadyExists if one is there."""
+        if not staged.is_dir():
+            raise FileNotFoundError(f"nothing was built for repository {repository_id}")
+        final = self.path(repository_id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staged, final)  # atomic; fails if final appeared meanwhile
+        except OSError as exc:
+            raise AlreadyExists(
+                f"the mirror of repository {repository_id} already exists on disk", field="name"
+            ) from exc
+        return final
+
+    def remove(self, repository_id: int) -> None:
+        """Delete a mirror from disk: renamed into tmp first, so it vanishes at once."""
+        final = self.path(repository_id)
         if final.exists():
             doomed = self.workdir(f"{uuid.uuid4().hex}.deleted")
             os.rename(final, doomed)
             _remove(doomed)
 
-    def size(self, name: str) -> int:
-        """Bytes used on disk by repository `name`."""
+    def size(self, repository_id: int) -> int:
+        """Bytes used on disk by a mirror."""
+        return self.size_of(self.path(repository_id))
+
+    @staticmethod
+    def size_of(directory: Path) -> int:
+        """Bytes used on disk by the files under `directory`."""
         total = 0
-        for root, _dirs, files in os.walk(self.path(name)):
+        for root, _dirs, files in os.walk(directory):
             for file in files:
                 try:
                     total += os.lstat(os.path.join(root, file)).st_size
                 except FileNotFoundError:
                     continue  # git removed it meanwhile (a repack)
         return total
+
+
+def mirror_relpath(repository_id: int) -> str:
+    """`ab/cd/{id}.git`: a mirror's place under `repos/`, from its repository's id alone."""
+    if repository_id <= 0:
+        raise ValueError(f"repository ids are positive, not {repository_id}")
+    digest = hashlib.sha256(str(repository_id).encode()).hexdigest()
+    return f"{digest[:2]}/{digest[2:4]}/{repository_id}.git"
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    try:
+        return [entry for entry in directory.iterdir() if len(entry.name) == 2 and entry.is_dir()]
+    except FileNotFoundError:
+        return []
 
 
 def _owner_alive(entry: Path) -> bool:

@@ -15,20 +15,27 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 LOCK_KEY = 0x7265706F  # "repo"
 
 
-def _config(connection: Connection | None = None) -> Config:
+def _config(connection: Connection | None = None, data_dir: Path | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
+    config.attributes["data_dir"] = data_dir
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the schema to `revision` (default: the newest)."""
+async def upgrade(
+    engine: AsyncEngine, revision: str = "head", *, data_dir: Path | None = None
+) -> None:
+    """Bring the schema to `revision` (default: the newest).
+
+    With `data_dir`, migrations that move things on disk (0007: mirrors by id) move them
+    too; without it only the schema changes (tests of the schema alone).
+    """
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Several processes may start at once; one migrates, the others wait and find it done.
             await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-        await connection.run_sync(lambda sync: command.upgrade(_config(sync), revision))
+        await connection.run_sync(lambda sync: command.upgrade(_config(sync, data_dir), revision))
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -84,7 +84,7 @@ class LoginSession(Base):
 
 
 class Repository(Base):
-    """A repository kept on disk at `{data}/repos/{name}.git`."""
+    """A repository; its mirror is on disk at `{data}/repos/ab/cd/{id}.git` (`storage.py`)."""
 
     __tablename__ = "repositories"
 
@@ -188,7 +188,11 @@ class ImportJob(Base):
 
 
 class ImportSecret(Base):
-    """An import's credential, encrypted; deleted when the job ends."""
+    """An import's credential, encrypted; kept by its repository when the job succeeds.
+
+    At the end of the job it becomes the repository's `RepositoryCredential`, or is
+    deleted (failure, cancel).
+    """
 
     __tablename__ = "import_secrets"
 
@@ -197,6 +201,25 @@ class ImportSecret(Base):
     )
     username: Mapped[str] = mapped_column(Text)
     sealed_token: Mapped[str] = mapped_column(Text)
+
+
+class RepositoryCredential(Base):
+    """A repository's own fetch credential, sealed; sent only to `origin`.
+
+    An import's token becomes one, so a private import keeps fetching; an owner or an
+    admin replaces or removes it. It wins over a code host connection's token.
+    """
+
+    __tablename__ = "repository_credentials"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    username: Mapped[str] = mapped_column(Text)
+    sealed_token: Mapped[str] = mapped_column(Text)
+    # scheme://host:port of the source URL it was given for: a changed URL gets no token.
+    origin: Mapped[str] = mapped_column(String(300))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class AuditEntry(Base):
@@ -324,7 +347,6 @@ class GitserverRepo(Base):
     last_changed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     failure_kind: Mapped[str | None] = mapped_column(String(16))
-    size_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     refs_digest: Mapped[str | None] = mapped_column(String(64))
     maintained_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

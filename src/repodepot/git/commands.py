@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,3 +103,32 @@ async def is_empty(runner: GitRunner, repo: Path) -> bool:
     """Whether `repo` has no refs at all."""
     result = await runner.run(["for-each-ref", "--count=1", "--format=%(refname)"], git_dir=repo)
     return not result.stdout.strip()
+
+
+async def refs_digest(runner: GitRunner, repo: Path) -> str:
+    """A digest of every ref and the object it points to: equal digests, equal refs."""
+    result = await runner.run(["for-each-ref", "--format=%(objectname) %(refname)"], git_dir=repo)
+    return hashlib.sha256(result.stdout).hexdigest()
+
+
+async def is_connected(runner: GitRunner, repo: Path) -> bool:
+    """Whether every ref's history is present (`fsck --connectivity-only`)."""
+    result = await runner.run(
+        ["fsck", "--connectivity-only", "--no-progress"], git_dir=repo, check=False
+    )
+    return result.returncode == 0
+
+
+async def maintain(runner: GitRunner, repo: Path) -> None:
+    """Pack loose objects, repack incrementally, write the commit-graph with Bloom filters.
+
+    Raises GitCommandError when a step fails.
+    """
+    await runner.run(
+        ["maintenance", "run", "--task=loose-objects", "--task=incremental-repack", "--quiet"],
+        git_dir=repo,
+    )
+    await runner.run(
+        ["commit-graph", "write", "--reachable", "--changed-paths", "--no-progress"],
+        git_dir=repo,
+    )

@@ -69,3 +69,14 @@ def message(error: GitError) -> str:
         if line.strip().startswith(("fatal:", "error:"))
     ]
     return "\n".join(lines[-3:]) or error.message
+
+
+def credential_advice(name: str, *, had_credential: bool) -> str:
+    """What to do after the host refused a fetch of `name` for want of a good credential."""
+    how = (
+        f"`repodepot repos credential set {name}` (the token on stdin) or "
+        f"PUT /api/repos/{name}/credential, as its owner or an admin"
+    )
+    if had_credential:
+        return f"credential rejected: the host refused the stored credential; replace it with {how}"
+    return f"credential needed: the host asks for one and none is stored; set one with {how}"

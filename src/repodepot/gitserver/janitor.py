@@ -6,7 +6,9 @@ Every `janitor_interval`:
   changed-path Bloom filters (`git commit-graph write --reachable --changed-paths`),
   under the mirror's lock so no fetch runs meanwhile;
 - mirrors of repositories soft-deleted longer than `deleted_grace` are removed from
-  disk, and their rows with them.
+  disk, and their rows with them;
+- mirror directories that no mirror row owns (left by a crash, or by the layout before
+  mirrors were kept by id) are removed once untouched for `deleted_grace`, logged.
 (Corrupt mirrors are found by the updater: a failed fetch is followed by fsck.)
 """
 
@@ -16,19 +18,17 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from repodepot.codehosts.syncer import now
-from repodepot.db.base import session_factory
-from repodepot.db.models import CloneStatus, GitserverRepo, Repository
-from repodepot.exceptions import InvalidInput
+from repodepot.clock import now
+from repodepot.git import commands
 from repodepot.git.errors import GitError
 from repodepot.git.runner import GitRunner
+from repodepot.gitserver.service import Gitserver
+from repodepot.repositories import Repositories
 from repodepot.settings import Settings
 from repodepot.storage import Storage
 
@@ -50,12 +50,14 @@ class Janitor:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        gitserver: Gitserver,
+        repositories: Repositories,
         git: GitRunner,
         storage: Storage,
         settings: Settings,
     ) -> None:
-        self._sessions = sessions
+        self._gitserver = gitserver
+        self._repositories = repositories
         self._git = git
         self._storage = storage
         self._settings = settings
@@ -65,7 +67,8 @@ class Janitor:
     def from_services(cls, services: Services) -> Janitor:
         """A janitor over an opened set of services."""
         return cls(
-            session_factory(services.worker_engine),
+            services.gitserver,
+            services.repositories,
             services.git,
             services.storage,
             services.settings,
@@ -88,75 +91,37 @@ class Janitor:
     async def pass_once(self) -> tuple[int, int]:
         """One pass: (mirrors maintained, mirrors removed)."""
         removed = await self.remove_deleted()
+        removed += await self.remove_orphans()
         maintained = await self.maintain_due()
         return maintained, removed
-
-    async def _mirrors(self, *conditions: Any) -> list[tuple[int, str]]:
-        """(repository id, name) of up to BATCH mirrors on this node matching `conditions`."""
-        async with self._sessions() as session:
-            rows = await session.execute(
-                select(GitserverRepo.repository_id, Repository.name)
-                .join(Repository, Repository.id == GitserverRepo.repository_id)
-                .where(GitserverRepo.shard == self._settings.shard, *conditions)
-                .limit(BATCH)
-            )
-            return [(row.repository_id, row.name) for row in rows]
 
     async def maintain_due(self) -> int:
         """Maintain the mirrors whose last maintenance is older than the interval."""
         before = now() - timedelta(seconds=self._settings.maintenance_interval)
-        rows = await self._mirrors(
-            GitserverRepo.clone_status == CloneStatus.cloned,
-            Repository.deleted_at.is_(None),
-            or_(GitserverRepo.maintained_at.is_(None), GitserverRepo.maintained_at < before),
-        )
         done = 0
-        for repository_id, name in rows:
+        for repository_id in await self._gitserver.due_maintenance(before, BATCH):
             if self._stopping.is_set():
                 break
-            if await self.maintain(name):
+            if await self.maintain(repository_id):
                 done += 1
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(GitserverRepo)
-                    .where(GitserverRepo.repository_id == repository_id)
-                    .values(
-                        maintained_at=now(),
-                        size_bytes=await asyncio.to_thread(self._storage.size, name),
-                    )
-                )
+            size = await asyncio.to_thread(self._storage.size, repository_id)
+            await self._gitserver.maintained(repository_id, size)
         return done
 
-    async def maintain(self, name: str) -> bool:
+    async def maintain(self, repository_id: int) -> bool:
         """Repack incrementally, pack loose objects, write the commit-graph with Bloom filters."""
-        try:
-            path = self._storage.path(name)
-        except InvalidInput:
-            return False
+        path = self._storage.path(repository_id)
         if not path.is_dir():
             return False
-        async with self._storage.lock(name):
+        async with self._storage.lock(repository_id):
             try:
-                await self._git.run(
-                    [
-                        "maintenance",
-                        "run",
-                        "--task=loose-objects",
-                        "--task=incremental-repack",
-                        "--quiet",
-                    ],
-                    git_dir=path,
-                )
-                await self._git.run(
-                    ["commit-graph", "write", "--reachable", "--changed-paths", "--no-progress"],
-                    git_dir=path,
-                )
+                await commands.maintain(self._git, path)
             except GitError as error:
                 logger.warning(
-                    "maintenance of %s failed: %s",
-                    name,
+                    "maintenance of mirror %s failed: %s",
+                    repository_id,
                     error.message,
-                    extra={"action": "janitor.maintain", "repo": name},
+                    extra={"action": "janitor.maintain", "repository_id": repository_id},
                 )
                 return False
         return True
@@ -164,20 +129,58 @@ class Janitor:
     async def remove_deleted(self) -> int:
         """Remove the mirrors of repositories soft-deleted longer than the grace period."""
         before = now() - timedelta(seconds=self._settings.deleted_grace)
-        rows = await self._mirrors(
-            Repository.deleted_at.is_not(None), Repository.deleted_at < before
-        )
-        for repository_id, name in rows:
-            with contextlib.suppress(InvalidInput):  # a `~deleted-…` name has no mirror path
-                async with self._storage.lock(name):
-                    self._storage.remove(name)
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    delete(GitserverRepo).where(GitserverRepo.repository_id == repository_id)
+        removed, after = 0, 0
+        while gone := await self._repositories.deleted_before(before, after=after, limit=BATCH):
+            after = max(gone)
+            for repository_id in sorted(await self._gitserver.known(list(gone))):
+                async with self._storage.lock(repository_id):
+                    self._storage.remove(repository_id)
+                await self._gitserver.forget(repository_id)
+                removed += 1
+                logger.info(
+                    "removed the mirror of deleted repository %s",
+                    gone[repository_id],
+                    extra={
+                        "action": "janitor.remove",
+                        "repo": gone[repository_id],
+                        "repository_id": repository_id,
+                    },
                 )
-            logger.info(
-                "removed the mirror of deleted repository %s",
-                name,
-                extra={"action": "janitor.remove", "repo": name},
-            )
-        return len(rows)
+        return removed
+
+    async def remove_orphans(self) -> int:
+        """Remove mirror directories no mirror row owns, untouched for the grace period.
+
+        A directory appears under `repos/` only by an atomic rename once its row is
+        committed (or in the same transaction), so one without a row is left over: by a
+        crash between removing a row and its directory, or from before mirrors were kept
+        by id.
+        """
+        grace = self._settings.deleted_grace
+        on_disk = await asyncio.to_thread(lambda: list(self._storage.mirror_ids()))
+        removed = 0
+        for start in range(0, len(on_disk), BATCH):
+            batch = on_disk[start : start + BATCH]
+            owned = await self._gitserver.known(batch)
+            for repository_id in batch:
+                if repository_id in owned or self._stopping.is_set():
+                    continue
+                path = self._storage.path(repository_id)
+                if not _older_than(path, grace):
+                    continue
+                async with self._storage.lock(repository_id):
+                    self._storage.remove(repository_id)
+                removed += 1
+                logger.warning(
+                    "removed mirror directory %s: no repository's mirror is kept there",
+                    path,
+                    extra={"action": "janitor.orphan", "path": str(path)},
+                )
+        return removed
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,12 +40,6 @@ class GitStalled(GitTimeout):
         self.args = (self.message,)
 
 
-async def refs_digest(git: GitRunner, path: Path) -> str:
-    """A digest of every ref and the object it points to."""
-    result = await git.run(["for-each-ref", "--format=%(objectname) %(refname)"], git_dir=path)
-    return hashlib.sha256(result.stdout).hexdigest()
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Upstream:
     """Where a mirror comes from, and the credentials its origin gets (None: none)."""
@@ -63,16 +56,14 @@ async def _pin(upstream: Upstream, settings: Settings) -> list[tuple[str, str]]:
 
 
 async def clone(
-    git: GitRunner, storage: Storage, name: str, upstream: Upstream, *, settings: Settings
+    git: GitRunner, storage: Storage, repository_id: int, upstream: Upstream, *, settings: Settings
 ) -> None:
-    """A new mirror of `upstream` at `name`.
+    """A new mirror of `upstream` for repository `repository_id`.
 
     Raises InvalidInput (the outbound policy refused the URL) or GitError.
     """
     config = await _pin(upstream, settings)
-    async with storage.staging(
-        name, label=f"mirror-{hashlib.sha1(name.encode()).hexdigest()[:12]}"
-    ) as staged:
+    async with storage.staging(repository_id, label=f"mirror-{repository_id}") as staged:
         await _watched(
             lambda sink: commands.clone_bare(
                 git,

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from pathlib import Path
 
 from repodepot.exceptions import InvalidInput, NotFound, RepodepotError, TooManyRequests
 from repodepot.git.errors import GitError, RevisionNotFound
@@ -78,9 +79,7 @@ class Reads:
         if not is_plain_revision(rev):
             shown = rev if len(rev) <= 80 else rev[:80] + "..."
             raise InvalidInput(f"{shown!r} is not {PLAIN_REVISION}", field="rev")
-        path = self._storage.path(name)
-        if not path.is_dir():
-            raise NotFound(f"{name!r} is not cloned yet")
+        path = self.mirror_dir(repository_id, name)
         fetched = False
         try:
             info = await self._commits.commit(path, rev)
@@ -99,6 +98,13 @@ class Reads:
             subject=info.subject,
             fetched=fetched,
         )
+
+    def mirror_dir(self, repository_id: int, name: str) -> Path:
+        """The repository's mirror on disk; NotFound (naming `name`) before its first clone."""
+        path = self._storage.path(repository_id)
+        if not path.is_dir():
+            raise NotFound(f"{name!r} is not cloned yet; try again shortly")
+        return path
 
     async def fetch_unless_recent(self, repository_id: int, name: str) -> bool:
         """Fetch (or join the running fetch) unless one started within the interval.
@@ -133,12 +139,14 @@ class Reads:
         upstream = await self._gitserver.source(repository_id)
         if upstream is None:
             return
-        async with self._storage.lock(name):
+        async with self._storage.lock(repository_id):
             await mirror.fetch(
-                self._git, self._storage.path(name), upstream, settings=self._settings
+                self._git, self._storage.path(repository_id), upstream, settings=self._settings
             )
 
-    def exec(self, name: str, args: list[str], *, user_id: int) -> AsyncGenerator[bytes, None]:
+    def exec(
+        self, repository_id: int, name: str, args: list[str], *, user_id: int
+    ) -> AsyncGenerator[bytes, None]:
         """The output of `git ARGS` in the mirror, streamed.
 
         Raises InvalidInput naming the argument `check_exec` refuses, NotFound before
@@ -146,9 +154,7 @@ class Reads:
         stream raises TooManyRequests when it starts past this process's or `user_id`'s
         share of execs at once.
         """
-        path = self._storage.path(name)
-        if not path.is_dir():
-            raise NotFound(f"{name!r} is not cloned yet")
+        path = self.mirror_dir(repository_id, name)
         checked = check_exec(args)
         settings = self._settings
         output = self._git.stream(

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import enum
 import random
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,12 +16,40 @@ from datetime import datetime
 JITTER = 0.1
 
 
+class QueueReason(enum.StrEnum):
+    """Why a mirror is in the queue; `new` goes first (priority 0), the others next (1)."""
+
+    new = "new"
+    webhook = "webhook"
+    visit = "visit"
+    admin = "admin"
+
+    @property
+    def priority(self) -> int:
+        """The queue's order: lower first."""
+        return 0 if self is QueueReason.new else 1
+
+    @property
+    def resumes(self) -> bool:
+        """Whether it also lifts a mirror's `failing` (a person or the host asked)."""
+        return self in (QueueReason.webhook, QueueReason.admin)
+
+
+class ScheduleReason(enum.StrEnum):
+    """Why the next update is when it is."""
+
+    new = "new"
+    last_change = "last change"
+    backoff = "backoff"
+    failing = "failing"
+
+
 @dataclass(frozen=True, slots=True)
 class Next:
     """The next update: how long from now, and the reason shown to people."""
 
     interval: float
-    reason: str
+    reason: ScheduleReason
 
 
 def after_success(
@@ -28,16 +57,16 @@ def after_success(
 ) -> Next:
     """Half the age of the last change, clamped, jittered."""
     if last_changed is None:
-        return Next(_jitter(minimum, minimum, maximum), "new")
+        return Next(_jitter(minimum, minimum, maximum), ScheduleReason.new)
     age = max(0.0, (now - last_changed).total_seconds())
-    return Next(_jitter(age / 2, minimum, maximum), "last change")
+    return Next(_jitter(age / 2, minimum, maximum), ScheduleReason.last_change)
 
 
 def after_failure(failures: int, *, minimum: float, maximum: float, limit: int) -> Next:
     """Exponential backoff with a cap; `failing` from `limit` failures on."""
     if failures >= limit:
-        return Next(maximum, "failing")
-    return Next(_jitter(minimum * 2 ** (failures - 1), minimum, maximum), "backoff")
+        return Next(maximum, ScheduleReason.failing)
+    return Next(_jitter(minimum * 2 ** (failures - 1), minimum, maximum), ScheduleReason.backoff)
 
 
 def _jitter(seconds: float, minimum: float, maximum: float) -> float:
@@ -69,20 +98,20 @@ def explain(
     """The schedule in one sentence, for the repository's page and API entry."""
     if queued_reason is not None:
         asked = {
-            "new": "newly discovered: cloning as soon as a worker is free",
-            "webhook": "a push webhook arrived: updating as soon as a worker is free",
-            "visit": "someone opened it and the mirror was stale: updating soon",
-            "admin": "an admin asked for an update: updating as soon as a worker is free",
+            QueueReason.new: "newly discovered: cloning as soon as a worker is free",
+            QueueReason.webhook: "a push webhook arrived: updating as soon as a worker is free",
+            QueueReason.visit: "someone opened it and the mirror was stale: updating soon",
+            QueueReason.admin: "an admin asked for an update: updating as soon as a worker is free",
         }
-        return asked.get(queued_reason, f"queued ({queued_reason})")
+        return asked.get(QueueReason(queued_reason), f"queued ({queued_reason})")
     wait = max(0.0, (next_update_at - now).total_seconds())
     when = f"next update in {duration(wait)} ({next_update_at:%Y-%m-%d %H:%M} UTC)"
-    if reason == "last change" and last_changed_at is not None:
+    if reason == ScheduleReason.last_change and last_changed_at is not None:
         age = duration(max(0.0, (now - last_changed_at).total_seconds()))
         return f"{when}, because its refs last changed {age} ago"
-    if reason == "backoff":
+    if reason == ScheduleReason.backoff:
         return f"{when}, backing off after {failures} failed updates ({failure_kind or 'other'})"
-    if reason == "failing":
+    if reason == ScheduleReason.failing:
         return (
             f"{when}: failing after {failures} failed updates ({failure_kind or 'other'}); "
             "retried at the longest interval until a webhook or an admin's update"

@@ -9,43 +9,29 @@ nothing and a crashed updater's work runs again once the lease expires).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, case, exists, func, insert, literal, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from repodepot.codehosts.config import parse_config
-from repodepot.codehosts.sources import clone_origins
-from repodepot.codehosts.syncer import now
-from repodepot.db.models import (
-    CloneStatus,
-    CodeHost,
-    CodeHostKind,
-    GitserverRepo,
-    Repository,
-    RepoSource,
-)
-from repodepot.exceptions import InvalidInput
+from repodepot import repositories
+from repodepot.clock import now
+from repodepot.codehosts import tokens
+from repodepot.db.models import CloneStatus, GitserverRepo
 from repodepot.git.runner import Credentials
 from repodepot.gitserver import mirror, schedule
-from repodepot.outbound import Origin, origin
-from repodepot.secrets import SecretBox, SecretUnreadable
+from repodepot.gitserver.schedule import QueueReason
+from repodepot.repositories import credentials
+from repodepot.secrets import SecretBox
 from repodepot.settings import Settings
 
 LEASE = timedelta(minutes=2)
-NEW, ASKED = 0, 1
-# The user name each host wants next to a token over HTTPS.
-TOKEN_USER = {
-    CodeHostKind.github: "x-access-token",
-    CodeHostKind.gitlab: "oauth2",
-    CodeHostKind.gitea: "token",
-    CodeHostKind.other: "token",
-}
+DISCOVER_BATCH = 1000
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,6 +49,15 @@ class Due:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class MirrorFacts:
+    """What a clone or fetch that changed refs found in the mirror, for its repository."""
+
+    default_branch: str | None
+    is_empty: bool
+    size_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class MirrorState:
     """A mirror as its repository's page and API entry show it."""
 
@@ -72,7 +67,6 @@ class MirrorState:
     last_changed_at: datetime | None
     last_error: str | None
     failure_kind: str | None
-    size_bytes: int
     next_update_at: datetime
     interval_seconds: float
     failures: int
@@ -108,22 +102,6 @@ class SchedulerStatus:
     next_due_at: datetime | None
 
 
-def _origins(kind: CodeHostKind, raw_config: str) -> frozenset[Origin]:
-    """A connection's clone origins, where its token may go (none if its config is bad)."""
-    try:
-        config, _ = parse_config(kind, json.loads(raw_config))
-    except (InvalidInput, ValueError):
-        return frozenset()
-    return clone_origins(config)
-
-
-def _origin_of(url: str) -> Origin | None:
-    try:
-        return origin(url)
-    except (InvalidInput, ValueError):
-        return None
-
-
 def _due_now(at: datetime) -> Any:
     return or_(GitserverRepo.queued_priority.is_not(None), GitserverRepo.next_update_at <= at)
 
@@ -132,8 +110,69 @@ def _lease_free(at: datetime) -> Any:
     return or_(GitserverRepo.lease_until.is_(None), GitserverRepo.lease_until < at)
 
 
+async def enqueue_in(
+    session: AsyncSession,
+    ids: Iterable[int],
+    reason: QueueReason,
+    *,
+    shard: str,
+    priority: int | None = None,
+) -> int:
+    """Queue the mirrors of `ids` in `session`'s transaction; returns how many rows it touched.
+
+    A repository without a mirror row gets one (on `shard`). Enqueueing only ever raises
+    a mirror's priority (lower comes first): a queued `new` clone is not demoted by a
+    visit. A webhook or an admin also lifts `failing`. The one way into the queue.
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return 0
+    level = reason.priority if priority is None else priority
+    rows = [
+        {
+            "repository_id": key,
+            "shard": shard,
+            "queued_priority": level,
+            "queued_reason": reason.value,
+        }
+        for key in wanted
+    ]
+    dialect = session.get_bind().dialect.name
+    upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(GitserverRepo)
+    await session.execute(upsert.on_conflict_do_nothing(index_elements=["repository_id"]), rows)
+    g = GitserverRepo
+    keep = and_(g.queued_priority.is_not(None), g.queued_priority <= level)
+    values: dict[str, Any] = {
+        "queued_priority": case((keep, g.queued_priority), else_=level),
+        "queued_reason": case((keep, g.queued_reason), else_=reason.value),
+    }
+    if reason.resumes:
+        values.update(failing=False, failures=0)
+    result = await session.execute(update(g).where(g.repository_id.in_(wanted)).values(**values))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def adopt_in(
+    session: AsyncSession, repository_id: int, *, shard: str, at: datetime, interval: float
+) -> None:
+    """A mirror made elsewhere (an import's clone): cloned at `at`, fetched `interval` later."""
+    session.add(
+        GitserverRepo(
+            repository_id=repository_id,
+            shard=shard,
+            clone_status=CloneStatus.cloned,
+            last_fetched_at=at,
+            last_changed_at=at,
+            interval_seconds=interval,
+            next_update_at=at + timedelta(seconds=interval),
+            schedule_reason=schedule.ScheduleReason.new.value,
+        )
+    )
+    await session.flush()
+
+
 class Gitserver:
-    """Queries of `gitserver_repos`, for the updater, the API and the pages."""
+    """The owner of `gitserver_repos`: the queue, each mirror's state, for everyone."""
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], *, box: SecretBox, settings: Settings
@@ -144,21 +183,32 @@ class Gitserver:
         self.on_enqueued: Callable[[], None] | None = None
 
     async def discover(self) -> int:
-        """Give every live repository with a source a row, queued first; returns how many."""
-        missing = ~exists().where(GitserverRepo.repository_id == Repository.id)
-        chosen = select(
-            Repository.id,
-            literal(self._settings.shard),
-            literal(NEW),
-            literal("new"),
-        ).where(Repository.deleted_at.is_(None), Repository.source_url.is_not(None), missing)
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                insert(GitserverRepo).from_select(
-                    ["repository_id", "shard", "queued_priority", "queued_reason"], chosen
+        """Give every live repository with a source a mirror row, queued first; returns how many.
+
+        Creators queue their repositories themselves (`enqueue_in` in their transaction);
+        this walk at start-up catches rows made before that, or by hand.
+        """
+        added, after = 0, 0
+        while True:
+            async with self._sessions.begin() as session:
+                ids = await repositories.live_with_source(
+                    session, after=after, limit=DISCOVER_BATCH
                 )
-            )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+                if not ids:
+                    return added
+                known = set(
+                    await session.scalars(
+                        select(GitserverRepo.repository_id).where(
+                            GitserverRepo.repository_id.in_(ids)
+                        )
+                    )
+                )
+                missing = [key for key in ids if key not in known]
+                if missing:
+                    added += await enqueue_in(
+                        session, missing, QueueReason.new, shard=self._settings.shard
+                    )
+            after = ids[-1]
 
     async def claim(self, owner: str, slots: int, busy: dict[str, int], per_host: int) -> list[Due]:
         """Lease up to `slots` due mirrors, skipping hosts already at `per_host` updates."""
@@ -166,30 +216,15 @@ class Gitserver:
         g = GitserverRepo
 
         def walk(condition: Any, *order: Any) -> Any:
-            # The queue's index is walked first, a few rows, and only those are joined:
-            # however many mirrors there are, a claim reads a handful of rows.
-            head = (
-                select(g.repository_id)
+            # The queue's index is walked, a few rows: however many mirrors there are, a
+            # claim reads a handful of rows.
+            return (
+                select(
+                    g.repository_id, g.clone_status, g.refs_digest, g.last_changed_at, g.failures
+                )
                 .where(condition, g.shard == self._settings.shard, _lease_free(at))
                 .order_by(*order)
                 .limit(slots * 4)
-                .subquery()
-            )
-            return (
-                select(
-                    g.repository_id,
-                    Repository.name,
-                    Repository.source_url,
-                    Repository.external_host,
-                    Repository.deleted_at,
-                    g.clone_status,
-                    g.refs_digest,
-                    g.last_changed_at,
-                    g.failures,
-                )
-                .join(head, head.c.repository_id == g.repository_id)
-                .join(Repository, Repository.id == g.repository_id)
-                .order_by(*order)
             )
 
         queued = walk(g.queued_priority.is_not(None), g.queued_priority, g.next_update_at)
@@ -197,10 +232,17 @@ class Gitserver:
         taken: list[Due] = []
         counts = dict(busy)
         async with self._sessions.begin() as session:
-            rows = list((await session.execute(queued.limit(slots * 4))).all())
+            rows = list((await session.execute(queued)).all())
             if len(rows) < slots * 4:
-                rows += (await session.execute(due.limit(slots * 4))).all()
-            gone = [row.repository_id for row in rows if row.deleted_at or not row.source_url]
+                rows += (await session.execute(due)).all()
+            found = await repositories.sources_of(session, [row.repository_id for row in rows])
+            gone = [
+                row.repository_id
+                for row in rows
+                if (source := found.get(row.repository_id)) is None
+                or source.deleted
+                or not source.source_url
+            ]
             if gone:  # deleted repositories leave the schedule
                 await session.execute(
                     update(g)
@@ -212,9 +254,10 @@ class Gitserver:
                     )
                 )
             for row in rows:
-                if row.repository_id in gone:
+                source = found.get(row.repository_id)
+                if row.repository_id in gone or source is None or source.source_url is None:
                     continue
-                host = row.external_host or urlsplit(row.source_url).netloc
+                host = source.host or urlsplit(source.source_url).netloc
                 if len(taken) >= slots or counts.get(host, 0) >= per_host:
                     continue
                 claimed = await session.execute(
@@ -240,8 +283,8 @@ class Gitserver:
                 taken.append(
                     Due(
                         repository_id=row.repository_id,
-                        name=row.name,
-                        upstream=mirror.Upstream(url=row.source_url),
+                        name=source.name,
+                        upstream=mirror.Upstream(url=source.source_url),
                         host=host,
                         clone_status=row.clone_status,
                         refs_digest=row.refs_digest,
@@ -250,69 +293,34 @@ class Gitserver:
                     )
                 )
             if taken:
-                taken = await self._with_credentials(session, taken)
+                keys = await self._credentials(
+                    session, {due.repository_id: due.upstream.url for due in taken}
+                )
+                taken = [
+                    replace(
+                        due,
+                        upstream=replace(due.upstream, credentials=keys.get(due.repository_id)),
+                    )
+                    for due in taken
+                ]
         return taken
 
-    async def _with_credentials(self, session: AsyncSession, taken: list[Due]) -> list[Due]:
-        urls = {due.repository_id: due.upstream.url for due in taken}
-        tokens = await self._tokens(session, urls)
-        return [
-            replace(due, upstream=replace(due.upstream, credentials=tokens.get(due.repository_id)))
-            for due in taken
-        ]
-
-    async def _tokens(self, session: AsyncSession, urls: dict[int, str]) -> dict[int, Credentials]:
-        """The token of the lowest-id connection yielding each repository, if any.
-
-        A token goes only to its connection's clone origin(s): a clone URL elsewhere
-        (whatever the host's API said) is fetched without credentials.
-        """
-        rows = await session.execute(
-            select(
-                RepoSource.repository_id,
-                CodeHost.id,
-                CodeHost.kind,
-                CodeHost.config,
-                CodeHost.sealed_token,
-            )
-            .join(CodeHost, CodeHost.id == RepoSource.code_host_id)
-            .where(RepoSource.repository_id.in_(list(urls)), CodeHost.sealed_token.is_not(None))
-            .order_by(RepoSource.code_host_id)
-        )
-        # A batch has many repositories of few connections: each config parsed, each
-        # token opened, once.
-        origins: dict[int, frozenset[Origin]] = {}
-        opened: dict[int, Credentials | None] = {}
-        tokens: dict[int, Credentials] = {}
-        for repository_id, host_id, kind, config, sealed in rows:
-            if repository_id in tokens or sealed is None:
-                continue
-            if host_id not in origins:
-                origins[host_id] = _origins(kind, config)
-            if _origin_of(urls[repository_id]) not in origins[host_id]:
-                continue
-            if host_id not in opened:
-                try:
-                    token = self._box.open(sealed)
-                    opened[host_id] = Credentials(username=TOKEN_USER[kind], password=token)
-                except SecretUnreadable:
-                    opened[host_id] = None
-            if (credentials := opened[host_id]) is not None:
-                tokens[repository_id] = credentials
-        return tokens
+    async def _credentials(
+        self, session: AsyncSession, urls: dict[int, str]
+    ) -> dict[int, Credentials]:
+        """Each repository's own credential, else its code host connection's token."""
+        own = await credentials.for_fetch(session, self._box, urls)
+        rest = {key: url for key, url in urls.items() if key not in own}
+        return {**await tokens.for_fetch(session, self._box, rest), **own}
 
     async def source(self, repository_id: int) -> mirror.Upstream | None:
         """Where a mirror fetches from, with which credentials (None: nowhere)."""
         async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(Repository.source_url).where(Repository.id == repository_id)
-                )
-            ).one_or_none()
-            if row is None or row.source_url is None:
+            found = (await repositories.sources_of(session, [repository_id])).get(repository_id)
+            if found is None or found.source_url is None:
                 return None
-            tokens = await self._tokens(session, {repository_id: row.source_url})
-        return mirror.Upstream(url=row.source_url, credentials=tokens.get(repository_id))
+            keys = await self._credentials(session, {repository_id: found.source_url})
+        return mirror.Upstream(url=found.source_url, credentials=keys.get(repository_id))
 
     async def renew(self, owner: str, repository_id: int) -> None:
         """Extend a running update's lease."""
@@ -326,8 +334,14 @@ class Gitserver:
                 .values(lease_until=now() + LEASE)
             )
 
-    async def succeeded(self, due: Due, *, changed: bool, digest: str, size: int | None) -> None:
-        """Record a clone or fetch, and schedule the next from the age of the last change."""
+    async def succeeded(
+        self, due: Due, *, changed: bool, digest: str, facts: MirrorFacts | None
+    ) -> None:
+        """Record a clone or fetch, and schedule the next from the age of the last change.
+
+        `facts` (from a clone, or a fetch that moved refs) go to the repository in the
+        same transaction: its page never shows a state the mirror does not have.
+        """
         at = now()
         last_changed = at if changed or due.last_changed_at is None else due.last_changed_at
         settings = self._settings
@@ -337,22 +351,31 @@ class Gitserver:
             minimum=settings.update_min_interval,
             maximum=settings.update_max_interval,
         )
-        sized = {} if size is None else {"size_bytes": size}
-        await self._finish(
-            due,
-            **sized,
-            clone_status=CloneStatus.cloned,
-            last_fetched_at=at,
-            last_changed_at=last_changed,
-            refs_digest=digest,
-            last_error=None,
-            failure_kind=None,
-            failures=0,
-            failing=False,
-            interval_seconds=following.interval,
-            next_update_at=at + timedelta(seconds=following.interval),
-            schedule_reason=following.reason,
-        )
+        async with self._sessions.begin() as session:
+            await self._finish(
+                session,
+                due,
+                clone_status=CloneStatus.cloned,
+                last_fetched_at=at,
+                last_changed_at=last_changed,
+                refs_digest=digest,
+                last_error=None,
+                failure_kind=None,
+                failures=0,
+                failing=False,
+                interval_seconds=following.interval,
+                next_update_at=at + timedelta(seconds=following.interval),
+                schedule_reason=following.reason.value,
+            )
+            if facts is not None:
+                await repositories.record_mirror(
+                    session,
+                    due.repository_id,
+                    default_branch=facts.default_branch,
+                    is_empty=facts.is_empty,
+                    size_bytes=facts.size_bytes,
+                    changed_at=last_changed,
+                )
 
     async def failed(self, due: Due, *, kind: str, message: str, recloned: bool = False) -> None:
         """Record a failure; back off, or mark the mirror failing after too many in a row."""
@@ -376,26 +399,31 @@ class Gitserver:
             "failing": following.reason == "failing",
             "interval_seconds": following.interval,
             "next_update_at": at + timedelta(seconds=following.interval),
-            "schedule_reason": following.reason,
+            "schedule_reason": following.reason.value,
         }
         if recloned:  # the corrupt mirror is gone: clone it again first thing
-            values.update(queued_priority=NEW, queued_reason="new", refs_digest=None)
-        await self._finish(due, **values)
-
-    async def _finish(self, due: Due, **values: Any) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(GitserverRepo)
-                .where(GitserverRepo.repository_id == due.repository_id)
-                .values(
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=now(),
-                    queued_priority=values.pop("queued_priority", GitserverRepo.queued_priority),
-                    queued_reason=values.pop("queued_reason", GitserverRepo.queued_reason),
-                    **values,
-                )
+            values.update(
+                queued_priority=QueueReason.new.priority,
+                queued_reason=QueueReason.new.value,
+                refs_digest=None,
             )
+        async with self._sessions.begin() as session:
+            await self._finish(session, due, **values)
+
+    @staticmethod
+    async def _finish(session: AsyncSession, due: Due, **values: Any) -> None:
+        await session.execute(
+            update(GitserverRepo)
+            .where(GitserverRepo.repository_id == due.repository_id)
+            .values(
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now(),
+                queued_priority=values.pop("queued_priority", GitserverRepo.queued_priority),
+                queued_reason=values.pop("queued_reason", GitserverRepo.queued_reason),
+                **values,
+            )
+        )
 
     async def release(self, due: Due) -> None:
         """Give a claimed update back untouched (shutdown): it stays due."""
@@ -406,43 +434,27 @@ class Gitserver:
                 .values(lease_owner=None, lease_until=None)
             )
 
-    async def enqueue(self, repository_id: int, reason: str) -> bool:
-        """Queue a mirror's update at high priority, once; False if it has no mirror row yet.
-
-        A webhook or an admin also lifts `failing`.
-        """
-        values: dict[str, Any] = {
-            "queued_priority": case(
-                (GitserverRepo.queued_priority < ASKED, GitserverRepo.queued_priority),
-                else_=ASKED,
-            ),
-            "queued_reason": func.coalesce(GitserverRepo.queued_reason, reason),
-        }
-        if reason in ("webhook", "admin"):
-            values.update(failing=False, failures=0)
+    async def enqueue(
+        self, ids: Iterable[int], reason: QueueReason, *, priority: int | None = None
+    ) -> int:
+        """Queue the mirrors of `ids` (see `enqueue_in`); returns how many were queued."""
         async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(GitserverRepo)
-                .where(GitserverRepo.repository_id == repository_id)
-                .values(**values)
+            queued = await enqueue_in(
+                session, ids, reason, shard=self._settings.shard, priority=priority
             )
-        queued = bool(result.rowcount)  # type: ignore[attr-defined]
         if queued and self.on_enqueued is not None:
             self.on_enqueued()
         return queued
 
-    async def find(self, kind: str, host: str, external_id: str) -> int | None:
-        """The live repository a host knows as `external_id`, if any."""
+    async def enqueue_existing(self, repository_id: int, reason: QueueReason) -> bool:
+        """Queue a mirror that already has a row; False when it has none yet."""
         async with self._sessions() as session:
-            found: int | None = await session.scalar(
-                select(Repository.id).where(
-                    Repository.external_kind == kind,
-                    Repository.external_host == host,
-                    Repository.external_id == external_id,
-                    Repository.deleted_at.is_(None),
+            known = await session.scalar(
+                select(GitserverRepo.repository_id).where(
+                    GitserverRepo.repository_id == repository_id
                 )
             )
-        return found
+        return known is not None and await self.enqueue([repository_id], reason) > 0
 
     async def enqueue_stale(self, repository_id: int, older_than: float) -> bool:
         """A visit: queue the update when the mirror was last fetched over `older_than` ago."""
@@ -459,7 +471,10 @@ class Gitserver:
                     ),
                     GitserverRepo.clone_status == CloneStatus.cloned,
                 )
-                .values(queued_priority=ASKED, queued_reason="visit")
+                .values(
+                    queued_priority=QueueReason.visit.priority,
+                    queued_reason=QueueReason.visit.value,
+                )
             )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -477,7 +492,6 @@ class Gitserver:
             last_changed_at=row.last_changed_at,
             last_error=row.last_error,
             failure_kind=row.failure_kind,
-            size_bytes=row.size_bytes,
             next_update_at=row.next_update_at,
             interval_seconds=row.interval_seconds,
             failures=row.failures,
@@ -499,27 +513,20 @@ class Gitserver:
         at = now()
         g = GitserverRepo
         async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(
-                        Repository.name,
-                        g.clone_status,
-                        g.queued_reason,
-                        g.next_update_at,
-                        g.failures,
-                        g.failing,
-                        g.failure_kind,
-                        g.lease_until,
+            rows = list(
+                (
+                    await session.execute(
+                        select(g)
+                        .where(g.shard == self._settings.shard)
+                        .order_by(func.coalesce(g.queued_priority, 9), g.next_update_at)
+                        .limit(limit * 2)
                     )
-                    .join(Repository, Repository.id == g.repository_id)
-                    .where(g.shard == self._settings.shard, Repository.deleted_at.is_(None))
-                    .order_by(func.coalesce(g.queued_priority, 9), g.next_update_at)
-                    .limit(limit)
-                )
-            ).all()
+                ).scalars()
+            )
+            found = await repositories.sources_of(session, [row.repository_id for row in rows])
         return [
             QueueEntry(
-                name=row.name,
+                name=source.name,
                 clone_status=row.clone_status,
                 queued=row.queued_reason,
                 next_update_at=row.next_update_at,
@@ -529,7 +536,8 @@ class Gitserver:
                 failure_kind=row.failure_kind,
             )
             for row in rows
-        ]
+            if (source := found.get(row.repository_id)) is not None and not source.deleted
+        ][:limit]
 
     async def status(self) -> SchedulerStatus:
         """Counts for `GET /api/scheduler` and the admin page."""
@@ -560,3 +568,49 @@ class Gitserver:
             cloned=row[5],
             next_due_at=row[6],
         )
+
+    # The janitor's questions -------------------------------------------------------------
+
+    async def due_maintenance(self, before: datetime, limit: int) -> list[int]:
+        """Cloned mirrors on this node last maintained before `before`."""
+        g = GitserverRepo
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(g.repository_id)
+                .where(
+                    g.shard == self._settings.shard,
+                    g.clone_status == CloneStatus.cloned,
+                    or_(g.maintained_at.is_(None), g.maintained_at < before),
+                )
+                .order_by(g.maintained_at.is_not(None), g.maintained_at)
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def maintained(self, repository_id: int, size_bytes: int) -> None:
+        """A mirror was maintained: when, and its size after repacking (its repository's)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(GitserverRepo)
+                .where(GitserverRepo.repository_id == repository_id)
+                .values(maintained_at=now())
+            )
+            await repositories.record_size(session, repository_id, size_bytes)
+
+    async def forget(self, repository_id: int) -> None:
+        """Drop a mirror's row (its directory is gone)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(GitserverRepo).where(GitserverRepo.repository_id == repository_id)
+            )
+
+    async def known(self, ids: list[int]) -> set[int]:
+        """Which of `ids` have a mirror row on this node."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(GitserverRepo.repository_id).where(
+                    GitserverRepo.repository_id.in_(ids),
+                    GitserverRepo.shard == self._settings.shard,
+                )
+            )
+            return set(rows)

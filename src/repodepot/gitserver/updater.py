@@ -13,15 +13,17 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repodepot.exceptions import RepodepotError
+from repodepot.git import commands
 from repodepot.git.errors import GitError
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver import mirror
-from repodepot.gitserver.failures import FailureKind, classify, message
+from repodepot.gitserver.failures import FailureKind, classify, credential_advice, message
 from repodepot.gitserver.janitor import disk_free_percent
-from repodepot.gitserver.service import LEASE, Due, Gitserver
+from repodepot.gitserver.service import LEASE, Due, Gitserver, MirrorFacts
 from repodepot.imports.worker import new_worker_id
 from repodepot.settings import Settings
 from repodepot.storage import Storage
@@ -121,7 +123,7 @@ class UpdateLoop:
         settings, git, storage = self._settings, self._git, self._storage
         fetching = False
         try:
-            path = storage.path(due.name)
+            path = storage.path(due.repository_id)
             if not path.is_dir() and (free := disk_free_percent(storage.repos_dir)) < (
                 settings.disk_min_free_percent
             ):
@@ -132,18 +134,20 @@ class UpdateLoop:
                     f"{settings.disk_min_free_percent:g}% watermark: new clones wait",
                 )
                 return
-            async with storage.lock(due.name):
+            async with storage.lock(due.repository_id):
                 if not path.is_dir():
-                    await mirror.clone(git, storage, due.name, due.upstream, settings=settings)
+                    await mirror.clone(
+                        git, storage, due.repository_id, due.upstream, settings=settings
+                    )
                     before = None
                 else:
                     fetching = True
-                    before = due.refs_digest or await mirror.refs_digest(git, path)
+                    before = due.refs_digest or await commands.refs_digest(git, path)
                     await mirror.fetch(git, path, due.upstream, settings=settings)
-                after = await mirror.refs_digest(git, path)
-            changed = before != after
-            # The size only moves when refs do (the janitor re-measures after repacking).
-            size = await asyncio.to_thread(storage.size, due.name) if changed else None
+                after = await commands.refs_digest(git, path)
+                # What the repository's page says moves only when refs do (the janitor
+                # re-measures the size after repacking).
+                facts = await self._facts(path) if before != after else None
         except GitError as error:
             kind = classify(error)
             recloned = fetching and await self._recloned_if_corrupt(due, kind)
@@ -154,30 +158,39 @@ class UpdateLoop:
                 error.message,
                 extra={"action": "update", "repo": due.name},
             )
-            await self._gitserver.failed(
-                due, kind=kind.value, message=message(error), recloned=recloned
-            )
+            said = message(error)
+            if kind is FailureKind.auth:
+                advice = credential_advice(
+                    due.name, had_credential=due.upstream.credentials is not None
+                )
+                said = f"{advice}\n{said}"
+            await self._gitserver.failed(due, kind=kind.value, message=said, recloned=recloned)
             return
         except RepodepotError as error:  # a name storage refuses, a clash on disk
             await self._gitserver.failed(due, kind=FailureKind.other.value, message=error.message)
             return
-        await self._gitserver.succeeded(due, changed=changed, digest=after, size=size)
+        await self._gitserver.succeeded(due, changed=before != after, digest=after, facts=facts)
+
+    async def _facts(self, path: Path) -> MirrorFacts:
+        """The mirror's default branch (its HEAD), emptiness and size."""
+        return MirrorFacts(
+            default_branch=await commands.head_branch(self._git, path),
+            is_empty=await commands.is_empty(self._git, path),
+            size_bytes=await asyncio.to_thread(self._storage.size_of, path),
+        )
 
     async def _recloned_if_corrupt(self, due: Due, kind: FailureKind) -> bool:
         """After a failed fetch: if the mirror fails `fsck --connectivity-only`, remove it."""
         if kind in (FailureKind.auth, FailureKind.not_found, FailureKind.network):
             return False
-        path = self._storage.path(due.name)
-        async with self._storage.lock(due.name):
-            result = await self._git.run(
-                ["fsck", "--connectivity-only", "--no-progress"], git_dir=path, check=False
-            )
-            if result.returncode == 0:
+        path = self._storage.path(due.repository_id)
+        async with self._storage.lock(due.repository_id):
+            if await commands.is_connected(self._git, path):
                 return False
             logger.warning(
                 "mirror %s is corrupt; removing it to clone again",
                 due.name,
                 extra={"action": "update.reclone", "repo": due.name},
             )
-            self._storage.remove(due.name)
+            self._storage.remove(due.repository_id)
         return True

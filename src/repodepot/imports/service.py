@@ -8,6 +8,7 @@ RETURNING; a count of 0 rows tells the worker the job was cancelled meanwhile.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,28 +16,23 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from repodepot import audit
+from repodepot import audit, repositories
 from repodepot.accounts import Principal
 from repodepot.db.base import is_sqlite
-from repodepot.db.models import (
-    ImportJob,
-    ImportSecret,
-    ImportStatus,
-    Repository,
-    User,
-    Visibility,
-)
+from repodepot.db.models import ImportJob, ImportSecret, ImportStatus, Visibility
 from repodepot.events import Broker, Event
 from repodepot.exceptions import AlreadyExists, NotFound, PermissionDenied
+from repodepot.gitserver.service import MirrorFacts, adopt_in
 from repodepot.imports.errors import JobFinished, QueueFull, QuotaFull
 from repodepot.imports.validation import Source, parse_source, validate_name
 from repodepot.outbound import Policy
 from repodepot.pagination import Page, paginate
+from repodepot.repositories import credentials
 from repodepot.secrets import SecretBox
 from repodepot.settings import Settings
 
 LIVE = (ImportStatus.pending, ImportStatus.running)
-DEFAULT_USERNAME = "x-access-token"  # GitHub's; GitLab and Gitea accept any name with a token
+DEFAULT_USERNAME = credentials.DEFAULT_USERNAME
 
 
 def snapshot(job: ImportJob) -> Event:
@@ -107,10 +103,9 @@ class Imports:
         secret = _credential(source, token, username)
         target = f"{owner}/{slug}"
         async with self._sessions.begin() as session:
-            taken, waiting, live = (
+            waiting, live = (
                 await session.execute(
                     select(
-                        select(Repository.id).where(Repository.name == target).exists(),
                         select(func.count())
                         .select_from(ImportJob)
                         .where(ImportJob.status == ImportStatus.pending)
@@ -125,7 +120,7 @@ class Imports:
                     )
                 )
             ).one()
-            if taken:
+            if await repositories.name_taken(session, target):
                 raise AlreadyExists(f"repository {target!r} already exists", field="slug")
             quota = self._settings.import_queue_per_user
             if not caller.is_admin and live >= quota:
@@ -232,8 +227,9 @@ class Imports:
                     )
                 )
             ).rowcount  # type: ignore[attr-defined]
-            if changed and current["has_secret"]:
-                await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job_id))
+            if changed:
+                if current["has_secret"]:
+                    await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job_id))
                 await audit.record(
                     session, caller.user.id, "import.cancelled", f"import:{job_id}", {}
                 )
@@ -325,72 +321,100 @@ class Imports:
         job: Event,
         *,
         seq: int,
-        default_branch: str | None,
-        is_empty: bool,
-        size_bytes: int,
+        facts: MirrorFacts,
+        credential: tuple[str, str] | None,
         fields: dict[str, Any],
+        place: Callable[[int], object],
+        unplace: Callable[[int], None],
     ) -> Event | None:
-        """Mark the job done and record the repository, audit entry and secret removal at once.
+        """End the job and create its repository, all in one transaction.
 
-        The repository belongs to the user whose name it is under when there is one (an
-        admin's import into a member's name is the member's), else to whoever asked.
+        The repository (with what the clone found: default branch, emptiness, size),
+        its mirror's row, its fetch credential (the import's, kept so that it can be
+        fetched later), the audit entry and the job's end commit together; `place(id)`
+        puts the clone where the repository's id says, before the commit makes the row
+        visible (`unplace(id)` takes it back if the commit fails). The repository
+        belongs to the user whose name it is under when there is one (an admin's import
+        into a member's name is the member's), else to whoever asked.
 
         Returns the final job, or None when it was cancelled meanwhile (nothing is written).
         """
         now = datetime.now(UTC)
-        async with self.worker_sessions.begin() as session:
-            repository_id = (
-                await session.execute(
-                    insert(Repository)
-                    .values(
-                        name=job["target"],
-                        # The user whose name it is under, so that they see it; an admin's
-                        # import into a name that is nobody's is the admin's.
-                        owner_id=func.coalesce(
-                            select(User.id).where(User.name == job["owner"]).scalar_subquery(),
-                            job["requested_by"],
-                        ),
-                        visibility=job["visibility"],
-                        source_url=job["url"],
-                        default_branch=default_branch,
-                        is_empty=is_empty,
-                        size_bytes=size_bytes,
-                    )
-                    .returning(Repository.id)
+        placed: int | None = None
+        try:
+            async with self.worker_sessions.begin() as session:
+                repository_id = await repositories.insert_in(
+                    session,
+                    name=job["target"],
+                    owner_name=job["owner"],
+                    owner_id=job["requested_by"],
+                    visibility=Visibility(job["visibility"]),
+                    source_url=job["url"],
                 )
-            ).scalar_one()
-            final = await _finish(
-                session,
-                job,
-                {
-                    **fields,
-                    "status": ImportStatus.success,
-                    "phase": "done",
-                    "percent": 100.0,
-                    "eta_seconds": None,
-                    "finished_at": now,
-                    "seq": seq,
-                    "heartbeat_at": now,
-                    "repository_id": repository_id,
-                    "duration_ms": duration_ms(job, now),
-                },
-            )
-            if final is None:
-                await session.rollback()
-                return None
-            await audit.record(
-                session,
-                job["requested_by"],
-                "repository.imported",
-                job["target"],
-                {
-                    "job": job["id"],
-                    "url": job["url"],
-                    "size_bytes": size_bytes,
-                    "attempt": job["attempt"],
-                },
-            )
-            return final
+                await repositories.record_mirror(
+                    session,
+                    repository_id,
+                    default_branch=facts.default_branch,
+                    is_empty=facts.is_empty,
+                    size_bytes=facts.size_bytes,
+                    changed_at=now,
+                )
+                final = await _finish(
+                    session,
+                    job,
+                    {
+                        **fields,
+                        "status": ImportStatus.success,
+                        "phase": "done",
+                        "percent": 100.0,
+                        "eta_seconds": None,
+                        "finished_at": now,
+                        "seq": seq,
+                        "heartbeat_at": now,
+                        "repository_id": repository_id,
+                        "duration_ms": duration_ms(job, now),
+                    },
+                )
+                if final is None:
+                    await session.rollback()
+                    return None
+                if credential is not None:
+                    username, token = credential
+                    await credentials.put_in(
+                        session,
+                        self._box,
+                        repository_id,
+                        url=job["url"],
+                        username=username,
+                        token=token,
+                    )
+                await adopt_in(
+                    session,
+                    repository_id,
+                    shard=self._settings.shard,
+                    at=now,
+                    interval=self._settings.update_min_interval,
+                )
+                await audit.record(
+                    session,
+                    job["requested_by"],
+                    "repository.imported",
+                    job["target"],
+                    {
+                        "job": job["id"],
+                        "url": job["url"],
+                        "size_bytes": facts.size_bytes,
+                        "attempt": job["attempt"],
+                        "credential_kept": credential is not None,
+                    },
+                )
+                place(repository_id)
+                placed = repository_id
+        except BaseException:
+            if placed is not None:
+                unplace(placed)
+            raise
+        return final
 
     async def finish_failure(
         self, job: Event, *, seq: int, error: str, fields: dict[str, Any]

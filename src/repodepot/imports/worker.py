@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repodepot.events import Broker, Event
@@ -19,6 +20,7 @@ from repodepot.exceptions import AlreadyExists, InvalidInput
 from repodepot.git import commands
 from repodepot.git.errors import GitError
 from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner
+from repodepot.gitserver.service import MirrorFacts
 from repodepot.imports.errors import explain
 from repodepot.imports.progress import ProgressCell
 from repodepot.imports.service import QUEUED_TOPIC, Imports, topic
@@ -232,7 +234,7 @@ class ImportWorker:
             credentials = (
                 Credentials(username=credential[0], password=credential[1]) if credential else None
             )
-            async with self.storage.staging(job["target"], label=f"import-{job['id']}") as staged:
+            async with self.storage.building(label=f"import-{job['id']}") as staged:
                 run.clone = asyncio.create_task(
                     commands.clone_bare(
                         self.git,
@@ -255,29 +257,35 @@ class ImportWorker:
                     percent=max(run.cell.fields["percent"], 99.0),
                     eta_seconds=None,
                 )
-                branch = await commands.head_branch(self.git, staged)
                 received = run.cell.fields["received_objects"] > 0
-                empty = not received and await commands.is_empty(self.git, staged)
+                facts = MirrorFacts(
+                    default_branch=await commands.head_branch(self.git, staged),
+                    is_empty=not received and await commands.is_empty(self.git, staged),
+                    size_bytes=await asyncio.to_thread(Storage.size_of, staged),
+                )
+                await self._succeed(run, facts, credential, staged)
         except Aborted as aborted:
             await self._aborted(run, aborted.reason)
             return
         except (GitError, InvalidInput, AlreadyExists, OSError) as error:
             await self._fail(run, _explain(error))
             return
-        await self._succeed(run, branch, empty)
 
-    async def _succeed(self, run: _Run, branch: str | None, empty: bool) -> None:
+    async def _succeed(
+        self, run: _Run, facts: MirrorFacts, credential: tuple[str, str] | None, staged: Path
+    ) -> None:
+        """Create the repository, place the clone under its id, end the job: at once."""
         target = run.job["target"]
         final = await self.imports.finish_success(
             run.job,
             seq=run.cell.seq + 1,
-            default_branch=branch,
-            is_empty=empty,
-            size_bytes=self.storage.size(target),
+            facts=facts,
+            credential=credential,
             fields=run.cell.fields,
+            place=lambda repository_id: self.storage.place(staged, repository_id),
+            unplace=self.storage.remove,
         )
-        if final is None:  # cancelled while finishing: take the repository back off disk
-            self.storage.remove(target)
+        if final is None:  # cancelled while finishing: nothing was created
             return
         self.broker.publish(topic(run.job["id"]), final)
         logger.info(

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from repodepot.db.models import Visibility
 from repodepot.exceptions import NotAuthenticated
+from repodepot.gitserver.schedule import QueueReason
 from repodepot.web.api.repos import repository_with_mirror
 from repodepot.web.csrf import require_same_origin
 from repodepot.web.deps import SESSION_ID, AdminDep, PageDep, PrincipalDep, ServicesDep
@@ -116,6 +117,7 @@ async def repo_page(
     return render(
         request,
         "repo.html",
+        has_credential=await svc.repositories.has_credential(repo.id),
         user=caller.user,
         repo=repo,
         mirror=mirror,
@@ -129,5 +131,5 @@ async def repo_page(
 async def update_now(name: str, caller: AdminDep, svc: ServicesDep) -> Response:
     """An admin's "Update now": queue the fetch and come back to the page."""
     repo = await svc.repositories.get(caller, name)
-    await svc.gitserver.enqueue(repo.id, "admin")
+    await svc.gitserver.enqueue_existing(repo.id, QueueReason.admin)
     return RedirectResponse(f"/repos/{repo.name}", status_code=303)

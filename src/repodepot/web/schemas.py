@@ -125,6 +125,23 @@ class RepositoryPatch(BaseModel):
     )
 
 
+class CredentialIn(BaseModel):
+    """A repository's fetch credential: sealed at rest, sent only to its source's origin."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str | None = Field(
+        default=None, max_length=200, description="Sent with the token; x-access-token if unset"
+    )
+    token: str = Field(min_length=1, max_length=4096, description="Never shown again")
+
+
+class CredentialSet(BaseModel):
+    """The credential is kept; the mirror's next update uses it (queued now)."""
+
+    credential_set: bool = True
+
+
 class Health(BaseModel):
     """Liveness or readiness, with the result of each check."""
 

@@ -102,11 +102,10 @@ async def _mirror(request: Request, name: str) -> tuple[Principal, str] | Respon
         if caller is ANONYMOUS:
             return _ask_for_credentials("authentication required\n")
         return PlainTextResponse(f"repository {name!r} not found\n", status_code=404)
-    path = svc.storage.path(repo.name)
-    if not path.is_dir():
-        return PlainTextResponse(
-            f"repository {name!r} is not cloned yet; try again shortly\n", status_code=404
-        )
+    try:
+        path = svc.reads.mirror_dir(repo.id, name)
+    except NotFound as error:
+        return PlainTextResponse(f"repository {error.message}\n", status_code=404)
     return caller, str(path)
 
 

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from repodepot.db.models import CodeHostKind
+from repodepot.gitserver.schedule import QueueReason
 from repodepot.web import bodies
 from repodepot.web.bodies import MalformedBody
 from repodepot.web.deps import services
@@ -113,8 +114,10 @@ async def _deliver(kind: CodeHostKind, request: Request) -> Response:
         return _not_queued("this delivery was already received")
     try:
         for _, host in matched:
-            repository_id = await svc.gitserver.find(kind.value, host, external_id)
-            if repository_id is not None and await svc.gitserver.enqueue(repository_id, "webhook"):
+            repository_id = await svc.repositories.find_external(kind.value, host, external_id)
+            if repository_id is not None and await svc.gitserver.enqueue_existing(
+                repository_id, QueueReason.webhook
+            ):
                 return JSONResponse({"queued": True}, status_code=202)
     except BaseException:
         svc.codehosts.deliveries.forget(kind.value, keys)  # not handled: a retry may come

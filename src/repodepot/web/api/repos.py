@@ -7,11 +7,12 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from repodepot.accounts import Principal
 from repodepot.exceptions import InvalidInput, NotFound
 from repodepot.git.errors import GitError
+from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.service import MirrorState
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
@@ -20,6 +21,8 @@ from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES, error_responses
 from repodepot.web.schemas import (
     CommitOut,
+    CredentialIn,
+    CredentialSet,
     ExecIn,
     GoModuleOut,
     PageOut,
@@ -77,7 +80,7 @@ async def exec_git(
     writing anything answers 422 with git's message.
     """
     repo = await svc.repositories.get(caller, name)
-    output = svc.reads.exec(repo.name, body.args, user_id=caller.user.id)
+    output = svc.reads.exec(repo.id, repo.name, body.args, user_id=caller.user.id)
     try:
         first = await anext(output, b"")
     except GitError as error:
@@ -112,10 +115,44 @@ async def exec_git(
 async def update_repo(name: str, caller: AdminDep, svc: ServicesDep) -> UpdateRequested:
     """Queue the mirror's fetch at high priority; also resumes a failing mirror."""
     repo = await svc.repositories.get(caller, name)
-    queued = await svc.gitserver.enqueue(repo.id, "admin")
+    queued = await svc.gitserver.enqueue_existing(repo.id, QueueReason.admin)
     if not queued:
         raise NotFound(f"{name!r} has no mirror yet: it is cloned once the updater sees it")
     return UpdateRequested(queued=True)
+
+
+@router.put(
+    "/api/repos/{name:path}/credential",
+    summary="Set a repository's fetch credential",
+    responses=error_responses(403),
+)
+async def put_credential(
+    name: str, body: CredentialIn, caller: PrincipalDep, svc: ServicesDep
+) -> CredentialSet:
+    """Keep a token for fetching this repository from its source (its owner or an admin).
+
+    It replaces the one it had (an import's token is kept this way), is sealed at rest,
+    never shown again, and sent only to the origin of the source URL. An update is
+    queued so that a mirror failing for want of it recovers at once.
+    """
+    repo = await svc.repositories.set_credential(
+        caller, name, username=body.username, token=body.token
+    )
+    await svc.gitserver.enqueue_existing(repo.id, QueueReason.admin)
+    return CredentialSet()
+
+
+@router.delete(
+    "/api/repos/{name:path}/credential",
+    status_code=204,
+    summary="Remove a repository's fetch credential",
+    responses=error_responses(403),
+)
+async def delete_credential(name: str, caller: PrincipalDep, svc: ServicesDep) -> Response:
+    """Forget the repository's fetch credential; 404 when it has none."""
+    if not await svc.repositories.remove_credential(caller, name):
+        raise NotFound(f"{name!r} has no fetch credential")
+    return Response(status_code=204)
 
 
 @router.get("/api/repos/{name:path}/go-modules", summary="The Go modules in a repository")
@@ -147,8 +184,10 @@ async def get_repo(name: str, caller: PrincipalDep, svc: ServicesDep) -> Reposit
     Opening it queues an update when the mirror is older than `update_on_visit_after`.
     """
     repo, mirror = await repository_with_mirror(svc, caller, name)
+    # One size: the repository's, which its mirror's clones, fetches and repacks write.
+    shown = None if mirror is None else {**asdict(mirror), "size_bytes": repo.size_bytes}
     return RepositoryDetail.model_validate(
-        {**RepositoryOut.model_validate(repo).model_dump(), "mirror": mirror}
+        {**RepositoryOut.model_validate(repo).model_dump(), "mirror": shown}
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from repodepot.goproxy.versions import default_root
+from repodepot.db.migrations.frozen import default_root
 
 revision = "0005"
 down_revision = "0004"

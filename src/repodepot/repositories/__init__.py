@@ -1,0 +1,421 @@
+"""The owner of `repositories` (and, in `credentials`, `repository_credentials`).
+
+Every row of a repository is created, renamed, soft-deleted and updated here, for imports
+and code host syncs alike; other modules call these functions, often with their own
+session so that a change here commits with theirs (the mirror's state and what it says
+of its repository, an import's end and its repository). Who may see which repository is
+decided here too (`visible_to`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, insert, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from repodepot import audit
+from repodepot.accounts import Principal
+from repodepot.db.models import Repository, User, Visibility
+from repodepot.exceptions import AlreadyExists, InvalidInput, NotFound, PermissionDenied
+from repodepot.git.redact import strip_credentials
+from repodepot.goproxy.versions import BadPath, check_module_path, default_root
+from repodepot.pagination import Page, paginate
+from repodepot.repositories import credentials
+from repodepot.secrets import SecretBox
+from repodepot.storage import validate_repo_name
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RepositoryRecord:
+    """A repository as the rest of the code sees it."""
+
+    id: int
+    name: str
+    owner: str | None
+    visibility: Visibility
+    description: str
+    source_url: str | None
+    default_branch: str | None
+    size_bytes: int
+    is_empty: bool
+    created_at: datetime
+    updated_at: datetime
+    fork: bool
+    archived: bool
+    code_host_kind: str | None
+    deleted_at: datetime | None
+    go_import_root: str | None
+    go_import_root_custom: bool
+
+    @classmethod
+    def from_row(cls, repo: Repository, owner: str | None) -> RepositoryRecord:
+        """Build from a `repositories` row and its owner's name."""
+        return cls(
+            id=repo.id,
+            name=repo.name,
+            owner=owner,
+            visibility=repo.visibility,
+            description=repo.description,
+            source_url=repo.source_url,
+            default_branch=repo.default_branch,
+            size_bytes=repo.size_bytes,
+            is_empty=repo.is_empty,
+            created_at=repo.created_at,
+            updated_at=repo.updated_at,
+            fork=repo.fork,
+            archived=repo.archived,
+            code_host_kind=repo.external_kind,
+            deleted_at=repo.deleted_at,
+            go_import_root=repo.go_import_root or repo.go_default_root,
+            go_import_root_custom=repo.go_import_root is not None,
+        )
+
+
+def visible_to(principal: Principal) -> ColumnElement[bool]:
+    """The condition on `repositories` rows that `principal` may read."""
+    if principal.is_admin:
+        return true()
+    return (Repository.visibility == Visibility.public) | (Repository.owner_id == principal.user.id)
+
+
+def _with_owner() -> Select[Repository, str]:
+    return select(Repository, User.name).outerjoin(User, Repository.owner_id == User.id)
+
+
+class Repositories:
+    """Repository rows, filtered by what the asking principal may see."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, box: SecretBox | None = None
+    ) -> None:
+        self._sessions = sessions
+        self._box = box
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        page: int = 1,
+        per_page: int = 30,
+        deleted: bool = False,
+    ) -> Page[RepositoryRecord]:
+        """The repositories `principal` may read, by name; soft-deleted ones when `deleted`."""
+        state = Repository.deleted_at.is_not(None) if deleted else Repository.deleted_at.is_(None)
+        statement = _with_owner().where(visible_to(principal), state).order_by(Repository.name)
+        async with self._sessions() as session:
+            return await paginate(
+                session,
+                statement,
+                page=page,
+                per_page=per_page,
+                convert=lambda row: RepositoryRecord.from_row(*row),
+            )
+
+    async def get(self, principal: Principal, name: str) -> RepositoryRecord:
+        """Repository `name`; raises NotFound also when it exists but `principal` may not see it."""
+        statement = _with_owner().where(
+            Repository.name == name, Repository.deleted_at.is_(None), visible_to(principal)
+        )
+        async with self._sessions() as session:
+            row = (await session.execute(statement)).one_or_none()
+        if row is None:
+            raise NotFound(f"no repository named {name!r}")
+        return RepositoryRecord.from_row(row[0], row[1])
+
+    async def by_go_roots(
+        self, principal: Principal, roots: Sequence[str]
+    ) -> builtins.list[RepositoryRecord]:
+        """The live repositories `principal` may read whose Go import root is one of `roots`."""
+        root_of = Repository.go_import_root
+        statement = _with_owner().where(
+            Repository.deleted_at.is_(None),
+            visible_to(principal),
+            or_(
+                root_of.in_(roots),
+                root_of.is_(None) & Repository.go_default_root.in_(roots),
+            ),
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(statement)).all()
+        return [RepositoryRecord.from_row(row[0], row[1]) for row in rows]
+
+    async def set_go_import_root(
+        self, principal: Principal, name: str, root: str | None
+    ) -> RepositoryRecord:
+        """Set (or with None, reset to the default) the repository's Go import root.
+
+        Raises InvalidInput for a root that is not a module path, AlreadyExists when
+        another repository has it, NotFound as `get` does.
+        """
+        if root is not None:
+            try:
+                check_module_path(root)
+            except BadPath as error:
+                raise InvalidInput(str(error), field="go_import_root") from None
+        repo = await self.get(principal, name)
+        async with self._sessions.begin() as session:
+            if root is not None:
+                taken = await session.scalar(
+                    select(Repository.name).where(
+                        Repository.id != repo.id,
+                        Repository.deleted_at.is_(None),
+                        (Repository.go_import_root == root)
+                        | (
+                            Repository.go_import_root.is_(None)
+                            & (Repository.go_default_root == root)
+                        ),
+                    )
+                )
+                if taken is not None:
+                    raise AlreadyExists(
+                        f"{taken!r} already has the Go import root {root!r}", field="go_import_root"
+                    )
+            await session.execute(
+                update(Repository).where(Repository.id == repo.id).values(go_import_root=root)
+            )
+        return await self.get(principal, name)
+
+    async def create(
+        self,
+        *,
+        name: str,
+        owner_id: int | None,
+        visibility: Visibility = Visibility.private,
+        source_url: str | None = None,
+        description: str = "",
+    ) -> RepositoryRecord:
+        """Insert a repository row.
+
+        Raises InvalidInput for a bad name, AlreadyExists for a taken one.
+        """
+        async with self._sessions.begin() as session:
+            repository_id = await insert_in(
+                session,
+                name=name,
+                owner_id=owner_id,
+                visibility=visibility,
+                source_url=source_url,
+                description=description,
+            )
+            row = (await session.execute(_with_owner().where(Repository.id == repository_id))).one()
+        return RepositoryRecord.from_row(row[0], row[1])
+
+    async def set_credential(
+        self, caller: Principal, name: str, *, username: str | None, token: str
+    ) -> RepositoryRecord:
+        """Keep `token` as the repository's fetch credential, replacing any; audited.
+
+        Its owner or an admin only (PermissionDenied); NotFound as `get`; InvalidInput
+        for a repository with nothing to fetch from, or a bad token or username.
+        """
+        repo = await self._owned(caller, name)
+        if repo.source_url is None:
+            raise InvalidInput(f"{name!r} has no source to fetch from", field="name")
+        username, token = credentials.check(username, token)
+        assert self._box is not None, "Repositories was built without a SecretBox"
+        async with self._sessions.begin() as session:
+            await credentials.put_in(
+                session,
+                self._box,
+                repo.id,
+                url=repo.source_url,
+                username=username,
+                token=token,
+            )
+            await audit.record(session, caller.user.id, "repository.credential_set", repo.name, {})
+        return repo
+
+    async def remove_credential(self, caller: Principal, name: str) -> bool:
+        """Forget the repository's fetch credential (audited); False when it had none."""
+        repo = await self._owned(caller, name)
+        async with self._sessions.begin() as session:
+            removed = await credentials.remove_in(session, repo.id)
+            if removed:
+                await audit.record(
+                    session, caller.user.id, "repository.credential_removed", repo.name, {}
+                )
+        return removed
+
+    async def has_credential(self, repository_id: int) -> bool:
+        """Whether the repository has a fetch credential of its own (never what it is)."""
+        async with self._sessions() as session:
+            return await credentials.has_credential(session, repository_id)
+
+    async def _owned(self, caller: Principal, name: str) -> RepositoryRecord:
+        repo = await self.get(caller, name)
+        if not caller.is_admin and repo.owner != caller.user.name:
+            raise PermissionDenied(f"only the owner of {name!r} or an admin may change that")
+        return repo
+
+    async def exists(self, name: str) -> bool:
+        """Whether any repository, live or soft-deleted, has `name`."""
+        async with self._sessions() as session:
+            return await name_taken(session, name)
+
+    async def find_external(self, kind: str, host: str, external_id: str) -> int | None:
+        """The live repository a host knows as `external_id`, if any."""
+        async with self._sessions() as session:
+            found: int | None = await session.scalar(
+                select(Repository.id).where(
+                    Repository.external_kind == kind,
+                    Repository.external_host == host,
+                    Repository.external_id == external_id,
+                    Repository.deleted_at.is_(None),
+                )
+            )
+        return found
+
+    async def deleted_before(self, before: datetime, *, after: int, limit: int) -> dict[int, str]:
+        """Repositories soft-deleted before `before` (id → name), ids above `after` ascending."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Repository.id, Repository.name)
+                .where(
+                    Repository.id > after,
+                    Repository.deleted_at.is_not(None),
+                    Repository.deleted_at < before,
+                )
+                .order_by(Repository.id)
+                .limit(limit)
+            )
+            return {row.id: row.name for row in rows}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Source:
+    """What a mirror needs of its repository: where to fetch, and whether to at all."""
+
+    id: int
+    name: str
+    source_url: str | None
+    host: str | None  # the code host's, for per-host limits; None: the URL's
+    deleted: bool
+
+
+async def name_taken(session: AsyncSession, name: str) -> bool:
+    """Whether any repository, live or soft-deleted, has `name`."""
+    found = await session.scalar(select(Repository.id).where(Repository.name == name))
+    return found is not None
+
+
+async def insert_in(
+    session: AsyncSession,
+    *,
+    name: str,
+    owner_id: int | None = None,
+    owner_name: str | None = None,
+    visibility: Visibility,
+    source_url: str | None,
+    description: str = "",
+) -> int:
+    """Insert a repository in `session`'s transaction; returns its id.
+
+    The owner is `owner_name`'s user when there is one, else `owner_id`. The source URL
+    is stored without credentials, and gives the default Go import root. Raises
+    InvalidInput for a bad name, AlreadyExists for a taken one (live or soft-deleted).
+    """
+    validate_repo_name(name)
+    owner: Any = owner_id
+    if owner_name is not None:
+        named = select(User.id).where(User.name == owner_name).scalar_subquery()
+        owner = func.coalesce(named, owner_id)
+    url = strip_credentials(source_url) if source_url else None
+    try:  # the caller's transaction fails with it: nothing of theirs commits either
+        created: int = (
+            await session.execute(
+                insert(Repository)
+                .values(
+                    name=name,
+                    owner_id=owner,
+                    visibility=visibility,
+                    description=description,
+                    source_url=url,
+                    go_default_root=default_root(url),
+                )
+                .returning(Repository.id)
+            )
+        ).scalar_one()
+    except IntegrityError:
+        raise AlreadyExists(f"repository {name!r} already exists", field="name") from None
+    return created
+
+
+async def record_mirror(
+    session: AsyncSession,
+    repository_id: int,
+    *,
+    default_branch: str | None,
+    is_empty: bool,
+    size_bytes: int,
+    changed_at: datetime,
+) -> None:
+    """What a clone or fetch found in the mirror: the one truth the page and API show."""
+    await session.execute(
+        update(Repository)
+        .where(Repository.id == repository_id)
+        .values(
+            default_branch=default_branch,
+            is_empty=is_empty,
+            size_bytes=size_bytes,
+            updated_at=changed_at,
+        )
+    )
+
+
+async def record_size(session: AsyncSession, repository_id: int, size_bytes: int) -> None:
+    """The mirror's size after maintenance (a repack shrinks it)."""
+    await session.execute(
+        update(Repository).where(Repository.id == repository_id).values(size_bytes=size_bytes)
+    )
+
+
+async def sources_of(session: AsyncSession, ids: list[int]) -> dict[int, Source]:
+    """Where each of the repositories `ids` fetches from."""
+    rows = await session.execute(
+        select(
+            Repository.id,
+            Repository.name,
+            Repository.source_url,
+            Repository.external_host,
+            Repository.deleted_at,
+        ).where(Repository.id.in_(ids))
+    )
+    return {
+        row.id: Source(
+            id=row.id,
+            name=row.name,
+            source_url=row.source_url,
+            host=row.external_host,
+            deleted=row.deleted_at is not None,
+        )
+        for row in rows
+    }
+
+
+async def live_with_source(session: AsyncSession, *, after: int, limit: int) -> list[int]:
+    """Ids of live repositories with a source URL, above `after`, ascending (a walk)."""
+    rows = await session.scalars(
+        select(Repository.id)
+        .where(
+            Repository.id > after,
+            Repository.deleted_at.is_(None),
+            Repository.source_url.is_not(None),
+        )
+        .order_by(Repository.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def names_of(session: AsyncSession, ids: list[int]) -> dict[int, str]:
+    """Each repository's name, by id."""
+    rows = await session.execute(
+        select(Repository.id, Repository.name).where(Repository.id.in_(ids))
+    )
+    return {row.id: row.name for row in rows}
