@@ -7,8 +7,9 @@ reports (an inline script, handler or style, or an asset from another origin).
 from __future__ import annotations
 
 import asyncio
-import re
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from repodepot.db.models import Visibility
 from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.e2e.conftest import Server
+from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate
 
@@ -46,10 +48,7 @@ async def _seed(data_dir: Path) -> None:
             name="acme/widgets",
             owner_id=None,
             visibility=Visibility.public,
-            default_branch="main",
             description="Widgets for everyone",
-            size_bytes=2048,
-            is_empty=False,
             source_url="https://example.com/w.git",
         )
         await svc.repositories.create(name="acme/secret", owner_id=None)
@@ -121,22 +120,27 @@ async def test_an_admin_sees_a_mirror_cloned_and_asks_for_an_update(
         )
     finally:
         await svc.close()
-    server = serve(
-        tmp_path / "data",
-        {"REPODEPOT_ALLOWED_SCHEMES": "http", "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1"},
-    )
+    env = {"REPODEPOT_ALLOWED_SCHEMES": "http", "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1"}
+    server = serve(tmp_path / "data", env)
     page = await browser.new_page()
     violations = csp_violations(page)
     await page.goto(server.url + "/login?next=/repos/acme/tool")
     await page.fill("#token", ADMIN)
     await page.click("#login")
 
+    async def mirror(api: httpx.AsyncClient) -> dict[str, Any]:
+        answer = await api.get("/api/repos/acme/tool")
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()["mirror"]
+        return found
+
+    async def cloned() -> None:
+        async with _admin_api(server) as api:
+            assert (await mirror(api) or {}).get("clone_status") == "cloned"
+
+    await eventually(cloned, timeout=30)  # the page is not live: ask the API, then reload
+    await page.reload()
     status = page.locator("#clone-status")
-    for _ in range(40):  # the page is not live: reload until the updater has cloned it
-        if await status.count() and "cloned" in await status.inner_text():
-            break
-        await asyncio.sleep(0.5)
-        await page.reload()
     await expect(status).to_contain_text("cloned")
     await expect(page.locator("#schedule")).to_contain_text("next update in")
     # Its v1.0.0 tag makes it a Go module under the root its source URL implies.
@@ -145,14 +149,54 @@ async def test_an_admin_sees_a_mirror_cloned_and_asks_for_an_update(
         f"GOPROXY={server.url}/goproxy GONOSUMDB=127.0.0.1/tool go get 127.0.0.1/tool@v1.0.0"
     )
 
+    # The updater would take the request off the queue at once: the web role alone serves
+    # the rest, so the queued request stays for the page and the API to show.
+    server.stop()
+    server = serve(tmp_path / "data", {**env, "REPODEPOT_ROLES": "web"})
+    await page.goto(server.url + "/repos/acme/tool")
+    await expect(page.locator("#schedule")).to_contain_text("next update in")
     await page.click("#update-now")
+    await expect(page).to_have_url(server.url + "/repos/acme/tool")
     await expect(page.locator("#schedule")).to_contain_text(
-        re.compile("an admin asked for an update|next update in")
+        "an admin asked for an update: updating as soon as a worker is free"
     )
+    async with _admin_api(server) as api:
+        assert (await mirror(api))["queued"] == "admin"
+        counts = (await api.get("/api/scheduler")).json()
+    assert {key: counts[key] for key in ("mirrors", "cloned", "queued", "running")} == {
+        "mirrors": 1,
+        "cloned": 1,
+        "queued": 1,
+        "running": 0,
+    }
+
     await page.goto(server.url + "/scheduler")
-    await expect(page.locator("#queue")).to_contain_text("acme/tool")
-    await expect(page.locator("#scheduler-stats")).to_contain_text("1")
+    queued = page.locator("#queue tbody tr")
+    await expect(queued).to_have_count(1)
+    await expect(queued.locator("td").nth(0)).to_have_text("acme/tool")
+    await expect(queued.locator("td").nth(2)).to_have_text("admin")  # why it is queued
+    shown = await page.locator("#scheduler-stats > div").evaluate_all(
+        "cards => cards.map(card => [card.firstElementChild.textContent,"
+        " card.textContent.slice(card.firstElementChild.textContent.length).trim()])"
+    )
+    assert dict(shown) == {
+        "Mirrors": str(counts["mirrors"]),
+        "Cloned": str(counts["cloned"]),
+        "Queued": str(counts["queued"]),
+        "Due now": str(counts["due"]),
+        "Running": str(counts["running"]),
+        "Failing": str(counts["failing"]),
+        "Next due": dict(shown)["Next due"],  # a clock time, checked below
+    }
+    next_due = counts["next_due_at"]
+    assert dict(shown)["Next due"] == (
+        datetime.fromisoformat(next_due).strftime("%H:%M:%S UTC") if next_due else "—"
+    )
     assert violations == []
+
+
+def _admin_api(server: Server) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN}"})
 
 
 async def test_the_api_docs_render_from_this_server_alone(
