@@ -115,31 +115,33 @@ async def enqueue_in(
     ids: Iterable[int],
     reason: QueueReason,
     *,
-    shard: str,
+    shard: str | None,
     priority: int | None = None,
 ) -> int:
     """Queue the mirrors of `ids` in `session`'s transaction; returns how many rows it touched.
 
-    A repository without a mirror row gets one (on `shard`). Enqueueing only ever raises
-    a mirror's priority (lower comes first): a queued `new` clone is not demoted by a
-    visit. A webhook or an admin also lifts `failing`. The one way into the queue.
+    A repository without a mirror row gets one on `shard` (with None, only mirrors that
+    have a row are queued). Enqueueing only ever raises a mirror's priority (lower
+    comes first): a queued `new` clone is not demoted by a visit. A webhook or an admin
+    also lifts `failing`. The one way into the queue.
     """
     wanted = sorted(set(ids))
     if not wanted:
         return 0
     level = reason.priority if priority is None else priority
-    rows = [
-        {
-            "repository_id": key,
-            "shard": shard,
-            "queued_priority": level,
-            "queued_reason": reason.value,
-        }
-        for key in wanted
-    ]
-    dialect = session.get_bind().dialect.name
-    upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(GitserverRepo)
-    await session.execute(upsert.on_conflict_do_nothing(index_elements=["repository_id"]), rows)
+    if shard is not None:
+        rows = [
+            {
+                "repository_id": key,
+                "shard": shard,
+                "queued_priority": level,
+                "queued_reason": reason.value,
+            }
+            for key in wanted
+        ]
+        dialect = session.get_bind().dialect.name
+        upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(GitserverRepo)
+        await session.execute(upsert.on_conflict_do_nothing(index_elements=["repository_id"]), rows)
     g = GitserverRepo
     keep = and_(g.queued_priority.is_not(None), g.queued_priority <= level)
     values: dict[str, Any] = {
@@ -150,6 +152,22 @@ async def enqueue_in(
         values.update(failing=False, failures=0)
     result = await session.execute(update(g).where(g.repository_id.in_(wanted)).values(**values))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def resume_failing_in(session: AsyncSession, ids: Iterable[int]) -> int:
+    """Queue those of `ids` whose mirrors are `failing` (new credentials arrived)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return 0
+    failing = await session.scalars(
+        select(GitserverRepo.repository_id).where(
+            GitserverRepo.repository_id.in_(wanted), GitserverRepo.failing
+        )
+    )
+    ids_failing = list(failing)
+    if not ids_failing:
+        return 0
+    return await enqueue_in(session, ids_failing, QueueReason.admin, shard=None)
 
 
 async def adopt_in(
@@ -437,24 +455,26 @@ class Gitserver:
     async def enqueue(
         self, ids: Iterable[int], reason: QueueReason, *, priority: int | None = None
     ) -> int:
-        """Queue the mirrors of `ids` (see `enqueue_in`); returns how many were queued."""
-        async with self._sessions.begin() as session:
-            queued = await enqueue_in(
-                session, ids, reason, shard=self._settings.shard, priority=priority
-            )
-        if queued and self.on_enqueued is not None:
-            self.on_enqueued()
-        return queued
+        """Queue the mirrors of `ids`, giving rows to those without; returns how many."""
+        return await self._enqueue(ids, reason, shard=self._settings.shard, priority=priority)
 
     async def enqueue_existing(self, repository_id: int, reason: QueueReason) -> bool:
         """Queue a mirror that already has a row; False when it has none yet."""
-        async with self._sessions() as session:
-            known = await session.scalar(
-                select(GitserverRepo.repository_id).where(
-                    GitserverRepo.repository_id == repository_id
-                )
-            )
-        return known is not None and await self.enqueue([repository_id], reason) > 0
+        return await self._enqueue([repository_id], reason, shard=None) > 0
+
+    async def _enqueue(
+        self,
+        ids: Iterable[int],
+        reason: QueueReason,
+        *,
+        shard: str | None,
+        priority: int | None = None,
+    ) -> int:
+        async with self._sessions.begin() as session:
+            queued = await enqueue_in(session, ids, reason, shard=shard, priority=priority)
+        if queued and self.on_enqueued is not None:
+            self.on_enqueued()
+        return queued
 
     async def enqueue_stale(self, repository_id: int, older_than: float) -> bool:
         """A visit: queue the update when the mirror was last fetched over `older_than` ago."""
