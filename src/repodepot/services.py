@@ -92,6 +92,7 @@ class Services:
         syncer = Syncer(sessions=session_factory(worker_engine), box=box, settings=settings)
         gitserver = Gitserver(session_factory(worker_engine), box=box, settings=settings)
         reads = Reads(git, storage, gitserver, settings)
+        repositories = Repositories(sessions, box=box)
         return cls(
             settings=settings,
             engine=engine,
@@ -103,14 +104,14 @@ class Services:
             broker=broker,
             relay=relay,
             accounts=Accounts(sessions),
-            repositories=Repositories(sessions, box=box),
+            repositories=repositories,
             imports=imports,
             codehosts=CodeHosts(sessions, box=box, settings=settings, syncer=syncer),
             gitserver=gitserver,
             reads=reads,
             goproxy=GoProxy(
                 sessions=sessions,
-                repositories=Repositories(sessions),
+                repositories=repositories,
                 git=git,
                 storage=storage,
                 reads=reads,
