@@ -1,0 +1,71 @@
+"""Seed a repository with its mirror on disk, as a clone by the updater would leave it.
+
+The row comes first (the mirror lives under the repository's id), then the mirror at
+`storage.path(id)`, then what the mirror says of its repository (default branch,
+emptiness, size), written by the repositories module as after a clone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from repodepot.accounts import operator
+from repodepot.db.models import Visibility
+from repodepot.git import commands
+from repodepot.repositories import RepositoryRecord, record_mirror
+from repodepot.services import Services
+from repodepot.storage import Storage
+from tests.support.repogen import Spec, generate, git
+
+
+async def seed_mirror(
+    services: Services,
+    name: str,
+    *,
+    source: Path | None = None,
+    spec: Spec | None = None,
+    owner_id: int | None = None,
+    visibility: Visibility = Visibility.private,
+    source_url: str | None = None,
+    description: str = "",
+) -> RepositoryRecord:
+    """Create repository `name` with a mirror: a `git clone --mirror` of `source`, else `spec`'s.
+
+    Returns the repository as read back, with the mirror's facts recorded.
+    """
+    if source is not None and spec is not None:
+        raise ValueError("a mirror is cloned from `source` or generated from `spec`, not both")
+    record = await services.repositories.create(
+        name=name,
+        owner_id=owner_id,
+        visibility=visibility,
+        source_url=source_url,
+        description=description,
+    )
+    path = services.storage.path(record.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if source is not None:
+        await asyncio.to_thread(git, "clone", "--mirror", "--quiet", str(source), str(path))
+    else:
+        await asyncio.to_thread(generate, path, spec or Spec())
+    await record_facts(services, record.id)
+    return await services.repositories.get(operator(), name)
+
+
+async def record_facts(services: Services, repository_id: int) -> None:
+    """Write the mirror's default branch, emptiness and size to its repository."""
+    path = services.storage.path(repository_id)
+    default_branch = await commands.head_branch(services.git, path)
+    is_empty = await commands.is_empty(services.git, path)
+    size_bytes = await asyncio.to_thread(Storage.size_of, path)
+    async with services.sessions.begin() as session:
+        await record_mirror(
+            session,
+            repository_id,
+            default_branch=default_branch,
+            is_empty=is_empty,
+            size_bytes=size_bytes,
+            changed_at=datetime.now(UTC),
+        )
