@@ -20,6 +20,7 @@ from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate, git
+from tests.support.seed import seed_mirror
 
 NAME = "acme/app"
 MODULE = "example.com/acme/app"
@@ -35,12 +36,10 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def upstream(app_services: Services, git_root: Path, git_server: GitHttpServer) -> Path:
     source = generate(git_root / "app.git", Spec(commits=30, files=10, tags=2, branches=2))
-    mirror = app_services.storage.path(NAME)
-    mirror.parent.mkdir(parents=True, exist_ok=True)
-    await asyncio.to_thread(git, "clone", "--mirror", "--quiet", str(source), str(mirror))
-    await app_services.repositories.create(
-        name=NAME,
-        owner_id=None,
+    await seed_mirror(
+        app_services,
+        NAME,
+        source=source,
         visibility=Visibility.public,
         source_url=git_server.url("app.git"),
     )

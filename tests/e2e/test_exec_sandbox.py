@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from repodepot.accounts import operator
 from repodepot.db.models import Visibility
 from repodepot.exceptions import ConfigurationError, TooManyRequests
 from repodepot.git.errors import GitCommandError
@@ -17,6 +18,7 @@ from repodepot.services import Services
 from repodepot.settings import Settings, process_path
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate, git
+from tests.support.seed import seed_mirror
 
 NAME = "acme/app"
 
@@ -30,13 +32,14 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def mirror(app_services: Services, git_root: Path, git_server: GitHttpServer) -> Path:
     source = generate(git_root / "app.git", Spec(commits=5, files=3))
-    path = app_services.storage.path(NAME)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    git("clone", "--mirror", "--quiet", str(source), str(path))
-    await app_services.repositories.create(
-        name=NAME, owner_id=None, visibility=Visibility.public, source_url=git_server.url("app.git")
+    record = await seed_mirror(
+        app_services,
+        NAME,
+        source=source,
+        visibility=Visibility.public,
+        source_url=git_server.url("app.git"),
     )
-    return path
+    return app_services.storage.path(record.id)
 
 
 def _a_file(mirror: Path) -> str:
@@ -221,10 +224,11 @@ async def test_execs_at_once_are_bounded_per_user_and_in_all(
     reads = app_services.reads
     per_user, in_all = settings.exec_max_per_user, settings.exec_max_concurrent
     assert per_user < in_all
+    key = (await app_services.repositories.get(operator(), NAME)).id
     held = []
 
     async def start(user_id: int) -> None:
-        output = reads.exec(NAME, ["cat-file", "-p", big_blob], user_id=user_id)
+        output = reads.exec(key, NAME, ["cat-file", "-p", big_blob], user_id=user_id)
         assert await anext(output)  # running, its output waiting in the pipe
         held.append(output)
 
@@ -255,7 +259,8 @@ async def test_a_busy_exec_answers_429_with_retry_after(
     big_blob: str,
 ) -> None:
     reads = app_services.reads
-    held = [reads.exec(NAME, ["cat-file", "-p", big_blob], user_id=1) for _ in range(2)]
+    key = (await app_services.repositories.get(operator(), NAME)).id
+    held = [reads.exec(key, NAME, ["cat-file", "-p", big_blob], user_id=1) for _ in range(2)]
     try:
         for output in held:
             await anext(output)

@@ -19,6 +19,7 @@ from repodepot.settings import Settings
 from tests.integration.test_updater import advance
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate, git
+from tests.support.seed import seed_mirror
 
 NAME = "acme/app"
 
@@ -32,12 +33,10 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def upstream(app_services: Services, git_root: Path, git_server: GitHttpServer) -> Path:
     source = generate(git_root / "app.git", Spec(commits=40, files=30))
-    mirror = app_services.storage.path(NAME)
-    mirror.parent.mkdir(parents=True, exist_ok=True)
-    git("clone", "--mirror", "--quiet", str(source), str(mirror))
-    await app_services.repositories.create(
-        name=NAME,
-        owner_id=None,
+    await seed_mirror(
+        app_services,
+        NAME,
+        source=source,
         visibility=Visibility.public,
         source_url=git_server.url("app.git"),
     )
