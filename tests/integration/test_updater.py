@@ -13,6 +13,7 @@ from sqlalchemy import update
 from repodepot.accounts import operator
 from repodepot.codehosts.syncer import Syncer, now
 from repodepot.db.models import CloneStatus, GitserverRepo, Repository
+from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.service import Due
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.secrets import SecretBox
@@ -68,19 +69,22 @@ async def test_new_repositories_are_cloned_then_fetched_when_upstream_moves(
 
     assert len(await run_due(services)) == 2
 
-    local = services.storage.path("127.0.0.1/one")
-    assert refs(local) == refs(git_root / "one.git")
     record = await services.repositories.get(operator(), "127.0.0.1/one")
+    local = services.storage.path(record.id)
+    assert refs(local) == refs(git_root / "one.git")
     state = await services.gitserver.state(record.id)
     assert state is not None
     assert state.clone_status is CloneStatus.cloned
-    assert state.size_bytes > 0 and state.last_changed_at is not None
+    assert state.last_changed_at is not None
     assert "next update in" in state.schedule
+    # The clone wrote what the mirror says of its repository: one truth for page and API.
+    assert (record.default_branch, record.is_empty) == ("main", False)
+    assert record.size_bytes == services.storage.size(record.id) > 0
     assert await run_due(services) == []  # nothing due until the schedule says so
 
     commit = advance(git_root / "one.git")
-    assert await services.gitserver.enqueue(record.id, "webhook")
-    assert await services.gitserver.enqueue(record.id, "webhook")  # once, not twice
+    assert await services.gitserver.enqueue_existing(record.id, QueueReason.webhook)
+    assert await services.gitserver.enqueue_existing(record.id, QueueReason.webhook)  # queued once
     updated = await run_due(services)
 
     assert [due.name for due in updated] == ["127.0.0.1/one"]
@@ -138,7 +142,7 @@ async def test_failures_back_off_then_mark_the_mirror_failing_until_a_webhook(
     assert "failing after 3 failed updates (not_found)" in state.schedule
 
     generate(git_root / "gone.git", Spec(commits=4))
-    await services.gitserver.enqueue(record.id, "webhook")
+    await services.gitserver.enqueue_existing(record.id, QueueReason.webhook)
     await run_due(services)
     healed = await services.gitserver.state(record.id)
     assert healed is not None and not healed.failing and healed.failures == 0
@@ -152,17 +156,17 @@ async def test_a_webhook_that_arrives_during_an_update_queues_the_next_one(
     await mirror_all(services, git_server, "busy")
     await run_due(services)
     record = await services.repositories.get(operator(), "127.0.0.1/busy")
-    await services.gitserver.enqueue(record.id, "admin")
+    await services.gitserver.enqueue_existing(record.id, QueueReason.admin)
     loop = UpdateLoop.from_services(services)
     (due,) = await services.gitserver.claim("test", 5, {}, 5)
     fetching = asyncio.create_task(loop.update(due))
     commit = advance(upstream, "pushed while fetching")
-    await services.gitserver.enqueue(record.id, "webhook")
+    await services.gitserver.enqueue_existing(record.id, QueueReason.webhook)
     await fetching
     state = await services.gitserver.state(record.id)
     assert state is not None and state.queued == "webhook", state
     await run_due(services)
-    assert commit in refs(services.storage.path("127.0.0.1/busy"))
+    assert commit in refs(services.storage.path(record.id))
 
 
 async def test_a_corrupt_mirror_is_removed_and_cloned_again(
@@ -172,12 +176,12 @@ async def test_a_corrupt_mirror_is_removed_and_cloned_again(
     await mirror_all(services, git_server, "fragile")
     await run_due(services)
     record = await services.repositories.get(operator(), "127.0.0.1/fragile")
-    local = services.storage.path("127.0.0.1/fragile")
+    local = services.storage.path(record.id)
     # A half-written HEAD: git no longer sees a repository here. (A pack of garbage, or
     # missing objects, a fetch repairs by itself: it downloads what is missing.)
     (local / "HEAD").write_bytes(b"")
     advance(git_root / "fragile.git")
-    await services.gitserver.enqueue(record.id, "admin")
+    await services.gitserver.enqueue_existing(record.id, QueueReason.admin)
 
     await run_due(services)  # the fetch fails, fsck fails, the mirror is removed
     broken = await services.gitserver.state(record.id)
@@ -199,10 +203,12 @@ async def test_the_janitor_maintains_mirrors_and_removes_deleted_ones(
     generate(git_root / "drop.git", Spec(commits=5))
     await mirror_all(services, git_server, "keep", "drop")
     await run_due(services)
-    keep = services.storage.path("127.0.0.1/keep")
-    advance(git_root / "keep.git")
     record = await services.repositories.get(operator(), "127.0.0.1/keep")
-    await services.gitserver.enqueue(record.id, "admin")
+    drop = await services.repositories.get(operator(), "127.0.0.1/drop")
+    keep = services.storage.path(record.id)
+    assert services.storage.exists(drop.id)
+    advance(git_root / "keep.git")
+    await services.gitserver.enqueue_existing(record.id, QueueReason.admin)
     await run_due(services)  # a fetch leaves a second pack
     async with services.sessions.begin() as session:  # deleted long ago
         await session.execute(
@@ -215,7 +221,8 @@ async def test_the_janitor_maintains_mirrors_and_removes_deleted_ones(
     maintained, removed = await janitor.pass_once()
 
     assert (maintained, removed) == (1, 1)
-    assert not services.storage.path("127.0.0.1/drop").exists()
+    assert not services.storage.exists(drop.id)
+    assert sorted(services.storage.mirror_ids()) == [record.id]
     graph = git("--git-dir", str(keep), "commit-graph", "verify", "--no-progress")
     assert graph == ""
     assert (keep / "objects" / "info" / "commit-graph").exists() or (
@@ -238,7 +245,7 @@ async def test_new_clones_wait_below_the_disk_watermark(
         assert state is not None
         assert state.failure_kind == "disk_full"
         assert state.last_error is not None and "watermark" in state.last_error
-        assert not services.storage.path("127.0.0.1/big").exists()
+        assert not services.storage.exists(record.id)
     finally:
         await services.close()
 
@@ -253,12 +260,12 @@ async def test_an_imported_repository_is_fetched_only_from_a_public_or_allowed_a
         name="alice/imp", owner_id=None, source_url=git_server.url("imp.git")
     )
     await run_due(services)
-    local = services.storage.path("alice/imp")
+    local = services.storage.path(record.id)
     assert refs(local) == refs(git_root / "imp.git")  # 127.0.0.1 is allowlisted in tests
 
     before = refs(local)
     advance(git_root / "imp.git")
-    assert await services.gitserver.enqueue(record.id, "admin")
+    assert await services.gitserver.enqueue_existing(record.id, QueueReason.admin)
     strict = services.settings.model_copy(update={"outbound_allowlist": []})
     loop = UpdateLoop(services.gitserver, services.git, services.storage, strict)
     for due in await services.gitserver.claim("test", 5, {}, 5):
@@ -305,5 +312,5 @@ async def test_a_clone_url_on_another_origin_is_skipped_and_never_cloned(
         for warning in outcome.warnings
     )
     assert elsewhere.requests == []
-    assert not services.storage.path("127.0.0.1/acme/app").exists()
+    assert list(services.storage.mirror_ids()) == []
     assert (await services.repositories.list(operator())).items == []
