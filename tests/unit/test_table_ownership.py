@@ -1,0 +1,128 @@
+"""One owner per table: only a table's owner module reads or writes it; the others call it.
+
+The check reads the source (no import): a module outside a table's owner may not import
+the table's model from `repodepot.db.models` or name it in
+SQL text. The enums in `db/models.py` are free for all. Each exception is listed with why.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from repodepot.db import models
+from repodepot.db.base import Base
+
+SRC = Path(models.__file__).parents[1]  # src/repodepot
+
+# table → the module or package that owns it.
+OWNERS = {
+    "users": "repodepot.accounts",
+    "api_tokens": "repodepot.accounts",
+    "sessions": "repodepot.accounts",
+    "repositories": "repodepot.repositories",
+    "repository_credentials": "repodepot.repositories",
+    "import_jobs": "repodepot.imports.service",
+    "import_secrets": "repodepot.imports.service",
+    "audit_log": "repodepot.audit",
+    "code_hosts": "repodepot.codehosts",
+    "code_host_syncs": "repodepot.codehosts",
+    "repo_sources": "repodepot.codehosts",
+    "gitserver_repos": "repodepot.gitserver.service",
+    "go_versions": "repodepot.goproxy.pins",
+}
+# (module, table) a module outside the owner may READ, joined into its own query, and why.
+READS = {
+    ("repodepot.repositories", "users"): "a repository's owner is shown by name, in one query",
+}
+# Where tables are defined and migrated: outside the rule.
+EXEMPT = ("repodepot.db.models", "repodepot.db.migrations")
+
+MODEL_TABLES = {
+    mapper.class_.__name__: mapper.local_table.name  # type: ignore[union-attr]
+    for mapper in Base.registry.mappers
+}
+_SQL = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+\"?([a-z_]+)\"?", re.IGNORECASE)
+
+
+def owns(module: str, table: str) -> bool:
+    owner = OWNERS[table]
+    return module == owner or module.startswith(f"{owner}.")
+
+
+def violations(module: str, source: str) -> list[str]:
+    """What `module` (its dotted name, its source) touches that it does not own."""
+    if module.startswith(EXEMPT):
+        return []
+    found: list[str] = []
+
+    def foreign(table: str, how: str, line: int) -> None:
+        if table in OWNERS and not owns(module, table) and (module, table) not in READS:
+            found.append(f"{module}:{line}: {how} `{table}`, owned by {OWNERS[table]}")
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module == "repodepot.db.models":
+            for alias in node.names:
+                if alias.name in MODEL_TABLES:
+                    foreign(MODEL_TABLES[alias.name], f"imports {alias.name} of", node.lineno)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for table in _SQL.findall(node.value):
+                foreign(table.lower(), "names in SQL", node.lineno)
+    return found
+
+
+def _modules() -> list[tuple[str, Path]]:
+    return [
+        (".".join(("repodepot", *path.relative_to(SRC).with_suffix("").parts)), path)
+        for path in sorted(SRC.rglob("*.py"))
+    ]
+
+
+def test_every_table_has_exactly_one_owner() -> None:
+    tables = set(Base.metadata.tables)
+    assert tables == set(OWNERS), f"owner missing for {tables - set(OWNERS)}"
+
+
+def test_no_module_reads_or_writes_a_table_it_does_not_own() -> None:
+    found = [
+        problem
+        for module, path in _modules()
+        for problem in violations(module.removesuffix(".__init__"), path.read_text())
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        # The faults the issue found: each is caught.
+        (
+            "repodepot.codehosts.service",
+            "from repodepot.db.models import GitserverRepo\n",
+        ),
+        (
+            "repodepot.gitserver.janitor",
+            "from repodepot.db.models import CloneStatus, Repository\n",
+        ),
+        (
+            "repodepot.gitserver.service",
+            "def f(s):\n    return s.execute(text('SELECT sealed_token FROM code_hosts'))\n",
+        ),
+        (
+            "repodepot.imports.service",
+            "Q = 'insert into repositories (name) values (:n)'\n",
+        ),
+    ],
+)
+def test_a_planted_violation_is_caught(module: str, source: str) -> None:
+    assert len(violations(module, source)) == 1
+
+
+def test_the_owner_and_the_enums_are_free() -> None:
+    owner = "from repodepot.db.models import GitserverRepo, CloneStatus\n"
+    anyone = "from repodepot.db.models import Visibility, CodeHostKind, ImportStatus\n"
+    assert violations("repodepot.gitserver.service", owner) == []
+    assert violations("repodepot.web.api.repos", anyone) == []
