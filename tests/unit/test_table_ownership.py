@@ -1,8 +1,8 @@
 """One owner per table: only a table's owner module reads or writes it; the others call it.
 
 The check reads the source (no import): a module outside a table's owner may not import
-the table's model from `repodepot.db.models` or name it in
-SQL text. The enums in `db/models.py` are free for all. Each exception is listed with why.
+the table's model from `repodepot.db.models` or name it in SQL text. The enums in
+`db/models.py` are free for all. Each exception is listed with why.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ READS = {
 EXEMPT = ("repodepot.db.models", "repodepot.db.migrations")
 
 MODEL_TABLES = {
-    mapper.class_.__name__: mapper.local_table.name  # type: ignore[union-attr]
+    mapper.class_.__name__: str(getattr(mapper.class_, "__tablename__"))
     for mapper in Base.registry.mappers
 }
 _SQL = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+\"?([a-z_]+)\"?", re.IGNORECASE)
