@@ -8,6 +8,8 @@ import pytest
 from repodepot.db.models import Visibility
 from repodepot.services import Services
 from tests.conftest import ADMIN_TOKEN
+from tests.support.repogen import Spec
+from tests.support.seed import seed_mirror
 
 
 async def _member(client: httpx.AsyncClient, admin: dict[str, str], name: str) -> dict[str, str]:
@@ -29,8 +31,12 @@ async def repos(
     await app_services.repositories.create(
         name="alice/secret", owner_id=alice_id, source_url="https://alice:hunter2@example.com/s.git"
     )
-    await app_services.repositories.create(
-        name="alice/open", owner_id=alice_id, visibility=Visibility.public, default_branch="main"
+    await seed_mirror(
+        app_services,
+        "alice/open",
+        spec=Spec(commits=1),
+        owner_id=alice_id,
+        visibility=Visibility.public,
     )
     return {"alice": alice, "bob": bob}
 

@@ -24,7 +24,8 @@ from repodepot.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.e2e.imports_helpers import events
 from tests.support.fuzz import fuzz
-from tests.support.repogen import Spec, generate
+from tests.support.repogen import Spec
+from tests.support.seed import seed_mirror
 from tests.support.servers import LiveApp
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -46,11 +47,11 @@ async def test_no_generated_request_gets_a_5xx_or_an_answer_outside_the_schema(
         ("acme/lib", None, Visibility.public),
         ("member/own", "member", Visibility.private),
     ):
-        await asyncio.to_thread(generate, svc.storage.path(name), Spec(commits=5, tags=1))
         owner_id = None
         if owner is not None:
             owner_id = (await svc.accounts.create_user(owner)).id
-        await svc.repositories.create(name=name, owner_id=owner_id, visibility=visibility)
+        spec = Spec(commits=5, tags=1)
+        await seed_mirror(svc, name, spec=spec, owner_id=owner_id, visibility=visibility)
     async with httpx.AsyncClient(base_url=live.url, headers=AUTH, timeout=30) as admin:
         document = (await admin.get("/openapi.json")).json()
         member = (await admin.post("/api/tokens", json={"user": "member"})).json()["token"]

@@ -19,7 +19,8 @@ from repodepot.db.models import Visibility
 from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.e2e.conftest import Server
-from tests.support.repogen import Spec, generate
+from tests.support.repogen import Spec
+from tests.support.seed import seed_mirror
 
 TOKEN = "rdp_bodies-admin-token-0123456789"
 GIB = 1 << 30
@@ -37,10 +38,7 @@ async def server(tmp_path: Path, serve: type[Server]) -> Server:
     settings = Settings(data_dir=tmp_path / "data", roles=["web"])
     services = await Services.open(settings)
     try:
-        generate(services.storage.path("acme/open"), Spec(commits=3))
-        await services.repositories.create(
-            name="acme/open", owner_id=None, visibility=Visibility.public
-        )
+        await seed_mirror(services, "acme/open", spec=Spec(commits=3), visibility=Visibility.public)
     finally:
         await services.close()
     return serve(tmp_path / "data", {"REPODEPOT_ROLES": "web", "REPODEPOT_ADMIN_TOKEN": TOKEN})

@@ -24,6 +24,7 @@ from tests.e2e.imports_helpers import events, make_source
 from tests.support.githttp import GitHttpServer
 from tests.support.gomods import WorkTree
 from tests.support.repogen import Spec, git
+from tests.support.seed import seed_mirror
 from tests.support.servers import LiveApp
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -46,11 +47,8 @@ def _module(root: Path, name: str, path: str) -> WorkTree:
 async def _publish(
     svc: Services, work: WorkTree, name: str, root: str, *, owner_id: int | None, public: bool
 ) -> None:
-    mirror = svc.storage.path(name)
-    mirror.parent.mkdir(parents=True, exist_ok=True)
-    await asyncio.to_thread(git, "clone", "--mirror", "--quiet", str(work.path), str(mirror))
     visibility = Visibility.public if public else Visibility.private
-    await svc.repositories.create(name=name, owner_id=owner_id, visibility=visibility)
+    await seed_mirror(svc, name, source=work.path, owner_id=owner_id, visibility=visibility)
     await svc.repositories.set_go_import_root(operator(), name, root)
 
 

@@ -14,7 +14,8 @@ from repodepot.db.models import Visibility
 from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.support.repogen import HERMETIC, Spec, generate, git
+from tests.support.repogen import HERMETIC, Spec, git
+from tests.support.seed import seed_mirror
 from tests.support.servers import LiveApp
 
 Start = Callable[[Settings], Awaitable[LiveApp]]
@@ -43,10 +44,9 @@ def refs(path: Path) -> str:
 
 
 async def mirror(services: Services, name: str, visibility: Visibility) -> Path:
-    path = services.storage.path(name)
-    generate(path, Spec(commits=30, branches=3, tags=2, files=20))
-    await services.repositories.create(name=name, owner_id=None, visibility=visibility)
-    return path
+    spec = Spec(commits=30, branches=3, tags=2, files=20)
+    record = await seed_mirror(services, name, spec=spec, visibility=visibility)
+    return services.storage.path(record.id)
 
 
 @pytest.mark.parametrize("protocol", ["0", "2"])

@@ -24,7 +24,8 @@ from sqlalchemy import update
 from repodepot.db.models import GitserverRepo, Repository, Visibility
 from repodepot.services import Services
 from repodepot.settings import Settings
-from tests.support.repogen import Spec, generate
+from tests.support.repogen import Spec
+from tests.support.seed import seed_mirror
 
 SECRET = "webhook-secret-0123"
 TOO_BIG = [2**63, 2**64, 10**30]
@@ -270,10 +271,7 @@ async def test_webhook_errors_are_json(client: httpx.AsyncClient) -> None:
 async def test_garbage_to_upload_pack_is_400_with_git_s_words_and_no_traceback(
     client: httpx.AsyncClient, app_services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
-    generate(app_services.storage.path("acme/open"), Spec(commits=3))
-    await app_services.repositories.create(
-        name="acme/open", owner_id=None, visibility=Visibility.public
-    )
+    await seed_mirror(app_services, "acme/open", spec=Spec(commits=3), visibility=Visibility.public)
     url = "/git/acme/open.git/git-upload-pack"
     kind = {"Content-Type": "application/x-git-upload-pack-request"}
     caplog.set_level(logging.INFO)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from repodepot.accounts import operator
 from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.integration.test_updater import advance, refs
@@ -80,12 +81,17 @@ async def test_a_push_and_its_webhook_are_mirrored_within_seconds(
         headers=admin_headers,
     )
     assert created.json()["webhook_secret_set"] is True
-    mirror = app_services.storage.path("127.0.0.1/acme/app")
+    name = "127.0.0.1/acme/app"
 
     async def cloned() -> bool:
+        if not await app_services.repositories.exists(name):
+            return False
+        record = await app_services.repositories.get(operator(), name)
+        mirror = app_services.storage.path(record.id)
         return mirror.is_dir() and refs(mirror) == refs(git_root / "acme" / "app.git")
 
     await wait(cloned)
+    mirror = app_services.storage.path((await app_services.repositories.get(operator(), name)).id)
 
     commit = advance(git_root / "acme" / "app.git")
     payload = json.dumps(
