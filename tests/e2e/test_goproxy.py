@@ -24,6 +24,7 @@ from tests.e2e.conftest import cli
 from tests.support.githttp import GitHttpServer
 from tests.support.gomods import Go, Symlink, WorkTree, go_mod_sum, self_signed, zip_sum
 from tests.support.repogen import git
+from tests.support.seed import seed_mirror
 from tests.support.servers import LiveApp
 
 Start = Callable[..., Awaitable[LiveApp]]
@@ -130,12 +131,11 @@ def broken_repo(root: Path) -> WorkTree:
 
 async def publish(
     services: Services, work: WorkTree, name: str, root: str, visibility: Visibility
-) -> None:
-    mirror = services.storage.path(name)
-    mirror.parent.mkdir(parents=True, exist_ok=True)
-    await asyncio.to_thread(git, "clone", "--mirror", "--quiet", str(work.path), str(mirror))
-    await services.repositories.create(name=name, owner_id=None, visibility=visibility)
+) -> Path:
+    """Repository `name`, a mirror of `work` serving Go modules under `root`; its mirror."""
+    record = await seed_mirror(services, name, source=work.path, visibility=visibility)
     await services.repositories.set_go_import_root(operator(), name, root)
+    return services.storage.path(record.id)
 
 
 def files_of(work: WorkTree, rev: str, paths: list[str], subdir: str = "") -> dict[str, bytes]:
@@ -311,7 +311,7 @@ async def test_protocol_answers_errors_and_caching(
     svc = live.services
     lib = lib_repo(tmp_path / "repos")
     broken = broken_repo(tmp_path / "repos")
-    await publish(svc, lib, "acme/lib", LIB, Visibility.public)
+    mirror = await publish(svc, lib, "acme/lib", LIB, Visibility.public)
     await publish(svc, broken, "acme/broken", "example.com/acme/broken", Visibility.public)
     base = f"{live.url}/goproxy"
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
@@ -354,7 +354,6 @@ async def test_protocol_answers_errors_and_caching(
         assert not_modified.status_code == 304
 
         # A tag that moves after it was served keeps its first content, and says so.
-        mirror = svc.storage.path("acme/lib")
         await asyncio.to_thread(
             git, "--git-dir", str(mirror), "tag", "-f", "v1.0.0", "v1.1.0^{commit}"
         )
@@ -403,14 +402,10 @@ async def test_import_roots_api_page_and_a_fetch_for_an_unknown_version(
     await asyncio.to_thread(
         git, "clone", "--bare", "--quiet", str(upstream.path), str(git_root / "widget.git")
     )
-    mirror = app_services.storage.path("acme/widget")
-    mirror.parent.mkdir(parents=True, exist_ok=True)
-    await asyncio.to_thread(
-        git, "clone", "--mirror", "--quiet", str(git_root / "widget.git"), str(mirror)
-    )
-    await app_services.repositories.create(
-        name="acme/widget",
-        owner_id=None,
+    await seed_mirror(
+        app_services,
+        "acme/widget",
+        source=git_root / "widget.git",
         visibility=Visibility.public,
         source_url=git_server.url("widget.git"),
     )
@@ -484,16 +479,11 @@ def test_cli_sets_the_import_root_and_lists_modules(tmp_path: Path) -> None:
     env = {"REPODEPOT_DATA_DIR": str(data)}
     cli("db", "upgrade", env=env)
     work = widget_repo(tmp_path / "repos")
-    mirror = data / "repos" / "acme" / "widget.git"
-    mirror.parent.mkdir(parents=True, exist_ok=True)
-    git("clone", "--mirror", "--quiet", str(work.path), str(mirror))
 
     async def register() -> None:
         svc = await Services.open(Settings(data_dir=data))
         try:
-            await svc.repositories.create(
-                name="acme/widget", owner_id=None, visibility=Visibility.private
-            )
+            await seed_mirror(svc, "acme/widget", source=work.path)
         finally:
             await svc.close()
 
@@ -520,7 +510,7 @@ async def test_a_version_whose_first_commit_is_gone_answers_410_for_its_zip(
     first = work.commit("side", T0 + 1, {"b.go": "package gone\n"})
     work.tag("v0.1.0")
     work.git("checkout", "-q", "main")
-    await publish(live.services, work, "acme/gone", path, Visibility.public)
+    mirror = await publish(live.services, work, "acme/gone", path, Visibility.public)
     legacy = legacy_repo(tmp_path / "repos")
     await publish(
         live.services, legacy, "acme/legacy", "example.com/acme/legacy", Visibility.public
@@ -529,14 +519,13 @@ async def test_a_version_whose_first_commit_is_gone_answers_410_for_its_zip(
         mod = await http.get(f"/{path}/@v/v0.1.0.mod")
         assert mod.content == f"module {path}\n".encode()
 
-        mirror = str(live.services.storage.path("acme/gone"))
         for args in (
             ["tag", "-f", "v0.1.0", "main"],
             ["branch", "-D", "side"],
             ["reflog", "expire", "--expire=now", "--all"],
             ["gc", "-q", "--prune=now"],
         ):
-            await asyncio.to_thread(git, "--git-dir", mirror, *args)
+            await asyncio.to_thread(git, "--git-dir", str(mirror), *args)
 
         info = await http.get(f"/{path}/@v/v0.1.0.info")
         assert info.json()["Origin"]["Hash"] == first
