@@ -28,7 +28,7 @@ from sqlalchemy import insert, update
 from bench.clones import SERVER_ENV, _serve
 from bench.common import ADMIN, bench_settings, percentile, plain_git, repo_size
 from repodepot.accounts import operator
-from repodepot.codehosts.syncer import now
+from repodepot.clock import now
 from repodepot.db.models import GitserverRepo, Repository, Visibility
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.services import Services

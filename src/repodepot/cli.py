@@ -23,7 +23,7 @@ from rich.table import Table
 from repodepot import __version__
 from repodepot.accounts import operator
 from repodepot.client import Client
-from repodepot.codehosts.syncer import SyncOutcome
+from repodepot.codehosts.outcome import SyncOutcome
 from repodepot.db import migrate
 from repodepot.db.base import create_engine
 from repodepot.db.models import Role, Visibility

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from repodepot.accounts import operator
-from repodepot.codehosts.syncer import Syncer, now
+from repodepot.clock import now
+from repodepot.codehosts.syncer import Syncer
 from repodepot.db.models import CloneStatus, GitserverRepo, Repository
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.service import Due

@@ -9,12 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from repodepot import audit
+from repodepot import audit, repositories
 from repodepot.accounts import Principal
+from repodepot.batches import chunks
+from repodepot.clock import now
+from repodepot.codehosts import store
 from repodepot.codehosts.config import (
     AnyConfig,
     HostConfig,
@@ -23,17 +26,12 @@ from repodepot.codehosts.config import (
     split_secrets,
 )
 from repodepot.codehosts.deliveries import Deliveries
-from repodepot.codehosts.syncer import SOURCES, Syncer, chunks, now
-from repodepot.db.models import (
-    CodeHost,
-    CodeHostKind,
-    CodeHostSync,
-    GitserverRepo,
-    Repository,
-    SyncStatus,
-)
+from repodepot.codehosts.syncer import Syncer
+from repodepot.db.models import CodeHost, CodeHostKind, CodeHostSync, SyncStatus
 from repodepot.exceptions import AlreadyExists, InvalidInput, NotFound
+from repodepot.gitserver.service import resume_failing_in
 from repodepot.pagination import Page, paginate
+from repodepot.repositories import synced
 from repodepot.secrets import SecretBox, SecretUnreadable
 from repodepot.settings import Settings
 
@@ -190,18 +188,8 @@ class CodeHosts:
                 self._seal(row, secrets)
                 changed.extend(sorted(secrets))
                 if "token" in secrets:  # new credentials: failing mirrors try again now
-                    await session.execute(
-                        update(GitserverRepo)
-                        .where(
-                            GitserverRepo.failing,
-                            GitserverRepo.repository_id.in_(
-                                select(SOURCES.c.repository_id).where(
-                                    SOURCES.c.code_host_id == host_id
-                                )
-                            ),
-                        )
-                        .values(failing=False, failures=0, queued_priority=1, queued_reason="admin")
-                    )
+                    for batch in chunks(await store.linked(session, host_id)):
+                        await resume_failing_in(session, batch)
                 row.next_sync_at = now()
             row.updated_at = now()
             try:
@@ -220,26 +208,8 @@ class CodeHosts:
         caller.require_admin()
         async with self._sessions.begin() as session:
             row = await self._row(session, host_id)
-            linked = (
-                await session.scalars(
-                    select(SOURCES.c.repository_id).where(SOURCES.c.code_host_id == host_id)
-                )
-            ).all()
-            await session.execute(delete(SOURCES).where(SOURCES.c.code_host_id == host_id))
-            deleted = 0
-            at = now()
-            orphaned = ~(
-                select(SOURCES.c.repository_id)
-                .where(SOURCES.c.repository_id == Repository.id)
-                .exists()
-            )
-            for batch in chunks(linked):
-                result = await session.execute(
-                    update(Repository)
-                    .where(Repository.id.in_(batch), Repository.deleted_at.is_(None), orphaned)
-                    .values(deleted_at=at, updated_at=at)
-                )
-                deleted += result.rowcount  # type: ignore[attr-defined]
+            linked = await store.linked(session, host_id)
+            deleted = await store.release(session, host_id, linked, now())
             await session.delete(row)
             await audit.record(
                 session, caller.user.id, "codehost.remove", row.name, {"deleted": deleted}
@@ -350,12 +320,7 @@ class CodeHosts:
         return row
 
     async def _record(self, session: AsyncSession, row: CodeHost) -> CodeHostRecord:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(SOURCES)
-            .join(Repository, Repository.id == SOURCES.c.repository_id)
-            .where(SOURCES.c.code_host_id == row.id, Repository.deleted_at.is_(None))
-        )
+        count = await synced.count_live_among(session, store.linked_ids(row.id))
         last = await session.scalar(
             select(CodeHostSync)
             .where(CodeHostSync.code_host_id == row.id)
@@ -363,17 +328,7 @@ class CodeHosts:
             .limit(1)
         )
         held: list[int] = json.loads(row.held_deletions or "[]")
-        held_names = (
-            (
-                await session.scalars(
-                    select(Repository.name)
-                    .where(Repository.id.in_(held[:HELD_SHOWN]))
-                    .order_by(Repository.name)
-                )
-            ).all()
-            if held
-            else []
-        )
+        shown = await repositories.names_of(session, held[:HELD_SHOWN]) if held else {}
         config = json.loads(row.config)
         return CodeHostRecord(
             id=row.id,
@@ -389,9 +344,9 @@ class CodeHosts:
             last_sync_at=row.last_sync_at,
             last_status=row.last_status,
             last_error=row.last_error,
-            repo_count=count or 0,
+            repo_count=count,
             held_deletions=len(held),
-            held_repositories=list(held_names),
+            held_repositories=sorted(shown.values()),
             last_sync=SyncRecord.from_row(last) if last is not None else None,
         )
 

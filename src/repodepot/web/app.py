@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from repodepot import __version__
-from repodepot.codehosts.syncer import SyncLoop
+from repodepot.codehosts.loop import SyncLoop
 from repodepot.gitserver.janitor import Janitor
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.imports.worker import ImportWorker

@@ -1,0 +1,105 @@
+"""The sync loop: each connection synced every `sync_interval`, and at once on request.
+
+One sync of a connection runs at a time across processes: a sync first takes the
+connection's lease (a row in `code_hosts`), renewed while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from repodepot.clock import now
+from repodepot.codehosts import store
+from repodepot.codehosts.syncer import Syncer
+from repodepot.db.base import session_factory
+from repodepot.loops import new_worker_id
+from repodepot.settings import Settings
+
+if TYPE_CHECKING:
+    from repodepot.services import Services
+
+logger = logging.getLogger(__name__)
+
+
+class SyncLoop:
+    """Syncs each due connection; `wake()` it after a "sync now"; `stop()` it at shutdown."""
+
+    def __init__(
+        self,
+        syncer: Syncer,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        owner: str,
+        concurrency: int = 4,
+    ) -> None:
+        self._syncer = syncer
+        self._sessions = sessions
+        self._settings = settings
+        self._owner = owner
+        self._concurrency = concurrency
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._running: dict[int, asyncio.Task[None]] = {}
+
+    @classmethod
+    def from_services(cls, services: Services) -> SyncLoop:
+        """A loop over an opened set of services."""
+        return cls(
+            services.codehosts.syncer,
+            session_factory(services.worker_engine),
+            services.settings,
+            owner=new_worker_id(),
+        )
+
+    def wake(self) -> None:
+        """Look for due connections now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Until stopped: claim due connections and sync them, a few at a time."""
+        while not self._stopping:
+            try:
+                await self._start_due()
+            except Exception:  # a database hiccup must not end the loop; it is logged
+                logger.exception("sync loop iteration failed", extra={"action": "codehost.loop"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.sync_poll_interval)
+            self._wake.clear()
+
+    async def stop(self) -> None:
+        """Stop claiming; cancel running syncs (their leases expire, so they run again)."""
+        self._stopping = True
+        self._wake.set()
+        for task in list(self._running.values()):
+            task.cancel()
+        for task in list(self._running.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _start_due(self) -> None:
+        free = self._concurrency - len(self._running)
+        if free <= 0:
+            return
+        async with self._sessions() as session:
+            due = await store.due(session, now(), free)
+        for host_id in due:
+            if host_id not in self._running and await self._syncer.claim(
+                host_id, self._owner, due_only=True
+            ):
+                task = asyncio.create_task(self._sync(host_id), name=f"codehost-sync-{host_id}")
+                self._running[host_id] = task
+
+    async def _sync(self, host_id: int) -> None:
+        try:
+            await self._syncer.run_leased(host_id, self._owner)
+        except Exception:  # recorded nowhere else: log it; the lease expiry retries it
+            logger.exception("code host sync crashed", extra={"action": "codehost.sync"})
+        finally:
+            self._running.pop(host_id, None)
+            self._wake.set()
