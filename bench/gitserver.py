@@ -30,10 +30,12 @@ from bench.common import ADMIN, bench_settings, percentile, plain_git, repo_size
 from repodepot.accounts import operator
 from repodepot.clock import now
 from repodepot.db.models import GitserverRepo, Repository, Visibility
+from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.services import Services
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate
+from tests.support.seed import seed_mirror
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 QUEUE_SIZE = 100_000
@@ -77,7 +79,7 @@ async def scheduler() -> list[str]:
             enqueue: list[float] = []
             for repository_id in ids[:: QUEUE_SIZE // 500]:
                 started = time.perf_counter()
-                await services.gitserver.enqueue(repository_id, "webhook")
+                await services.gitserver.enqueue_existing(repository_id, QueueReason.webhook)
                 enqueue.append(time.perf_counter() - started)
             dequeue: list[float] = []
             for _ in range(200):
@@ -206,11 +208,9 @@ async def ensure() -> list[str]:
         root = Path(scratch)
         data = root / "data"
         services = await Services.open(bench_settings(data))
-        mirror = services.storage.path("bench/app")
-        generate(mirror, Spec(commits=2000, files=50))
-        await services.repositories.create(
-            name="bench/app", owner_id=None, visibility=Visibility.public
-        )
+        spec = Spec(commits=2000, files=50)
+        record = await seed_mirror(services, "bench/app", spec=spec, visibility=Visibility.public)
+        mirror = services.storage.path(record.id)
         await services.close()
         sha = plain_git_out("--git-dir", str(mirror), "rev-parse", "main")
         async with _serve(data) as server, httpx.AsyncClient(timeout=30) as http:
@@ -285,12 +285,11 @@ async def smarthttp() -> list[str]:
         root = Path(scratch)
         data = root / "data"
         services = await Services.open(bench_settings(data))
-        mirror = services.storage.path("bench/large")
-        generate(mirror, LARGE)
-        plain_git("--git-dir", str(mirror), "repack", "-adbq")
-        await services.repositories.create(
-            name="bench/large", owner_id=None, visibility=Visibility.public
+        record = await seed_mirror(
+            services, "bench/large", spec=LARGE, visibility=Visibility.public
         )
+        mirror = services.storage.path(record.id)
+        plain_git("--git-dir", str(mirror), "repack", "-adbq")
         await services.close()
         size = repo_size(mirror)
         times: dict[str, list[float]] = {"git http-backend": [], "repodepot": []}
@@ -298,7 +297,7 @@ async def smarthttp() -> list[str]:
             async with _serve(data) as server:
                 for run in range(3):
                     for client, url in (
-                        ("git http-backend", direct.url("large.git")),
+                        ("git http-backend", direct.url(mirror.name)),
                         ("repodepot", f"{server.url}/git/bench/large"),
                     ):
                         dest = root / f"clone-{run}-{client.split()[0]}.git"

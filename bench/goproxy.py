@@ -18,7 +18,8 @@ from bench.common import bench_settings, percentile, plain_git, repo_size
 from repodepot.accounts import operator
 from repodepot.db.models import Visibility
 from repodepot.services import Services
-from tests.support.repogen import HERMETIC, Spec, generate
+from tests.support.repogen import HERMETIC, Spec
+from tests.support.seed import seed_mirror
 
 # 20,000 files of 10.5 KB (210 MB) at the last tag; 2,000 tags for list and info.
 SPEC = Spec(commits=20_000, files=20_000, blob_bytes=10_500, tags=2_000)
@@ -59,13 +60,9 @@ async def _download(http: httpx.AsyncClient, url: str) -> tuple[float, int]:
 
 async def _setup(data: Path) -> Path:
     services = await Services.open(bench_settings(data))
-    mirror = services.storage.path("bench/large")
-    mirror.parent.mkdir(parents=True, exist_ok=True)
-    await asyncio.to_thread(generate, mirror, SPEC)
+    record = await seed_mirror(services, "bench/large", spec=SPEC, visibility=Visibility.public)
+    mirror = services.storage.path(record.id)
     plain_git("--git-dir", str(mirror), "repack", "-adq")
-    await services.repositories.create(
-        name="bench/large", owner_id=None, visibility=Visibility.public
-    )
     await services.repositories.set_go_import_root(operator(), "bench/large", ROOT)
     await services.close()
     return mirror
