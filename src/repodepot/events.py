@@ -1,9 +1,10 @@
 """Publish/subscribe of small JSON events: in-process, and across processes via PostgreSQL.
 
-Events are latest-value snapshots carrying a `seq`; a subscriber that misses one
-loses nothing, because the next one is complete. Subscribers drop events whose
-`seq` is not newer than the last they saw, so an event arriving twice (locally
-and again through NOTIFY) is delivered once.
+Events are latest-value snapshots; a subscriber that misses one loses nothing, because
+the next one is complete. Each subscription orders its topic's events by a key the
+publisher's module gives (`Order`; by default the event's `seq`) and drops those not
+newer than the last it delivered, so an event arriving twice (locally and again through
+NOTIFY) is delivered once. The broker knows nothing of what the events are about.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -23,27 +24,28 @@ CHANNEL = "repodepot_events"
 QUEUE_SIZE = 64
 
 
-STATUS_RANK = {"pending": 0, "running": 1, "success": 2, "failed": 2, "cancelled": 2}
+Order = Callable[[Event], tuple[int, ...]]
 
 
-def order(event: Event) -> tuple[int, int]:
-    """Where `event` stands in its topic's history: a status change outranks any progress."""
+def by_seq(event: Event) -> tuple[int, ...]:
+    """The default order: the event's `seq` (-1 without one)."""
     seq = event.get("seq")
-    return STATUS_RANK.get(str(event.get("status")), 0), seq if isinstance(seq, int) else -1
+    return (seq if isinstance(seq, int) else -1,)
 
 
 class Subscription:
     """One subscriber's queue; only the newest events are kept when it falls behind."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, order: Order = by_seq) -> None:
         self.topic = topic
+        self.order = order
         self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
-        self._last: dict[Any, tuple[int, int]] = {}  # per entity (the event's id)
+        self._last: dict[Any, tuple[int, ...]] = {}  # per entity (the event's id)
 
     def offer(self, event: Event) -> None:
         """Queue `event` if newer than what was delivered; drop the oldest when full."""
-        key, entity = order(event), event.get("id")
-        if key <= self._last.get(entity, (-1, -1)):
+        key, entity = self.order(event), event.get("id")
+        if entity in self._last and key <= self._last[entity]:
             return
         self._last[entity] = key
         if self._queue.full():
@@ -60,8 +62,8 @@ class Subscription:
 
     def seen(self, event: Event) -> None:
         """Skip events not newer than `event` (the caller already has that state)."""
-        entity = event.get("id")
-        self._last[entity] = max(self._last.get(entity, (-1, -1)), order(event))
+        entity, key = event.get("id"), self.order(event)
+        self._last[entity] = max(self._last[entity], key) if entity in self._last else key
 
 
 class Broker:
@@ -75,9 +77,9 @@ class Broker:
         for subscription in list(self._subscribers.get(topic, ())):
             subscription.offer(event)
 
-    def open(self, topic: str) -> Subscription:
-        """Start receiving `topic`'s events; `close()` the subscription when done."""
-        subscription = Subscription(topic)
+    def open(self, topic: str, order: Order = by_seq) -> Subscription:
+        """Start receiving `topic`'s events in `order`; `close()` the subscription when done."""
+        subscription = Subscription(topic, order)
         self._subscribers[topic].add(subscription)
         return subscription
 
@@ -90,9 +92,9 @@ class Broker:
                 del self._subscribers[subscription.topic]
 
     @contextlib.contextmanager
-    def subscribe(self, topic: str) -> Iterator[Subscription]:
+    def subscribe(self, topic: str, order: Order = by_seq) -> Iterator[Subscription]:
         """`with broker.subscribe(topic) as sub:` then `await sub.get()`."""
-        subscription = self.open(topic)
+        subscription = self.open(topic, order)
         try:
             yield subscription
         finally:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from repodepot.events import Broker
+from repodepot.imports.service import event_order
 
 
 async def test_each_subscriber_gets_newer_states_once_per_entity() -> None:
@@ -16,7 +17,7 @@ async def test_each_subscriber_gets_newer_states_once_per_entity() -> None:
 
 async def test_duplicates_and_older_states_are_dropped() -> None:
     broker = Broker()
-    with broker.subscribe("import:1") as sub:
+    with broker.subscribe("import:1", event_order) as sub:  # the imports' order
         for event in (
             {"id": 1, "status": "running", "seq": 5},
             {"id": 1, "status": "running", "seq": 5},  # the same, via NOTIFY
@@ -52,3 +53,12 @@ def test_open_and_close_are_the_same_as_subscribe() -> None:
     broker.close(subscription)  # idempotent
     assert broker.subscriber_count("t") == 0
     broker.publish("t", {"id": 1, "status": "running", "seq": 1})  # no one left: no error
+
+
+async def test_without_an_order_the_seq_decides() -> None:
+    broker = Broker()
+    with broker.subscribe("t") as sub:
+        for seq in (2, 2, 1, 3):
+            broker.publish("t", {"id": 1, "seq": seq, "status": "cancelled" if seq == 1 else "x"})
+        got = [await sub.get(0.1) for _ in range(3)]
+    assert [e["seq"] if e else None for e in got] == [2, 3, None]

@@ -15,7 +15,6 @@ Every `janitor_interval`:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import time
@@ -28,6 +27,7 @@ from repodepot.git import commands
 from repodepot.git.errors import GitError
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver.service import Gitserver
+from repodepot.loops import BackgroundLoop
 from repodepot.repositories import Repositories
 from repodepot.settings import Settings
 from repodepot.storage import Storage
@@ -45,8 +45,10 @@ def disk_free_percent(path: Path) -> float:
     return 100.0 * usage.free / usage.total if usage.total else 100.0
 
 
-class Janitor:
+class Janitor(BackgroundLoop):
     """Maintenance and removal passes; `run()` until `stop()`."""
+
+    name = "janitor"
 
     def __init__(
         self,
@@ -56,12 +58,12 @@ class Janitor:
         storage: Storage,
         settings: Settings,
     ) -> None:
+        super().__init__(interval=settings.janitor_interval)
         self._gitserver = gitserver
         self._repositories = repositories
         self._git = git
         self._storage = storage
         self._settings = settings
-        self._stopping = asyncio.Event()
 
     @classmethod
     def from_services(cls, services: Services) -> Janitor:
@@ -74,19 +76,9 @@ class Janitor:
             services.settings,
         )
 
-    async def run(self) -> None:
-        """A pass every `janitor_interval` until stopped."""
-        while not self._stopping.is_set():
-            try:
-                await self.pass_once()
-            except Exception:  # one bad pass must not end the janitor; it is logged
-                logger.exception("janitor pass failed", extra={"action": "janitor"})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._settings.janitor_interval)
-
-    async def stop(self) -> None:
-        """End after the current step."""
-        self._stopping.set()
+    async def step(self) -> None:
+        """A pass every `janitor_interval`."""
+        await self.pass_once()
 
     async def pass_once(self) -> tuple[int, int]:
         """One pass: (mirrors maintained, mirrors removed)."""
@@ -100,7 +92,7 @@ class Janitor:
         before = now() - timedelta(seconds=self._settings.maintenance_interval)
         done = 0
         for repository_id in await self._gitserver.due_maintenance(before, BATCH):
-            if self._stopping.is_set():
+            if self.stopping:
                 break
             if await self.maintain(repository_id):
                 done += 1
@@ -163,7 +155,7 @@ class Janitor:
             batch = on_disk[start : start + BATCH]
             owned = await self._gitserver.known(batch)
             for repository_id in batch:
-                if repository_id in owned or self._stopping.is_set():
+                if repository_id in owned or self.stopping:
                     continue
                 path = self._storage.path(repository_id)
                 if not _older_than(path, grace):

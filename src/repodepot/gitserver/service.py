@@ -26,6 +26,7 @@ from repodepot.db.models import CloneStatus, GitserverRepo
 from repodepot.git.runner import Credentials
 from repodepot.gitserver import mirror, schedule
 from repodepot.gitserver.schedule import QueueReason
+from repodepot.loops import died_here
 from repodepot.repositories import credentials
 from repodepot.secrets import SecretBox
 from repodepot.settings import Settings
@@ -339,6 +340,28 @@ class Gitserver:
                 return None
             keys = await self._credentials(session, {repository_id: found.source_url})
         return mirror.Upstream(url=found.source_url, credentials=keys.get(repository_id))
+
+    async def release_dead_leases(self) -> int:
+        """Free the leases of updaters that died on this host (after `kill -9`, at once).
+
+        Their updates would otherwise wait out the lease; a lease of another host's
+        updater is left to expire. Returns how many mirrors were freed.
+        """
+        at = now()
+        g = GitserverRepo
+        async with self._sessions.begin() as session:
+            owners = await session.scalars(
+                select(g.lease_owner)
+                .where(g.lease_until > at, g.shard == self._settings.shard)
+                .distinct()
+            )
+            dead = [owner for owner in owners if died_here(owner)]
+            if not dead:
+                return 0
+            result = await session.execute(
+                update(g).where(g.lease_owner.in_(dead)).values(lease_owner=None, lease_until=None)
+            )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def renew(self, owner: str, repository_id: int) -> None:
         """Extend a running update's lease."""

@@ -1,6 +1,7 @@
 """The update scheduler's workers: clone or fetch due mirrors, within limits.
 
-Each tick gives newly discovered repositories their row (queued first), then leases
+At start-up the mirrors a crashed updater on this host held are freed at once. Each
+round (now and then) gives repositories without a mirror row one, then leases
 as many due mirrors as there are free slots: at most `max_concurrent_clones` at
 once, and at most `max_clones_per_host` against one host. git runs in
 subprocesses; the event loop only waits. A fetch that fails is followed by a
@@ -24,7 +25,7 @@ from repodepot.gitserver import mirror
 from repodepot.gitserver.failures import FailureKind, classify, credential_advice, message
 from repodepot.gitserver.janitor import disk_free_percent
 from repodepot.gitserver.service import LEASE, Due, Gitserver, MirrorFacts
-from repodepot.imports.worker import new_worker_id
+from repodepot.loops import BackgroundLoop, new_worker_id, renewing
 from repodepot.settings import Settings
 from repodepot.storage import Storage
 
@@ -35,19 +36,21 @@ logger = logging.getLogger(__name__)
 DISCOVER_EVERY = 5  # ticks between looks for repositories without a mirror row
 
 
-class UpdateLoop:
+class UpdateLoop(BackgroundLoop):
     """Keeps every mirror cloned and fresh; `wake()` it when work is queued."""
+
+    name = "update"
 
     def __init__(
         self, gitserver: Gitserver, git: GitRunner, storage: Storage, settings: Settings
     ) -> None:
+        super().__init__(interval=settings.update_poll_interval)
         self._gitserver = gitserver
         self._git = git
         self._storage = storage
         self._settings = settings
         self._owner = new_worker_id()
-        self._wake = asyncio.Event()
-        self._stopping = False
+        self._rounds = 0
         self._running: dict[int, tuple[Due, asyncio.Task[None]]] = {}
 
     @classmethod
@@ -55,29 +58,25 @@ class UpdateLoop:
         """A loop over an opened set of services."""
         return cls(services.gitserver, services.git, services.storage, services.settings)
 
-    def wake(self) -> None:
-        """Look for due mirrors now."""
-        self._wake.set()
+    async def starting(self) -> None:
+        """Free the mirrors a crashed updater on this host held, at once."""
+        freed = await self._gitserver.release_dead_leases()
+        if freed:
+            logger.warning(
+                "released %d mirrors leased by an updater that died",
+                freed,
+                extra={"action": "update.leases_released", "count": freed},
+            )
 
-    async def run(self) -> None:
-        """Until stopped: discover, claim, update."""
-        tick = 0
-        while not self._stopping:
-            try:
-                if tick % DISCOVER_EVERY == 0:
-                    await self._gitserver.discover()
-                await self._start_due()
-            except Exception:  # a database hiccup must not end the loop; it is logged
-                logger.exception("update loop iteration failed", extra={"action": "update.loop"})
-            tick += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.update_poll_interval)
-            self._wake.clear()
+    async def step(self) -> None:
+        """Discover now and then, claim due mirrors for the free slots, update them."""
+        if self._rounds % DISCOVER_EVERY == 0:
+            await self._gitserver.discover()
+        self._rounds += 1
+        await self._start_due()
 
-    async def stop(self) -> None:
-        """Stop claiming; cancel running updates and give them back to the queue."""
-        self._stopping = True
-        self._wake.set()
+    async def stopped(self) -> None:
+        """Cancel running updates and give them back to the queue."""
         for _, task in list(self._running.values()):
             task.cancel()
         for due, task in list(self._running.values()):
@@ -99,24 +98,19 @@ class UpdateLoop:
             self._running[due.repository_id] = (due, task)
 
     async def _update(self, due: Due) -> None:
-        renew = asyncio.create_task(self._renew(due))
         try:
-            await self.update(due)
+            async with renewing(
+                lambda: self._gitserver.renew(self._owner, due.repository_id),
+                LEASE.total_seconds() / 3,
+            ):
+                await self.update(due)
         except asyncio.CancelledError:
             raise
         except Exception:  # recorded nowhere else: log it; the lease expiry retries it
             logger.exception("update crashed", extra={"action": "update", "repo": due.name})
         finally:
-            renew.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renew
             self._running.pop(due.repository_id, None)
-            self._wake.set()
-
-    async def _renew(self, due: Due) -> None:
-        while True:
-            await asyncio.sleep(LEASE.total_seconds() / 3)
-            await self._gitserver.renew(self._owner, due.repository_id)
+            self.wake()
 
     async def update(self, due: Due) -> None:
         """Clone or fetch one mirror and record the outcome."""

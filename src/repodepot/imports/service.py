@@ -8,7 +8,8 @@ RETURNING; a count of 0 rows tells the worker the job was cancelled meanwhile.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from repodepot import audit, repositories
 from repodepot.accounts import Principal
 from repodepot.db.base import is_sqlite
 from repodepot.db.models import ImportJob, ImportSecret, ImportStatus, Visibility
-from repodepot.events import Broker, Event
+from repodepot.events import Broker, Event, Subscription
 from repodepot.exceptions import AlreadyExists, NotFound, PermissionDenied
 from repodepot.gitserver.service import MirrorFacts, adopt_in
 from repodepot.imports.errors import JobFinished, QueueFull, QuotaFull
@@ -50,6 +51,14 @@ def topic(job_id: int) -> str:
 
 
 QUEUED_TOPIC = "imports:queued"
+
+
+def event_order(event: Event) -> tuple[int, int]:
+    """Where a job's event stands in its history: a status change outranks any progress."""
+    status = event.get("status")
+    rank = 0 if status == "pending" else 1 if status == "running" else 2
+    seq = event.get("seq")
+    return rank, seq if isinstance(seq, int) else -1
 
 
 class Imports:
@@ -178,6 +187,42 @@ class Imports:
                 )
                 event["queue_position"] = (ahead or 0) + 1
         return event
+
+    async def watch(
+        self, caller: Principal, job_id: int, *, keepalive: float
+    ) -> tuple[Event, AsyncGenerator[Event | None, None]]:
+        """The job now, and its changes to come (None after `keepalive` quiet seconds).
+
+        The changes end with the final state, or at once when the job has already
+        ended. Raises NotFound as `get`. Subscribed before the state is read, so no change
+        slips between the two.
+        """
+        subscription = self._broker.open(topic(job_id), event_order)
+        try:
+            current = await self.get(caller, job_id)
+        except BaseException:
+            self._broker.close(subscription)
+            raise
+        subscription.seen(current)
+        return current, self._changes(subscription, current, keepalive)
+
+    async def _changes(
+        self, subscription: Subscription, current: Event, keepalive: float
+    ) -> AsyncGenerator[Event | None, None]:
+        try:
+            if ImportStatus(current["status"]).finished:
+                return
+            while True:
+                event = await subscription.get(keepalive)
+                yield event
+                if event is not None and ImportStatus(event["status"]).finished:
+                    return
+        finally:
+            self._broker.close(subscription)
+
+    def cancels(self, job_id: int) -> AbstractContextManager[Subscription]:
+        """A subscription to one job's events, for its worker to hear of a cancel."""
+        return self._broker.subscribe(topic(job_id), event_order)
 
     async def list_jobs(
         self,

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
-import os
-import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +21,7 @@ from repodepot.imports.errors import explain
 from repodepot.imports.progress import ProgressCell
 from repodepot.imports.service import QUEUED_TOPIC, Imports, topic
 from repodepot.imports.validation import parse_source
+from repodepot.loops import BackgroundLoop, died_here, new_worker_id
 from repodepot.outbound import Policy
 from repodepot.settings import Settings
 from repodepot.storage import Storage
@@ -60,13 +57,10 @@ class _Run:
                 self.clone.cancel()  # the runner kills git's process group
 
 
-def new_worker_id() -> str:
-    """`host:pid:nonce`: enough for recovery to tell whether the worker still lives."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-class ImportWorker:
+class ImportWorker(BackgroundLoop):
     """Runs up to `import_concurrency` imports at once; `run()` until `stop()`."""
+
+    name = "imports"
 
     def __init__(
         self,
@@ -78,6 +72,7 @@ class ImportWorker:
         settings: Settings,
         worker_id: str | None = None,
     ) -> None:
+        super().__init__(interval=RESCAN_SECONDS)
         self.imports = imports
         self.storage = storage
         self.git = git
@@ -86,8 +81,7 @@ class ImportWorker:
         self.worker_id = worker_id or new_worker_id()
         self._runs: dict[int, _Run] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
+        self._last_scan = -RESCAN_SECONDS
         self._maybe_queued = True
         self._queued_events = 0
 
@@ -111,14 +105,12 @@ class ImportWorker:
         with self.broker.subscribe(QUEUED_TOPIC) as queued:
             listener = asyncio.create_task(self._listen(queued))
             try:
-                await self._loop()
+                await super().run()
             finally:
                 listener.cancel()
 
-    async def stop(self) -> None:
-        """Stop claiming; interrupt running imports, which go back to the queue."""
-        self._stopping.set()
-        self._wake.set()
+    async def stopped(self) -> None:
+        """Interrupt running imports, which go back to the queue."""
         for run in list(self._runs.values()):
             run.abort("shutdown")
         if self._tasks:
@@ -129,31 +121,26 @@ class ImportWorker:
             await queued.get()
             self._queued_events += 1
             self._maybe_queued = True
-            self._wake.set()
+            self.wake()
 
-    async def _loop(self) -> None:
-        last_scan = -RESCAN_SECONDS
-        while not self._stopping.is_set():
-            self._wake.clear()  # before claiming: a job queued meanwhile wakes the next round
-            if time.monotonic() - last_scan >= RESCAN_SECONDS:
-                last_scan = time.monotonic()
-                self._maybe_queued = True  # jobs of processes we hear nothing from
-                await self._guard(self.recover())
-            free = self.settings.import_concurrency - len(self._tasks)
-            if free > 0 and self._maybe_queued:
-                # One UPDATE claims for every free slot; a short answer means the queue is
-                # empty, so freed slots do not ask again until a job is queued.
-                heard = self._queued_events
-                claimed = await self._guard(self.imports.claim(self.worker_id, free)) or []
-                if len(claimed) < free and self._queued_events == heard:
-                    self._maybe_queued = False  # empty, and nothing was queued meanwhile
-                for job, credential in claimed:
-                    task = asyncio.create_task(self._execute(job, credential))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._finished)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(RESCAN_SECONDS):
-                    await self._wake.wait()
+    async def step(self) -> None:
+        """Now and then recover dead workers' jobs; claim jobs for the free slots."""
+        if time.monotonic() - self._last_scan >= RESCAN_SECONDS:
+            self._last_scan = time.monotonic()
+            self._maybe_queued = True  # jobs of processes we hear nothing from
+            await self._guard(self.recover())
+        free = self.settings.import_concurrency - len(self._tasks)
+        if free > 0 and self._maybe_queued:
+            # One UPDATE claims for every free slot; a short answer means the queue is
+            # empty, so freed slots do not ask again until a job is queued.
+            heard = self._queued_events
+            claimed = await self._guard(self.imports.claim(self.worker_id, free)) or []
+            if len(claimed) < free and self._queued_events == heard:
+                self._maybe_queued = False  # empty, and nothing was queued meanwhile
+            for job, credential in claimed:
+                task = asyncio.create_task(self._execute(job, credential))
+                self._tasks.add(task)
+                task.add_done_callback(self._finished)
 
     async def _guard(self, work: Any) -> Any:
         # A database hiccup must not end the worker; the next round tries again.
@@ -166,7 +153,7 @@ class ImportWorker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._wake.set()
+        self.wake()
 
     async def recover(self) -> None:
         """Requeue jobs whose worker died (at most 3 attempts in all, then fail them)."""
@@ -342,7 +329,7 @@ class ImportWorker:
                 return
 
     async def _watch_cancel(self, run: _Run) -> None:
-        with self.broker.subscribe(topic(run.job["id"])) as subscription:
+        with self.imports.cancels(run.job["id"]) as subscription:
             while True:
                 event = await subscription.get()
                 if event is not None and event.get("status") == "cancelled":
@@ -361,13 +348,4 @@ def _explain(error: Exception) -> str:
 
 
 def _is_dead(worker_id: str | None, heartbeat: datetime | None, stale: datetime) -> bool:
-    host, _, rest = (worker_id or "").partition(":")
-    pid = rest.partition(":")[0]
-    if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-    return heartbeat is None or heartbeat < stale
+    return died_here(worker_id) or heartbeat is None or heartbeat < stale

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from repodepot.db.models import ImportStatus
-from repodepot.events import Broker, Event, Subscription, order
-from repodepot.imports.service import topic
+from repodepot.events import Event
+from repodepot.imports.service import event_order
 from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES, error_responses
@@ -104,15 +104,9 @@ async def import_events(
     Each event's data is the whole job, so a client that reconnects (with
     `Last-Event-ID`) or misses one loses nothing.
     """
-    # Subscribe before reading the state, so no change can slip between the two.
-    subscription = svc.broker.open(topic(job_id))
-    try:
-        current = await svc.imports.get(caller, job_id)
-    except BaseException:
-        svc.broker.close(subscription)
-        raise
+    current, changes = await svc.imports.watch(caller, job_id, keepalive=KEEPALIVE_SECONDS)
     return StreamingResponse(
-        _stream(current, subscription, svc.broker, last_event_id),
+        _stream(current, changes, last_event_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -120,7 +114,7 @@ async def import_events(
 
 def event_id(event: Event) -> str:
     """The SSE id of an event: status rank and sequence number."""
-    rank, seq = order(event)
+    rank, seq = event_order(event)
     return f"{rank}-{seq}"
 
 
@@ -131,25 +125,13 @@ def _frame(event: Event) -> str:
 
 
 async def _stream(
-    current: Event,
-    subscription: Subscription,
-    broker: Broker,
-    last_event_id: str | None,
+    current: Event, changes: AsyncGenerator[Event | None, None], last_event_id: str | None
 ) -> AsyncIterator[str]:
     try:
         yield "retry: 2000\n\n"
-        subscription.seen(current)
         if last_event_id != event_id(current) or ImportStatus(current["status"]).finished:
             yield _frame(current)
-        if ImportStatus(current["status"]).finished:
-            return
-        while True:
-            event = await subscription.get(KEEPALIVE_SECONDS)
-            if event is None:
-                yield ": keep-alive\n\n"
-                continue
-            yield _frame(event)
-            if ImportStatus(event["status"]).finished:
-                return
+        async for event in changes:
+            yield ": keep-alive\n\n" if event is None else _frame(event)
     finally:
-        broker.close(subscription)
+        await changes.aclose()
