@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from repodepot.accounts import operator
+from repodepot.clock import now
 from repodepot.codehosts.service import CodeHostRecord
 from repodepot.codehosts.syncer import Syncer
-from repodepot.db.models import CodeHostKind, Repository, RepoSource, SyncStatus
+from repodepot.db.models import CodeHostKind, GitserverRepo, Repository, RepoSource, SyncStatus
+from repodepot.repositories import record_mirror
 from repodepot.secrets import SecretBox
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
@@ -515,3 +518,111 @@ async def test_api_calls_to_an_internal_address_are_refused(services: Services) 
     assert f"resolves to {OTHER}, not a public address" in outcome.error
     assert "REPODEPOT_OUTBOUND_ALLOWLIST" in outcome.error
     assert inside.seen == []
+
+
+async def mirror_queue(services: Services) -> dict[str, tuple[int | None, str | None, bool]]:
+    """name -> (queued priority, queued reason, failing) of every mirror row."""
+    async with services.sessions() as session:
+        rows = await session.execute(
+            select(
+                Repository.name,
+                GitserverRepo.queued_priority,
+                GitserverRepo.queued_reason,
+                GitserverRepo.failing,
+            ).join(GitserverRepo, GitserverRepo.repository_id == Repository.id)
+        )
+        return {name: (priority, reason, failing) for name, priority, reason, failing in rows}
+
+
+async def test_new_and_restored_repositories_are_queued_for_their_mirror_by_the_sync(
+    services: Services, github: FakeHost
+) -> None:
+    repos = github.add_many(3)
+    host = await connect(services, "github", github_config(github))
+
+    await services.codehosts.syncer.sync(host.id)
+
+    names = [f"127.0.0.1/acme/repo-{index:05d}" for index in range(3)]
+    # Queued first (priority 0) by the sync itself, not at the updater's next discovery.
+    assert await mirror_queue(services) == {name: (0, "new", False) for name in names}
+
+    async with services.sessions.begin() as session:  # the updater cloned them all
+        await session.execute(
+            update(GitserverRepo).values(queued_priority=None, queued_reason=None)
+        )
+    gone = repos[0]
+    github.delete(gone.id)
+    await services.codehosts.syncer.sync(host.id)
+    github.repos[gone.id] = gone
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.added == 1
+    queue = await mirror_queue(services)
+    assert queue[names[0]] == (0, "new", False)  # restored: its mirror is fetched first
+    assert queue[names[1]] == queue[names[2]] == (None, None, False)
+
+
+async def test_the_sync_leaves_the_default_branch_to_the_mirror(
+    services: Services, github: FakeHost
+) -> None:
+    repo = github.add("acme", "app", default_branch="develop")
+    host = await connect(services, "github", github_config(github))
+    await services.codehosts.syncer.sync(host.id)
+    name = "127.0.0.1/acme/app"
+
+    synced = await services.repositories.get(operator(), name)
+    assert (synced.default_branch, synced.is_empty, synced.size_bytes) == (None, True, 0)
+
+    async with services.sessions.begin() as session:  # what a clone found in the mirror
+        await record_mirror(
+            session,
+            synced.id,
+            default_branch="main",
+            is_empty=False,
+            size_bytes=125_000,
+            changed_at=now(),
+        )
+    github.repos[repo.id] = replace(repo, description="changed", default_branch="release")
+    outcome = await services.codehosts.syncer.sync(host.id)
+
+    assert outcome.modified == 1
+    after = await services.repositories.get(operator(), name)
+    assert after.description == "changed"
+    assert (after.default_branch, after.is_empty, after.size_bytes) == ("main", False, 125_000)
+
+
+async def test_a_new_token_resumes_failing_mirrors_without_demoting_queued_ones(
+    services: Services, github: FakeHost
+) -> None:
+    github.add_many(3)
+    host = await connect(services, "github", github_config(github))
+    await services.codehosts.syncer.sync(host.id)
+    await services.gitserver.discover()  # the updater's walk: changes nothing queued
+    first, second, third = (f"127.0.0.1/acme/repo-{index:05d}" for index in range(3))
+    ids = {name: key for key, name in (await live(services)).values()}
+    async with services.sessions.begin() as session:
+        await session.execute(  # first: failing, still queued for its first clone
+            update(GitserverRepo)
+            .where(GitserverRepo.repository_id == ids[first])
+            .values(failing=True, failures=4)
+        )
+        await session.execute(  # second: failing, out of the queue
+            update(GitserverRepo)
+            .where(GitserverRepo.repository_id == ids[second])
+            .values(failing=True, failures=4, queued_priority=None, queued_reason=None)
+        )
+        await session.execute(  # third: healthy, out of the queue
+            update(GitserverRepo)
+            .where(GitserverRepo.repository_id == ids[third])
+            .values(queued_priority=None, queued_reason=None)
+        )
+
+    await services.codehosts.update(
+        operator(), host.id, name=None, config={**github_config(github), "token": "rotated"}
+    )
+
+    assert await mirror_queue(services) == {
+        first: (0, "new", False),  # still first in line, not pushed behind the asked-for
+        second: (1, "admin", False),
+        third: (None, None, False),  # nothing wrong with it: not fetched for the token
+    }
