@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,11 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from repodepot import __version__
-from repodepot.codehosts.loop import SyncLoop
-from repodepot.gitserver.janitor import Janitor
-from repodepot.gitserver.updater import UpdateLoop
-from repodepot.imports.worker import ImportWorker
+from repodepot import __version__, composition
 from repodepot.metrics import Metrics
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
@@ -37,7 +31,6 @@ from repodepot.web.pages import router as pages
 from repodepot.web.security import SecurityHeaders, SessionCookie, TrustedProxies
 
 HERE = Path(__file__).parent
-Runner = ImportWorker | SyncLoop | UpdateLoop | Janitor
 
 
 def announce_admin_token(token: str) -> None:
@@ -62,27 +55,11 @@ def create_app(settings: Settings) -> FastAPI:
         if created is not None:
             announce_admin_token(created)
         app.state.services = services
-        background: list[tuple[Runner, asyncio.Task[None]]] = []
-        if "worker" in settings.roles:
-            worker = ImportWorker.from_services(services)
-            background.append((worker, asyncio.create_task(worker.run(), name="import-worker")))
-        if "updater" in settings.roles:
-            loop = SyncLoop.from_services(services)
-            services.codehosts.on_sync_requested = loop.wake
-            background.append((loop, asyncio.create_task(loop.run(), name="sync-loop")))
-            updates = UpdateLoop.from_services(services)
-            services.gitserver.on_enqueued = updates.wake
-            background.append((updates, asyncio.create_task(updates.run(), name="update-loop")))
-            janitor = Janitor.from_services(services)
-            background.append((janitor, asyncio.create_task(janitor.run(), name="janitor")))
+        background = composition.start(services)
         try:
             yield
         finally:
-            for runner, task in background:
-                await runner.stop()
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await background.stop()
             await services.close()
 
     app = FastAPI(

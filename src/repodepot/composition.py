@@ -1,0 +1,59 @@
+"""The composition root: the background loops each role runs, built and wired in one place.
+
+`Services.open` builds the domain services; `start(services)` adds the loops the
+process's roles ask for and connects their wake-ups (a "sync now" wakes the sync loop,
+an enqueue wakes the update loop), and `Background.stop()` ends them in order. The web
+application starts it in its lifespan; nothing else builds a loop. The web layer itself
+receives only the domain services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from repodepot.codehosts.loop import SyncLoop
+from repodepot.gitserver.janitor import Janitor
+from repodepot.gitserver.updater import UpdateLoop
+from repodepot.imports.worker import ImportWorker
+from repodepot.services import Services
+
+Runner = ImportWorker | SyncLoop | UpdateLoop | Janitor
+
+
+@dataclass
+class Background:
+    """The loops running in this process."""
+
+    running: list[tuple[Runner, asyncio.Task[None]]] = field(default_factory=list)
+
+    def add(self, runner: Runner, name: str) -> None:
+        """Start `runner` as the task `name`."""
+        self.running.append((runner, asyncio.create_task(runner.run(), name=name)))
+
+    async def stop(self) -> None:
+        """Stop each loop (it gives back what it holds), then end its task."""
+        for runner, task in self.running:
+            await runner.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.running.clear()
+
+
+def start(services: Services) -> Background:
+    """Start the loops of `services.settings.roles`: `worker` imports, `updater` the rest."""
+    roles = services.settings.roles
+    background = Background()
+    if "worker" in roles:
+        background.add(ImportWorker.from_services(services), "import-worker")
+    if "updater" in roles:
+        syncs = SyncLoop.from_services(services)
+        services.codehosts.on_sync_requested = syncs.wake
+        background.add(syncs, "sync-loop")
+        updates = UpdateLoop.from_services(services)
+        services.gitserver.on_enqueued = updates.wake
+        background.add(updates, "update-loop")
+        background.add(Janitor.from_services(services), "janitor")
+    return background
