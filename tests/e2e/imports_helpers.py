@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from repodepot.storage import Storage
 from tests.support.repogen import Spec, generate, git
 
 FINISHED = {"success", "failed", "cancelled"}
@@ -58,8 +59,13 @@ def assert_faithful_copy(copy: Path, source: Path) -> None:
     assert git("symbolic-ref", "HEAD", cwd=copy).strip() == "refs/heads/main"
 
 
-def leftovers(data_dir: Path, target: str) -> list[Path]:
-    """Anything an import left behind: the repository or temporary work."""
-    found = [p for p in (data_dir / "tmp").iterdir() if "import" in p.name]
-    repo = data_dir / "repos" / f"{target}.git"
-    return found + ([repo] if repo.exists() else [])
+def mirrors(data_dir: Path) -> list[Path]:
+    """Every mirror on disk, wherever its repository's id put it."""
+    storage = Storage(data_dir)
+    return [storage.path(key) for key in sorted(storage.mirror_ids())]
+
+
+def leftovers(data_dir: Path) -> list[Path]:
+    """Anything an import left behind in a data dir that had no repository before it:
+    a mirror, or temporary work."""
+    return [p for p in (data_dir / "tmp").iterdir() if "import" in p.name] + mirrors(data_dir)

@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.e2e.conftest import Server, cli
-from tests.e2e.imports_helpers import assert_faithful_copy, events, make_source
+from tests.e2e.imports_helpers import assert_faithful_copy, events, make_source, mirrors
 from tests.support.githttp import GitHttpServer
 
 TOKEN = "rdp_process-admin-token-0123456789"
@@ -62,7 +62,8 @@ async def test_a_crashed_server_resumes_the_import_after_restart(
         final = (await events(http, second.url, job["id"]))[-1]
     assert final["status"] == "success", final
     assert final["attempt"] == 2
-    assert_faithful_copy(data / "repos/acme/widgets.git", source)
+    (mirror,) = mirrors(data)
+    assert_faithful_copy(mirror, source)
     assert [p for p in (data / "tmp").iterdir() if "import" in p.name] == []  # the dead one's too
 
 
@@ -131,7 +132,8 @@ async def test_the_cli_imports_and_reports(
         cli, "import", "file:///etc", "--owner", "acme", "--slug", "x", env=env, check=False
     )
     assert refused.returncode == 1 and "file:// URLs are not allowed (url)" in refused.stderr
-    assert_faithful_copy(tmp_path / "data/repos/acme/widgets.git", source)
+    (mirror,) = mirrors(tmp_path / "data")
+    assert_faithful_copy(mirror, source)
 
 
 async def test_import_through_the_form_in_a_browser(

@@ -17,8 +17,15 @@ from sqlalchemy import text
 
 from repodepot.logs import JsonFormatter
 from repodepot.settings import Settings
+from repodepot.storage import Storage
 from tests.conftest import ADMIN_TOKEN
-from tests.e2e.imports_helpers import assert_faithful_copy, events, leftovers, make_source
+from tests.e2e.imports_helpers import (
+    assert_faithful_copy,
+    events,
+    leftovers,
+    make_source,
+    mirrors,
+)
 from tests.integration.test_git_runner import _processes_mentioning
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec
@@ -63,9 +70,9 @@ async def test_import_streams_progress_and_lands_a_faithful_copy(
     assert len(set(receiving)) >= 3, seen  # the bar moved while the transfer ran
     assert receiving == sorted(receiving)
     assert any(e["throughput"] > 0 for e in seen)
-    assert_faithful_copy(settings.data_dir / "repos/acme/widgets.git", source)
-
     repo = (await http.get(f"{live.url}/api/repos/acme/widgets")).json()
+    assert mirrors(settings.data_dir) == [Storage(settings.data_dir).path(repo["id"])]
+    assert_faithful_copy(Storage(settings.data_dir).path(repo["id"]), source)
     assert repo["default_branch"] == "main" and repo["visibility"] == "public"
     assert repo["source_url"] == remote.url("src.git") and repo["size_bytes"] > 0
     again = await http.get(f"{live.url}/api/imports/{job['id']}")
@@ -109,10 +116,19 @@ async def test_the_token_never_leaks(
         assert ps_seen
         async with live.services.engine.connect() as conn:
             secrets_left = await conn.scalar(text("SELECT count(*) FROM import_secrets"))
+            kept = (
+                await conn.execute(
+                    text("SELECT username, sealed_token FROM repository_credentials")
+                )
+            ).all()
             dump = ""
-            for table in ("import_jobs", "import_secrets", "audit_log", "repositories"):
+            tables = ("import_jobs", "import_secrets", "audit_log", "repositories")
+            for table in (*tables, "repository_credentials"):
                 dump += repr((await conn.execute(text(f"SELECT * FROM {table}"))).all())
-    assert secrets_left == 0  # deleted when the job ended
+    assert secrets_left == 0  # the job's copy is gone when it ends...
+    # ...and the token lives on, sealed, as the repository's fetch credential.
+    assert [row.username for row in kept] == ["alice"]
+    assert live.services.imports._box.open(kept[0].sealed_token) == SOURCE_TOKEN
     assert "alice:" not in dump and SOURCE_TOKEN not in dump
     if database_url.startswith("sqlite"):
         raw = b"".join(p.read_bytes() for p in tmp_path.glob("test.db*"))
@@ -292,14 +308,18 @@ async def test_cancel_mid_clone_kills_git_and_leaves_nothing(
             await asyncio.sleep(0.1)
         assert _processes_mentioning(f"import-{job['id']}") == []
         for _ in range(50):
-            if not leftovers(settings.data_dir, "acme/widgets"):
+            if not leftovers(settings.data_dir):
                 break
             await asyncio.sleep(0.1)
-        assert leftovers(settings.data_dir, "acme/widgets") == []
+        assert leftovers(settings.data_dir) == []
         again = await http.post(f"{live.url}/api/imports/{job['id']}/cancel")
         assert again.status_code == 200 and again.json()["status"] == "cancelled"
         final = await events(http, live.url, job["id"])
         assert final[-1]["status"] == "cancelled"
+    # The job had no token; its cancel is audited all the same, once.
+    async with live.services.engine.connect() as conn:
+        audit = (await conn.execute(text("SELECT action, target FROM audit_log"))).all()
+    assert [tuple(row) for row in audit] == [("import.cancelled", f"import:{job['id']}")]
 
 
 async def test_cancelling_a_finished_import_is_409(
@@ -349,7 +369,7 @@ async def test_failures_end_the_job_with_words_and_leave_nothing(
     assert final["status"] == "failed"
     assert message in final["error"], final["error"]
     assert "wrong-token-456" not in final["error"]
-    assert leftovers(settings.data_dir, "acme/widgets") == []
+    assert leftovers(settings.data_dir) == []
     assert (await http.get(f"{live.url}/api/repos/acme/widgets")).status_code == 404
 
 
@@ -367,7 +387,7 @@ async def test_a_full_disk_fails_the_import_cleanly(
             final = (await events(http, live.url, job["id"]))[-1]
         assert final["status"] == "failed"
         assert "ran out of disk space" in final["error"], final["error"]
-        assert leftovers(data, "acme/widgets") == []
+        assert leftovers(data) == []
     finally:
         for _ in range(20):
             if subprocess.run(["umount", str(data)], capture_output=True).returncode == 0:

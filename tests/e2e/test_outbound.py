@@ -115,7 +115,7 @@ async def test_an_allowlisted_host_redirecting_a_clone_elsewhere_fails_and_the_t
     assert internal.requests == []  # git never connected to the redirect's target
     assert redirector.seen  # the first host was asked...
     assert not any(_carried_token(headers) for *_, headers in redirector.seen)  # ...tokenless
-    assert leftovers(settings.data_dir, "acme/stolen") == []
+    assert leftovers(settings.data_dir) == []
 
 
 @pytest.mark.parametrize("url", ["http://[127.0.0.1]/x.git", "http://[::1", "http://[zz]/x"])
