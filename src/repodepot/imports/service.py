@@ -7,7 +7,6 @@ RETURNING; a count of 0 rows tells the worker the job was cancelled meanwhile.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from repodepot.events import Broker, Event, Subscription
 from repodepot.exceptions import AlreadyExists, NotFound, PermissionDenied
 from repodepot.gitserver.service import MirrorFacts, adopt_in
 from repodepot.imports.errors import JobFinished, QueueFull, QuotaFull
+from repodepot.imports.records import ImportJobRecord
 from repodepot.imports.validation import Source, parse_source, validate_name
 from repodepot.outbound import Policy
 from repodepot.pagination import Page, paginate
@@ -38,11 +38,7 @@ DEFAULT_USERNAME = credentials.DEFAULT_USERNAME
 
 def snapshot(job: ImportJob) -> Event:
     """A job row as the JSON-able event every layer passes around."""
-    event: Event = {}
-    for column in ImportJob.__table__.columns:
-        value = getattr(job, column.key)
-        event[column.key] = _jsonable(value)
-    return event
+    return ImportJobRecord.from_row(job).as_event()
 
 
 def topic(job_id: int) -> str:
@@ -268,7 +264,7 @@ class Imports:
                         finished_at=now,
                         seq=ImportJob.seq + 1,
                         eta_seconds=None,
-                        duration_ms=duration_ms(current, now),
+                        duration_ms=ImportJobRecord.from_event(current).ms_since_start(now),
                     )
                 )
             ).rowcount  # type: ignore[attr-defined]
@@ -291,7 +287,7 @@ class Imports:
 
     async def claim(
         self, worker_id: str, limit: int = 1
-    ) -> list[tuple[Event, tuple[str, str] | None]]:
+    ) -> list[tuple[ImportJobRecord, tuple[str, str] | None]]:
         """Take up to `limit` of the oldest pending jobs for `worker_id`, in one UPDATE.
 
         No job is ever taken by two workers (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite
@@ -348,7 +344,7 @@ class Imports:
                 credential = (
                     (secret.username, self._box.open(secret.sealed_token)) if secret else None
                 )
-                claimed.append((snapshot(job), credential))
+                claimed.append((ImportJobRecord.from_row(job), credential))
         return claimed
 
     async def write_progress(self, job_id: int, fields: dict[str, Any]) -> bool:
@@ -363,7 +359,7 @@ class Imports:
 
     async def finish_success(
         self,
-        job: Event,
+        job: ImportJobRecord,
         *,
         seq: int,
         facts: MirrorFacts,
@@ -390,11 +386,11 @@ class Imports:
             async with self.worker_sessions.begin() as session:
                 repository_id = await repositories.insert_in(
                     session,
-                    name=job["target"],
-                    owner_name=job["owner"],
-                    owner_id=job["requested_by"],
-                    visibility=Visibility(job["visibility"]),
-                    source_url=job["url"],
+                    name=job.target,
+                    owner_name=job.owner,
+                    owner_id=job.requested_by,
+                    visibility=job.visibility,
+                    source_url=job.url,
                 )
                 await repositories.record_mirror(
                     session,
@@ -417,7 +413,7 @@ class Imports:
                         "seq": seq,
                         "heartbeat_at": now,
                         "repository_id": repository_id,
-                        "duration_ms": duration_ms(job, now),
+                        "duration_ms": job.ms_since_start(now),
                     },
                 )
                 if final is None:
@@ -429,7 +425,7 @@ class Imports:
                         session,
                         self._box,
                         repository_id,
-                        url=job["url"],
+                        url=job.url,
                         username=username,
                         token=token,
                     )
@@ -442,14 +438,14 @@ class Imports:
                 )
                 await audit.record(
                     session,
-                    job["requested_by"],
+                    job.requested_by,
                     "repository.imported",
-                    job["target"],
+                    job.target,
                     {
-                        "job": job["id"],
-                        "url": job["url"],
+                        "job": job.id,
+                        "url": job.url,
                         "size_bytes": facts.size_bytes,
-                        "attempt": job["attempt"],
+                        "attempt": job.attempt,
                         "credential_kept": credential is not None,
                     },
                 )
@@ -462,7 +458,7 @@ class Imports:
         return final
 
     async def finish_failure(
-        self, job: Event, *, seq: int, error: str, fields: dict[str, Any]
+        self, job: ImportJobRecord, *, seq: int, error: str, fields: dict[str, Any]
     ) -> Event | None:
         """Mark a running job failed with `error` and delete its secret; None if it had ended."""
         now = datetime.now(UTC)
@@ -479,7 +475,7 @@ class Imports:
                     "finished_at": now,
                     "seq": seq,
                     "heartbeat_at": now,
-                    "duration_ms": duration_ms(job, now),
+                    "duration_ms": job.ms_since_start(now),
                 },
             )
 
@@ -525,7 +521,9 @@ class Imports:
 MAX_ATTEMPTS = 3
 
 
-async def _finish(session: AsyncSession, job: Event, values: dict[str, Any]) -> Event | None:
+async def _finish(
+    session: AsyncSession, job: ImportJobRecord, values: dict[str, Any]
+) -> Event | None:
     """End a running job with `values` and drop its secret.
 
     Returns the final state, built without reading the row back, or None when the job
@@ -533,22 +531,14 @@ async def _finish(session: AsyncSession, job: Event, values: dict[str, Any]) -> 
     """
     done = await session.execute(
         update(ImportJob)
-        .where(ImportJob.id == job["id"], ImportJob.status == ImportStatus.running)
+        .where(ImportJob.id == job.id, ImportJob.status == ImportStatus.running)
         .values(values)
     )
     if not done.rowcount:  # type: ignore[attr-defined]
         return None
-    if job["has_secret"]:
-        await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job["id"]))
-    return {**job, **{key: _jsonable(value) for key, value in values.items()}}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
+    if job.has_secret:
+        await session.execute(delete(ImportSecret).where(ImportSecret.job_id == job.id))
+    return job.with_values(values).as_event()
 
 
 def _may_see(caller: Principal, job: ImportJob) -> bool:
@@ -565,11 +555,3 @@ def _credential(source: Source, token: str | None, username: str | None) -> tupl
     if source.username and not token:
         return DEFAULT_USERNAME, source.username  # `https://TOKEN@host/…`
     return None
-
-
-def duration_ms(job: Event, now: datetime) -> int | None:
-    """Milliseconds from the job's start to `now` (None if it never started)."""
-    started = job.get("started_at")
-    if not started:
-        return None
-    return int((now - datetime.fromisoformat(started)).total_seconds() * 1000)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repodepot.events import Broker, Event
+from repodepot.events import Broker
 from repodepot.exceptions import AlreadyExists, InvalidInput
 from repodepot.git import commands
 from repodepot.git.errors import GitError
@@ -19,6 +19,7 @@ from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner
 from repodepot.gitserver.service import MirrorFacts
 from repodepot.imports.errors import explain
 from repodepot.imports.progress import ProgressCell
+from repodepot.imports.records import ImportJobRecord
 from repodepot.imports.service import QUEUED_TOPIC, Imports, topic
 from repodepot.imports.validation import parse_source
 from repodepot.loops import BackgroundLoop, died_here, new_worker_id
@@ -44,7 +45,7 @@ class Aborted(Exception):
 
 @dataclass(eq=False)
 class _Run:
-    job: Event
+    job: ImportJobRecord
     cell: ProgressCell
     clone: asyncio.Task[None] | None = None
     abort_reason: str | None = None
@@ -179,11 +180,13 @@ class ImportWorker(BackgroundLoop):
                 )
                 self._wake.set()
 
-    async def _execute(self, job: Event, credential: tuple[str, str] | None) -> None:
-        job_id = job["id"]
-        self.broker.publish(topic(job_id), job)
+    async def _execute(self, job: ImportJobRecord, credential: tuple[str, str] | None) -> None:
+        job_id = job.id
+        event = job.as_event()
+        self.broker.publish(topic(job_id), event)
         run = _Run(
-            job=job, cell=ProgressCell(job, lambda event: self.broker.publish(topic(job_id), event))
+            job=job,
+            cell=ProgressCell(event, lambda change: self.broker.publish(topic(job_id), change)),
         )
         self._runs[job_id] = run
         run.tasks = [
@@ -192,7 +195,7 @@ class ImportWorker(BackgroundLoop):
         ]
         logger.info(
             "import started",
-            extra={"action": "imports.started", "job_id": job_id, "attempt": job["attempt"]},
+            extra={"action": "imports.started", "job_id": job_id, "attempt": job.attempt},
         )
         try:
             await self._import(run, credential)
@@ -214,14 +217,14 @@ class ImportWorker(BackgroundLoop):
     async def _import(self, run: _Run, credential: tuple[str, str] | None) -> None:
         job = run.job
         try:
-            source = parse_source(job["url"], self.settings.allowed_schemes)
+            source = parse_source(job.url, self.settings.allowed_schemes)
             # Checked again here, and git held to the addresses checked, redirects off:
             # the submit's lookup may be stale, and a 302 must not take the token along.
             pins = await Policy.from_settings(self.settings).git_config(source.url)
             credentials = (
                 Credentials(username=credential[0], password=credential[1]) if credential else None
             )
-            async with self.storage.building(label=f"import-{job['id']}") as staged:
+            async with self.storage.building(label=f"import-{job.id}") as staged:
                 run.clone = asyncio.create_task(
                     commands.clone_bare(
                         self.git,
@@ -262,7 +265,7 @@ class ImportWorker(BackgroundLoop):
         self, run: _Run, facts: MirrorFacts, credential: tuple[str, str] | None, staged: Path
     ) -> None:
         """Create the repository, place the clone under its id, end the job: at once."""
-        target = run.job["target"]
+        target = run.job.target
         final = await self.imports.finish_success(
             run.job,
             seq=run.cell.seq + 1,
@@ -274,10 +277,10 @@ class ImportWorker(BackgroundLoop):
         )
         if final is None:  # cancelled while finishing: nothing was created
             return
-        self.broker.publish(topic(run.job["id"]), final)
+        self.broker.publish(topic(run.job.id), final)
         logger.info(
             "import succeeded",
-            extra={"action": "imports.succeeded", "job_id": run.job["id"], "target": target},
+            extra={"action": "imports.succeeded", "job_id": run.job.id, "target": target},
         )
 
     async def _fail(self, run: _Run, error: str) -> None:
@@ -285,10 +288,10 @@ class ImportWorker(BackgroundLoop):
             run.job, seq=run.cell.seq + 1, error=error, fields=run.cell.fields
         )
         if final is not None:
-            self.broker.publish(topic(run.job["id"]), final)
+            self.broker.publish(topic(run.job.id), final)
             logger.info(
                 "import failed",
-                extra={"action": "imports.failed", "job_id": run.job["id"], "error": error},
+                extra={"action": "imports.failed", "job_id": run.job.id, "error": error},
             )
 
     async def _aborted(self, run: _Run, reason: str) -> None:
@@ -300,14 +303,14 @@ class ImportWorker(BackgroundLoop):
                 "the transfer was stopped.",
             )
         elif reason == "shutdown":
-            event = await self.imports.requeue(run.job["id"], worker_id=self.worker_id)
+            event = await self.imports.requeue(run.job.id, worker_id=self.worker_id)
             if event is not None:
-                self.broker.publish(topic(run.job["id"]), event)
+                self.broker.publish(topic(run.job.id), event)
         # "cancelled": the canceller already wrote and published the final state.
 
     async def _write_loop(self, run: _Run) -> None:
         """Flush the cell at most once a second; heartbeat; notice cancels and stalls."""
-        job_id, cell = run.job["id"], run.cell
+        job_id, cell = run.job.id, run.cell
         flushed, last_write = cell.seq, time.monotonic()
         while True:
             await asyncio.sleep(1.0)
@@ -329,7 +332,7 @@ class ImportWorker(BackgroundLoop):
                 return
 
     async def _watch_cancel(self, run: _Run) -> None:
-        with self.imports.cancels(run.job["id"]) as subscription:
+        with self.imports.cancels(run.job.id) as subscription:
             while True:
                 event = await subscription.get()
                 if event is not None and event.get("status") == "cancelled":
