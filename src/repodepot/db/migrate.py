@@ -38,6 +38,12 @@ async def upgrade(
         await connection.run_sync(lambda sync: command.upgrade(_config(sync, data_dir), revision))
 
 
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Take the schema back to `revision` (files moved on disk stay where they are)."""
+    async with engine.begin() as connection:
+        await connection.run_sync(lambda sync: command.downgrade(_config(sync), revision))
+
+
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The revision the database is at, None when it has none."""
     async with engine.connect() as connection:
