@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from repodepot.git.commands import parse_ls_tree
 from repodepot.goproxy.modzip import (
     MAX_ZIP_FILE,
     Entry,
     ZipRefused,
     go_lang,
     is_vendored,
-    parse_ls_tree,
+    module_blobs,
     select_files,
 )
 
@@ -83,7 +84,7 @@ def test_ls_tree_parsing_keeps_blobs_under_the_directory() -> None:
         b"120000 blob " + b"c" * 40 + b"       5\tsub/link\0"
         b"100644 blob " + b"d" * 40 + b"       3\tsubway/x\0"
     )
-    assert parse_ls_tree(output, "sub") == [
+    assert module_blobs(parse_ls_tree(output), "sub") == [
         Entry("a.go", "100644", "a" * 40, 12),
         Entry("link", "120000", "c" * 40, 5),
     ]

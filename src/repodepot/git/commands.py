@@ -1,15 +1,29 @@
-"""Typed git operations on top of the runner. Callers never build argv themselves."""
+"""Typed git operations on top of the runner. Callers never build argv themselves.
+
+One function per git operation the code runs; each says what it returns and raises.
+Every runner error can come out of any of them: GitNotInstalled, GitTimeout (the
+process group killed), and GitCommandNotAllowed for a subcommand outside the runner's
+allowlist. Reads of a mirror run in the runner's sandbox when there is one (the runner
+decides from the subcommand). `tests/unit/test_git_layer.py` fails when a module
+outside `repodepot.git` hands the runner an argv of its own.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from repodepot.git.errors import RevisionNotFound
 from repodepot.git.runner import Credentials, GitRunner, StderrSink
 from repodepot.types import Sha
+
+if TYPE_CHECKING:
+    import subprocess  # noqa: TID251 - a type only: the runner starts the process
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -132,3 +146,178 @@ async def maintain(runner: GitRunner, repo: Path) -> None:
         ["commit-graph", "write", "--reachable", "--changed-paths", "--no-progress"],
         git_dir=repo,
     )
+
+
+# Reading trees and refs -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TreeEntry:
+    """One line of `git ls-tree -l`: mode, type, object id, size and full path."""
+
+    mode: str
+    kind: str
+    """`blob`, `tree` or `commit` (a submodule)."""
+    sha: str
+    size: int | None
+    """The blob's size; None for a tree or a submodule (git prints `-`)."""
+    path: str
+    """Relative to the repository's root, undecodable bytes kept as surrogates."""
+
+
+class Tag(NamedTuple):
+    """A tag: its name without `refs/tags/` and the commit it points to, peeled."""
+
+    name: str
+    commit: str
+
+
+async def ls_tree_names(runner: GitRunner, repo: Path, rev: str) -> list[str]:
+    """The path of every file in the tree of `rev`, recursively (`ls-tree -r --name-only`).
+
+    Empty when `rev` names no tree (the HEAD of an empty repository).
+    """
+    result = await runner.run(
+        ["ls-tree", "-r", "-z", "--name-only", "--full-tree", rev], git_dir=repo, check=False
+    )
+    return [name for name in result.stdout.decode(errors="replace").split("\0") if name]
+
+
+async def ls_tree_entries(runner: GitRunner, repo: Path, commit: str, path: str) -> list[TreeEntry]:
+    """Every entry under `path` ("" for all) in the tree of `commit`, recursively, with sizes.
+
+    Raises GitCommandError when `commit` is not in `repo`.
+    """
+    listing = await runner.run(
+        ["ls-tree", "-r", "-l", "-z", "--full-tree", commit, "--", path or "."], git_dir=repo
+    )
+    return parse_ls_tree(listing.stdout)
+
+
+def parse_ls_tree(output: bytes) -> list[TreeEntry]:
+    """The entries of `git ls-tree -l -z` output."""
+    entries = []
+    for record in output.split(b"\0"):
+        if not record:
+            continue
+        meta, _, raw_path = record.partition(b"\t")
+        mode, kind, sha, size = meta.split()
+        entries.append(
+            TreeEntry(
+                mode=mode.decode(),
+                kind=kind.decode(),
+                sha=sha.decode(),
+                size=None if size == b"-" else int(size),
+                path=raw_path.decode("utf-8", errors="surrogateescape"),
+            )
+        )
+    return entries
+
+
+async def tag_names(runner: GitRunner, repo: Path) -> list[str]:
+    """The name of every tag, without `refs/tags/`, in ref order; raises GitCommandError."""
+    result = await runner.run(
+        ["for-each-ref", "--format=%(refname:lstrip=2)", "refs/tags/"], git_dir=repo
+    )
+    return result.stdout.decode(errors="replace").splitlines()
+
+
+async def tags(
+    runner: GitRunner, repo: Path, *, points_at: str | None = None, merged: str | None = None
+) -> list[Tag]:
+    """Every tag with the commit it points to, in ref order; raises GitCommandError.
+
+    Only the tags pointing at the commit `points_at`, or reachable from `merged`, if given.
+    """
+    filters = []
+    if points_at is not None:
+        filters.append(f"--points-at={points_at}")
+    if merged is not None:
+        filters.append(f"--merged={merged}")
+    result = await runner.run(
+        [
+            "for-each-ref",
+            "--format=%(refname:lstrip=2)%00%(objectname)%00%(*objectname)",
+            *filters,
+            "refs/tags/",
+        ],
+        git_dir=repo,
+    )
+    listed = []
+    for line in result.stdout.decode(errors="replace").splitlines():
+        name, sha, peeled = line.split("\0")
+        listed.append(Tag(name, peeled or sha))
+    return listed
+
+
+async def is_ancestor(runner: GitRunner, repo: Path, ancestor: str, commit: str) -> bool:
+    """Whether `ancestor` is `commit` or in its history; False when either is unknown."""
+    result = await runner.run(
+        ["merge-base", "--is-ancestor", ancestor, commit], git_dir=repo, check=False
+    )
+    return result.returncode == 0
+
+
+# Object readers -----------------------------------------------------------------------------
+
+
+async def cat_file_batch(runner: GitRunner, repo: Path) -> asyncio.subprocess.Process:
+    """A started `git cat-file --batch` in `repo`, piped, for long-lived object reads.
+
+    Ask it over stdin, end it with `GitRunner.stop()`.
+    """
+    return await runner.start(["cat-file", "--batch"], git_dir=repo)
+
+
+def cat_file_batch_blocking(runner: GitRunner, repo: Path) -> subprocess.Popen[bytes]:
+    """A started `git cat-file --batch` in `repo` for code in a worker thread (blocking pipes).
+
+    It dies with us; end it with `GitRunner.kill_group()`.
+    """
+    return runner.popen(["cat-file", "--batch"], git_dir=repo)
+
+
+# Streamed commands ----------------------------------------------------------------------------
+
+
+def upload_pack_advertise(
+    runner: GitRunner, repo: Path, *, protocol: str | None
+) -> AsyncGenerator[bytes, None]:
+    """`git upload-pack --advertise-refs` for smart HTTP: the ref advertisement, streamed.
+
+    `protocol` is the client's `Git-Protocol` header. Git starts on the first read; a
+    failure raises GitCommandError once its output is read.
+    """
+    return runner.stream(
+        ["upload-pack", "--strict", "--stateless-rpc", "--advertise-refs", "."],
+        git_dir=repo,
+        protocol=protocol,
+    )
+
+
+def upload_pack(
+    runner: GitRunner, repo: Path, request: AsyncIterator[bytes], *, protocol: str | None
+) -> AsyncGenerator[bytes, None]:
+    """`git upload-pack --stateless-rpc` fed `request` (a client's negotiation): its answer.
+
+    The pack is streamed as git writes it. A request git refuses raises GitCommandError
+    once its output (usually none) is read.
+    """
+    return runner.stream(
+        ["upload-pack", "--strict", "--stateless-rpc", "."],
+        git_dir=repo,
+        stdin=request,
+        protocol=protocol,
+    )
+
+
+def exec_checked(
+    runner: GitRunner, repo: Path, checked: Sequence[str], *, timeout: float, max_memory: int
+) -> AsyncGenerator[bytes, None]:
+    """The output of `git CHECKED...` in `repo`, streamed, its heap capped at `max_memory`.
+
+    `checked` must come from `gitserver.allowlist.check_exec`: the one argv this layer
+    does not build, checked option by option before it gets here. A non-zero exit raises
+    GitCommandError after the output.
+    """
+    return runner.stream(checked, git_dir=repo, timeout=timeout, max_memory=max_memory)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+from repodepot.git import commands
 from repodepot.git.errors import RevisionNotFound
 from repodepot.git.revisions import MAX_REVISION, is_plain_revision
 from repodepot.git.runner import GitRunner
@@ -173,7 +174,7 @@ class CommitReader:
                 if batch is None:
                     while len(self._open) >= MAX_OPEN:
                         self._retire(*next(iter(self._open.items())))
-                    process = await self._git.start(["cat-file", "--batch"], git_dir=repo)
+                    process = await commands.cat_file_batch(self._git, repo)
                     batch = self._open[repo] = _Batch(process)
         self._open.move_to_end(repo)
         return batch

@@ -1,4 +1,4 @@
-"""Reading the mirrors: EnsureRevision and an allowlisted, read-only `git` for tools.
+"""Reading the mirrors: EnsureRevision, smart HTTP's upload-pack and a read-only `git`.
 
 EnsureRevision answers from the mirror; when the commit is not there it fetches
 (concurrent requests for one repository share that fetch) and answers again. Those
@@ -11,17 +11,21 @@ revisions only (`git.revisions`), refused before any fetch.
 `allowlist.check_exec` lets through, inside the runner's sandbox when there is one,
 with its heap capped (`exec_max_memory`) and at most `exec_max_concurrent` at once in
 this process, `exec_max_per_user` per user: past either, 429.
+
+`advertise_refs` and `upload_pack` are the two halves of a smart HTTP fetch
+(`web/smarthttp.py` speaks HTTP, these run git in the mirror).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from repodepot.exceptions import InvalidInput, NotFound, RepodepotError, TooManyRequests
+from repodepot.git import commands
 from repodepot.git.errors import GitError, RevisionNotFound
 from repodepot.git.revisions import PLAIN_REVISION, is_plain_revision
 from repodepot.git.runner import GitRunner
@@ -144,6 +148,33 @@ class Reads:
                 self._git, self._storage.path(repository_id), upstream, settings=self._settings
             )
 
+    @property
+    def spool_dir(self) -> Path:
+        """Where a client's upload-pack request may wait on disk before git reads it."""
+        return self._storage.tmp_dir
+
+    def advertise_refs(
+        self, repository_id: int, name: str, protocol: str | None
+    ) -> AsyncGenerator[bytes, None]:
+        """The mirror's ref advertisement for smart HTTP, as `git upload-pack` writes it.
+
+        `protocol` is the client's `Git-Protocol`. Raises NotFound (naming `name`) before
+        the first clone; the stream raises GitCommandError when git fails.
+        """
+        path = self.mirror_dir(repository_id, name)
+        return commands.upload_pack_advertise(self._git, path, protocol=protocol)
+
+    def upload_pack(
+        self, repository_id: int, name: str, request: AsyncIterator[bytes], protocol: str | None
+    ) -> AsyncGenerator[bytes, None]:
+        """`git upload-pack`'s answer to a client's negotiation `request`: the pack, streamed.
+
+        Raises NotFound (naming `name`) before the first clone; the stream raises
+        GitCommandError when git refuses the request or fails.
+        """
+        path = self.mirror_dir(repository_id, name)
+        return commands.upload_pack(self._git, path, request, protocol=protocol)
+
     def exec(
         self, repository_id: int, name: str, args: list[str], *, user_id: int
     ) -> AsyncGenerator[bytes, None]:
@@ -157,9 +188,10 @@ class Reads:
         path = self.mirror_dir(repository_id, name)
         checked = check_exec(args)
         settings = self._settings
-        output = self._git.stream(
+        output = commands.exec_checked(
+            self._git,
+            path,
             checked,
-            git_dir=path,
             timeout=settings.exec_timeout,
             max_memory=settings.exec_max_memory,
         )

@@ -10,10 +10,13 @@ tag never changes what a version is.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from repodepot.exceptions import NotFound
+from repodepot.git import commands
+from repodepot.git.commands import Tag
 from repodepot.git.errors import RevisionNotFound
 from repodepot.git.revisions import is_ref_name
 from repodepot.git.runner import GitRunner
@@ -56,7 +59,7 @@ class TaggedVersions:
     """Each version's commit."""
 
 
-def tagged_versions(tags: list[tuple[str, str]], module: Module) -> TaggedVersions:
+def tagged_versions(tags: Sequence[tuple[str, str]], module: Module) -> TaggedVersions:
     """The module's versions among (tag name, commit) pairs: its prefix, canonical, not pseudo."""
     compatible, incompatible = [], []
     commits = {}
@@ -99,7 +102,7 @@ class CodeRepo:
         self._objects = reads.objects
         self._pins = pins
         self._tag_lister = TagLister(git)
-        self._listed: dict[tuple[Path, str], tuple[list[tuple[str, str]], list[str]]] = {}
+        self._listed: dict[tuple[Path, str], tuple[list[Tag], list[str]]] = {}
 
     # Listing -------------------------------------------------------------------------------
 
@@ -227,7 +230,7 @@ class CodeRepo:
         if pseudo.base:
             base = pseudo.base.removesuffix(INCOMPATIBLE)
             tag = f"{module.tag_prefix}{base}"
-            here = [v for v, _ in await self._tags(module, f"--points-at={commit.sha}")]
+            here = [v for v, _ in await self._tags(module, points_at=commit.sha)]
             if base in here:
                 raise NotFound(f"{module.path}@{version}: tag {tag} is on this commit: use {base}")
             tagged = await self.commit(module, f"refs/tags/{tag}")
@@ -259,7 +262,7 @@ class CodeRepo:
     ) -> VersionInfo:
         tagged = [
             v
-            for v, _ in await self._tags(module, f"--points-at={commit.sha}")
+            for v, _ in await self._tags(module, points_at=commit.sha)
             if is_tag_version(v) and path_major_ok(v, module.path_major)
         ]
         if tagged:
@@ -285,7 +288,7 @@ class CodeRepo:
         """The pseudo-version of an untagged commit, after the highest tag it descends from."""
         bases = []
         may_be_incompatible: bool | None = None
-        for version, _ in await self._tags(module, f"--merged={commit.sha}"):
+        for version, _ in await self._tags(module, merged=commit.sha):
             if not is_tag_version(version):
                 continue
             if path_major_ok(version, module.path_major):
@@ -328,21 +331,17 @@ class CodeRepo:
 
     # Mirror reads --------------------------------------------------------------------------
 
-    async def _tags(self, module: Module, *filters: str) -> list[tuple[str, str]]:
-        """(version part of the tag, commit) for the module's tags, after git `filters`."""
+    async def _tags(
+        self, module: Module, *, points_at: str | None = None, merged: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(version part of the tag, commit) for the module's tags, filtered as git does."""
         prefix = module.tag_prefix
-        return [
-            (name[len(prefix) :], sha)
-            for name, sha in await self._tag_lister.tags(module.git_dir, *filters)
-            if name.startswith(prefix)
-        ]
+        listed = await self._tag_lister.tags(module.git_dir, points_at=points_at, merged=merged)
+        return [(name[len(prefix) :], sha) for name, sha in listed if name.startswith(prefix)]
 
     async def _has_go_mod(self, module: Module, rev: str) -> bool:
         found = await self._objects.read(module.git_dir, f"{rev}:go.mod", 0)
         return found is not None and found.kind == "blob"
 
     async def _is_ancestor(self, module: Module, ancestor: str, commit: str) -> bool:
-        result = await self._git.run(
-            ["merge-base", "--is-ancestor", ancestor, commit], git_dir=module.git_dir, check=False
-        )
-        return result.returncode == 0
+        return await commands.is_ancestor(self._git, module.git_dir, ancestor, commit)

@@ -12,6 +12,7 @@ import os
 import uuid
 from pathlib import Path
 
+from repodepot.git import commands
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver.catfile import CommitReader
 from repodepot.goproxy import modzip
@@ -91,11 +92,10 @@ class Files:
             )
 
     async def _files(self, module: Module, found: VersionInfo) -> list[modzip.Entry]:
-        listing = await self._git.run(
-            ["ls-tree", "-r", "-l", "-z", "--full-tree", found.commit, "--", found.subdir or "."],
-            git_dir=module.git_dir,
+        listing = await commands.ls_tree_entries(
+            self._git, module.git_dir, found.commit, found.subdir
         )
-        entries = modzip.parse_ls_tree(listing.stdout, found.subdir)
+        entries = modzip.module_blobs(listing, found.subdir)
         if found.subdir and not any(entry.path == "LICENSE" for entry in entries):
             # The go command adds the repository's LICENSE to a module in a subdirectory.
             license_ = await self._objects.read(

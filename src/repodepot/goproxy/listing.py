@@ -12,6 +12,7 @@ from pathlib import Path
 from repodepot.accounts import Principal
 from repodepot.db.models import Visibility
 from repodepot.exceptions import NotFound
+from repodepot.git import commands
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver.catfile import CommitReader
 from repodepot.goproxy import modzip
@@ -113,19 +114,12 @@ class Listing:
 
     async def _module_paths(self, git_dir: Path, root: str) -> dict[str, str]:
         """Module path → directory, from go.mod files at HEAD and from tag prefixes."""
-        listing = await self._git.run(
-            ["ls-tree", "-r", "-z", "--name-only", "--full-tree", "HEAD"],
-            git_dir=git_dir,
-            check=False,
-        )
         go_mods: list[tuple[str, str | None]] = []
-        for name in listing.stdout.decode(errors="replace").split("\0"):
+        for name in await commands.ls_tree_names(self._git, git_dir, "HEAD"):
             if name != "go.mod" and not name.endswith("/go.mod"):
                 continue
             found = await self._objects.read(git_dir, f"HEAD:{name}", modzip.MAX_GO_MOD)
             declared = module_path_of(found.data or b"") if found else None
             go_mods.append((name.removesuffix("go.mod").rstrip("/"), declared))
-        tags = await self._git.run(
-            ["for-each-ref", "--format=%(refname:lstrip=2)", "refs/tags/"], git_dir=git_dir
-        )
-        return module_paths(go_mods, tags.stdout.decode(errors="replace").splitlines(), root)
+        tags = await commands.tag_names(self._git, git_dir)
+        return module_paths(go_mods, tags, root)

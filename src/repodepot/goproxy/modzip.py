@@ -18,9 +18,12 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from repodepot.goproxy.versions import BadPath, check_file_path
+
+if TYPE_CHECKING:
+    from repodepot.git.commands import TreeEntry
 
 MAX_ZIP_FILE = 500 << 20
 MAX_GO_MOD = 16 << 20
@@ -45,22 +48,15 @@ class Entry:
     size: int
 
 
-def parse_ls_tree(output: bytes, subdir: str) -> list[Entry]:
-    """Blobs of `git ls-tree -r -l -z --full-tree` output under `subdir` (relative paths)."""
+def module_blobs(entries: Iterable[TreeEntry], subdir: str) -> list[Entry]:
+    """The blobs among `entries` (a recursive listing) under `subdir`, paths relative to it."""
     prefix = f"{subdir}/" if subdir else ""
-    entries = []
-    for record in output.split(b"\0"):
-        if not record:
-            continue
-        meta, _, raw_path = record.partition(b"\t")
-        mode, kind, sha, size = meta.split()
-        if kind != b"blob":
-            continue  # submodules (commit) never reach a module zip
-        path = raw_path.decode("utf-8", errors="surrogateescape")
-        if not path.startswith(prefix):
-            continue
-        entries.append(Entry(path[len(prefix) :], mode.decode(), sha.decode(), int(size)))
-    return entries
+    return [
+        Entry(entry.path[len(prefix) :], entry.mode, entry.sha, entry.size)
+        for entry in entries
+        # submodules (commit) never reach a module zip
+        if entry.kind == "blob" and entry.size is not None and entry.path.startswith(prefix)
+    ]
 
 
 def go_lang(go_mod: bytes | None) -> tuple[int, int]:

@@ -15,6 +15,8 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+from repodepot.git import commands
+from repodepot.git.commands import Tag
 from repodepot.git.runner import GitRunner
 
 MAX_REPOS = 256
@@ -46,46 +48,30 @@ def refs_state(git_dir: Path) -> tuple[tuple[int, ...], float]:
 
 
 class TagLister:
-    """(tag name, commit) of every tag of a mirror, from a cache while the refs are unchanged."""
+    """Every tag of a mirror with its commit, from a cache while the refs are unchanged."""
 
     def __init__(self, git: GitRunner) -> None:
         self._git = git
-        self._cache: OrderedDict[Path, tuple[tuple[int, ...], list[tuple[str, str]]]] = (
-            OrderedDict()
-        )
+        self._cache: OrderedDict[Path, tuple[tuple[int, ...], list[Tag]]] = OrderedDict()
 
-    async def tags(self, git_dir: Path, *filters: str) -> list[tuple[str, str]]:
+    async def tags(
+        self, git_dir: Path, *, points_at: str | None = None, merged: str | None = None
+    ) -> list[Tag]:
         """Every tag: (name without `refs/tags/`, peeled commit).
 
-        `filters` such as `--merged=SHA` go to git, and such a listing is not kept.
+        `points_at` and `merged` filter as `commands.tags` does; such a listing is not kept.
         """
-        if filters:
-            return await self._list(git_dir, filters)
+        if points_at is not None or merged is not None:
+            return await commands.tags(self._git, git_dir, points_at=points_at, merged=merged)
         state, newest = refs_state(git_dir)
         cached = self._cache.get(git_dir)
         if cached is not None and cached[0] == state:
             self._cache.move_to_end(git_dir)
             return cached[1]
-        listed = await self._list(git_dir, ())
+        listed = await commands.tags(self._git, git_dir)
         if time.time() - newest > SETTLED:
             self._cache[git_dir] = (state, listed)
             self._cache.move_to_end(git_dir)
             while len(self._cache) > MAX_REPOS:
                 self._cache.popitem(last=False)
         return listed
-
-    async def _list(self, git_dir: Path, filters: tuple[str, ...]) -> list[tuple[str, str]]:
-        result = await self._git.run(
-            [
-                "for-each-ref",
-                "--format=%(refname:lstrip=2)%00%(objectname)%00%(*objectname)",
-                *filters,
-                "refs/tags/",
-            ],
-            git_dir=git_dir,
-        )
-        tags = []
-        for line in result.stdout.decode(errors="replace").splitlines():
-            name, sha, peeled = line.split("\0")
-            tags.append((name, peeled or sha))
-        return tags

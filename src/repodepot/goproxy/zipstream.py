@@ -10,6 +10,7 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from repodepot.git import commands
 from repodepot.git.runner import GitRunner
 from repodepot.goproxy import modzip
 
@@ -47,7 +48,7 @@ async def stream_zip(
         raise _Stopped
 
     def produce() -> None:
-        process = git.popen(["cat-file", "--batch"], git_dir=git_dir)
+        process = commands.cat_file_batch_blocking(git, git_dir)
         try:
             tee = modzip.Tee(temporary, deliver)
             try:

@@ -23,7 +23,6 @@ import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO
 
 from fastapi import APIRouter, Request
@@ -88,8 +87,8 @@ async def request_caller(request: Request) -> Principal:
     return await services(request).accounts.authenticate(token)
 
 
-async def _mirror(request: Request, name: str) -> tuple[Principal, str] | Response:
-    """The caller and the mirror's path on disk, or the answer to give instead."""
+async def _mirror(request: Request, name: str) -> tuple[int, str] | Response:
+    """The id and name of the repository whose mirror answers, or the answer to give instead."""
     svc = services(request)
     try:
         caller = await request_caller(request)
@@ -103,10 +102,14 @@ async def _mirror(request: Request, name: str) -> tuple[Principal, str] | Respon
             return _ask_for_credentials("authentication required\n")
         return PlainTextResponse(f"repository {name!r} not found\n", status_code=404)
     try:
-        path = svc.reads.mirror_dir(repo.id, name)
+        svc.reads.mirror_dir(repo.id, name)
     except NotFound as error:
-        return PlainTextResponse(f"repository {error.message}\n", status_code=404)
-    return caller, str(path)
+        return _not_cloned(error)
+    return repo.id, name
+
+
+def _not_cloned(error: NotFound) -> Response:
+    return PlainTextResponse(f"repository {error.message}\n", status_code=404)
 
 
 def _protocol(request: Request) -> str | None:
@@ -126,14 +129,12 @@ async def advertise(request: Request, name: str, service: str | None = None) -> 
     found = await _mirror(request, name)
     if isinstance(found, Response):
         return found
-    _, path = found
+    repository_id, name = found
     protocol = _protocol(request)
-    git = services(request).git
-    output = git.stream(
-        ["upload-pack", "--strict", "--stateless-rpc", "--advertise-refs", "."],
-        git_dir=Path(path),
-        protocol=protocol,
-    )
+    try:
+        output = services(request).reads.advertise_refs(repository_id, name, protocol)
+    except NotFound as error:  # removed since `_mirror` looked
+        return _not_cloned(error)
 
     async def body() -> AsyncIterator[bytes]:
         if not (protocol or "").startswith("version=2"):
@@ -156,23 +157,21 @@ async def upload_pack(request: Request, name: str) -> Response:
     found = await _mirror(request, name)
     if isinstance(found, Response):
         return found
-    _, path = found
+    repository_id, name = found
+    reads = services(request).reads
     # Read whole before answering: the streamed answer's disconnect watch would take the
     # body's messages otherwise. Past 1 MiB it waits on disk, never past MAX_REQUEST.
-    negotiation = await bodies.spool(
-        request, limit=MAX_REQUEST, directory=services(request).storage.tmp_dir
-    )
+    negotiation = await bodies.spool(request, limit=MAX_REQUEST, directory=reads.spool_dir)
 
     async def request_body() -> AsyncIterator[bytes]:
         while chunk := await asyncio.to_thread(negotiation.read, 1 << 16):
             yield chunk
 
-    output = services(request).git.stream(
-        ["upload-pack", "--strict", "--stateless-rpc", "."],
-        git_dir=Path(path),
-        stdin=request_body(),
-        protocol=_protocol(request),
-    )
+    try:
+        output = reads.upload_pack(repository_id, name, request_body(), _protocol(request))
+    except NotFound as error:  # removed since `_mirror` looked
+        negotiation.close()
+        return _not_cloned(error)
     return await _streamed(output, closing=negotiation)
 
 
