@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from repodepot.services import Services
 
 logger = logging.getLogger(__name__)
-DISCOVER_EVERY = 5  # ticks between looks for repositories without a mirror row
+DISCOVER_EVERY = 30  # rounds between looks for repositories without a mirror row (a safety net)
 
 
 class UpdateLoop(BackgroundLoop):
