@@ -216,6 +216,7 @@ def resolve(plan: Plan, holders: Sequence[Holder]) -> None:
         else:
             conflicts.add(plan.claims[holder.name])
             plan.warnings.append(f"name {holder.name!r} is taken by another repository")
+    _keep_names(plan, conflicts)
     if not conflicts:
         return
     plan.skipped += len(conflicts)
@@ -225,6 +226,24 @@ def resolve(plan: Plan, holders: Sequence[Holder]) -> None:
             kept = replace(change.fields, name=plan.names[change.id])
             plan.changes[index] = replace(change, fields=kept)
             plan.renames.pop(change.id, None)
+
+
+def _keep_names(plan: Plan, conflicts: set[int | str]) -> None:
+    """A row that keeps its name still holds it: whoever claimed that name is a conflict too.
+
+    (A swap with an outside holder: the host renames b to a, a taken by an import, and
+    lists a new b; b keeps its name, so the new b cannot have it.)
+    """
+    pending = [claimant for claimant in conflicts if isinstance(claimant, int)]
+    while pending:
+        name = plan.names[pending.pop()]
+        claimant = plan.claims.get(name)
+        if claimant is None or claimant in conflicts:
+            continue
+        conflicts.add(claimant)
+        plan.warnings.append(f"name {name!r} is kept by a repository whose new name is taken")
+        if isinstance(claimant, int):
+            pending.append(claimant)
 
 
 def over_limit(plan: Plan, live: int, limit: int) -> str | None:
