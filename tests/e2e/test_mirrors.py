@@ -56,7 +56,9 @@ async def test_a_connection_s_repositories_are_cloned_and_shown_with_their_sched
         lambda body: (body.get("mirror") or {}).get("clone_status") == "cloned",
     )
 
-    assert body["mirror"]["size_bytes"] > 0
+    # One truth: the clone wrote the repository's facts from the mirror, one size for both.
+    assert (body["default_branch"], body["is_empty"]) == ("main", False)
+    assert body["size_bytes"] == body["mirror"]["size_bytes"] > 0
     assert body["mirror"]["schedule"].startswith("next update in")
     status = (await client.get("/api/scheduler", headers=admin_headers)).json()
     assert (status["mirrors"], status["cloned"]) == (1, 1)
@@ -65,6 +67,9 @@ async def test_a_connection_s_repositories_are_cloned_and_shown_with_their_sched
     assert asked.status_code == 202
     page = await client.get("/repos/127.0.0.1/app", headers=admin_headers)
     assert 'id="clone-status"' in page.text and "cloned" in page.text
+    assert "<dt>Default branch</dt><dd>main</dd>" in page.text
+    assert "<dt>State</dt><dd>has commits</dd>" in page.text
+    assert page.text.count("Size on disk") == 1
     queue = await client.get("/scheduler", headers=admin_headers)
     assert queue.status_code == 200 and "127.0.0.1/app" in queue.text
 
