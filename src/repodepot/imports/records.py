@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from repodepot.db.models import ImportJob, ImportStatus, Visibility
+from repodepot.db.models import ImportStatus, Visibility
 from repodepot.events import Event
 
 
@@ -49,8 +49,11 @@ class ImportJobRecord:
     repository_id: int | None
 
     @classmethod
-    def from_row(cls, row: ImportJob) -> ImportJobRecord:
-        """The record of an `import_jobs` row."""
+    def from_row(cls, row: object) -> ImportJobRecord:
+        """The record of an `import_jobs` row, its columns read by name.
+
+        Only `imports.service`, the table's owner, has such rows to give.
+        """
         return cls(**{field.name: getattr(row, field.name) for field in fields(cls)})
 
     @classmethod
