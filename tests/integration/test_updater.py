@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,9 +17,11 @@ from repodepot.accounts import operator
 from repodepot.clock import now
 from repodepot.codehosts.syncer import Syncer
 from repodepot.db.models import CloneStatus, GitserverRepo, Repository
+from repodepot.exceptions import NotFound
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.service import Due
 from repodepot.gitserver.updater import UpdateLoop
+from repodepot.repositories import RepositoryRecord
 from repodepot.secrets import SecretBox
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
@@ -315,3 +320,94 @@ async def test_a_clone_url_on_another_origin_is_skipped_and_never_cloned(
     assert elsewhere.requests == []
     assert list(services.storage.mirror_ids()) == []
     assert (await services.repositories.list(operator())).items == []
+
+
+async def _github_mirror(
+    services: Services, github: FakeHost, owner: str, name: str
+) -> tuple[int, RepositoryRecord]:
+    """A GitHub connection yielding `owner/name`, synced and cloned: (its host id, its repo)."""
+    config = {"url": github.url, "token": github.token, "repositoryQuery": ["affiliated"]}
+    host = await services.codehosts.create(operator(), kind="github", name="gh", config=config)
+    assert (await services.codehosts.syncer.sync(host.id)).added == 1
+    assert len(await run_due(services)) == 1
+    return host.id, await services.repositories.get(operator(), f"127.0.0.1/{owner}/{name}")
+
+
+async def test_a_rename_upstream_keeps_the_mirror_and_reads_answer_at_once_under_the_new_name(
+    services: Services, git_root: Path, git_server: GitHttpServer
+) -> None:
+    upstream = generate(git_root / "acme" / "app.git", Spec(commits=4))
+    head = git("--git-dir", str(upstream), "rev-parse", "main").strip()
+    with FakeHost("github", clone_base=git_server.url("")) as github:
+        repo = github.add("acme", "app")
+        host_id, before = await _github_mirror(services, github, "acme", "app")
+        mirror = services.storage.path(before.id)
+        github.rename(repo.id, "renamed")
+        assert (await services.codehosts.syncer.sync(host_id)).modified == 1
+    fetches = len(git_server.requests)
+
+    after = await services.repositories.get(operator(), "127.0.0.1/acme/renamed")
+    commit = await services.reads.ensure_revision(after.id, after.name, head)
+
+    assert after.id == before.id and services.storage.path(after.id) == mirror
+    assert list(services.storage.mirror_ids()) == [before.id]  # the same directory, no clone
+    assert (commit.sha, commit.fetched) == (head, False)
+    assert len(git_server.requests) == fetches  # answered before any fetch
+    with pytest.raises(NotFound):
+        await services.repositories.get(operator(), "127.0.0.1/acme/app")
+
+
+async def test_a_name_given_up_by_a_deleted_repository_never_leads_to_its_commits(
+    services: Services, git_root: Path, git_server: GitHttpServer
+) -> None:
+    first = generate(git_root / "acme" / "app.git", Spec(commits=4, seed=1))
+    old = git("--git-dir", str(first), "rev-parse", "main").strip()
+    with FakeHost("github", clone_base=git_server.url("")) as github:
+        gone = github.add("acme", "app")
+        host_id, deleted = await _github_mirror(services, github, "acme", "app")
+        github.delete(gone.id)
+        assert (await services.codehosts.syncer.sync(host_id)).deleted == 1
+        # Another repository (another id, other commits) takes the name upstream.
+        shutil.rmtree(first)
+        generate(git_root / "acme" / "app.git", Spec(commits=3, seed=2))
+        github.add("acme", "app")
+        assert (await services.codehosts.syncer.sync(host_id)).added == 1
+        await run_due(services)
+    taker = await services.repositories.get(operator(), "127.0.0.1/acme/app")
+
+    assert taker.id != deleted.id
+    assert refs(services.storage.path(taker.id)) == refs(git_root / "acme" / "app.git")
+    with pytest.raises(NotFound):
+        await services.reads.ensure_revision(taker.id, taker.name, old)
+    with pytest.raises(NotFound):
+        await services.reads.ensure_revision(taker.id, taker.name, old[:12])
+
+
+async def test_the_janitor_removes_directories_no_repository_owns_after_the_grace_period(
+    services: Services,
+    git_root: Path,
+    git_server: GitHttpServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from repodepot.gitserver.janitor import Janitor
+
+    generate(git_root / "kept.git", Spec(commits=3))
+    await mirror_all(services, git_server, "kept")
+    await run_due(services)
+    kept = await services.repositories.get(operator(), "127.0.0.1/kept")
+    storage = services.storage
+    stale, fresh = kept.id + 100, kept.id + 101  # left by a crash: no row owns them
+    for key in (stale, fresh):
+        storage.path(key).parent.mkdir(parents=True, exist_ok=True)
+        generate(storage.path(key), Spec(commits=2))
+    long_ago = time.time() - services.settings.deleted_grace - 60
+    for key in (kept.id, stale):
+        os.utime(storage.path(key), (long_ago, long_ago))
+    caplog.set_level(logging.WARNING, logger="repodepot.gitserver.janitor")
+
+    removed = await Janitor.from_services(services).remove_orphans()
+
+    assert removed == 1
+    assert sorted(storage.mirror_ids()) == sorted([kept.id, fresh])  # owned, or too recent
+    logged = [r for r in caplog.records if r.__dict__.get("action") == "janitor.orphan"]
+    assert [r.__dict__["path"] for r in logged] == [str(storage.path(stale))]
