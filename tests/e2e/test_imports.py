@@ -25,10 +25,14 @@ from tests.e2e.imports_helpers import (
     leftovers,
     make_source,
     mirrors,
+    refs,
 )
 from tests.integration.test_git_runner import _processes_mentioning
+from tests.integration.test_updater import advance
+from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
-from tests.support.repogen import Spec
+from tests.support.gomods import WorkTree
+from tests.support.repogen import T0, Spec, git
 from tests.support.servers import LiveApp
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -427,3 +431,35 @@ async def test_jobs_interrupted_three_times_fail(settings: Settings, live_server
         error = await conn.scalar(text("SELECT error FROM import_jobs WHERE slug = 'thrice'"))
     assert rows == {"once": "pending", "thrice": "failed"}
     assert "interrupted 3 times" in error
+
+
+async def test_a_private_import_is_a_go_module_at_its_root_and_keeps_fetching_with_its_token(
+    tmp_path: Path, settings: Settings, live_server: Start, http: httpx.AsyncClient
+) -> None:
+    work = WorkTree(tmp_path / "work")
+    work.commit("v1", T0, {"go.mod": "module 127.0.0.1/src\n", "x.go": "package x\n"})
+    work.tag("v1.0.0")
+    source = tmp_path / "served" / "src.git"
+    git("clone", "--bare", "--quiet", str(work.path), str(source))
+    with GitHttpServer(tmp_path / "served", auth=("alice", SOURCE_TOKEN)) as remote:
+        live = await live_server(settings)
+        job = await _submit(
+            http, live.url, url=remote.url("src.git"), username="alice", token=SOURCE_TOKEN
+        )
+        final = (await events(http, live.url, job["id"]))[-1]
+        assert final["status"] == "success", final
+        repo = (await http.get(f"{live.url}/api/repos/acme/widgets")).json()
+
+        # The import's source URL gives its Go import root: no PATCH needed.
+        assert (repo["go_import_root"], repo["go_import_root_custom"]) == ("127.0.0.1/src", False)
+        listed = await http.get(f"{live.url}/goproxy/127.0.0.1/src/@v/list")
+        assert (listed.status_code, listed.text) == (200, "v1.0.0\n")
+
+        # The token outlived the import: the next fetch of the private source succeeds.
+        commit = advance(source, "after the import")
+        queued = await http.post(f"{live.url}/api/repos/acme/widgets/update")
+        assert queued.status_code == 202, queued.text
+        mirror = Storage(settings.data_dir).path(repo["id"])
+        await eventually(lambda: commit in refs(mirror), timeout=30)
+    detail = (await http.get(f"{live.url}/api/repos/acme/widgets")).json()
+    assert detail["mirror"]["last_error"] is None, detail["mirror"]
