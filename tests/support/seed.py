@@ -1,8 +1,10 @@
-"""Seed a repository with its mirror on disk, as a clone by the updater would leave it.
+"""Seed a repository with its mirror on disk, and the facts a clone writes from it.
 
 The row comes first (the mirror lives under the repository's id), then the mirror at
 `storage.path(id)`, then what the mirror says of its repository (default branch,
-emptiness, size), written by the repositories module as after a clone.
+emptiness, size), written by the repositories module as after a clone. No mirror row
+is made: the updater's `discover` gives one (and then fetches into this mirror); a
+janitor pass would count the directory as an orphan once past `deleted_grace`.
 """
 
 from __future__ import annotations
