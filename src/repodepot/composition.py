@@ -17,18 +17,17 @@ from repodepot.codehosts.loop import SyncLoop
 from repodepot.gitserver.janitor import Janitor
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.imports.worker import ImportWorker
+from repodepot.loops import BackgroundLoop
 from repodepot.services import Services
-
-Runner = ImportWorker | SyncLoop | UpdateLoop | Janitor
 
 
 @dataclass
 class Background:
     """The loops running in this process."""
 
-    running: list[tuple[Runner, asyncio.Task[None]]] = field(default_factory=list)
+    running: list[tuple[BackgroundLoop, asyncio.Task[None]]] = field(default_factory=list)
 
-    def add(self, runner: Runner, name: str) -> None:
+    def add(self, runner: BackgroundLoop, name: str) -> None:
         """Start `runner` as the task `name`."""
         self.running.append((runner, asyncio.create_task(runner.run(), name=name)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 
+from repodepot.accounts import operator
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.loops import died_here, new_worker_id
 from repodepot.services import Services
@@ -49,3 +50,17 @@ async def test_a_dead_updater_s_mirrors_are_freed_and_claimed_again(
     assert freed == 2
     again = await services.gitserver.claim(new_worker_id(), 3, {}, 10)
     assert {due.repository_id for due in again} == {due.repository_id for due in taken_dead}
+
+
+async def test_a_dead_syncer_s_connection_is_freed_and_synced_again(services: Services) -> None:
+    host = await services.codehosts.create(
+        operator(), kind="other", name="up", config={"repos": ["http://127.0.0.1:9/a.git"]}
+    )
+    syncer = services.codehosts.syncer
+    dead = f"{socket.gethostname()}:{_dead_pid()}:dead"
+    assert await syncer.claim(host.id, dead, due_only=False)
+    assert not await syncer.claim(host.id, new_worker_id(), due_only=False)  # leased
+
+    assert await syncer.release_dead_leases() == 1
+
+    assert await syncer.claim(host.id, new_worker_id(), due_only=False)

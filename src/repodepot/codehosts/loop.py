@@ -17,7 +17,7 @@ from repodepot.clock import now
 from repodepot.codehosts import store
 from repodepot.codehosts.syncer import Syncer
 from repodepot.db.base import session_factory
-from repodepot.loops import new_worker_id
+from repodepot.loops import BackgroundLoop, new_worker_id
 from repodepot.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class SyncLoop:
+class SyncLoop(BackgroundLoop):
     """Syncs each due connection; `wake()` it after a "sync now"; `stop()` it at shutdown."""
+
+    name = "codehost.sync"
 
     def __init__(
         self,
@@ -38,13 +40,12 @@ class SyncLoop:
         owner: str,
         concurrency: int = 4,
     ) -> None:
+        super().__init__(interval=settings.sync_poll_interval)
         self._syncer = syncer
         self._sessions = sessions
         self._settings = settings
         self._owner = owner
         self._concurrency = concurrency
-        self._wake = asyncio.Event()
-        self._stopping = False
         self._running: dict[int, asyncio.Task[None]] = {}
 
     @classmethod
@@ -57,25 +58,22 @@ class SyncLoop:
             owner=new_worker_id(),
         )
 
-    def wake(self) -> None:
-        """Look for due connections now rather than at the next poll."""
-        self._wake.set()
+    async def starting(self) -> None:
+        """Free the connections a crashed syncer on this host held, at once."""
+        freed = await self._syncer.release_dead_leases()
+        if freed:
+            logger.warning(
+                "released %d code host syncs leased by a process that died",
+                freed,
+                extra={"action": "codehost.leases_released", "count": freed},
+            )
 
-    async def run(self) -> None:
-        """Until stopped: claim due connections and sync them, a few at a time."""
-        while not self._stopping:
-            try:
-                await self._start_due()
-            except Exception:  # a database hiccup must not end the loop; it is logged
-                logger.exception("sync loop iteration failed", extra={"action": "codehost.loop"})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.sync_poll_interval)
-            self._wake.clear()
+    async def step(self) -> None:
+        """Claim due connections and sync them, a few at a time."""
+        await self._start_due()
 
-    async def stop(self) -> None:
-        """Stop claiming; cancel running syncs (their leases expire, so they run again)."""
-        self._stopping = True
-        self._wake.set()
+    async def stopped(self) -> None:
+        """Cancel running syncs (their leases expire, so they run again)."""
         for task in list(self._running.values()):
             task.cancel()
         for task in list(self._running.values()):
@@ -102,4 +100,4 @@ class SyncLoop:
             logger.exception("code host sync crashed", extra={"action": "codehost.sync"})
         finally:
             self._running.pop(host_id, None)
-            self._wake.set()
+            self.wake()

@@ -25,6 +25,7 @@ from repodepot.db.models import CodeHost, CodeHostSync, RepoSource, SyncStatus
 from repodepot.exceptions import InvalidInput
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.service import enqueue_in
+from repodepot.loops import died_here
 from repodepot.repositories import synced
 from repodepot.secrets import SecretBox
 
@@ -254,6 +255,22 @@ async def claim(
         update(CodeHost).where(*conditions).values(lease_owner=owner, lease_until=at + lease)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def release_dead(session: AsyncSession, at: datetime) -> int:
+    """Free the leases held by processes that died on this host (`loops.died_here`)."""
+    owners = await session.scalars(
+        select(CodeHost.lease_owner).where(CodeHost.lease_until > at).distinct()
+    )
+    dead = [owner for owner in owners if died_here(owner)]
+    if not dead:
+        return 0
+    result = await session.execute(
+        update(CodeHost)
+        .where(CodeHost.lease_owner.in_(dead))
+        .values(lease_owner=None, lease_until=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def renew(session: AsyncSession, host_id: int, owner: str, *, until: datetime) -> None:

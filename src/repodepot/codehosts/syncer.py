@@ -18,7 +18,6 @@ connection runs at a time across processes; `loop.SyncLoop` starts them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -36,7 +35,7 @@ from repodepot.codehosts.planner import Connection, listing_digest
 from repodepot.codehosts.sources import SourceRepo, api_settings, make_source
 from repodepot.db.models import SyncStatus
 from repodepot.exceptions import AlreadyExists, InvalidInput
-from repodepot.loops import new_worker_id
+from repodepot.loops import new_worker_id, renewing
 from repodepot.outbound import Policy
 from repodepot.repositories import synced
 from repodepot.secrets import SecretBox, SecretUnreadable
@@ -237,19 +236,17 @@ class Syncer:
 
     async def run_leased(self, host_id: int, owner: str) -> SyncOutcome:
         """Sync a claimed connection, renewing the lease until the sync records its release."""
-        renew = asyncio.create_task(self._renew(host_id, owner))
-        try:
+        async with renewing(lambda: self._renew(host_id, owner), LEASE.total_seconds() / 3):
             return await self.sync(host_id)
-        finally:
-            renew.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renew
 
     async def _renew(self, host_id: int, owner: str) -> None:
-        while True:
-            await asyncio.sleep(LEASE.total_seconds() / 3)
-            async with self._sessions.begin() as session:
-                await store.renew(session, host_id, owner, until=now() + LEASE)
+        async with self._sessions.begin() as session:
+            await store.renew(session, host_id, owner, until=now() + LEASE)
+
+    async def release_dead_leases(self) -> int:
+        """Free the sync leases of processes that died on this host; returns how many."""
+        async with self._sessions.begin() as session:
+            return await store.release_dead(session, now())
 
     async def apply_held(self, host_id: int) -> int:
         """Carry out the deletions a sync held; returns how many repositories were deleted."""
