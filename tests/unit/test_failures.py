@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from repodepot.git.errors import GitCommandError, GitTimeout
+from repodepot.git.errors import GitCommandError, GitNotInstalled, GitTimeout
 from repodepot.gitserver.failures import FailureKind, classify, message
 from tests.support import gitstderr
 from tests.support.gitstderr import clone_failed
@@ -77,3 +77,18 @@ def test_without_fatal_lines_the_message_is_the_error_s_own() -> None:
     assert message(GitTimeout(["fetch", "origin"], 600.0)) == "git fetch was killed after 600 s"
     silent = GitCommandError(["fetch", "origin"], 1, "")
     assert message(silent) == "git fetch failed (exit 1): no message"
+
+
+def test_a_mirror_missing_objects_is_corrupt_so_it_is_cloned_again() -> None:
+    # What git 2.39 prints when the local mirror lost an object a fetched delta needs.
+    stderr = "fatal: unresolved deltas left after unpacking\nfatal: unpack-objects failed\n"
+    assert classify(clone_failed(stderr)) is FailureKind.corrupt
+
+
+def test_git_missing_from_the_server_is_not_the_repository_s_not_found() -> None:
+    assert classify(GitNotInstalled("git was not found on PATH")) is FailureKind.other
+
+
+def test_the_message_keeps_what_the_remote_said() -> None:
+    said = message(clone_failed(gitstderr.SOURCE_CORRUPT))
+    assert "remote: fatal: bad tree object" in said.splitlines()[0]

@@ -202,3 +202,7 @@ def test_a_new_or_overdue_mirror_says_only_when() -> None:
 )
 def test_durations_read_in_the_unit_a_person_would_use(seconds: float, words: str) -> None:
     assert duration(seconds) == words
+
+
+def test_a_queue_reason_of_a_newer_version_is_shown_as_it_is() -> None:
+    assert _explain(queued_reason="rebalance") == "queued (rebalance)"

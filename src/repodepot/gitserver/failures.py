@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from repodepot.git.errors import GitCommandError, GitError, GitTimeout
+from repodepot.git.errors import GitCommandError, GitError, GitNotInstalled, GitTimeout
 
 
 class FailureKind(StrEnum):
@@ -31,6 +31,9 @@ _SIGNS = (
     ("not found", FailureKind.not_found),
     ("does not appear to be a git repository", FailureKind.not_found),
     ("bad object", FailureKind.corrupt),
+    ("bad tree object", FailureKind.corrupt),
+    ("unresolved deltas left after unpacking", FailureKind.corrupt),
+    ("unpack-objects failed", FailureKind.corrupt),
     ("corrupt", FailureKind.corrupt),
     ("unable to read", FailureKind.corrupt),
     ("loose object", FailureKind.corrupt),
@@ -53,6 +56,8 @@ def classify(error: GitError) -> FailureKind:
     """The kind of a git failure (its text is already redacted)."""
     if isinstance(error, GitTimeout):
         return FailureKind.timeout
+    if isinstance(error, GitNotInstalled):
+        return FailureKind.other  # not the repository's fault, whatever its words say
     text = error.stderr if isinstance(error, GitCommandError) else error.message
     for needle, kind in _SIGNS:
         if needle in text:
@@ -66,7 +71,7 @@ def message(error: GitError) -> str:
     lines = [
         line.strip()
         for line in text.replace("\r", "\n").splitlines()
-        if line.strip().startswith(("fatal:", "error:"))
+        if line.strip().removeprefix("remote:").strip().startswith(("fatal:", "error:"))
     ]
     return "\n".join(lines[-3:]) or error.message
 

@@ -103,7 +103,8 @@ def explain(
             QueueReason.visit: "someone opened it and the mirror was stale: updating soon",
             QueueReason.admin: "an admin asked for an update: updating as soon as a worker is free",
         }
-        return asked.get(QueueReason(queued_reason), f"queued ({queued_reason})")
+        known = queued_reason in QueueReason.__members__.values()
+        return asked[QueueReason(queued_reason)] if known else f"queued ({queued_reason})"
     wait = max(0.0, (next_update_at - now).total_seconds())
     when = f"next update in {duration(wait)} ({next_update_at:%Y-%m-%d %H:%M} UTC)"
     if reason == ScheduleReason.last_change and last_changed_at is not None:
