@@ -42,8 +42,7 @@ READS = {
 EXEMPT = ("repodepot.db.models", "repodepot.db.migrations")
 
 MODEL_TABLES = {
-    mapper.class_.__name__: str(mapper.class_.__tablename__)
-    for mapper in Base.registry.mappers
+    mapper.class_.__name__: str(mapper.class_.__tablename__) for mapper in Base.registry.mappers
 }
 _SQL = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+\"?([a-z_]+)\"?", re.IGNORECASE)
 
