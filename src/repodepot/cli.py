@@ -565,15 +565,17 @@ def credential_set(
     token = sys.stdin.readline().strip()
     settings = _cli_settings(ctx, data_dir)
 
-    async def work(svc: Services) -> RepositoryRecord:
-        repo = await svc.repositories.set_credential(
+    async def work(svc: Services) -> tuple[RepositoryRecord, bool]:
+        repo, changed = await svc.repositories.set_credential(
             operator(), name, username=username, token=token
         )
-        await svc.gitserver.enqueue_existing(repo.id, QueueReason.admin)
-        return repo
+        if changed:
+            await svc.gitserver.enqueue_existing(repo.id, QueueReason.admin)
+        return repo, changed
 
-    repo = _run(_with_services(settings, work))
-    out.print(f"{repo.name}: fetch credential set; an update is queued")
+    repo, changed = _run(_with_services(settings, work))
+    said = "fetch credential set; an update is queued" if changed else "that credential is kept"
+    out.print(f"{repo.name}: {said}")
 
 
 @credential_app.command("remove")

@@ -101,7 +101,8 @@ class Storage:
             for second in _subdirs(first):
                 for entry in second.iterdir():
                     key = entry.name.removesuffix(".git")
-                    if entry.name.endswith(".git") and key.isdigit() and entry.is_dir():
+                    real = entry.is_dir() and not entry.is_symlink()
+                    if entry.name.endswith(".git") and key.isdigit() and real:
                         yield int(key)
 
     def lock(self, repository_id: int) -> asyncio.Lock:
@@ -139,11 +140,23 @@ class Storage:
         finally:
             _remove(workdir)
 
-    def place(self, staged: Path, repository_id: int) -> Path:
-        """Rename a built mirror into place, atomically; AlreadyExists if one is there."""
+    def place(self, staged: Path, repository_id: int, *, fresh_id: bool = False) -> Path:
+        """Rename a built mirror into place, atomically; AlreadyExists if one is there.
+
+        `fresh_id`: the id was handed out in the caller's own uncommitted transaction, so
+        nothing can own what is at its place (a crash's leftover, a rolled-back id given
+        again by SQLite): it is removed first, never merged with.
+        """
         if not staged.is_dir():
             raise FileNotFoundError(f"nothing was built for repository {repository_id}")
         final = self.path(repository_id)
+        if fresh_id and final.exists():
+            logger.warning(
+                "removing %s, left by an earlier attempt that never committed",
+                final,
+                extra={"action": "storage.leftover_removed", "path": str(final)},
+            )
+            self.remove(repository_id)
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(staged, final)  # atomic; fails if final appeared meanwhile
@@ -188,7 +201,11 @@ def mirror_relpath(repository_id: int) -> str:
 
 def _subdirs(directory: Path) -> list[Path]:
     try:
-        return [entry for entry in directory.iterdir() if len(entry.name) == 2 and entry.is_dir()]
+        return [
+            entry
+            for entry in directory.iterdir()
+            if len(entry.name) == 2 and entry.is_dir() and not entry.is_symlink()
+        ]
     except FileNotFoundError:
         return []
 

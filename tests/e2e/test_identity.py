@@ -190,6 +190,7 @@ async def _import(
 async def test_a_private_import_keeps_fetching_with_its_token_and_says_when_it_is_rejected(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
+    app_services: Services,
     private_upstream: tuple[Path, GitHttpServer],
 ) -> None:
     source, server = private_upstream
@@ -198,10 +199,14 @@ async def test_a_private_import_keeps_fetching_with_its_token_and_says_when_it_i
     )
     pushed = advance(source, "after the import ended")
 
+    before = (await client.get("/api/repos/acme/private", headers=admin_headers)).json()
     commit = await client.get(f"/api/repos/acme/private/commits/{pushed}", headers=admin_headers)
 
     assert commit.status_code == 200, commit.text
     assert commit.json()["fetched"] is True
+    # That fetch is recorded like the updater's: the page's "last changed" moved.
+    after = (await client.get("/api/repos/acme/private", headers=admin_headers)).json()
+    assert after["mirror"]["last_changed_at"] > before["mirror"]["last_changed_at"]
 
     wrong = await client.put(
         "/api/repos/acme/private/credential",
@@ -232,6 +237,15 @@ async def test_a_private_import_keeps_fetching_with_its_token_and_says_when_it_i
         assert body["mirror"]["failure_kind"] is None and body["mirror"]["failures"] == 0, body
 
     await eventually(recovered, timeout=30)
+    same = await client.put(
+        "/api/repos/acme/private/credential", json={"token": PRIVATE_TOKEN}, headers=admin_headers
+    )
+    assert same.status_code == 200
+    async with app_services.engine.connect() as connection:
+        sets = await connection.scalar(
+            text("SELECT count(*) FROM audit_log WHERE action = 'repository.credential_set'")
+        )
+    assert sets == 2  # the same credential again changed nothing, queued nothing
     gone = await client.delete("/api/repos/acme/private/credential", headers=admin_headers)
     again = await client.delete("/api/repos/acme/private/credential", headers=admin_headers)
     assert (gone.status_code, again.status_code) == (204, 404)
@@ -300,3 +314,20 @@ async def test_cancelling_an_import_without_a_token_is_audited(
     async with live.services.engine.connect() as connection:
         rows = (await connection.execute(text("SELECT action, target FROM audit_log"))).all()
     assert [tuple(row) for row in rows] == [("import.cancelled", f"import:{job['id']}")]
+
+
+async def test_an_import_s_token_is_held_to_what_a_kept_credential_may_be(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], git_server: GitHttpServer
+) -> None:
+    for body, field in (
+        ({"token": "line\nbreak"}, "token"),
+        ({"token": "x" * 5000}, "token"),
+        ({"token": "fine-0123", "username": "a:b"}, "username"),
+    ):
+        answer = await client.post(
+            "/api/imports",
+            json={"url": git_server.url("x.git"), "owner": "acme", "slug": "x", **body},
+            headers=admin_headers,
+        )
+        assert answer.status_code == 422, answer.text
+        assert field in answer.text and "line" not in answer.text

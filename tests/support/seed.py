@@ -2,9 +2,9 @@
 
 The row comes first (the mirror lives under the repository's id), then the mirror at
 `storage.path(id)`, then what the mirror says of its repository (default branch,
-emptiness, size), written by the repositories module as after a clone. No mirror row
-is made: the updater's `discover` gives one (and then fetches into this mirror); a
-janitor pass would count the directory as an orphan once past `deleted_grace`.
+emptiness, size), written by the repositories module as after a clone, and its mirror
+row, cloned and due at once (as an import's clone is adopted): an updater that runs
+fetches into it; one that finds a directory without a cloned row clones afresh.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from repodepot.accounts import operator
 from repodepot.db.models import Visibility
 from repodepot.git import commands
+from repodepot.gitserver.service import adopt_in
 from repodepot.repositories import RepositoryRecord, record_mirror
 from repodepot.services import Services
 from repodepot.storage import Storage
@@ -53,6 +54,14 @@ async def seed_mirror(
     else:
         await asyncio.to_thread(generate, path, spec or Spec())
     await record_facts(services, record.id)
+    async with services.sessions.begin() as session:
+        await adopt_in(
+            session,
+            record.id,
+            shard=services.settings.shard,
+            at=datetime.now(UTC),
+            interval=0.0,
+        )
     return await services.repositories.get(operator(), name)
 
 

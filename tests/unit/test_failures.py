@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from repodepot.git.errors import GitCommandError, GitNotInstalled, GitTimeout
-from repodepot.gitserver.failures import FailureKind, classify, message
+from repodepot.gitserver.failures import FailureKind, classify, credential_advice, message
 from tests.support import gitstderr
 from tests.support.gitstderr import clone_failed
 
@@ -92,3 +92,13 @@ def test_git_missing_from_the_server_is_not_the_repository_s_not_found() -> None
 def test_the_message_keeps_what_the_remote_said() -> None:
     said = message(clone_failed(gitstderr.SOURCE_CORRUPT))
     assert "remote: fatal: bad tree object" in said.splitlines()[0]
+
+
+def test_the_advice_names_whose_credential_the_host_refused() -> None:
+    own = credential_advice("acme/app", credential_of="repository")
+    host = credential_advice("acme/app", credential_of="connection")
+    none = credential_advice("acme/app", credential_of=None)
+    assert own.startswith("credential rejected: the host refused the stored credential")
+    assert "code host connection's token" in host and "PATCH /api/codehosts" in host
+    assert none.startswith("credential needed")
+    assert all("PUT /api/repos/acme/app/credential" in text for text in (own, host, none))

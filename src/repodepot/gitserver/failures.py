@@ -76,12 +76,22 @@ def message(error: GitError) -> str:
     return "\n".join(lines[-3:]) or error.message
 
 
-def credential_advice(name: str, *, had_credential: bool) -> str:
-    """What to do after the host refused a fetch of `name` for want of a good credential."""
+def credential_advice(name: str, *, credential_of: str | None) -> str:
+    """What to do after the host refused a fetch of `name` for want of a good credential.
+
+    `credential_of`: whose credential was sent, the repository's own, its code host
+    connection's, or None.
+    """
     how = (
         f"`repodepot repos credential set {name}` (the token on stdin) or "
         f"PUT /api/repos/{name}/credential, as its owner or an admin"
     )
-    if had_credential:
+    if credential_of == "connection":
+        return (
+            "credential rejected: the host refused its code host connection's token; an "
+            "admin replaces it in the connection (PATCH /api/codehosts/{id}), or sets this "
+            f"repository's own with {how}"
+        )
+    if credential_of is not None:
         return f"credential rejected: the host refused the stored credential; replace it with {how}"
     return f"credential needed: the host asks for one and none is stored; set one with {how}"

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 BATCH = 100
+ORPHAN_MIN_AGE = 3600.0  # seconds: a directory this new is never an orphan
 
 
 def disk_free_percent(path: Path) -> float:
@@ -126,6 +127,8 @@ class Janitor(BackgroundLoop):
             after = max(gone)
             for repository_id in sorted(await self._gitserver.known(list(gone))):
                 async with self._storage.lock(repository_id):
+                    if not await self._repositories.still_deleted(repository_id):
+                        continue  # a sync restored it meanwhile: its mirror stays
                     self._storage.remove(repository_id)
                 await self._gitserver.forget(repository_id)
                 removed += 1
@@ -143,24 +146,28 @@ class Janitor(BackgroundLoop):
     async def remove_orphans(self) -> int:
         """Remove mirror directories no mirror row owns, untouched for the grace period.
 
-        A directory appears under `repos/` only by an atomic rename once its row is
-        committed (or in the same transaction), so one without a row is left over: by a
-        crash between removing a row and its directory, or from before mirrors were kept
-        by id.
+        A directory appears under `repos/` only by an atomic rename, once its row is
+        committed or inside the transaction that commits it, so one without a row on
+        any node is left over: by a crash between removing a row and its directory.
+        Untouched means its directory's mtime (a clone's last write, kept by the
+        rename) is older than `deleted_grace`, and never less than an hour; the row is
+        looked for again under the mirror's lock just before the removal.
         """
-        grace = self._settings.deleted_grace
+        grace = max(self._settings.deleted_grace, ORPHAN_MIN_AGE)
         on_disk = await asyncio.to_thread(lambda: list(self._storage.mirror_ids()))
         removed = 0
         for start in range(0, len(on_disk), BATCH):
             batch = on_disk[start : start + BATCH]
-            owned = await self._gitserver.known(batch)
+            owned = await self._gitserver.known(batch, any_node=True)
             for repository_id in batch:
                 if repository_id in owned or self.stopping:
                     continue
                 path = self._storage.path(repository_id)
-                if not _older_than(path, grace):
+                if not _untouched_for(path, grace):
                     continue
                 async with self._storage.lock(repository_id):
+                    if await self._gitserver.known([repository_id], any_node=True):
+                        continue
                     self._storage.remove(repository_id)
                 removed += 1
                 logger.warning(
@@ -171,8 +178,9 @@ class Janitor(BackgroundLoop):
         return removed
 
 
-def _older_than(path: Path, seconds: float) -> bool:
+def _untouched_for(path: Path, seconds: float) -> bool:
     try:
-        return time.time() - path.stat().st_mtime > seconds
+        status = path.stat()
     except FileNotFoundError:
         return False
+    return time.time() - status.st_mtime > seconds

@@ -46,6 +46,27 @@ class Upstream:
 
     url: str
     credentials: Credentials | None = None
+    # Whose they are: the repository's own ("repository") or its code host
+    # connection's ("connection"); what to replace when the host refuses them.
+    credential_of: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MirrorFacts:
+    """What a clone or fetch that changed refs found in the mirror, for its repository."""
+
+    default_branch: str | None
+    is_empty: bool
+    size_bytes: int
+
+
+async def facts(git: GitRunner, path: Path) -> MirrorFacts:
+    """The mirror's default branch (its HEAD), emptiness and size on disk."""
+    return MirrorFacts(
+        default_branch=await commands.head_branch(git, path),
+        is_empty=await commands.is_empty(git, path),
+        size_bytes=await asyncio.to_thread(Storage.size_of, path),
+    )
 
 
 async def _pin(upstream: Upstream, settings: Settings) -> list[tuple[str, str]]:

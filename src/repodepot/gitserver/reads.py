@@ -143,10 +143,13 @@ class Reads:
         upstream = await self._gitserver.source(repository_id)
         if upstream is None:
             return
+        path = self._storage.path(repository_id)
         async with self._storage.lock(repository_id):
-            await mirror.fetch(
-                self._git, self._storage.path(repository_id), upstream, settings=self._settings
-            )
+            before = await commands.refs_digest(self._git, path)
+            await mirror.fetch(self._git, path, upstream, settings=self._settings)
+            after = await commands.refs_digest(self._git, path)
+            moved = await mirror.facts(self._git, path) if after != before else None
+        await self._gitserver.fetched(repository_id, digest=after, facts=moved)
 
     @property
     def spool_dir(self) -> Path:

@@ -23,8 +23,8 @@ from repodepot import repositories
 from repodepot.clock import now
 from repodepot.codehosts import tokens
 from repodepot.db.models import CloneStatus, GitserverRepo
-from repodepot.git.runner import Credentials
 from repodepot.gitserver import mirror, schedule
+from repodepot.gitserver.mirror import MirrorFacts
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.loops import died_here
 from repodepot.repositories import credentials
@@ -47,15 +47,6 @@ class Due:
     refs_digest: str | None
     last_changed_at: datetime | None
     failures: int
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MirrorFacts:
-    """What a clone or fetch that changed refs found in the mirror, for its repository."""
-
-    default_branch: str | None
-    is_empty: bool
-    size_bytes: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -312,25 +303,31 @@ class Gitserver:
                     )
                 )
             if taken:
-                keys = await self._credentials(
+                upstreams = await self._upstreams(
                     session, {due.repository_id: due.upstream.url for due in taken}
                 )
-                taken = [
-                    replace(
-                        due,
-                        upstream=replace(due.upstream, credentials=keys.get(due.repository_id)),
-                    )
-                    for due in taken
-                ]
+                taken = [replace(due, upstream=upstreams[due.repository_id]) for due in taken]
         return taken
 
-    async def _credentials(
+    async def _upstreams(
         self, session: AsyncSession, urls: dict[int, str]
-    ) -> dict[int, Credentials]:
+    ) -> dict[int, mirror.Upstream]:
         """Each repository's own credential, else its code host connection's token."""
         own = await credentials.for_fetch(session, self._box, urls)
         rest = {key: url for key, url in urls.items() if key not in own}
-        return {**await tokens.for_fetch(session, self._box, rest), **own}
+        hosts = await tokens.for_fetch(session, self._box, rest)
+        return {
+            key: mirror.Upstream(
+                url=url,
+                credentials=own.get(key) or hosts.get(key),
+                credential_of="repository"
+                if key in own
+                else "connection"
+                if key in hosts
+                else None,
+            )
+            for key, url in urls.items()
+        }
 
     async def source(self, repository_id: int) -> mirror.Upstream | None:
         """Where a mirror fetches from, with which credentials (None: nowhere)."""
@@ -338,8 +335,34 @@ class Gitserver:
             found = (await repositories.sources_of(session, [repository_id])).get(repository_id)
             if found is None or found.source_url is None:
                 return None
-            keys = await self._credentials(session, {repository_id: found.source_url})
-        return mirror.Upstream(url=found.source_url, credentials=keys.get(repository_id))
+            upstreams = await self._upstreams(session, {repository_id: found.source_url})
+        return upstreams[repository_id]
+
+    async def fetched(self, repository_id: int, *, digest: str, facts: MirrorFacts | None) -> None:
+        """A fetch outside the schedule (EnsureRevision, the Go proxy) moved the mirror.
+
+        Recorded as the updater records its own: when, the refs' digest, and with
+        `facts` (refs moved) the last change and what the repository's page says.
+        """
+        at = now()
+        values: dict[str, Any] = {"last_fetched_at": at, "refs_digest": digest}
+        if facts is not None:
+            values["last_changed_at"] = at
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(GitserverRepo)
+                .where(GitserverRepo.repository_id == repository_id)
+                .values(**values)
+            )
+            if facts is not None:
+                await repositories.record_mirror(
+                    session,
+                    repository_id,
+                    default_branch=facts.default_branch,
+                    is_empty=facts.is_empty,
+                    size_bytes=facts.size_bytes,
+                    changed_at=at,
+                )
 
     async def release_dead_leases(self) -> int:
         """Free the leases of updaters that died on this host (after `kill -9`, at once).
@@ -647,13 +670,12 @@ class Gitserver:
                 delete(GitserverRepo).where(GitserverRepo.repository_id == repository_id)
             )
 
-    async def known(self, ids: list[int]) -> set[int]:
-        """Which of `ids` have a mirror row on this node."""
+    async def known(self, ids: list[int], *, any_node: bool = False) -> set[int]:
+        """Which of `ids` have a mirror row on this node (`any_node`: on any node)."""
+        g = GitserverRepo
+        here = [] if any_node else [g.shard == self._settings.shard]
         async with self._sessions() as session:
             rows = await session.scalars(
-                select(GitserverRepo.repository_id).where(
-                    GitserverRepo.repository_id.in_(ids),
-                    GitserverRepo.shard == self._settings.shard,
-                )
+                select(g.repository_id).where(g.repository_id.in_(ids), *here)
             )
             return set(rows)

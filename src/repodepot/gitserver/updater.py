@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from repodepot.db.models import CloneStatus
 from repodepot.exceptions import RepodepotError
 from repodepot.git import commands
 from repodepot.git.errors import GitError
@@ -24,7 +24,7 @@ from repodepot.git.runner import GitRunner
 from repodepot.gitserver import mirror
 from repodepot.gitserver.failures import FailureKind, classify, credential_advice, message
 from repodepot.gitserver.janitor import disk_free_percent
-from repodepot.gitserver.service import LEASE, Due, Gitserver, MirrorFacts
+from repodepot.gitserver.service import LEASE, Due, Gitserver
 from repodepot.loops import BackgroundLoop, new_worker_id, renewing
 from repodepot.settings import Settings
 from repodepot.storage import Storage
@@ -129,6 +129,15 @@ class UpdateLoop(BackgroundLoop):
                 )
                 return
             async with storage.lock(due.repository_id):
+                if path.is_dir() and due.clone_status is not CloneStatus.cloned:
+                    # Not this mirror's clone (a crash between placing a clone and its
+                    # row's commit left it): never fetch into what it may hold.
+                    logger.warning(
+                        "removing %s: a directory this mirror never finished cloning",
+                        path,
+                        extra={"action": "update.unowned", "repo": due.name},
+                    )
+                    storage.remove(due.repository_id)
                 if not path.is_dir():
                     await mirror.clone(
                         git, storage, due.repository_id, due.upstream, settings=settings
@@ -141,7 +150,7 @@ class UpdateLoop(BackgroundLoop):
                 after = await commands.refs_digest(git, path)
                 # What the repository's page says moves only when refs do (the janitor
                 # re-measures the size after repacking).
-                facts = await self._facts(path) if before != after else None
+                facts = await mirror.facts(git, path) if before != after else None
         except GitError as error:
             kind = classify(error)
             recloned = fetching and await self._recloned_if_corrupt(due, kind)
@@ -154,9 +163,7 @@ class UpdateLoop(BackgroundLoop):
             )
             said = message(error)
             if kind is FailureKind.auth:
-                advice = credential_advice(
-                    due.name, had_credential=due.upstream.credentials is not None
-                )
+                advice = credential_advice(due.name, credential_of=due.upstream.credential_of)
                 said = f"{advice}\n{said}"
             await self._gitserver.failed(due, kind=kind.value, message=said, recloned=recloned)
             return
@@ -164,14 +171,6 @@ class UpdateLoop(BackgroundLoop):
             await self._gitserver.failed(due, kind=FailureKind.other.value, message=error.message)
             return
         await self._gitserver.succeeded(due, changed=before != after, digest=after, facts=facts)
-
-    async def _facts(self, path: Path) -> MirrorFacts:
-        """The mirror's default branch (its HEAD), emptiness and size."""
-        return MirrorFacts(
-            default_branch=await commands.head_branch(self._git, path),
-            is_empty=await commands.is_empty(self._git, path),
-            size_bytes=await asyncio.to_thread(self._storage.size_of, path),
-        )
 
     async def _recloned_if_corrupt(self, due: Due, kind: FailureKind) -> bool:
         """After a failed fetch: if the mirror fails `fsck --connectivity-only`, remove it."""

@@ -7,6 +7,7 @@ RETURNING; a count of 0 rows tells the worker the job was cancelled meanwhile.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -22,7 +23,8 @@ from repodepot.db.base import is_sqlite
 from repodepot.db.models import ImportJob, ImportSecret, ImportStatus, Visibility
 from repodepot.events import Broker, Event, Subscription
 from repodepot.exceptions import AlreadyExists, NotFound, PermissionDenied
-from repodepot.gitserver.service import MirrorFacts, adopt_in
+from repodepot.gitserver.mirror import MirrorFacts
+from repodepot.gitserver.service import adopt_in
 from repodepot.imports.errors import JobFinished, QueueFull, QuotaFull
 from repodepot.imports.records import ImportJobRecord
 from repodepot.imports.validation import Source, parse_source, validate_name
@@ -32,6 +34,7 @@ from repodepot.repositories import credentials
 from repodepot.secrets import SecretBox
 from repodepot.settings import Settings
 
+logger = logging.getLogger(__name__)
 LIVE = (ImportStatus.pending, ImportStatus.running)
 DEFAULT_USERNAME = credentials.DEFAULT_USERNAME
 
@@ -106,6 +109,8 @@ class Imports:
             )
         await Policy.from_settings(self._settings).resolve(source.host, source.port)
         secret = _credential(source, token, username)
+        if secret is not None:  # it outlives the job: held to what a kept credential may be
+            secret = credentials.check(*secret)
         target = f"{owner}/{slug}"
         async with self._sessions.begin() as session:
             waiting, live = (
@@ -453,7 +458,14 @@ class Imports:
                 placed = repository_id
         except BaseException:
             if placed is not None:
-                unplace(placed)
+                try:
+                    unplace(placed)
+                except OSError:  # the error that matters is the one being raised
+                    logger.exception(
+                        "could not take back the clone of repository %s",
+                        placed,
+                        extra={"action": "imports.unplace_failed"},
+                    )
             raise
         return final
 

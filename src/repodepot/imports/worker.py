@@ -16,7 +16,8 @@ from repodepot.exceptions import AlreadyExists, InvalidInput
 from repodepot.git import commands
 from repodepot.git.errors import GitError
 from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner
-from repodepot.gitserver.service import MirrorFacts
+from repodepot.gitserver import mirror
+from repodepot.gitserver.mirror import MirrorFacts
 from repodepot.imports.errors import explain
 from repodepot.imports.progress import ProgressCell
 from repodepot.imports.records import ImportJobRecord
@@ -247,13 +248,7 @@ class ImportWorker(BackgroundLoop):
                     percent=max(run.cell.fields["percent"], 99.0),
                     eta_seconds=None,
                 )
-                received = run.cell.fields["received_objects"] > 0
-                facts = MirrorFacts(
-                    default_branch=await commands.head_branch(self.git, staged),
-                    is_empty=not received and await commands.is_empty(self.git, staged),
-                    size_bytes=await asyncio.to_thread(Storage.size_of, staged),
-                )
-                await self._succeed(run, facts, credential, staged)
+                await self._succeed(run, await mirror.facts(self.git, staged), credential, staged)
         except Aborted as aborted:
             await self._aborted(run, aborted.reason)
             return
@@ -272,7 +267,7 @@ class ImportWorker(BackgroundLoop):
             facts=facts,
             credential=credential,
             fields=run.cell.fields,
-            place=lambda repository_id: self.storage.place(staged, repository_id),
+            place=lambda repository_id: self.storage.place(staged, repository_id, fresh_id=True),
             unplace=self.storage.remove,
         )
         if final is None:  # cancelled while finishing: nothing was created

@@ -208,11 +208,13 @@ class Repositories:
 
     async def set_credential(
         self, caller: Principal, name: str, *, username: str | None, token: str
-    ) -> RepositoryRecord:
+    ) -> tuple[RepositoryRecord, bool]:
         """Keep `token` as the repository's fetch credential, replacing any; audited.
 
-        Its owner or an admin only (PermissionDenied); NotFound as `get`; InvalidInput
-        for a repository with nothing to fetch from, or a bad token or username.
+        Returns the repository and whether the credential changed (the same one again
+        writes nothing). Its owner or an admin only (PermissionDenied); NotFound as
+        `get`; InvalidInput for a repository with nothing to fetch from, or a bad token
+        or username.
         """
         repo = await self._owned(caller, name)
         if repo.source_url is None:
@@ -220,7 +222,7 @@ class Repositories:
         username, token = credentials.check(username, token)
         assert self._box is not None, "Repositories was built without a SecretBox"
         async with self._sessions.begin() as session:
-            await credentials.put_in(
+            changed = await credentials.put_in(
                 session,
                 self._box,
                 repo.id,
@@ -228,8 +230,11 @@ class Repositories:
                 username=username,
                 token=token,
             )
-            await audit.record(session, caller.user.id, "repository.credential_set", repo.name, {})
-        return repo
+            if changed:
+                await audit.record(
+                    session, caller.user.id, "repository.credential_set", repo.name, {}
+                )
+        return repo, changed
 
     async def remove_credential(self, caller: Principal, name: str) -> bool:
         """Forget the repository's fetch credential (audited); False when it had none."""
@@ -285,6 +290,14 @@ class Repositories:
                 .limit(limit)
             )
             return {row.id: row.name for row in rows}
+
+    async def still_deleted(self, repository_id: int) -> bool:
+        """Whether the repository is soft-deleted now (a sync may restore it any time)."""
+        async with self._sessions() as session:
+            deleted_at = await session.scalar(
+                select(Repository.deleted_at).where(Repository.id == repository_id)
+            )
+        return deleted_at is not None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -32,10 +32,9 @@ def check(username: str | None, token: str) -> tuple[str, str]:
             field="token",
         )
     name = username or DEFAULT_USERNAME
-    if len(name) > 200 or not name.isprintable() or ":" in name or "@" in name:
+    if len(name) > 200 or not name.isprintable() or ":" in name:
         raise InvalidInput(
-            "username must be up to 200 printable characters without ':' or '@'",
-            field="username",
+            "username must be up to 200 printable characters without ':'", field="username"
         )
     return name, token
 
@@ -48,21 +47,37 @@ async def put_in(
     url: str,
     username: str,
     token: str,
-) -> None:
-    """Keep (or replace) the repository's credential, for the origin of `url`."""
-    await session.execute(
-        delete(RepositoryCredential).where(RepositoryCredential.repository_id == repository_id)
-    )
+) -> bool:
+    """Keep (or replace) the repository's credential, for the origin of `url`.
+
+    Returns False, writing nothing, when the same credential is already kept there.
+    """
+    where = str(origin(url))
+    kept = await session.get(RepositoryCredential, repository_id)
+    if kept is not None:
+        try:
+            same = (kept.username, kept.origin, box.open(kept.sealed_token)) == (
+                username,
+                where,
+                token,
+            )
+        except SecretUnreadable:
+            same = False
+        if same:
+            return False
+        await session.delete(kept)
+        await session.flush()
     session.add(
         RepositoryCredential(
             repository_id=repository_id,
             username=username,
             sealed_token=box.seal(token),
-            origin=str(origin(url)),
+            origin=where,
             updated_at=datetime.now(UTC),
         )
     )
     await session.flush()
+    return True
 
 
 async def remove_in(session: AsyncSession, repository_id: int) -> bool:

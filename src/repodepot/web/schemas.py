@@ -152,8 +152,9 @@ class Health(BaseModel):
 class ImportCreate(BaseModel):
     """An import request.
 
-    A token may also come as the URL's userinfo; either way it is used for this clone
-    only, kept encrypted while the job lives, and never shown.
+    A token may also come as the URL's userinfo. Either way it is kept encrypted, and
+    after a successful import it stays as the repository's fetch credential (sent only
+    to the source's origin) so that the mirror keeps updating; it is never shown.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -161,8 +162,15 @@ class ImportCreate(BaseModel):
     url: str = Field(examples=["https://github.com/pallets/flask.git"])
     owner: str = Field(examples=["alice"])
     slug: str = Field(examples=["flask"])
-    token: str | None = Field(None, description="Personal access token for the source.")
-    username: str | None = Field(None, description="User name to send with the token.")
+    token: str | None = Field(
+        None,
+        max_length=4096,
+        description="Personal access token for the source; kept as the repository's "
+        "fetch credential",
+    )
+    username: str | None = Field(
+        None, max_length=200, description="User name to send with the token."
+    )
     visibility: Visibility = Visibility.private
 
 

@@ -132,13 +132,15 @@ async def put_credential(
     """Keep a token for fetching this repository from its source (its owner or an admin).
 
     It replaces the one it had (an import's token is kept this way), is sealed at rest,
-    never shown again, and sent only to the origin of the source URL. An update is
-    queued so that a mirror failing for want of it recovers at once.
+    never shown again, and sent only to the origin of the source URL. A changed
+    credential queues an update, so that a mirror failing for want of it recovers at
+    once; setting the same one again changes nothing.
     """
-    repo = await svc.repositories.set_credential(
+    repo, changed = await svc.repositories.set_credential(
         caller, name, username=body.username, token=body.token
     )
-    await svc.gitserver.enqueue_existing(repo.id, QueueReason.admin)
+    if changed:  # a failing mirror tries the new one at once; the same one again queues nothing
+        await svc.gitserver.enqueue_existing(repo.id, QueueReason.admin)
     return CredentialSet()
 
 

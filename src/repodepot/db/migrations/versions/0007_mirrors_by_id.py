@@ -3,7 +3,8 @@
 - Each mirror moves from `repos/{name}.git` to `repos/ab/cd/{id}.git` (when the data dir
   is known: `repodepot db upgrade` and `serve` pass it). Each move is one rename; a
   mirror already in place is left alone, so running this again after a crash finishes
-  the job.
+  the job. A mirror under a name a deleted repository gave up is removed instead (it
+  holds the deleted repository's objects) and its new holder is cloned afresh.
 - `repository_credentials`: a repository's own fetch credential (an import's token
   outlives the import), sealed like every other secret.
 - The mirror's size moves to `repositories.size_bytes`, the only one left; imported
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -48,6 +50,9 @@ mirrors = sa.table(
     sa.column("repository_id", sa.Integer()),
     sa.column("clone_status", sa.String()),
     sa.column("size_bytes", sa.BigInteger()),
+    sa.column("refs_digest", sa.String()),
+    sa.column("queued_priority", sa.Integer()),
+    sa.column("queued_reason", sa.String()),
 )
 
 
@@ -95,7 +100,24 @@ def upgrade() -> None:
     if data_dir is None:
         return  # a schema-only upgrade (tests); `serve` and `db upgrade` always give one
     cloned = {repository_id for repository_id, _ in sizes}
+    # A name a deleted repository gave up (its row renamed `~deleted-{id}/{name}`) went
+    # on to a new repository that fetched into the same directory: it holds the deleted
+    # one's objects too. It is not handed on; the holder is cloned afresh.
+    given_up = {row.name.split("/", 1)[1] for row in rows if row.name.startswith("~deleted-")}
     for row in rows:
+        if row.name in given_up:
+            _discard(Path(data_dir) / "repos", row.name)
+            connection.execute(
+                mirrors.update()
+                .where(mirrors.c.repository_id == row.id)
+                .values(
+                    clone_status="not_cloned",
+                    refs_digest=None,
+                    queued_priority=0,
+                    queued_reason="new",
+                )
+            )
+            continue
         moved = _move(Path(data_dir) / "repos", row.id, row.name)
         if moved is not None and row.id in cloned:
             branch, empty = _head(moved)
@@ -106,13 +128,28 @@ def upgrade() -> None:
             )
 
 
+def _legacy(repos_dir: Path, name: str) -> Path | None:
+    """Where a mirror of `name` was kept before 0007, if it is a real directory there."""
+    old = repos_dir / f"{name}.git"
+    if ".." in name or name.startswith("/") or not old.is_dir() or old.is_symlink():
+        return None
+    return old
+
+
+def _discard(repos_dir: Path, name: str) -> None:
+    old = _legacy(repos_dir, name)
+    if old is not None:
+        shutil.rmtree(old)
+        logger.warning("removed the mirror of %s: it held a deleted repository's objects", name)
+
+
 def _move(repos_dir: Path, repository_id: int, name: str) -> Path | None:
     """Move the mirror of `name` to its id's place; returns where it is now, if anywhere."""
     final = repos_dir / mirror_relpath(repository_id)
     if final.is_dir():
         return final
-    old = repos_dir / f"{name}.git"
-    if ".." in name or name.startswith("/") or not old.is_dir() or old.is_symlink():
+    old = _legacy(repos_dir, name)
+    if old is None:
         return None
     final.parent.mkdir(parents=True, exist_ok=True)
     os.rename(old, final)
