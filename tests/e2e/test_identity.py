@@ -271,6 +271,10 @@ async def test_only_the_owner_or_an_admin_sets_a_credential(
     )
 
     assert answer.status_code == 403, answer.text
+    seen = await client.get("/repos/acme/shared", headers=member)
+    assert seen.status_code == 200 and 'id="credential"' not in seen.text  # not theirs to know
+    shown = await client.get("/repos/acme/shared", headers=admin_headers)
+    assert 'id="credential"' in shown.text
     removed = await client.delete("/api/repos/acme/shared/credential", headers=member)
     assert removed.status_code == 403
     blank = await client.put(

@@ -43,6 +43,9 @@ def _argv_names(tree: ast.AST) -> set[str]:
     return names
 
 
+SPAWNERS = {"create_subprocess_exec", "create_subprocess_shell", "system", "popen", "spawnv"}
+
+
 def _is_runner(node: ast.expr) -> bool:
     """`git`, `self._git`, `services.git`, `runner`: what the code calls the GitRunner."""
     if isinstance(node, ast.Name):
@@ -58,6 +61,10 @@ def violations(module: str, source: str) -> list[str]:
     bound = _argv_names(tree)
     found: list[str] = []
     for node in ast.walk(tree):
+        if _spawns(node):  # a process of one's own: only the runner starts processes
+            line = getattr(node, "lineno", 0)
+            found.append(f"{module}:{line}: starts a process: use repodepot.git")
+            continue
         if not (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -78,6 +85,19 @@ def violations(module: str, source: str) -> list[str]:
                 "add a function to repodepot.git.commands"
             )
     return found
+
+
+def _spawns(node: ast.AST) -> bool:
+    """`import subprocess`, `asyncio.create_subprocess_exec(…)`, `os.system(…)` and kin."""
+    if isinstance(node, ast.Import):
+        return any(alias.name == "subprocess" for alias in node.names)
+    if isinstance(node, ast.ImportFrom):
+        return node.module == "subprocess"
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in SPAWNERS
+    )
 
 
 def _modules() -> list[tuple[str, Path]]:
@@ -133,6 +153,13 @@ def test_the_check_reads_every_module() -> None:
             "repodepot.goproxy.tags",
             "async def f(git, d, filters):\n"
             "    return await git.run(['for-each-ref', *filters, 'refs/tags/'], git_dir=d)\n",
+        ),
+        # A process of one's own, around the runner.
+        ("repodepot.gitserver.janitor", "import subprocess\n"),
+        (
+            "repodepot.goproxy.files",
+            "async def f(d):\n"
+            "    return await asyncio.create_subprocess_exec('git', '--git-dir', d, 'gc')\n",
         ),
         # An argv built first, then passed by name; by keyword; concatenated.
         (

@@ -38,6 +38,7 @@ OWNERS = {
 READS = {
     ("repodepot.repositories", "users"): "a repository's owner is shown by name, in one query",
 }
+MODELS = {"repodepot.db.models"}
 # Where tables are defined and migrated: outside the rule.
 EXEMPT = ("repodepot.db.models", "repodepot.db.migrations")
 
@@ -62,15 +63,50 @@ def violations(module: str, source: str) -> list[str]:
         if table in OWNERS and not owns(module, table) and (module, table) not in READS:
             found.append(f"{module}:{line}: {how} `{table}`, owned by {OWNERS[table]}")
 
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module == "repodepot.db.models":
+    tree = ast.parse(source)
+    modules = _models_aliases(tree)  # names the models module goes by here
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module in MODELS:
             for alias in node.names:
                 if alias.name in MODEL_TABLES:
                     foreign(MODEL_TABLES[alias.name], f"imports {alias.name} of", node.lineno)
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr in MODEL_TABLES
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+        ):
+            foreign(MODEL_TABLES[node.attr], f"uses {node.attr} of", node.lineno)
+        elif isinstance(node, ast.Call) and _names_a_table(node):
+            table = node.args[0].value  # type: ignore[attr-defined]
+            foreign(str(table), "declares a table() of", node.lineno)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             for table in _SQL.findall(node.value):
                 foreign(table.lower(), "names in SQL", node.lineno)
     return found
+
+
+def _models_aliases(tree: ast.Module) -> set[str]:
+    """`import repodepot.db.models as m` → {"m"}; `from repodepot.db import models` → {"models"}."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.asname or a.name for a in node.names if a.name in MODELS}
+        elif isinstance(node, ast.ImportFrom) and node.module == "repodepot.db":
+            names |= {a.asname or a.name for a in node.names if a.name == "models"}
+    return names
+
+
+def _names_a_table(node: ast.Call) -> bool:
+    """`sa.table("repositories", …)` or `Table("repositories", …)`: a table by its name."""
+    name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+    first = node.args[0] if node.args else None
+    return (
+        name in ("table", "Table")
+        and isinstance(first, ast.Constant)
+        and isinstance(first.value, str)
+        and first.value in OWNERS
+    )
 
 
 def _modules() -> list[tuple[str, Path]]:
@@ -113,6 +149,19 @@ def test_no_module_reads_or_writes_a_table_it_does_not_own() -> None:
         (
             "repodepot.imports.service",
             "Q = 'insert into repositories (name) values (:n)'\n",
+        ),
+        # The same, reached another way.
+        (
+            "repodepot.web.pages",
+            "import repodepot.db.models as m\nq = select(m.Repository)\n",
+        ),
+        (
+            "repodepot.web.pages",
+            "from repodepot.db import models\nq = select(models.GitserverRepo)\n",
+        ),
+        (
+            "repodepot.codehosts.store",
+            "import sqlalchemy as sa\nREPOS = sa.table('repositories', sa.column('id'))\n",
         ),
     ],
 )

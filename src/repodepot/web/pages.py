@@ -117,7 +117,10 @@ async def repo_page(
     return render(
         request,
         "repo.html",
-        has_credential=await svc.repositories.has_credential(repo.id),
+        # Whether it has a fetch credential is for those who may change it.
+        has_credential=(caller.is_admin or repo.owner == caller.user.name)
+        and await svc.repositories.has_credential(repo.id),
+        may_set_credential=caller.is_admin or repo.owner == caller.user.name,
         user=caller.user,
         repo=repo,
         mirror=mirror,
