@@ -199,4 +199,10 @@ async def repository_with_mirror(
     """The repository and its mirror; a stale mirror is queued for an update (a visit)."""
     repo = await svc.repositories.get(caller, name)
     await svc.gitserver.enqueue_stale(repo.id, svc.settings.update_on_visit_after)
-    return repo, await svc.gitserver.state(repo.id)
+    state = await svc.gitserver.state(repo.id)
+    changed = state.last_changed_at if state is not None else None
+    if changed is not None and changed > repo.updated_at:
+        # A clone or fetch committed between the two reads: the repository row read first
+        # is older than its mirror's state. Read it again, so both show one moment.
+        repo = await svc.repositories.get(caller, name)
+    return repo, state
