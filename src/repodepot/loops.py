@@ -58,6 +58,8 @@ class BackgroundLoop:
         self.jitter = jitter
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        # Its own generator: the jitter must not draw from (or disturb) the global one.
+        self._random = random.Random()
 
     @property
     def stopping(self) -> bool:
@@ -86,7 +88,7 @@ class BackgroundLoop:
             await self._guarded(self.step)
             if self._stopping.is_set():
                 break
-            pause = self.interval * random.uniform(1 - self.jitter, 1 + self.jitter)
+            pause = self.interval * self._random.uniform(1 - self.jitter, 1 + self.jitter)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pause):
                     await self._wake.wait()
