@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from repodepot.exceptions import InvalidInput
-from repodepot.imports.validation import Source, parse_source, validate_name
+from repodepot.git.urls import Source, parse_source
+from repodepot.imports.validation import validate_name
 from repodepot.outbound import Policy
 
 HTTPS = ["https"]

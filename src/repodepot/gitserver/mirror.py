@@ -23,7 +23,7 @@ from pathlib import Path
 from repodepot.git import commands
 from repodepot.git.errors import GitTimeout
 from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner, StderrSink
-from repodepot.imports.validation import parse_source
+from repodepot.git.urls import parse_source
 from repodepot.outbound import Policy
 from repodepot.settings import Settings
 from repodepot.storage import Storage

@@ -23,11 +23,12 @@ from repodepot.db.base import is_sqlite
 from repodepot.db.models import ImportJob, ImportSecret, ImportStatus, Visibility
 from repodepot.events import Broker, Event, Subscription
 from repodepot.exceptions import AlreadyExists, NotFound, PermissionDenied
+from repodepot.git.urls import Source, parse_source
 from repodepot.gitserver.mirror import MirrorFacts
 from repodepot.gitserver.service import adopt_in
 from repodepot.imports.errors import JobFinished, QueueFull, QuotaFull
 from repodepot.imports.records import ImportJobRecord
-from repodepot.imports.validation import Source, parse_source, validate_name
+from repodepot.imports.validation import validate_name
 from repodepot.outbound import Policy
 from repodepot.pagination import Page, paginate
 from repodepot.repositories import credentials
