@@ -48,8 +48,13 @@ def test_git_s_failures_in_words_a_person_acts_on(sample: str, sentence: str) ->
 
 def test_a_failure_without_words_of_its_own_quotes_git() -> None:
     said = explain(clone_failed(gitstderr.HTTP_500))
-    assert said.startswith("git clone failed: ")
+    assert said.startswith("git clone failed") and said.count("git clone failed") == 1
     assert "The requested URL returned error: 500" in said
+
+
+def test_a_corrupt_source_is_not_called_a_lost_connection() -> None:
+    said = explain(clone_failed(gitstderr.SOURCE_CORRUPT))
+    assert said.startswith("The source repository is corrupt")
 
 
 def test_a_killed_clone_says_after_how_long() -> None:

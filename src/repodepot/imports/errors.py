@@ -59,6 +59,11 @@ _EXPLANATIONS = (
     ),
     ("not found", "The repository was not found at this URL (or the token cannot see it)."),
     ("does not appear to be a git repository", "The URL does not point to a git repository."),
+    (
+        "corruption on the remote side",
+        "The source repository is corrupt (its own server says so): it cannot be imported "
+        "until it is repaired there.",
+    ),
     ("Could not resolve host", "The source host name could not be resolved."),
     ("Failed to connect", "Could not connect to the source host."),
     ("Connection refused", "Could not connect to the source host."),
@@ -87,4 +92,6 @@ def explain(error: GitError) -> str:
     for needle, sentence in _EXPLANATIONS:
         if needle in text:
             return sentence
+    if error.message.startswith("git clone failed"):
+        return error.message  # already says what failed
     return f"git clone failed: {error.message}"
