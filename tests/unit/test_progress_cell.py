@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from repodepot.imports.progress import ProgressCell
+from tests.support.eventually import eventually
 
 DATA = Path(__file__).parent.parent / "data"
 JOB: dict[str, Any] = {
@@ -85,12 +86,11 @@ async def test_bursts_are_coalesced_but_the_newest_state_always_goes_out() -> No
     for current in range(1, 101):  # a burst: 100 records at once
         cell.feed(b"Receiving objects:  %d%% (%d/100)\r" % (current, current))
     assert len(published) == 1  # the first went out at once, the rest wait
-    await asyncio.sleep(0.1)
-    assert len(published) == 2
+    await eventually(lambda: len(published) == 2)  # one more, once the interval passed
     assert published[-1]["received_objects"] == 100 and published[-1]["seq"] == cell.seq
     cell.set(phase="finalizing")  # status-like changes are never delayed
     assert published[-1]["phase"] == "finalizing"
     cell.feed(b"Resolving deltas:  50% (1/2)\r")
     cell.close()  # the job ended: nothing stale goes out later
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # twice the interval: an absence, which no wait can ask for
     assert published[-1]["phase"] == "finalizing"
