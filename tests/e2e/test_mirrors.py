@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import pytest
 
 from repodepot.settings import Settings
 from tests.e2e.conftest import cli
+from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate, git
 
@@ -24,14 +23,12 @@ def settings(settings: Settings) -> Settings:
 async def until(
     client: httpx.AsyncClient, url: str, headers: dict[str, str], ready: Any
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = (await client.get(url, headers=headers)).json()
-        if ready(body):
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} never got ready: {body}")
+    async def check() -> dict[str, Any]:
+        body: dict[str, Any] = (await client.get(url, headers=headers)).json()
+        assert ready(body), f"{url} not ready: {body}"
+        return body
+
+    return await eventually(check, timeout=30, interval=0.1)
 
 
 async def test_a_connection_s_repositories_are_cloned_and_shown_with_their_schedule(

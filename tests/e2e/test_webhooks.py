@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -18,6 +17,7 @@ from repodepot.accounts import operator
 from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.integration.test_updater import advance, refs
+from tests.support.eventually import eventually
 from tests.support.fakehosts import FakeHost
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate
@@ -54,12 +54,7 @@ def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
 
 
 async def wait(check: Any, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
+    await eventually(check, timeout=seconds, interval=0.05)
 
 
 async def test_a_push_and_its_webhook_are_mirrored_within_seconds(
