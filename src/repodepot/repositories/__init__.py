@@ -258,6 +258,11 @@ class Repositories:
             raise PermissionDenied(f"only the owner of {name!r} or an admin may change that")
         return repo
 
+    async def exists(self, name: str) -> bool:
+        """Whether any repository, live or soft-deleted, has `name`."""
+        async with self._sessions() as session:
+            return await name_taken(session, name)
+
     async def find_external(self, kind: str, host: str, external_id: str) -> int | None:
         """The live repository a host knows as `external_id`, if any."""
         async with self._sessions() as session:
