@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.e2e.conftest import Server, cli
+from tests.support.eventually import eventually
 from tests.support.fakehosts import FakeHost
 
 
@@ -38,16 +37,18 @@ async def wait_for_sync(
 ) -> dict[str, Any]:
     """Poll the connection until a sync that started at or after `since` is recorded."""
     asked = datetime.fromisoformat(since)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    async def synced() -> dict[str, Any]:
         body: dict[str, Any] = (
             await client.get(f"/api/codehosts/{host_id}", headers=headers)
         ).json()
         last = body["last_sync"]
-        if last and datetime.fromisoformat(last["started_at"]) >= asked:
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no sync of {host_id} since {since}")
+        assert last and datetime.fromisoformat(last["started_at"]) >= asked, (
+            f"no sync of {host_id} since {since}"
+        )
+        return body
+
+    return await eventually(synced, timeout=20, interval=0.1)
 
 
 async def test_api_add_sync_now_and_list_the_host_s_repositories(
@@ -216,11 +217,12 @@ async def test_an_admin_adds_a_github_connection_in_the_browser_and_sees_the_rep
     await page.click("#add-codehost")
     await expect(page.locator("h1")).to_contain_text("Our GitHub")
     await expect(page.locator("#token-state")).to_have_text("set")
-    for _ in range(50):  # the updater syncs it within moments
+
+    async def counted() -> None:  # the updater syncs it within moments
         await page.reload()
-        if (await page.locator("#repo-count").inner_text()) == "46":
-            break
-        await asyncio.sleep(0.2)
+        assert (await page.locator("#repo-count").inner_text()) == "46"
+
+    await eventually(counted, timeout=10, interval=0.2)
     await expect(page.locator("#repo-count")).to_have_text("46")
     await expect(page.locator("#syncs tbody tr").first).to_contain_text("success")
     await page.screenshot(path=str(tmp_path / "codehost.png"), full_page=True)
