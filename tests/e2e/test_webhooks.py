@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from repodepot.accounts import operator
+from repodepot.exceptions import NotFound
 from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.integration.test_updater import advance, refs
@@ -79,9 +80,10 @@ async def test_a_push_and_its_webhook_are_mirrored_within_seconds(
     name = "127.0.0.1/acme/app"
 
     async def cloned() -> bool:
-        if not await app_services.repositories.exists(name):
+        try:
+            record = await app_services.repositories.get(operator(), name)
+        except NotFound:
             return False
-        record = await app_services.repositories.get(operator(), name)
         mirror = app_services.storage.path(record.id)
         return mirror.is_dir() and refs(mirror) == refs(git_root / "acme" / "app.git")
 

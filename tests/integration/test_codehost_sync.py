@@ -15,7 +15,7 @@ from repodepot.clock import now
 from repodepot.codehosts.service import CodeHostRecord
 from repodepot.codehosts.syncer import Syncer
 from repodepot.db.models import CodeHostKind, GitserverRepo, Repository, RepoSource, SyncStatus
-from repodepot.repositories import record_mirror
+from repodepot.repositories import MirrorFacts, record_mirror
 from repodepot.secrets import SecretBox
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
@@ -577,9 +577,7 @@ async def test_the_sync_leaves_the_default_branch_to_the_mirror(
         await record_mirror(
             session,
             synced.id,
-            default_branch="main",
-            is_empty=False,
-            size_bytes=125_000,
+            MirrorFacts(default_branch="main", is_empty=False, size_bytes=125_000),
             changed_at=now(),
         )
     github.repos[repo.id] = replace(repo, description="changed", default_branch="release")

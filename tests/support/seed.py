@@ -15,11 +15,10 @@ from pathlib import Path
 
 from repodepot.accounts import operator
 from repodepot.db.models import Visibility
-from repodepot.git import commands
+from repodepot.gitserver import mirror
 from repodepot.gitserver.service import adopt_in
 from repodepot.repositories import RepositoryRecord, record_mirror
 from repodepot.services import Services
-from repodepot.storage import Storage
 from tests.support.repogen import Spec, generate, git
 
 
@@ -67,16 +66,6 @@ async def seed_mirror(
 
 async def record_facts(services: Services, repository_id: int) -> None:
     """Write the mirror's default branch, emptiness and size to its repository."""
-    path = services.storage.path(repository_id)
-    default_branch = await commands.head_branch(services.git, path)
-    is_empty = await commands.is_empty(services.git, path)
-    size_bytes = await asyncio.to_thread(Storage.size_of, path)
+    found = await mirror.facts(services.git, services.storage.path(repository_id))
     async with services.sessions.begin() as session:
-        await record_mirror(
-            session,
-            repository_id,
-            default_branch=default_branch,
-            is_empty=is_empty,
-            size_bytes=size_bytes,
-            changed_at=datetime.now(UTC),
-        )
+        await record_mirror(session, repository_id, found, changed_at=datetime.now(UTC))

@@ -25,6 +25,7 @@ from repodepot.git.errors import GitTimeout
 from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner, StderrSink
 from repodepot.git.urls import parse_source
 from repodepot.outbound import Policy
+from repodepot.repositories import MirrorFacts
 from repodepot.settings import Settings
 from repodepot.storage import Storage
 
@@ -49,15 +50,6 @@ class Upstream:
     # Whose they are: the repository's own ("repository") or its code host
     # connection's ("connection"); what to replace when the host refuses them.
     credential_of: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MirrorFacts:
-    """What a clone or fetch that changed refs found in the mirror, for its repository."""
-
-    default_branch: str | None
-    is_empty: bool
-    size_bytes: int
 
 
 async def facts(git: GitRunner, path: Path) -> MirrorFacts:

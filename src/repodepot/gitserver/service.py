@@ -24,10 +24,9 @@ from repodepot.clock import now
 from repodepot.codehosts import tokens
 from repodepot.db.models import CloneStatus, GitserverRepo
 from repodepot.gitserver import mirror, schedule
-from repodepot.gitserver.mirror import MirrorFacts
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.loops import died_here
-from repodepot.repositories import credentials
+from repodepot.repositories import MirrorFacts, credentials
 from repodepot.secrets import SecretBox
 from repodepot.settings import Settings
 
@@ -355,14 +354,7 @@ class Gitserver:
                 .values(**values)
             )
             if facts is not None:
-                await repositories.record_mirror(
-                    session,
-                    repository_id,
-                    default_branch=facts.default_branch,
-                    is_empty=facts.is_empty,
-                    size_bytes=facts.size_bytes,
-                    changed_at=at,
-                )
+                await repositories.record_mirror(session, repository_id, facts, changed_at=at)
 
     async def release_dead_leases(self) -> int:
         """Free the leases of updaters that died on this host (after `kill -9`, at once).
@@ -433,12 +425,7 @@ class Gitserver:
             )
             if facts is not None:
                 await repositories.record_mirror(
-                    session,
-                    due.repository_id,
-                    default_branch=facts.default_branch,
-                    is_empty=facts.is_empty,
-                    size_bytes=facts.size_bytes,
-                    changed_at=last_changed,
+                    session, due.repository_id, facts, changed_at=last_changed
                 )
 
     async def failed(self, due: Due, *, kind: str, message: str, recloned: bool = False) -> None:

@@ -24,14 +24,13 @@ from repodepot.db.models import ImportJob, ImportSecret, ImportStatus, Visibilit
 from repodepot.events import Broker, Event, Subscription
 from repodepot.exceptions import AlreadyExists, NotFound, PermissionDenied
 from repodepot.git.urls import Source, parse_source
-from repodepot.gitserver.mirror import MirrorFacts
 from repodepot.gitserver.service import adopt_in
 from repodepot.imports.errors import JobFinished, QueueFull, QuotaFull
 from repodepot.imports.records import ImportJobRecord
 from repodepot.imports.validation import validate_name
 from repodepot.outbound import Policy
 from repodepot.pagination import Page, paginate
-from repodepot.repositories import credentials
+from repodepot.repositories import MirrorFacts, credentials
 from repodepot.secrets import SecretBox
 from repodepot.settings import Settings
 
@@ -398,14 +397,7 @@ class Imports:
                     visibility=job.visibility,
                     source_url=job.url,
                 )
-                await repositories.record_mirror(
-                    session,
-                    repository_id,
-                    default_branch=facts.default_branch,
-                    is_empty=facts.is_empty,
-                    size_bytes=facts.size_bytes,
-                    changed_at=now,
-                )
+                await repositories.record_mirror(session, repository_id, facts, changed_at=now)
                 final = await _finish(
                     session,
                     job,

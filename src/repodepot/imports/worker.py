@@ -18,13 +18,13 @@ from repodepot.git.errors import GitError
 from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner
 from repodepot.git.urls import parse_source
 from repodepot.gitserver import mirror
-from repodepot.gitserver.mirror import MirrorFacts
 from repodepot.imports.errors import explain
 from repodepot.imports.progress import ProgressCell
 from repodepot.imports.records import ImportJobRecord
 from repodepot.imports.service import QUEUED_TOPIC, Imports, topic
 from repodepot.loops import BackgroundLoop, died_here, new_worker_id
 from repodepot.outbound import Policy
+from repodepot.repositories import MirrorFacts
 from repodepot.settings import Settings
 from repodepot.storage import Storage
 

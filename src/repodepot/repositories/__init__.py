@@ -258,11 +258,6 @@ class Repositories:
             raise PermissionDenied(f"only the owner of {name!r} or an admin may change that")
         return repo
 
-    async def exists(self, name: str) -> bool:
-        """Whether any repository, live or soft-deleted, has `name`."""
-        async with self._sessions() as session:
-            return await name_taken(session, name)
-
     async def find_external(self, kind: str, host: str, external_id: str) -> int | None:
         """The live repository a host knows as `external_id`, if any."""
         async with self._sessions() as session:
@@ -298,6 +293,15 @@ class Repositories:
                 select(Repository.deleted_at).where(Repository.id == repository_id)
             )
         return deleted_at is not None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MirrorFacts:
+    """What a clone or fetch that changed refs found in the mirror, for its repository."""
+
+    default_branch: str | None
+    is_empty: bool
+    size_bytes: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -360,22 +364,16 @@ async def insert_in(
 
 
 async def record_mirror(
-    session: AsyncSession,
-    repository_id: int,
-    *,
-    default_branch: str | None,
-    is_empty: bool,
-    size_bytes: int,
-    changed_at: datetime,
+    session: AsyncSession, repository_id: int, facts: MirrorFacts, *, changed_at: datetime
 ) -> None:
     """What a clone or fetch found in the mirror: the one truth the page and API show."""
     await session.execute(
         update(Repository)
         .where(Repository.id == repository_id)
         .values(
-            default_branch=default_branch,
-            is_empty=is_empty,
-            size_bytes=size_bytes,
+            default_branch=facts.default_branch,
+            is_empty=facts.is_empty,
+            size_bytes=facts.size_bytes,
             updated_at=changed_at,
         )
     )
