@@ -93,10 +93,6 @@ class SchedulerStatus:
     next_due_at: datetime | None
 
 
-def _due_now(at: datetime) -> Any:
-    return or_(GitserverRepo.queued_priority.is_not(None), GitserverRepo.next_update_at <= at)
-
-
 def _lease_free(at: datetime) -> Any:
     return or_(GitserverRepo.lease_until.is_(None), GitserverRepo.lease_until < at)
 
@@ -133,6 +129,23 @@ async def enqueue_in(
         dialect = session.get_bind().dialect.name
         upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(GitserverRepo)
         await session.execute(upsert.on_conflict_do_nothing(index_elements=["repository_id"]), rows)
+    return await _raise_priority(session, GitserverRepo.repository_id.in_(wanted), reason, level)
+
+
+async def resume_failing_in(session: AsyncSession, ids: Iterable[int]) -> int:
+    """Queue those of `ids` whose mirrors are `failing` (new credentials arrived)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return 0
+    g = GitserverRepo
+    admin = QueueReason.admin
+    return await _raise_priority(
+        session, and_(g.repository_id.in_(wanted), g.failing), admin, admin.priority
+    )
+
+
+async def _raise_priority(session: AsyncSession, rows: Any, reason: QueueReason, level: int) -> int:
+    """Queue `rows` at `level`, never lowering a priority already higher; how many."""
     g = GitserverRepo
     keep = and_(g.queued_priority.is_not(None), g.queued_priority <= level)
     values: dict[str, Any] = {
@@ -141,24 +154,8 @@ async def enqueue_in(
     }
     if reason.resumes:
         values.update(failing=False, failures=0)
-    result = await session.execute(update(g).where(g.repository_id.in_(wanted)).values(**values))
+    result = await session.execute(update(g).where(rows).values(**values))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-async def resume_failing_in(session: AsyncSession, ids: Iterable[int]) -> int:
-    """Queue those of `ids` whose mirrors are `failing` (new credentials arrived)."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return 0
-    failing = await session.scalars(
-        select(GitserverRepo.repository_id).where(
-            GitserverRepo.repository_id.in_(wanted), GitserverRepo.failing
-        )
-    )
-    ids_failing = list(failing)
-    if not ids_failing:
-        return 0
-    return await enqueue_in(session, ids_failing, QueueReason.admin, shard=None)
 
 
 async def adopt_in(

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from repodepot.services import Services
 
 logger = logging.getLogger(__name__)
-DISCOVER_EVERY = 30  # rounds between looks for repositories without a mirror row (a safety net)
 
 
 class UpdateLoop(BackgroundLoop):
@@ -50,7 +49,6 @@ class UpdateLoop(BackgroundLoop):
         self._storage = storage
         self._settings = settings
         self._owner = new_worker_id()
-        self._rounds = 0
         self._running: dict[int, tuple[Due, asyncio.Task[None]]] = {}
 
     @classmethod
@@ -59,7 +57,12 @@ class UpdateLoop(BackgroundLoop):
         return cls(services.gitserver, services.git, services.storage, services.settings)
 
     async def starting(self) -> None:
-        """Free the mirrors a crashed updater on this host held, at once."""
+        """Free the mirrors a crashed updater on this host held; give rows to the rest.
+
+        Syncs and imports queue the mirrors of the repositories they create in the same
+        transaction, so discovery is needed once, for rows from before or made by hand.
+        """
+        await self._gitserver.discover()
         freed = await self._gitserver.release_dead_leases()
         if freed:
             logger.warning(
@@ -69,10 +72,7 @@ class UpdateLoop(BackgroundLoop):
             )
 
     async def step(self) -> None:
-        """Discover now and then, claim due mirrors for the free slots, update them."""
-        if self._rounds % DISCOVER_EVERY == 0:
-            await self._gitserver.discover()
-        self._rounds += 1
+        """Claim due mirrors for the free slots, and update them."""
         await self._start_due()
 
     async def stopped(self) -> None:
