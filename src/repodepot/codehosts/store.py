@@ -21,11 +21,11 @@ from repodepot.batches import chunks
 from repodepot.codehosts.config import parse_config
 from repodepot.codehosts.outcome import SyncOutcome
 from repodepot.codehosts.planner import Connection, Plan, Snapshot
+from repodepot.db import leases
 from repodepot.db.models import CodeHost, CodeHostSync, RepoSource, SyncStatus
 from repodepot.exceptions import InvalidInput
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.service import enqueue_in
-from repodepot.loops import died_here
 from repodepot.repositories import synced
 from repodepot.secrets import SecretBox
 
@@ -258,19 +258,8 @@ async def claim(
 
 
 async def release_dead(session: AsyncSession, at: datetime) -> int:
-    """Free the leases held by processes that died on this host (`loops.died_here`)."""
-    owners = await session.scalars(
-        select(CodeHost.lease_owner).where(CodeHost.lease_until > at).distinct()
-    )
-    dead = [owner for owner in owners if died_here(owner)]
-    if not dead:
-        return 0
-    result = await session.execute(
-        update(CodeHost)
-        .where(CodeHost.lease_owner.in_(dead))
-        .values(lease_owner=None, lease_until=None)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    """Free the sync leases held by processes that died on this host."""
+    return await leases.release_dead(session, CodeHost, at)
 
 
 async def renew(session: AsyncSession, host_id: int, owner: str, *, until: datetime) -> None:

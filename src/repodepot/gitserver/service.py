@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from repodepot import repositories
 from repodepot.clock import now
 from repodepot.codehosts import tokens
+from repodepot.db import leases
 from repodepot.db.models import CloneStatus, GitserverRepo
 from repodepot.gitserver import mirror, schedule
 from repodepot.gitserver.schedule import QueueReason
-from repodepot.loops import died_here
 from repodepot.repositories import MirrorFacts, credentials
 from repodepot.secrets import SecretBox
 from repodepot.settings import Settings
@@ -359,21 +359,10 @@ class Gitserver:
         Their updates would otherwise wait out the lease; a lease of another host's
         updater is left to expire. Returns how many mirrors were freed.
         """
-        at = now()
-        g = GitserverRepo
         async with self._sessions.begin() as session:
-            owners = await session.scalars(
-                select(g.lease_owner)
-                .where(g.lease_until > at, g.shard == self._settings.shard)
-                .distinct()
+            return await leases.release_dead(
+                session, GitserverRepo, now(), GitserverRepo.shard == self._settings.shard
             )
-            dead = [owner for owner in owners if died_here(owner)]
-            if not dead:
-                return 0
-            result = await session.execute(
-                update(g).where(g.lease_owner.in_(dead)).values(lease_owner=None, lease_until=None)
-            )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def renew(self, owner: str, repository_id: int) -> None:
         """Extend a running update's lease."""
