@@ -142,7 +142,7 @@ async def write(
             [{"b_id": link.repository_id, "b_url": link.clone_url} for link in plan.moved_links],
         )
     await _unlink(session, connection.id, plan.unlinks)
-    for batch in chunks([*created.values(), *plan.restores]):
+    for batch in chunks([*created.values(), *plan.restores], 1000):
         await enqueue_in(session, batch, QueueReason.new, shard=shard)
 
 

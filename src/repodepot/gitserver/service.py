@@ -116,6 +116,7 @@ async def enqueue_in(
     if not wanted:
         return 0
     level = reason.priority if priority is None else priority
+    added: set[int] = set()
     if shard is not None:
         rows = [
             {
@@ -128,8 +129,15 @@ async def enqueue_in(
         ]
         dialect = session.get_bind().dialect.name
         upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(GitserverRepo)
-        await session.execute(upsert.on_conflict_do_nothing(index_elements=["repository_id"]), rows)
-    return await _raise_priority(session, GitserverRepo.repository_id.in_(wanted), reason, level)
+        statement = upsert.on_conflict_do_nothing(index_elements=["repository_id"]).returning(
+            GitserverRepo.repository_id
+        )
+        added = set((await session.execute(statement, rows)).scalars())
+    rest = [key for key in wanted if key not in added]  # rows made just now are queued already
+    if not rest:
+        return len(added)
+    queued = await _raise_priority(session, GitserverRepo.repository_id.in_(rest), reason, level)
+    return len(added) + queued
 
 
 async def resume_failing_in(session: AsyncSession, ids: Iterable[int]) -> int:

@@ -113,9 +113,10 @@ class Imports:
             secret = credentials.check(*secret)
         target = f"{owner}/{slug}"
         async with self._sessions.begin() as session:
-            waiting, live = (
+            taken, waiting, live = (
                 await session.execute(
                     select(
+                        repositories.named(target),
                         select(func.count())
                         .select_from(ImportJob)
                         .where(ImportJob.status == ImportStatus.pending)
@@ -130,7 +131,7 @@ class Imports:
                     )
                 )
             ).one()
-            if await repositories.name_taken(session, target):
+            if taken:
                 raise AlreadyExists(f"repository {target!r} already exists", field="slug")
             quota = self._settings.import_queue_per_user
             if not caller.is_admin and live >= quota:
@@ -396,8 +397,8 @@ class Imports:
                     owner_id=job.requested_by,
                     visibility=job.visibility,
                     source_url=job.url,
+                    facts=facts,
                 )
-                await repositories.record_mirror(session, repository_id, facts, changed_at=now)
                 final = await _finish(
                     session,
                     job,

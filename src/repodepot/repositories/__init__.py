@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, Exists, Select, func, insert, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -315,10 +315,12 @@ class Source:
     deleted: bool
 
 
-async def name_taken(session: AsyncSession, name: str) -> bool:
-    """Whether any repository, live or soft-deleted, has `name`."""
-    found = await session.scalar(select(Repository.id).where(Repository.name == name))
-    return found is not None
+def named(name: str) -> Exists:
+    """Whether any repository, live or soft-deleted, has `name`, as a condition.
+
+    For a caller's own SELECT, so that its question and theirs take one round trip.
+    """
+    return select(Repository.id).where(Repository.name == name).exists()
 
 
 async def insert_in(
@@ -330,13 +332,24 @@ async def insert_in(
     visibility: Visibility,
     source_url: str | None,
     description: str = "",
+    facts: MirrorFacts | None = None,
 ) -> int:
     """Insert a repository in `session`'s transaction; returns its id.
 
     The owner is `owner_name`'s user when there is one, else `owner_id`. The source URL
-    is stored without credentials, and gives the default Go import root. Raises
-    InvalidInput for a bad name, AlreadyExists for a taken one (live or soft-deleted).
+    is stored without credentials, and gives the default Go import root. `facts`: what
+    its mirror, already cloned, holds. Raises InvalidInput for a bad name, AlreadyExists
+    for a taken one (live or soft-deleted).
     """
+    known = (
+        {}
+        if facts is None
+        else {
+            "default_branch": facts.default_branch,
+            "is_empty": facts.is_empty,
+            "size_bytes": facts.size_bytes,
+        }
+    )
     validate_repo_name(name)
     owner: Any = owner_id
     if owner_name is not None:
@@ -354,6 +367,7 @@ async def insert_in(
                     description=description,
                     source_url=url,
                     go_default_root=default_root(url),
+                    **known,
                 )
                 .returning(Repository.id)
             )
