@@ -15,6 +15,7 @@ import hashlib
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -64,11 +65,15 @@ async def fetch(
     on_progress: StderrSink | None = None,
     timeout: float | None = None,
     config: Sequence[tuple[str, str]] = (),
+    trace2: Path | None = None,
+    local_source: bool = False,
 ) -> None:
     """Fetch `refspecs` from `url` into `repo`, pruned and atomic: every ref moves or none.
 
-    `config` reaches git through the environment (the outbound pins among it).
-    Raises GitCommandError (with credentials redacted) when the fetch fails.
+    `config` reaches git through the environment (the outbound pins among it); `trace2`
+    is a file for git's trace2 events (`GIT_TRACE2_EVENT`); `local_source` lets `url` be
+    the path of another mirror on this node. Raises GitCommandError (with credentials
+    redacted) when the fetch fails.
     """
     await runner.run(
         [
@@ -86,6 +91,8 @@ async def fetch(
         on_stderr=on_progress,
         timeout=timeout,
         config=config,
+        trace2=trace2,
+        local_source=local_source,
     )
 
 
@@ -142,8 +149,17 @@ async def maintain(runner: GitRunner, repo: Path) -> None:
         ["maintenance", "run", "--task=loose-objects", "--task=incremental-repack", "--quiet"],
         git_dir=repo,
     )
+    await write_commit_graph(runner, repo)
+
+
+async def write_commit_graph(runner: GitRunner, repo: Path) -> None:
+    """Add the commits new since the last write to the commit-graph, as a new layer.
+
+    Generation numbers and Bloom filters; git merges small layers as the chain grows.
+    Cheap after a fetch: only the new commits are written. Raises GitCommandError.
+    """
     await runner.run(
-        ["commit-graph", "write", "--reachable", "--changed-paths", "--no-progress"],
+        ["commit-graph", "write", "--reachable", "--split", "--changed-paths", "--no-progress"],
         git_dir=repo,
     )
 
@@ -321,3 +337,112 @@ def exec_checked(
     GitCommandError after the output.
     """
     return runner.stream(checked, git_dir=repo, timeout=timeout, max_memory=max_memory)
+
+
+# Branches and ahead/behind ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RefHead:
+    """A ref and its commit: sha, committer time, author and subject."""
+
+    ref: str
+    """The full name (`refs/heads/main`)."""
+    sha: Sha
+    committed_at: datetime
+    author_name: str
+    subject: str
+
+
+async def ref_heads(runner: GitRunner, repo: Path, *prefixes: str) -> list[RefHead]:
+    """Every ref under `prefixes` (`refs/heads/`) with its commit, by name.
+
+    Refs that point at something other than a commit are left out. Raises GitCommandError.
+    """
+    result = await runner.run(
+        [
+            "for-each-ref",
+            "--format=%(refname)%00%(objectname)%00%(objecttype)%00%(committerdate:unix)"
+            "%00%(authorname)%00%(contents:subject)",
+            "--",
+            *prefixes,
+        ],
+        git_dir=repo,
+    )
+    heads = []
+    for line in result.stdout.decode(errors="replace").splitlines():
+        ref, sha, kind, when, author, subject = line.split("\0")
+        if kind != "commit":
+            continue
+        heads.append(
+            RefHead(
+                ref=ref,
+                sha=Sha(sha),
+                committed_at=datetime.fromtimestamp(int(when or 0), UTC),
+                author_name=author,
+                subject=subject,
+            )
+        )
+    return heads
+
+
+class AheadBehind(NamedTuple):
+    """Commits on a branch not on its base (`ahead`), and on the base not on it (`behind`)."""
+
+    ahead: int
+    behind: int
+
+
+_TRACK = re.compile(r"\[(?:ahead (\d+))?(?:, )?(?:behind (\d+))?\]")
+
+
+async def track_counts(
+    runner: GitRunner, repo: Path, pairs: Sequence[tuple[str, str]]
+) -> dict[str, AheadBehind | None]:
+    """Ahead/behind of each branch against its base, in one `for-each-ref` walk.
+
+    `pairs` are (`refs/heads/X`, base ref): each branch is given its base as upstream
+    for this command only (`branch.X.remote=.`, `branch.X.merge=BASE`, through the
+    environment, no file written), and `%(upstream:track)` counts both sides with the
+    commit-graph's generation numbers. A branch whose base is missing is None; one whose
+    ref is missing is left out. Raises GitCommandError.
+    """
+    if not pairs:
+        return {}
+    config: list[tuple[str, str]] = []
+    for ref, base in pairs:
+        branch = ref.removeprefix("refs/heads/")
+        config += [(f"branch.{branch}.remote", "."), (f"branch.{branch}.merge", base)]
+    wanted = {ref for ref, _ in pairs}
+    result = await runner.run(
+        ["for-each-ref", "--format=%(refname)%00%(upstream:track)", "--", *sorted(wanted)],
+        git_dir=repo,
+        config=config,
+    )
+    counts: dict[str, AheadBehind | None] = {}
+    for line in result.stdout.decode(errors="replace").splitlines():
+        ref, _, track = line.partition("\0")
+        if ref not in wanted:
+            continue  # a ref below a wanted one (`refs/heads/a/b` under `refs/heads/a`)
+        if track == "[gone]":
+            counts[ref] = None
+            continue
+        found = _TRACK.fullmatch(track) if track else None
+        if track and found is None:
+            raise ValueError(f"unexpected %(upstream:track) output {track!r}")
+        ahead = int(found[1] or 0) if found else 0
+        behind = int(found[2] or 0) if found else 0
+        counts[ref] = AheadBehind(ahead, behind)
+    return counts
+
+
+async def rev_list_counts(runner: GitRunner, repo: Path, branch: str, base: str) -> AheadBehind:
+    """Ahead/behind of `branch` against `base` (`rev-list --left-right --count`): one walk.
+
+    Raises GitCommandError when either is not a commit of `repo`.
+    """
+    result = await runner.run(
+        ["rev-list", "--left-right", "--count", f"{branch}...{base}", "--"], git_dir=repo
+    )
+    ahead, behind = result.stdout.split()
+    return AheadBehind(int(ahead), int(behind))

@@ -120,6 +120,9 @@ BASE_CONFIG = (
     ("maintenance.auto", "false"),
     ("credential.helper", ""),  # never store credentials
     ("core.hooksPath", "/dev/null"),
+    # The upstream namespace of branch status (`refs/upstream/…`) is ours, never a client's:
+    # upload-pack advertises nothing under it, over protocol v0 and v2.
+    ("uploadpack.hideRefs", "refs/upstream"),
 )
 
 ASKPASS = """#!/bin/sh
@@ -289,10 +292,15 @@ class GitRunner:
         on_stderr: StderrSink | None = None,
         check: bool = True,
         config: Sequence[tuple[str, str]] = (),
+        trace2: Path | None = None,
+        local_source: bool = False,
     ) -> GitResult:
         """Run `git [--git-dir=DIR] ARGS...` and wait for it.
 
         `config` adds settings through the environment (`GIT_CONFIG_KEY_n`), not argv.
+        `trace2` is a file git (and its children) append trace2 events to, as JSON lines.
+        `local_source` allows the `file` protocol for this command only: a fetch from
+        another mirror on this node, whose path the caller built (never a user's URL).
 
         `on_stderr` gets stderr chunks as they arrive (progress). Raises GitCommandNotAllowed
         for a subcommand outside the allowlist, GitNotInstalled, GitTimeout (the process group
@@ -308,6 +316,10 @@ class GitRunner:
         outcome = "error"
         try:
             env = self.env(credentials, config)
+            if trace2 is not None:
+                env["GIT_TRACE2_EVENT"] = str(trace2)
+            if local_source:
+                env["GIT_ALLOW_PROTOCOL"] += ":file"
             result = await self._spawn(argv, shown, cwd, env, limit, stdin, on_stderr, secrets)
             outcome = "ok" if result.returncode == 0 else "failed"
         except GitTimeout:

@@ -1,0 +1,1 @@
+"""Branch status: every branch against the default branch and against its upstream."""
