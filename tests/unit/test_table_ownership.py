@@ -33,6 +33,8 @@ OWNERS = {
     "repo_sources": "repodepot.codehosts",
     "gitserver_repos": "repodepot.gitserver.service",
     "go_versions": "repodepot.goproxy.pins",
+    "upstream_syncs": "repodepot.branches.store",
+    "branch_sync_status": "repodepot.branches.store",
 }
 # (module, table) a module outside the owner may READ, joined into its own query, and why.
 READS = {

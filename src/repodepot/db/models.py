@@ -5,7 +5,19 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, Text, false, func, text, true
+from sqlalchemy import (
+    BigInteger,
+    Enum,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+    text,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from repodepot.db.base import Base
@@ -383,3 +395,83 @@ class GoVersion(Base):
     first_served_at: Mapped[datetime]
     moved_to: Mapped[str | None] = mapped_column(String(40))
     moved_at: Mapped[datetime | None]
+
+
+class UpstreamSync(Base):
+    """A repository's upstream: where, which branches, its credential and fetch schedule.
+
+    The upstream is a URL (checked by the outbound policy at every fetch) or another
+    repodepot repository. Its tracked branches are fetched into `refs/upstream/…` of
+    the mirror, which clients never see.
+    """
+
+    __tablename__ = "upstream_syncs"
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    url: Mapped[str | None] = mapped_column(Text)  # without credentials
+    upstream_repository_id: Mapped[int | None] = mapped_column(
+        ForeignKey("repositories.id", ondelete="SET NULL"), index=True
+    )
+    branches: Mapped[str] = mapped_column(Text)  # JSON list of specs: "main", "rel/*", "a:b"
+    automatic: Mapped[bool] = mapped_column(server_default=false())  # a fork's parent
+    username: Mapped[str | None] = mapped_column(Text)
+    sealed_token: Mapped[str | None] = mapped_column(Text)  # SecretBox-encrypted
+    token_origin: Mapped[str | None] = mapped_column(String(300))  # the only origin it goes to
+    interval_seconds: Mapped[float] = mapped_column(server_default="900")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    next_fetch_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    requested: Mapped[bool] = mapped_column(server_default=false())  # "fetch now"
+    last_fetched_at: Mapped[datetime | None]
+    last_changed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(16))
+    failures: Mapped[int] = mapped_column(server_default="0")
+    # The last fetch's duration by part, milliseconds (trace2 regions; db measured here).
+    network_ms: Mapped[int | None]
+    pack_ms: Mapped[int | None]
+    refs_ms: Mapped[int | None]
+    db_ms: Mapped[int | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None]
+
+
+class BranchSyncStatus(Base):
+    """One tracked branch of a repository against its upstream branch, as last computed.
+
+    Both commits and the counts between them: a pair's counts never change, so a row is
+    recomputed only when one of its commits moves. A branch gone on both sides keeps its
+    row, marked deleted, for 30 days (the janitor prunes it then).
+    """
+
+    __tablename__ = "branch_sync_status"
+    __table_args__ = (
+        UniqueConstraint(
+            "repository_id", "branch", "upstream_branch", name="uq_branch_sync_status_branch"
+        ),
+        # The org-wide "behind upstream" question reads only these rows.
+        Index(
+            "ix_branch_sync_status_needs_pull",
+            "repository_id",
+            "branch",
+            sqlite_where=text("needs_pull = 1 AND deleted_at IS NULL"),
+            postgresql_where=text("needs_pull = true AND deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    branch: Mapped[str] = mapped_column(String(255))
+    upstream_branch: Mapped[str] = mapped_column(String(255))
+    local_sha: Mapped[str | None] = mapped_column(String(40))
+    upstream_sha: Mapped[str | None] = mapped_column(String(40))
+    ahead: Mapped[int | None]
+    behind: Mapped[int | None]
+    needs_pull: Mapped[bool] = mapped_column(server_default=false())
+    needs_push: Mapped[bool] = mapped_column(server_default=false())
+    diverged: Mapped[bool] = mapped_column(server_default=false())
+    missing: Mapped[bool] = mapped_column(server_default=false())
+    computed_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -446,3 +446,41 @@ async def rev_list_counts(runner: GitRunner, repo: Path, branch: str, base: str)
     )
     ahead, behind = result.stdout.split()
     return AheadBehind(int(ahead), int(behind))
+
+
+async def ls_remote_heads(
+    runner: GitRunner,
+    url: str,
+    patterns: Sequence[str] = (),
+    *,
+    credentials: Credentials | None = None,
+    timeout: float | None = None,
+    config: Sequence[tuple[str, str]] = (),
+    local_source: bool = False,
+) -> dict[str, Sha]:
+    """The branches of `url` (without `refs/heads/`) and their commits.
+
+    `patterns` (`main`, `release/*`) narrow the listing on the server (protocol v2
+    ref prefixes) and again here. Raises GitCommandError when the remote fails.
+    """
+    result = await runner.run(
+        ["ls-remote", "--heads", "--", url, *(f"refs/heads/{p}" for p in patterns)],
+        credentials=credentials,
+        timeout=timeout,
+        config=config,
+        local_source=local_source,
+    )
+    heads: dict[str, Sha] = {}
+    for line in result.stdout.decode(errors="replace").splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.startswith("refs/heads/") and _SHA.fullmatch(sha):
+            heads[ref.removeprefix("refs/heads/")] = Sha(sha)
+    return heads
+
+
+async def delete_refs(runner: GitRunner, repo: Path, refs: Sequence[str]) -> None:
+    """Delete `refs` (full names) in one transaction; raises GitCommandError."""
+    if not refs:
+        return
+    lines = "".join(f"delete {ref}\n" for ref in refs)
+    await runner.run(["update-ref", "--stdin"], git_dir=repo, stdin=lines.encode())
