@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+from repodepot.branches.loop import UpstreamLoop
 from repodepot.codehosts.loop import SyncLoop
 from repodepot.gitserver.janitor import Janitor
 from repodepot.gitserver.updater import UpdateLoop
@@ -42,7 +43,10 @@ class Background:
 
 
 def start(services: Services) -> Background:
-    """Start the loops of `services.settings.roles`: `worker` imports, `updater` the rest."""
+    """Start the loops of `services.settings.roles`: `worker` imports, `updater` the rest.
+
+    The updater's loops: code host syncs, mirror updates, upstream fetches, the janitor.
+    """
     roles = services.settings.roles
     background = Background()
     if "worker" in roles:
@@ -54,5 +58,17 @@ def start(services: Services) -> Background:
         updates = UpdateLoop.from_services(services)
         services.gitserver.on_enqueued = updates.wake
         background.add(updates, "update-loop")
+        upstreams = UpstreamLoop.from_services(services)
+        services.branches.on_request(upstreams.wake)
+        branches = services.branches
+
+        async def mirror_moved(repository_id: int) -> None:
+            # Its branches moved: their pairs against the upstream, and the upstreams
+            # of repositories that track this one.
+            await branches.recount(repository_id)
+            await branches.request_dependents(repository_id)
+
+        updates.on_changed = mirror_moved
+        background.add(upstreams, "upstream-loop")
         background.add(Janitor.from_services(services), "janitor")
     return background

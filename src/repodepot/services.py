@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from repodepot.accounts import Accounts
+from repodepot.branches.service import Branches
 from repodepot.codehosts.service import CodeHosts
 from repodepot.codehosts.syncer import Syncer
 from repodepot.db import migrate
@@ -49,6 +50,7 @@ class Services:
     gitserver: Gitserver
     reads: Reads
     goproxy: GoProxy
+    branches: Branches
 
     @classmethod
     async def open(
@@ -115,6 +117,14 @@ class Services:
                 git=git,
                 storage=storage,
                 reads=reads,
+            ),
+            branches=Branches(
+                sessions=sessions,
+                repositories=repositories,
+                git=git,
+                storage=storage,
+                box=box,
+                settings=settings,
             ),
         )
 

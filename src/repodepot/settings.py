@@ -193,6 +193,36 @@ class Settings(BaseSettings):
         description="Opening a repository whose mirror is older than this queues an update, s.",
     )
 
+    upstream_interval: float = Field(
+        900.0,
+        ge=60,
+        description="Default time between two fetches of a repository's upstream, seconds "
+        "(the shortest: a quiet upstream is fetched less often, up to upstream_max_interval).",
+    )
+    upstream_max_interval: float = Field(
+        6 * 3600.0, gt=0, description="Longest time between two fetches of an upstream, seconds."
+    )
+    upstream_max_concurrent: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) - 1),
+        ge=1,
+        le=256,
+        description="Upstream fetches running at once (default: the CPU count less one).",
+    )
+    upstream_from_fork_parent: bool = Field(
+        True,
+        description="A code host fork whose parent is mirrored here tracks that parent.",
+    )
+    branch_pair_cache_size: int = Field(
+        200_000,
+        ge=0,
+        description="Ahead/behind answers kept in memory, by commit pair (about 200 B each).",
+    )
+    branch_deleted_retention: float = Field(
+        30 * 24 * 3600.0,
+        ge=0,
+        description="Seconds a tracked branch gone on both sides keeps its row.",
+    )
+
     git_sandbox: Literal["bwrap", "none"] = Field(
         "bwrap",
         description="Run git commands a user's input reaches inside bubblewrap (bwrap) or not.",
@@ -257,6 +287,10 @@ class Settings(BaseSettings):
         for refspec in value:
             if not re.fullmatch(r"\+?refs/[A-Za-z0-9_./*-]+:refs/[A-Za-z0-9_./*-]+", refspec):
                 raise ValueError(f"{refspec!r} is not a refspec like +refs/pull/*:refs/pull/*")
+            if refspec.partition(":")[2].startswith(("refs/upstream/", "refs/upstream*", "refs/*")):
+                raise ValueError(
+                    f"{refspec!r} would write into refs/upstream/, which branch status keeps"
+                )
         return value
 
     @field_validator("roles")

@@ -222,6 +222,16 @@ async def request(session: AsyncSession, repository_id: int, at: datetime) -> bo
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def request_dependents(session: AsyncSession, repository_id: int, at: datetime) -> int:
+    """Ask for a fetch of every upstream that is repository `repository_id`."""
+    result = await session.execute(
+        update(UpstreamSync)
+        .where(UpstreamSync.upstream_repository_id == repository_id)
+        .values(requested=True, next_fetch_at=at)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 async def automatic_of(session: AsyncSession, ids: Sequence[int]) -> set[int]:
     """Those of `ids` whose upstream was set automatically (or that have none)."""
     manual = await session.scalars(

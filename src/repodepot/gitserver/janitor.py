@@ -18,6 +18,7 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,8 +59,12 @@ class Janitor(BackgroundLoop):
         git: GitRunner,
         storage: Storage,
         settings: Settings,
+        *,
+        prune: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         super().__init__(interval=settings.janitor_interval)
+        # Prunes rows of other owners that age out (branch status's deleted branches).
+        self._prune = prune
         self._gitserver = gitserver
         self._repositories = repositories
         self._git = git
@@ -75,6 +80,7 @@ class Janitor(BackgroundLoop):
             services.git,
             services.storage,
             services.settings,
+            prune=services.branches.prune_deleted,
         )
 
     async def step(self) -> None:
@@ -86,6 +92,8 @@ class Janitor(BackgroundLoop):
         removed = await self.remove_deleted()
         removed += await self.remove_orphans()
         maintained = await self.maintain_due()
+        if self._prune is not None:
+            await self._prune()
         return maintained, removed
 
     async def maintain_due(self) -> int:

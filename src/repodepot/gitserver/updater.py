@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from repodepot.db.models import CloneStatus
@@ -50,6 +51,8 @@ class UpdateLoop(BackgroundLoop):
         self._settings = settings
         self._owner = new_worker_id()
         self._running: dict[int, tuple[Due, asyncio.Task[None]]] = {}
+        # Called with a repository's id after a fetch moved its refs (branch status).
+        self.on_changed: Callable[[int], Awaitable[None]] | None = None
 
     @classmethod
     def from_services(cls, services: Services) -> UpdateLoop:
@@ -171,6 +174,13 @@ class UpdateLoop(BackgroundLoop):
             await self._gitserver.failed(due, kind=FailureKind.other.value, message=error.message)
             return
         await self._gitserver.succeeded(due, changed=before != after, digest=after, facts=facts)
+        if before != after and self.on_changed is not None:
+            try:
+                await self.on_changed(due.repository_id)
+            except Exception:  # the mirror is updated; what depends on it catches up later
+                logger.exception(
+                    "after-change hook failed", extra={"action": "update", "repo": due.name}
+                )
 
     async def _recloned_if_corrupt(self, due: Due, kind: FailureKind) -> bool:
         """After a failed fetch: if the mirror fails `fsck --connectivity-only`, remove it."""

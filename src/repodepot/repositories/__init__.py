@@ -84,6 +84,11 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     return (Repository.visibility == Visibility.public) | (Repository.owner_id == principal.user.id)
 
 
+def readable(principal: Principal) -> Select[int]:
+    """The ids of the live repositories `principal` may read, for a caller's `IN (...)`."""
+    return select(Repository.id).where(Repository.deleted_at.is_(None), visible_to(principal))
+
+
 def _with_owner() -> Select[Repository, str]:
     return select(Repository, User.name).outerjoin(User, Repository.owner_id == User.id)
 
@@ -216,7 +221,7 @@ class Repositories:
         `get`; InvalidInput for a repository with nothing to fetch from, or a bad token
         or username.
         """
-        repo = await self._owned(caller, name)
+        repo = await self.owned(caller, name)
         if repo.source_url is None:
             raise InvalidInput(f"{name!r} has no source to fetch from", field="name")
         username, token = credentials.check(username, token)
@@ -238,7 +243,7 @@ class Repositories:
 
     async def remove_credential(self, caller: Principal, name: str) -> bool:
         """Forget the repository's fetch credential (audited); False when it had none."""
-        repo = await self._owned(caller, name)
+        repo = await self.owned(caller, name)
         async with self._sessions.begin() as session:
             removed = await credentials.remove_in(session, repo.id)
             if removed:
@@ -252,7 +257,11 @@ class Repositories:
         async with self._sessions() as session:
             return await credentials.has_credential(session, repository_id)
 
-    async def _owned(self, caller: Principal, name: str) -> RepositoryRecord:
+    async def owned(self, caller: Principal, name: str) -> RepositoryRecord:
+        """Repository `name` if `caller` owns it or is an admin; PermissionDenied if not.
+
+        NotFound as `get` when `caller` may not even read it.
+        """
         repo = await self.get(caller, name)
         if not caller.is_admin and repo.owner != caller.user.name:
             raise PermissionDenied(f"only the owner of {name!r} or an admin may change that")
@@ -313,6 +322,7 @@ class Source:
     source_url: str | None
     host: str | None  # the code host's, for per-host limits; None: the URL's
     deleted: bool
+    default_branch: str | None = None
 
 
 def named(name: str) -> Exists:
@@ -409,6 +419,7 @@ async def sources_of(session: AsyncSession, ids: list[int]) -> dict[int, Source]
             Repository.source_url,
             Repository.external_host,
             Repository.deleted_at,
+            Repository.default_branch,
         ).where(Repository.id.in_(ids))
     )
     return {
@@ -418,6 +429,7 @@ async def sources_of(session: AsyncSession, ids: list[int]) -> dict[int, Source]
             source_url=row.source_url,
             host=row.external_host,
             deleted=row.deleted_at is not None,
+            default_branch=row.default_branch,
         )
         for row in rows
     }

@@ -1,0 +1,768 @@
+"""Branch status: what the API, pages and CLI ask, and the upstream fetch the loop runs.
+
+- Branches: every `refs/heads/*` of a mirror with its head commit and ahead/behind
+  against the repository's default branch, computed for all branches at once
+  (`counts.Counter`) and cached by SHA pair.
+- Upstream: another git URL (checked and pinned by the outbound policy at every
+  fetch; its credential sealed and sent only to its origin) or another repodepot
+  repository; the tracked branches (`tracking`) are fetched into `refs/upstream/…`,
+  which clients never see. Each tracked pair's commits and counts are kept in
+  `branch_sync_status` (`store`), so reads answer from the table.
+- The fetch lists the upstream's tracked branches first (one round trip) and fetches
+  only those that moved; nothing moved, nothing fetched. It shares the mirror's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from repodepot import audit, repositories
+from repodepot.accounts import Principal
+from repodepot.branches import store, trace2, tracking
+from repodepot.branches.counts import Counter, Pair
+from repodepot.branches.store import PairRow, Sealed, StatusRow, UpstreamRecord
+from repodepot.clock import now
+from repodepot.exceptions import InvalidInput, NotFound, RepodepotError
+from repodepot.git import commands
+from repodepot.git.errors import GitError
+from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner
+from repodepot.git.urls import parse_source
+from repodepot.gitserver import schedule
+from repodepot.gitserver.failures import classify, message
+from repodepot.outbound import Policy, origin
+from repodepot.repositories import Repositories, RepositoryRecord
+from repodepot.repositories.credentials import check as check_credential
+from repodepot.secrets import SecretBox, SecretUnreadable
+from repodepot.settings import Settings
+from repodepot.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+STALE_AFTER = timedelta(days=90)
+MAX_PER_PAGE = 100
+RETRY_NOT_CLONED = 60.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CommitInfo:
+    """A branch's head commit."""
+
+    sha: str
+    committed_at: datetime
+    author_name: str
+    subject: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BranchInfo:
+    """A branch with its head and its counts against the default branch."""
+
+    name: str
+    is_default: bool
+    commit: CommitInfo
+    ahead: int
+    behind: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BranchPage:
+    """One page of a repository's branches."""
+
+    items: list[BranchInfo]
+    total: int
+    page: int
+    per_page: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UpstreamInfo:
+    """A repository's upstream as shown: never its credential, only whether one is set."""
+
+    url: str | None
+    repository: str | None
+    branches: list[str]
+    has_token: bool
+    automatic: bool
+    interval_seconds: float
+    last_fetched_at: datetime | None
+    next_fetch_at: datetime
+    last_error: str | None
+    error_kind: str | None
+    failing: bool
+    last_fetch_ms: dict[str, int] | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrackedBranch:
+    """A tracked pair: local branch against upstream branch, as last computed."""
+
+    branch: str
+    upstream_branch: str
+    local_sha: str | None
+    upstream_sha: str | None
+    ahead: int | None
+    behind: int | None
+    needs_pull: bool
+    needs_push: bool
+    diverged: bool
+    missing: bool
+    computed_at: datetime
+    stale: bool
+    """The last fetch of the upstream failed: these counts are from before it."""
+
+    @classmethod
+    def from_row(cls, row: StatusRow, *, stale: bool) -> TrackedBranch:
+        """Build from a stored row."""
+        return cls(
+            branch=row.branch,
+            upstream_branch=row.upstream_branch,
+            local_sha=row.local_sha,
+            upstream_sha=row.upstream_sha,
+            ahead=row.ahead,
+            behind=row.behind,
+            needs_pull=row.needs_pull,
+            needs_push=row.needs_push,
+            diverged=row.diverged,
+            missing=row.missing,
+            computed_at=row.computed_at,
+            stale=stale,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SyncStatus:
+    """A repository's upstream and its tracked pairs."""
+
+    upstream: UpstreamInfo | None
+    branches: list[TrackedBranch]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OrgRow:
+    """A tracked pair of some repository, for the org-wide list."""
+
+    repository: str
+    tracked: TrackedBranch
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OrgPage:
+    """One page of the org-wide list."""
+
+    items: list[OrgRow]
+    total: int
+    page: int
+    per_page: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FetchOutcome:
+    """What one upstream fetch did."""
+
+    changed: bool
+    error: tuple[str, str] | None
+    fetch_ms: dict[str, int] | None
+
+
+Sort = Literal["updated", "name"]
+State = Literal["active", "stale"]
+
+
+def _check_page(page: int, per_page: int) -> None:
+    if page < 1:
+        raise InvalidInput("page must be 1 or more", field="page")
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise InvalidInput(f"per_page must be between 1 and {MAX_PER_PAGE}", field="per_page")
+
+
+class Branches:
+    """Branches against the default branch; upstreams, their fetches and sync status."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        repositories: Repositories,
+        git: GitRunner,
+        storage: Storage,
+        box: SecretBox,
+        settings: Settings,
+        counter: Counter | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._repositories = repositories
+        self._git = git
+        self._storage = storage
+        self._box = box
+        self._settings = settings
+        self.counter = counter or Counter(git, cache_size=settings.branch_pair_cache_size)
+        self._wake: Callable[[], None] = lambda: None
+
+    def on_request(self, wake: Callable[[], None]) -> None:
+        """Call `wake` when a fetch is asked for (the loop's wake-up)."""
+        self._wake = wake
+
+    # Branches ----------------------------------------------------------------------------------
+
+    async def list_branches(
+        self,
+        principal: Principal,
+        name: str,
+        *,
+        q: str | None = None,
+        sort: Sort = "updated",
+        state: State | None = None,
+        page: int = 1,
+        per_page: int = 30,
+    ) -> BranchPage:
+        """The repository's branches, filtered, sorted and paged, each with its counts.
+
+        NotFound when `principal` may not read it or before its first clone.
+        """
+        _check_page(page, per_page)
+        if q is not None and len(q) > 200:
+            raise InvalidInput("q must be at most 200 characters", field="q")
+        repo = await self._repositories.get(principal, name)
+        path = self._mirror(repo)
+        heads = await commands.ref_heads(self._git, path, "refs/heads/")
+        default = repo.default_branch
+        cutoff = now() - STALE_AFTER
+        chosen = [
+            head
+            for head in heads
+            if (not q or q.lower() in head.ref.removeprefix("refs/heads/").lower())
+            and (
+                state is None
+                or (state == "stale") == (head.committed_at < cutoff)
+                or head.ref == f"refs/heads/{default}"
+            )
+        ]
+        if sort == "name":
+            chosen.sort(key=lambda head: head.ref)
+        else:
+            chosen.sort(key=lambda head: head.committed_at, reverse=True)
+        # The default branch first, as GitHub's branches page shows it.
+        chosen.sort(key=lambda head: head.ref != f"refs/heads/{default}")
+        shown = chosen[(page - 1) * per_page : page * per_page]
+        base = next((h for h in heads if h.ref == f"refs/heads/{default}"), None)
+        counts = {}
+        if base is not None:
+            counts = await self.counter.counts(
+                path,
+                [Pair(h.ref, h.sha, base.ref, base.sha) for h in shown if h.ref != base.ref],
+            )
+        items = []
+        for head in shown:
+            found = counts.get(head.ref)
+            items.append(
+                BranchInfo(
+                    name=head.ref.removeprefix("refs/heads/"),
+                    is_default=base is not None and head.ref == base.ref,
+                    commit=CommitInfo(
+                        sha=head.sha,
+                        committed_at=head.committed_at,
+                        author_name=head.author_name,
+                        subject=head.subject,
+                    ),
+                    ahead=found.ahead if found else 0,
+                    behind=found.behind if found else 0,
+                )
+            )
+        return BranchPage(items=items, total=len(chosen), page=page, per_page=per_page)
+
+    def _mirror(self, repo: RepositoryRecord) -> Path:
+        path = self._storage.path(repo.id)
+        if not path.is_dir():
+            raise NotFound(f"{repo.name!r} is not cloned yet; try again shortly")
+        return path
+
+    # Upstream configuration --------------------------------------------------------------------
+
+    async def upstream(self, principal: Principal, name: str) -> UpstreamInfo:
+        """The repository's upstream; NotFound when it has none."""
+        status = await self.sync_status(principal, name)
+        if status.upstream is None:
+            raise NotFound(f"{name!r} has no upstream")
+        return status.upstream
+
+    async def set_upstream(
+        self,
+        principal: Principal,
+        name: str,
+        *,
+        url: str | None = None,
+        repository: str | None = None,
+        token: str | None = None,
+        username: str | None = None,
+        branches: Sequence[str] | None = None,
+        interval: float | None = None,
+    ) -> UpstreamInfo:
+        """Set the repository's upstream (its owner or an admin); audited; fetched soon.
+
+        Exactly one of `url` (checked by the outbound policy now and at every fetch) and
+        `repository` (another repository `principal` may read). `token` is sealed and
+        sent only to the URL's origin; without one, a token kept for the same origin
+        stays. `branches` default to the default branch. InvalidInput names the field.
+        """
+        repo = await self._repositories.owned(principal, name)
+        if (url is None) == (repository is None):
+            raise InvalidInput("give exactly one of url and repository", field="url")
+        specs = tracking.parse(
+            branches if branches is not None else [repo.default_branch or "main"]
+        )
+        minimum = self._settings.upstream_interval
+        seconds = minimum if interval is None else float(interval)
+        if not 60 <= seconds <= 7 * 24 * 3600:
+            raise InvalidInput("interval must be between 60 and 604800 seconds", field="interval")
+        upstream_id = None
+        clean_url = None
+        credential = None
+        keep = False
+        if repository is not None:
+            if token is not None:
+                raise InvalidInput(
+                    "a repository upstream needs no token: it is read here", field="token"
+                )
+            other = await self._repositories.get(principal, repository)
+            if other.id == repo.id:
+                raise InvalidInput("a repository cannot be its own upstream", field="repository")
+            upstream_id = other.id
+        else:
+            assert url is not None
+            source = parse_source(url, self._settings.allowed_schemes)
+            await Policy.from_settings(self._settings).git_config(source.url)
+            clean_url = source.url
+            given = token if token is not None else source.password
+            if given is not None:
+                user, secret = check_credential(username or source.username, given)
+                credential = Sealed(
+                    username=user,
+                    sealed_token=self._box.seal(secret),
+                    origin=str(origin(source.url)),
+                )
+            keep = True
+        async with self._sessions.begin() as session:
+            if credential is None and keep:
+                kept = await store.sealed(session, repo.id)
+                keep = (
+                    kept is not None
+                    and clean_url is not None
+                    and (kept.origin == str(origin(clean_url)))
+                )
+            await store.put(
+                session,
+                repo.id,
+                url=clean_url,
+                upstream_repository_id=upstream_id,
+                branches=[str(spec) for spec in specs],
+                interval_seconds=seconds,
+                credential=credential,
+                keep_credential=keep,
+                automatic=False,
+                at=now(),
+            )
+            await audit.record(
+                session,
+                principal.user.id,
+                "repository.upstream_set",
+                repo.name,
+                {
+                    "url": clean_url,
+                    "repository": repository,
+                    "branches": [str(spec) for spec in specs],
+                    "token": credential is not None,
+                },
+            )
+        self._wake()
+        return await self.upstream(principal, name)
+
+    async def remove_upstream(self, principal: Principal, name: str) -> None:
+        """Forget the upstream, its pairs and its hidden refs; NotFound when none; audited."""
+        repo = await self._repositories.owned(principal, name)
+        async with self._sessions.begin() as session:
+            if not await store.remove(session, repo.id):
+                raise NotFound(f"{name!r} has no upstream")
+            await audit.record(
+                session, principal.user.id, "repository.upstream_removed", repo.name, {}
+            )
+        path = self._storage.path(repo.id)
+        if path.is_dir():
+            async with self._storage.lock(repo.id):
+                hidden = await commands.ref_heads(self._git, path, tracking.NAMESPACE)
+                await commands.delete_refs(self._git, path, [head.ref for head in hidden])
+
+    async def fetch_now(self, principal: Principal, name: str) -> None:
+        """Ask for a fetch of the upstream now (anyone who may read the repository)."""
+        repo = await self._repositories.get(principal, name)
+        async with self._sessions.begin() as session:
+            if not await store.request(session, repo.id, now()):
+                raise NotFound(f"{name!r} has no upstream")
+        self._wake()
+
+    # Reading the status ------------------------------------------------------------------------
+
+    async def sync_status(self, principal: Principal, name: str) -> SyncStatus:
+        """The upstream and each tracked pair, from the table (no git, no network)."""
+        repo = await self._repositories.get(principal, name)
+        async with self._sessions() as session:
+            record = await store.get(session, repo.id)
+            if record is None:
+                return SyncStatus(upstream=None, branches=[])
+            rows = await store.rows(session, repo.id)
+            upstream_name = None
+            if record.upstream_repository_id is not None:
+                names = await repositories.names_of(session, [record.upstream_repository_id])
+                upstream_name = names.get(record.upstream_repository_id)
+        stale = record.last_error is not None
+        return SyncStatus(
+            upstream=self._info(record, upstream_name),
+            branches=[TrackedBranch.from_row(row, stale=stale) for row in rows],
+        )
+
+    def _info(self, record: UpstreamRecord, upstream_name: str | None) -> UpstreamInfo:
+        return UpstreamInfo(
+            url=record.url,
+            repository=upstream_name,
+            branches=record.branches,
+            has_token=record.has_token,
+            automatic=record.automatic,
+            interval_seconds=record.interval_seconds,
+            last_fetched_at=record.last_fetched_at,
+            next_fetch_at=record.next_fetch_at,
+            last_error=record.last_error,
+            error_kind=record.error_kind,
+            failing=record.failures >= self._settings.update_failures_before_failing,
+            last_fetch_ms=record.fetch_ms,
+        )
+
+    async def org_status(
+        self,
+        principal: Principal,
+        *,
+        needs_pull: bool | None = None,
+        needs_push: bool | None = None,
+        diverged: bool | None = None,
+        page: int = 1,
+        per_page: int = 50,
+    ) -> OrgPage:
+        """Tracked pairs across every repository `principal` may read, matching the filters."""
+        _check_page(page, per_page)
+        query = store.org_query(
+            repositories.readable(principal),
+            needs_pull=needs_pull,
+            needs_push=needs_push,
+            diverged=diverged,
+        )
+        async with self._sessions() as session:
+            rows, total = await store.org_page(session, query, page=page, per_page=per_page)
+            ids = sorted({row.repository_id for row in rows})
+            names = await repositories.names_of(session, ids)
+            failing = {
+                repository_id
+                for repository_id in ids
+                if (record := await store.get(session, repository_id)) is not None
+                and record.last_error is not None
+            }
+        return OrgPage(
+            items=[
+                OrgRow(
+                    repository=names[row.repository_id],
+                    tracked=TrackedBranch.from_row(row, stale=row.repository_id in failing),
+                )
+                for row in rows
+            ],
+            total=total,
+            page=page,
+            per_page=per_page,
+        )
+
+    # The fetch (the loop's work) ---------------------------------------------------------------
+
+    async def claim(self, owner: str, slots: int) -> list[int]:
+        """Lease up to `slots` due upstream fetches."""
+        async with self._sessions.begin() as session:
+            return await store.claim(session, owner, slots, now())
+
+    async def renew(self, owner: str, repository_id: int) -> None:
+        """Keep a fetch's lease alive."""
+        async with self._sessions.begin() as session:
+            await store.renew(session, owner, repository_id, now())
+
+    async def release_dead_leases(self) -> int:
+        """Free leases of fetchers on this host that died."""
+        async with self._sessions.begin() as session:
+            return await store.release_dead(session, now())
+
+    async def prune_deleted(self) -> int:
+        """Remove pairs gone for longer than the retention."""
+        before = now() - timedelta(seconds=self._settings.branch_deleted_retention)
+        async with self._sessions.begin() as session:
+            return await store.prune_deleted(session, before)
+
+    async def request_dependents(self, repository_id: int) -> None:
+        """Ask for a fetch of every upstream that is repository `repository_id` (it moved)."""
+        async with self._sessions.begin() as session:
+            asked = await store.request_dependents(session, repository_id, now())
+        if asked:
+            self._wake()
+
+    async def refresh(self, owner: str, repository_id: int) -> FetchOutcome:
+        """Fetch the upstream's moved tracked branches, recompute the pairs, record it all."""
+        started = time.monotonic()
+        outcome = await self._fetch_and_count(repository_id)
+        at = now()
+        db_started = time.monotonic()
+        async with self._sessions.begin() as session:
+            record = await store.get(session, repository_id)
+            if record is None:
+                return outcome  # removed meanwhile
+            if outcome.error is None:
+                nxt = schedule.after_success(
+                    at,
+                    at if outcome.changed else record.last_changed_at,
+                    minimum=record.interval_seconds,
+                    maximum=max(record.interval_seconds, self._settings.upstream_max_interval),
+                ).interval
+            elif outcome.error[0] == "not_cloned":
+                nxt = RETRY_NOT_CLONED
+            else:
+                nxt = schedule.after_failure(
+                    record.failures + 1,
+                    minimum=min(60.0, record.interval_seconds),
+                    maximum=max(record.interval_seconds, self._settings.upstream_max_interval),
+                    limit=self._settings.update_failures_before_failing,
+                ).interval
+            fetch_ms = None
+            if outcome.fetch_ms is not None:
+                fetch_ms = outcome.fetch_ms | {
+                    "db": round((time.monotonic() - db_started) * 1000)
+                    + outcome.fetch_ms.get("db", 0)
+                }
+            await store.finish(
+                session,
+                repository_id,
+                owner,
+                at=at,
+                next_at=at + timedelta(seconds=nxt),
+                changed=outcome.changed,
+                error=outcome.error,
+                fetch_ms=fetch_ms,
+            )
+        logger.info(
+            "upstream fetch of repository %d: %s",
+            repository_id,
+            "failed" if outcome.error else ("changed" if outcome.changed else "unchanged"),
+            extra={
+                "action": "upstream.fetch",
+                "repository_id": repository_id,
+                "duration_ms": round((time.monotonic() - started) * 1000),
+            },
+        )
+        return outcome
+
+    async def recount(self, repository_id: int) -> None:
+        """Recompute the pairs after the mirror's own branches moved (no upstream fetch)."""
+        async with self._sessions() as session:
+            record = await store.get(session, repository_id)
+        if record is None:
+            return
+        path = self._storage.path(repository_id)
+        if not path.is_dir():
+            return
+        specs = tracking.parse(record.branches)
+        pairs = await self._count(path, specs)
+        async with self._sessions.begin() as session:
+            if await store.get(session, repository_id) is not None:
+                await store.record_pairs(session, repository_id, pairs, now())
+
+    async def _fetch_and_count(self, repository_id: int) -> FetchOutcome:
+        async with self._sessions() as session:
+            record = await store.get(session, repository_id)
+            sealed = await store.sealed(session, repository_id)
+            found = await repositories.sources_of(
+                session,
+                [repository_id]
+                + (
+                    [record.upstream_repository_id]
+                    if record and record.upstream_repository_id
+                    else []
+                ),
+            )
+        if record is None:
+            return FetchOutcome(changed=False, error=None, fetch_ms=None)
+        mine = found.get(repository_id)
+        path = self._storage.path(repository_id)
+        if mine is None or mine.deleted:
+            return FetchOutcome(
+                changed=False, error=("other", "the repository was deleted"), fetch_ms=None
+            )
+        if not path.is_dir():
+            return FetchOutcome(
+                changed=False,
+                error=("not_cloned", f"{mine.name!r} is not cloned yet; fetching once it is"),
+                fetch_ms=None,
+            )
+        try:
+            specs = tracking.parse(record.branches)
+            url, credentials, config, local = await self._source(record, sealed, found)
+            async with self._storage.lock(repository_id):
+                changed, timings = await self._fetch(path, specs, url, credentials, config, local)
+            pairs = await self._count(path, specs)
+        except GitError as error:
+            return FetchOutcome(
+                changed=False, error=(classify(error).value, message(error)), fetch_ms=None
+            )
+        except RepodepotError as error:  # the outbound policy, a deleted upstream repository
+            return FetchOutcome(changed=False, error=("other", error.message), fetch_ms=None)
+        db_started = time.monotonic()
+        async with self._sessions.begin() as session:
+            if await store.get(session, repository_id) is not None:
+                await store.record_pairs(session, repository_id, pairs, now())
+        db = round((time.monotonic() - db_started) * 1000)
+        return FetchOutcome(changed=changed, error=None, fetch_ms=timings | {"db": db})
+
+    async def _source(
+        self,
+        record: UpstreamRecord,
+        sealed: Sealed | None,
+        found: dict[int, repositories.Source],
+    ) -> tuple[str, Credentials | None, list[tuple[str, str]], bool]:
+        """Where to fetch from: (url, credentials, pinned config, is a local mirror)."""
+        if record.url is None:
+            other = found.get(record.upstream_repository_id or -1)
+            if other is None or other.deleted:
+                raise NotFound("the upstream repository was deleted; set another upstream")
+            path = self._storage.path(other.id)
+            if not path.is_dir():
+                raise NotFound(f"the upstream repository {other.name!r} is not cloned yet")
+            return str(path), None, [], True
+        source = parse_source(record.url, self._settings.allowed_schemes)
+        config = await Policy.from_settings(self._settings).git_config(source.url)
+        credentials = None
+        if sealed is not None and sealed.origin == str(origin(source.url)):
+            with contextlib.suppress(SecretUnreadable):
+                credentials = Credentials(
+                    username=sealed.username, password=self._box.open(sealed.sealed_token)
+                )
+        return source.url, credentials, config, False
+
+    async def _fetch(
+        self,
+        path: Path,
+        specs: list[tracking.Spec],
+        url: str,
+        credentials: Credentials | None,
+        config: list[tuple[str, str]],
+        local: bool,
+    ) -> tuple[bool, dict[str, int]]:
+        """List the upstream's tracked branches, fetch those that moved, drop those gone.
+
+        Returns whether a hidden ref moved, and the time by part (trace2).
+        """
+        repo = path
+        listing_started = time.monotonic()
+        patterns = sorted({spec.upstream for spec in specs})
+        heads = await commands.ls_remote_heads(
+            self._git,
+            url,
+            patterns,
+            credentials=credentials,
+            timeout=self._settings.update_stall_timeout,
+            config=config,
+            local_source=local,
+        )
+        listing_ms = (time.monotonic() - listing_started) * 1000
+        wanted = tracking.upstream_wanted(specs, heads)
+        have = {
+            head.ref.removeprefix(tracking.NAMESPACE): head.sha
+            for head in await commands.ref_heads(self._git, repo, tracking.NAMESPACE)
+        }
+        moved = [name for name in wanted if have.get(name) != heads[name]]
+        gone = [f"{tracking.NAMESPACE}{name}" for name in have if name not in wanted]
+        timings = {"network": round(listing_ms), "pack": 0, "refs": 0}
+        if moved:
+            trace = self._storage.tmp_dir / f"{os.getpid()}-trace2-{uuid.uuid4().hex}.json"
+            received: list[datetime] = []
+
+            def progress(chunk: bytes) -> None:
+                if not received and trace2.marks_received(chunk):
+                    received.append(datetime.now(UTC))
+
+            try:
+                await commands.fetch(
+                    self._git,
+                    repo,
+                    url,
+                    [tracking.refspec(name) for name in moved],
+                    credentials=credentials,
+                    on_progress=progress,
+                    timeout=NO_TIMEOUT if local else self._settings.update_stall_timeout * 4,
+                    config=config,
+                    trace2=trace,
+                    local_source=local,
+                )
+                lines = await asyncio.to_thread(_read_lines, trace)
+            finally:
+                trace.unlink(missing_ok=True)
+            split = trace2.decompose(lines, received[0] if received else None)
+            timings = {
+                "network": round(listing_ms + split.network),
+                "pack": round(split.pack),
+                "refs": round(split.refs),
+            }
+        await commands.delete_refs(self._git, repo, gone)
+        if moved or gone:
+            await commands.write_commit_graph(self._git, repo)
+        return bool(moved or gone), timings
+
+    async def _count(self, path: Path, specs: list[tracking.Spec]) -> list[PairRow]:
+        """Every tracked pair with its commits and counts."""
+        repo = path
+        local = {
+            head.ref.removeprefix("refs/heads/"): head.sha
+            for head in await commands.ref_heads(self._git, repo, "refs/heads/")
+        }
+        upper = {
+            head.ref.removeprefix(tracking.NAMESPACE): head.sha
+            for head in await commands.ref_heads(self._git, repo, tracking.NAMESPACE)
+        }
+        pairs = tracking.pairs(specs, local, upper)
+        complete = [
+            Pair(f"refs/heads/{mine}", local[mine], f"{tracking.NAMESPACE}{theirs}", upper[theirs])
+            for mine, theirs in pairs
+            if mine in local and theirs in upper
+        ]
+        counts = await self.counter.counts(repo, complete)
+        rows = []
+        for mine, theirs in pairs:
+            found = counts.get(f"refs/heads/{mine}")
+            rows.append(
+                PairRow(
+                    branch=mine,
+                    upstream_branch=theirs,
+                    local_sha=local.get(mine),
+                    upstream_sha=upper.get(theirs),
+                    ahead=found.ahead if found else None,
+                    behind=found.behind if found else None,
+                )
+            )
+        return rows
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
