@@ -25,7 +25,16 @@ from repodepot.web import (
     smarthttp,
     webhooks,
 )
-from repodepot.web.api import codehosts, health, imports, repos, scheduler, tokens, users
+from repodepot.web.api import (
+    branches,
+    codehosts,
+    health,
+    imports,
+    repos,
+    scheduler,
+    tokens,
+    users,
+)
 from repodepot.web.middleware import RequestContext
 from repodepot.web.pages import router as pages
 from repodepot.web.security import SecurityHeaders, SessionCookie, TrustedProxies
@@ -80,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
         health.router,
         users.router,
         tokens.router,
+        branches.router,  # before repos: `…/branches` is not part of a repository's name
         repos.router,
         imports.router,
         codehosts.router,

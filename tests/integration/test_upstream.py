@@ -1,0 +1,112 @@
+"""Upstream tracking against real git: a fork's mirror and its upstream over loopback HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from repodepot.accounts import operator
+from repodepot.exceptions import InvalidInput
+from repodepot.services import Services
+from tests.support.githttp import GitHttpServer
+from tests.support.seed import seed_mirror
+
+OWNER = "test-upstream"
+
+
+def run(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def commit(work: Path, message: str) -> str:
+    (work / "file.txt").write_text(message)
+    run("add", "file.txt", cwd=work)
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message, cwd=work)
+    return run("rev-parse", "HEAD", cwd=work)
+
+
+def counts(repo: Path, left: str, right: str) -> tuple[int, int]:
+    ahead, behind = run(
+        "--git-dir", str(repo), "rev-list", "--left-right", "--count", f"{left}...{right}"
+    ).split()
+    return int(ahead), int(behind)
+
+
+@pytest.fixture
+def upstream(git_root: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A served bare repository `up.git` with `master` and `release/1`, and a work tree."""
+    work = tmp_path / "work"
+    run("init", "-q", "-b", "master", str(work))
+    for i in range(3):
+        commit(work, f"base {i}")
+    run("branch", "release/1", cwd=work)
+    bare = git_root / "up.git"
+    run("clone", "-q", "--bare", str(work), str(bare))
+    run("remote", "add", "origin", str(bare), cwd=work)
+    return bare, work
+
+
+async def test_a_mapped_and_globbed_upstream_is_counted_like_rev_list(
+    services: Services, git_server: GitHttpServer, upstream: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bare, work = upstream
+    fork = await seed_mirror(services, "acme/fork", source=bare)
+    mirror = services.storage.path(fork.id)
+    # The fork moves on: one commit of its own on main (cloned from master).
+    fork_work = tmp_path / "fork"
+    run("clone", "-q", str(mirror), str(fork_work))
+    commit(fork_work, "fork only")
+    run("push", "-q", "origin", "HEAD:refs/heads/master", cwd=fork_work)
+    # Upstream moves on: two commits on master, one on release/1 and a new release/2.
+    commit(work, "up 1")
+    commit(work, "up 2")
+    run("push", "-q", "origin", "master", cwd=work)
+    run("checkout", "-q", "release/1", cwd=work)
+    commit(work, "rel 1")
+    run("push", "-q", "origin", "release/1", "release/1:release/2", cwd=work)
+
+    await services.branches.set_upstream(
+        operator(), "acme/fork", url=git_server.url("up.git"), branches=["master", "release/*"]
+    )
+    assert await services.branches.claim("test", 5) == [fork.id]  # asked for at once
+    outcome = await services.branches.refresh("test", fork.id)
+    assert outcome.error is None, outcome.error
+    status = await services.branches.sync_status(operator(), "acme/fork")
+    rows = {(b.branch, b.upstream_branch): b for b in status.branches}
+    assert set(rows) == {
+        ("master", "master"),
+        ("release/1", "release/1"),
+        ("release/2", "release/2"),
+    }
+    master = rows[("master", "master")]
+    assert (
+        (master.ahead, master.behind)
+        == counts(mirror, "refs/heads/master", "refs/upstream/master")
+        == (1, 2)
+    )
+    assert master.diverged and master.needs_pull and master.needs_push
+    assert rows[("release/1", "release/1")].behind == 1
+    assert (
+        rows[("release/2", "release/2")].missing
+        and rows[("release/2", "release/2")].local_sha is None
+    )
+    # Hidden from clients: the branch listing shows only refs/heads.
+    listed = await services.branches.list_branches(operator(), "acme/fork")
+    assert {b.name for b in listed.items} == {"master", "release/1"}
+    assert status.upstream is not None and status.upstream.last_fetch_ms is not None
+
+
+async def test_set_upstream_refuses_bad_specs(
+    services: Services, upstream: tuple[Path, Path], git_server: GitHttpServer
+) -> None:
+    bare, _ = upstream
+    await seed_mirror(services, "acme/fork", source=bare)
+    with pytest.raises(InvalidInput) as refused:
+        await services.branches.set_upstream(
+            operator(), "acme/fork", url=git_server.url("up.git"), branches=["a:*"]
+        )
+    assert refused.value.field == "branches"
