@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from repodepot.exceptions import InvalidInput
-from repodepot.gitserver.allowlist import MAX_ARG_BYTES, MAX_ARGS, check_exec
+from repodepot.gitserver.allowlist import MAX_ARG_BYTES, MAX_ARGS, VISIBLE_REFS, check_exec
 
 # (arguments, the argument the refusal names). git reads every long option below as the
 # dangerous one it abbreviates, and every bundle as the short options it is made of.
@@ -208,7 +208,7 @@ ALLOWED = [
     (["cat-file", "blob", "HEAD:f"], ["cat-file", "--end-of-options", "blob", "HEAD:f"]),
     (
         ["for-each-ref", "--format=%(refname)"],
-        ["for-each-ref", "--format=%(refname)", "--end-of-options"],
+        ["for-each-ref", "--format=%(refname)", "--end-of-options", *VISIBLE_REFS],
     ),
     (
         ["for-each-ref", "--sort=-committerdate", "--count", "3", "refs/tags"],
@@ -227,6 +227,7 @@ ALLOWED = [
             "for-each-ref",
             "--format=%(align:40)%(refname:short)%(end) %(objectname:short)",
             "--end-of-options",
+            *VISIBLE_REFS,
         ],
     ),
 ]

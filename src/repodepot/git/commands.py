@@ -336,7 +336,14 @@ def exec_checked(
     does not build, checked option by option before it gets here. A non-zero exit raises
     GitCommandError after the output.
     """
-    return runner.stream(checked, git_dir=repo, timeout=timeout, max_memory=max_memory)
+    return runner.stream(
+        checked,
+        git_dir=repo,
+        timeout=timeout,
+        max_memory=max_memory,
+        # `log --decorate` names no ref of branch status's hidden namespace.
+        config=(("log.excludeDecoration", "refs/upstream/*"),),
+    )
 
 
 # Branches and ahead/behind ------------------------------------------------------------------

@@ -355,6 +355,7 @@ class GitRunner:
         protocol: str | None = None,
         timeout: float | None = None,
         max_memory: int | None = None,
+        config: Sequence[tuple[str, str]] = (),
     ) -> AsyncGenerator[bytes, None]:
         """Run `git ARGS...`, feeding `stdin` and yielding stdout as it comes (smart HTTP).
 
@@ -364,7 +365,7 @@ class GitRunner:
         `max_memory` caps git's heap, bytes (see `_argv`).
         """
         argv = self._argv(args, git_dir, max_memory=max_memory)
-        env = self.env()
+        env = self.env(config=config)
         if protocol:
             env["GIT_PROTOCOL"] = protocol
         limit = self.timeout if timeout is None else timeout

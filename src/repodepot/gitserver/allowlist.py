@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from repodepot.exceptions import InvalidInput
+from repodepot.git.revisions import names_hidden
 
 MAX_ARGS = 64
 MAX_ARG_BYTES = 4096
@@ -51,13 +52,20 @@ def _value(pattern: str, what: str) -> Value:
     return Value(re.compile(pattern, re.ASCII | re.DOTALL), what)
 
 
+HIDDEN_NAMESPACE = "refs/upstream/"
+# What `for-each-ref` lists when given no pattern: the namespaces a mirror holds, not
+# the hidden one.
+VISIBLE_REFS = ("refs/heads/", "refs/tags/", "refs/notes/", "refs/pull/", "refs/merge-requests/")
+
 Options = Mapping[str, Value | None]
 """Allowed options by exact spelling; None for a flag."""
 
 _INSIDE = r"(?!(?:.*/)?\.\.(?:/|$))"  # no `..` path component
 NUMBER = _value(r"\d{1,9}", "a number")
 TEXT = _value(r".*", "text")
-REVISION = _value(_INSIDE + r"[^-/].*", "a revision")
+# Nothing that reaches branch status's hidden refs (`git.revisions.names_hidden`).
+_VISIBLE = r"(?!(?:.*[.^!@{])?(?:refs/)?upstream(?:/|$))"
+REVISION = _value(_INSIDE + _VISIBLE + r"[^-/].*", "a revision outside refs/upstream/")
 PATH = _value(_INSIDE + r"[^-/:].*", "a path inside the repository")
 # Formats that start no program (`%G`: gpg; `%(describe)`: git describe per commit) and
 # print no server path (`%(worktreepath)`); a date's strftime conversions take no width
@@ -397,6 +405,8 @@ class _Arguments:
         revisions = [self._revision(index) for index in positional]
         if command.grep and not revisions:
             revisions = ["HEAD"]  # a mirror has no work tree: search the default branch
+        if self.args[0] == "for-each-ref" and not revisions:
+            revisions = list(VISIBLE_REFS)  # every ref but the hidden namespace
         built = [self.args[0], *self.options]
         if command.end_of_options:
             built.append("--end-of-options")
@@ -443,6 +453,10 @@ class _Arguments:
         spec = options[name]
         if name == "-e":
             self.pattern_given = True
+        if name == "--all":
+            # Every ref but branch status's hidden ones (git's --exclude applies to the
+            # --all after it).
+            self.options.append(f"--exclude={HIDDEN_NAMESPACE}*")
         if spec is None:
             if value is not None:
                 raise _refused(index, arg, f"{name} takes no value")
@@ -466,7 +480,10 @@ class _Arguments:
 
     def _value(self, index: int, name: str, value: str, spec: Value) -> None:
         if not spec.pattern.fullmatch(value):
-            raise _refused(index, self.args[index], f"{value!r} is not {spec.what} for {name}")
+            why = f"{value!r} is not {spec.what} for {name}"
+            if names_hidden(value):
+                why += " (it reaches refs/upstream/, branch status's refs, which are not readable)"
+            raise _refused(index, self.args[index], why)
 
 
 def _unknown(subcommand: str, name: str) -> str:
@@ -492,6 +509,8 @@ def _why(arg: str) -> str:
         return "(pathspec magic is not allowed)"
     if not arg:
         return "(it is empty)"
+    if names_hidden(arg):
+        return "outside refs/upstream/ (branch status's refs are not readable)"
     return "(it names a parent directory with '..')"
 
 
