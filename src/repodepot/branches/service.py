@@ -403,6 +403,48 @@ class Branches:
                 hidden = await commands.ref_heads(self._git, path, tracking.NAMESPACE)
                 await commands.delete_refs(self._git, path, [head.ref for head in hidden])
 
+    async def track_parents(self, parents: dict[int, int]) -> int:
+        """Give each fork (key) its parent (value), a repository here, as upstream.
+
+        For code host syncs: a fork whose parent repodepot also mirrors tracks the
+        parent's default branch, unless someone set its upstream by hand (kept) or the
+        setting `upstream_from_fork_parent` is off. Returns how many were set or changed.
+        """
+        if not self._settings.upstream_from_fork_parent or not parents:
+            return 0
+        changed = 0
+        async with self._sessions.begin() as session:
+            open_to_us = await store.automatic_of(session, list(parents))
+            found = await repositories.sources_of(
+                session, sorted(open_to_us | {parents[fork] for fork in open_to_us})
+            )
+            for fork in sorted(open_to_us):
+                parent = found.get(parents[fork])
+                if parent is None or parent.deleted or fork == parent.id:
+                    continue
+                record = await store.get(session, fork)
+                if record is not None and record.upstream_repository_id == parent.id:
+                    continue  # already tracking it
+                mine = found.get(fork)
+                local = (mine and mine.default_branch) or parent.default_branch or "main"
+                theirs = parent.default_branch or local
+                await store.put(
+                    session,
+                    fork,
+                    url=None,
+                    upstream_repository_id=parent.id,
+                    branches=[local if local == theirs else f"{local}:{theirs}"],
+                    interval_seconds=self._settings.upstream_interval,
+                    credential=None,
+                    keep_credential=False,
+                    automatic=True,
+                    at=now(),
+                )
+                changed += 1
+        if changed:
+            self._wake()
+        return changed
+
     async def fetch_now(self, principal: Principal, name: str) -> None:
         """Ask for a fetch of the upstream now (anyone who may read the repository)."""
         repo = await self._repositories.get(principal, name)
