@@ -36,6 +36,7 @@ from repodepot.branches.store import PairRow, Sealed, StatusRow, UpstreamRecord
 from repodepot.clock import now
 from repodepot.exceptions import InvalidInput, NotFound, RepodepotError
 from repodepot.git import commands
+from repodepot.git.commands import AheadBehind
 from repodepot.git.errors import GitError
 from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner
 from repodepot.git.urls import parse_source
@@ -511,12 +512,7 @@ class Branches:
             rows, total = await store.org_page(session, query, page=page, per_page=per_page)
             ids = sorted({row.repository_id for row in rows})
             names = await repositories.names_of(session, ids)
-            failing = {
-                repository_id
-                for repository_id in ids
-                if (record := await store.get(session, repository_id)) is not None
-                and record.last_error is not None
-            }
+            failing = await store.failing_of(session, ids)
         return OrgPage(
             items=[
                 OrgRow(
@@ -624,7 +620,7 @@ class Branches:
         if not path.is_dir():
             return
         specs = tracking.parse(record.branches)
-        pairs = await self._count(path, specs)
+        pairs = await self._count(repository_id, path, specs)
         async with self._sessions.begin() as session:
             if await store.get(session, repository_id) is not None:
                 await store.record_pairs(session, repository_id, pairs, now())
@@ -661,7 +657,7 @@ class Branches:
             url, credentials, config, local = await self._source(record, sealed, found)
             async with self._storage.lock(repository_id):
                 changed, timings = await self._fetch(path, specs, url, credentials, config, local)
-            pairs = await self._count(path, specs)
+            pairs = await self._count(repository_id, path, specs)
         except GitError as error:
             return FetchOutcome(
                 changed=False, error=(classify(error).value, message(error)), fetch_ms=None
@@ -769,7 +765,18 @@ class Branches:
             await commands.write_commit_graph(self._git, repo)
         return bool(moved or gone), timings
 
-    async def _count(self, path: Path, specs: list[tracking.Spec]) -> list[PairRow]:
+    async def _warm(self, repository_id: int) -> None:
+        """Teach the pair cache what the table knows (after a restart, nothing is lost)."""
+        async with self._sessions() as session:
+            for row in await store.known_pairs(session, repository_id):
+                if row.local_sha and row.upstream_sha and row.ahead is not None:
+                    self.counter.remember(
+                        row.local_sha, row.upstream_sha, AheadBehind(row.ahead, row.behind or 0)
+                    )
+
+    async def _count(
+        self, repository_id: int, path: Path, specs: list[tracking.Spec]
+    ) -> list[PairRow]:
         """Every tracked pair with its commits and counts."""
         repo = path
         local = {
@@ -781,6 +788,7 @@ class Branches:
             for head in await commands.ref_heads(self._git, repo, tracking.NAMESPACE)
         }
         pairs = tracking.pairs(specs, local, upper)
+        await self._warm(repository_id)
         complete = [
             Pair(f"refs/heads/{mine}", local[mine], f"{tracking.NAMESPACE}{theirs}", upper[theirs])
             for mine, theirs in pairs

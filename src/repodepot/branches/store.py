@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, false, func, or_, select, true, update
+from sqlalchemy import Select, and_, delete, false, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from repodepot.db import leases
 from repodepot.db.models import BranchSyncStatus, UpstreamSync
 
 LEASE = timedelta(minutes=2)
+BULK = 1000  # rows changed at once past which SQLite's statistics are refreshed
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -390,6 +391,8 @@ async def record_pairs(
         await session.execute(update(b).where(b.id.in_(gone)).values(deleted_at=at))
         written += len(gone)
     await session.flush()
+    if written >= BULK and session.get_bind().dialect.name == "sqlite":
+        await session.execute(text("PRAGMA optimize"))
     return written
 
 
@@ -422,6 +425,16 @@ def org_query(
     return select(b).where(and_(*conditions))
 
 
+async def failing_of(session: AsyncSession, ids: Sequence[int]) -> set[int]:
+    """Those of `ids` whose upstream's last fetch failed."""
+    found = await session.scalars(
+        select(UpstreamSync.repository_id).where(
+            UpstreamSync.repository_id.in_(list(ids)), UpstreamSync.last_error.is_not(None)
+        )
+    )
+    return set(found)
+
+
 async def org_page(
     session: AsyncSession, query: Select[Any], *, page: int, per_page: int
 ) -> tuple[list[StatusRow], int]:
@@ -437,8 +450,15 @@ async def org_page(
 
 
 async def prune_deleted(session: AsyncSession, before: datetime) -> int:
-    """Remove pairs marked deleted before `before`; returns how many."""
+    """Remove pairs marked deleted before `before`; returns how many.
+
+    After a bulk removal SQLite's planner statistics are refreshed (`PRAGMA optimize`,
+    which runs ANALYZE only where it would change plans).
+    """
     result = await session.execute(
         delete(BranchSyncStatus).where(BranchSyncStatus.deleted_at < before)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    removed = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if removed >= BULK and session.get_bind().dialect.name == "sqlite":
+        await session.execute(text("PRAGMA optimize"))
+    return removed
