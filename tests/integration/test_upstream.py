@@ -72,7 +72,7 @@ async def test_a_mapped_and_globbed_upstream_is_counted_like_rev_list(
     await services.branches.set_upstream(
         operator(), "acme/fork", url=git_server.url("up.git"), branches=["master", "release/*"]
     )
-    assert await services.branches.claim("test", 5) == [fork.id]  # asked for at once
+    assert await services.branches.claim("test", 5) == [(fork.id, "127.0.0.1")]  # asked for at once
     outcome = await services.branches.refresh("test", fork.id)
     assert outcome.error is None, outcome.error
     status = await services.branches.sync_status(operator(), "acme/fork")

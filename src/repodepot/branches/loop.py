@@ -5,7 +5,8 @@ for due upstreams every `interval`. Each fetch holds a lease on its row, renewed
 it runs, so a crash loses nothing: at start-up the leases of a fetcher that died on
 this host are freed at once, another host's expire. Fetches run as git subprocesses
 (the event loop only waits), at most `upstream_max_concurrent` at once (by default
-the cores less one, so the foreground keeps a core).
+the cores less one, so the foreground keeps a core) and `max_clones_per_host` against
+one host, and each holds the mirror's lock (`Storage.lock`) while git writes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from repodepot.branches.service import Branches
@@ -35,7 +37,7 @@ class UpstreamLoop(BackgroundLoop):
         self._branches = branches
         self._slots = slots
         self._owner = new_worker_id()
-        self._running: dict[int, asyncio.Task[None]] = {}
+        self._running: dict[int, tuple[str, asyncio.Task[None]]] = {}
 
     @classmethod
     def from_services(cls, services: Services) -> UpstreamLoop:
@@ -57,16 +59,16 @@ class UpstreamLoop(BackgroundLoop):
         free = self._slots - len(self._running)
         if free <= 0:
             return
-        for repository_id in await self._branches.claim(self._owner, free):
-            self._running[repository_id] = asyncio.create_task(
-                self._fetch(repository_id), name=f"upstream-{repository_id}"
-            )
+        busy = Counter(host for host, _ in self._running.values())
+        for repository_id, host in await self._branches.claim(self._owner, free, dict(busy)):
+            task = asyncio.create_task(self._fetch(repository_id), name=f"upstream-{repository_id}")
+            self._running[repository_id] = (host, task)
 
     async def stopped(self) -> None:
         """Cancel running fetches; their leases expire or are freed at the next start."""
-        for task in list(self._running.values()):
+        for _, task in list(self._running.values()):
             task.cancel()
-        for task in list(self._running.values()):
+        for _, task in list(self._running.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

@@ -528,10 +528,23 @@ class Branches:
 
     # The fetch (the loop's work) ---------------------------------------------------------------
 
-    async def claim(self, owner: str, slots: int) -> list[int]:
-        """Lease up to `slots` due upstream fetches."""
+    async def claim(
+        self, owner: str, slots: int, busy: dict[str, int] | None = None
+    ) -> list[tuple[int, str]]:
+        """Lease up to `slots` due upstream fetches: (repository id, host) pairs.
+
+        At most `max_clones_per_host` at once against one host, counting `busy` (the
+        caller's running fetches by host).
+        """
         async with self._sessions.begin() as session:
-            return await store.claim(session, owner, slots, now())
+            return await store.claim(
+                session,
+                owner,
+                slots,
+                now(),
+                busy=busy or {},
+                per_host=self._settings.max_clones_per_host,
+            )
 
     async def renew(self, owner: str, repository_id: int) -> None:
         """Keep a fetch's lease alive."""

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Select, and_, delete, false, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -250,24 +251,41 @@ def _lease_free(at: datetime) -> Any:
     return or_(UpstreamSync.lease_until.is_(None), UpstreamSync.lease_until < at)
 
 
-async def claim(session: AsyncSession, owner: str, slots: int, at: datetime) -> list[int]:
-    """Lease up to `slots` due upstreams: asked for first, then by due time."""
+async def claim(
+    session: AsyncSession,
+    owner: str,
+    slots: int,
+    at: datetime,
+    *,
+    busy: dict[str, int],
+    per_host: int,
+) -> list[tuple[int, str]]:
+    """Lease up to `slots` due upstreams: asked for first, then by due time.
+
+    Hosts with `per_host` fetches running (`busy`, then these) are skipped. Returns
+    (repository id, host) pairs; an upstream that is a repository here is host `local`.
+    """
     u = UpstreamSync
-    rows = await session.scalars(
-        select(u.repository_id)
+    rows = await session.execute(
+        select(u.repository_id, u.url)
         .where(u.next_fetch_at <= at, _lease_free(at))
         .order_by(u.requested.desc(), u.next_fetch_at)
-        .limit(slots)
+        .limit(slots * 4)
     )
-    taken = []
-    for repository_id in rows:
+    taken: list[tuple[int, str]] = []
+    counts = dict(busy)
+    for repository_id, url in rows:
+        host = (urlsplit(url).hostname or "") if url else "local"
+        if len(taken) >= slots or counts.get(host, 0) >= per_host:
+            continue
         claimed = await session.execute(
             update(u)
             .where(u.repository_id == repository_id, _lease_free(at))
             .values(lease_owner=owner, lease_until=at + LEASE, requested=False)
         )
         if claimed.rowcount == 1:  # type: ignore[attr-defined]
-            taken.append(repository_id)
+            taken.append((repository_id, host))
+            counts[host] = counts.get(host, 0) + 1
     return taken
 
 
