@@ -17,6 +17,7 @@ from repodepot.db.base import create_engine, is_sqlite, session_factory
 from repodepot.events import Broker, PostgresRelay, asyncpg_dsn
 from repodepot.git.runner import GitRunner
 from repodepot.git.sandbox import Sandbox
+from repodepot.gitserver.history import History
 from repodepot.gitserver.reads import Reads
 from repodepot.gitserver.service import Gitserver
 from repodepot.goproxy.service import GoProxy
@@ -51,6 +52,7 @@ class Services:
     reads: Reads
     goproxy: GoProxy
     branches: Branches
+    history: History
 
     @classmethod
     async def open(
@@ -118,6 +120,7 @@ class Services:
                 storage=storage,
                 reads=reads,
             ),
+            history=History(git=git, reads=reads),
             branches=Branches(
                 sessions=sessions,
                 repositories=repositories,

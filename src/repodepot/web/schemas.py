@@ -340,6 +340,42 @@ class CommitOut(_Record):
     fetched: bool = Field(description="Whether the mirror had to fetch to find it")
 
 
+class LogEntryOut(_Record):
+    """A commit of a branch's history."""
+
+    sha: str
+    author_name: str
+    committed_at: datetime
+    subject: str
+
+
+class CommitLogOut(BaseModel):
+    """The newest commits of a ref, newest first."""
+
+    items: list[LogEntryOut]
+    ref: str | None = Field(
+        description="The ref asked for; without one, the default branch (null when HEAD is "
+        "detached)"
+    )
+
+
+class TagOut(_Record):
+    """A tag, the commit it names and when it was made."""
+
+    name: str
+    commit: str
+    tagged_at: datetime | None = Field(
+        description="The tagger's date (annotated tags) or the commit's date (lightweight)"
+    )
+    subject: str
+
+
+class TagsOut(BaseModel):
+    """A repository's tags of commits, newest first."""
+
+    items: list[TagOut]
+
+
 class ExecIn(BaseModel):
     """A read-only git command: the subcommand first, then its arguments."""
 

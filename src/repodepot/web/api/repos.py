@@ -20,6 +20,7 @@ from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES, error_responses
 from repodepot.web.schemas import (
+    CommitLogOut,
     CommitOut,
     CredentialIn,
     CredentialSet,
@@ -29,6 +30,7 @@ from repodepot.web.schemas import (
     RepositoryDetail,
     RepositoryOut,
     RepositoryPatch,
+    TagsOut,
     UpdateRequested,
 )
 
@@ -49,6 +51,33 @@ async def list_repos(
         caller, page=paging.page, per_page=paging.per_page, deleted=deleted
     )
     return PageOut[RepositoryOut].model_validate(page, from_attributes=True)
+
+
+@router.get("/api/repos/{name:path}/commits", summary="Recent commits of a ref")
+async def list_commits(
+    name: str,
+    caller: PrincipalDep,
+    svc: ServicesDep,
+    ref: Annotated[
+        str | None, Query(description="A branch, tag or commit; the default branch if omitted")
+    ] = None,
+    per_page: Annotated[int, Query(ge=1, le=100, description="How many commits")] = 20,
+) -> CommitLogOut:
+    """The newest commits reachable from `ref`, newest first, read from the mirror.
+
+    An empty repository answers no commits; 404 before the first clone or for a ref that
+    names nothing, 422 for a ref that is not a plain revision or names `refs/upstream/`.
+    """
+    repo = await svc.repositories.get(caller, name)
+    commits = await svc.history.commits(repo.id, repo.name, ref, per_page)
+    return CommitLogOut.model_validate({"items": commits, "ref": ref or repo.default_branch})
+
+
+@router.get("/api/repos/{name:path}/tags", summary="Tags with their dates")
+async def list_tags(name: str, caller: PrincipalDep, svc: ServicesDep) -> TagsOut:
+    """Every tag of a commit, newest first; 404 before the first clone."""
+    repo = await svc.repositories.get(caller, name)
+    return TagsOut.model_validate({"items": await svc.history.tags(repo.id, repo.name)})
 
 
 @router.get("/api/repos/{name:path}/commits/{rev:path}", summary="EnsureRevision")

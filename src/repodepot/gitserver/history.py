@@ -1,0 +1,69 @@
+"""A repository's recent commits and its tags, read from the mirror, for the API and the page.
+
+The ref a user names is a plain revision (`git.revisions`) and never one in the upstream
+namespace of branch status (`refs/upstream/…`): clients never see those refs, and git
+would read `upstream/main` as `refs/upstream/main`.
+"""
+
+from __future__ import annotations
+
+from repodepot.exceptions import InvalidInput, NotFound
+from repodepot.git import history
+from repodepot.git.errors import RevisionNotFound
+from repodepot.git.history import DatedTag, LogEntry
+from repodepot.git.revisions import PLAIN_REVISION, is_plain_revision, names_hidden
+from repodepot.git.runner import GitRunner
+from repodepot.gitserver.reads import Reads
+
+MAX_PER_PAGE = 100
+
+
+class History:
+    """The log of a ref and the dated tags of a repository's mirror."""
+
+    def __init__(self, *, git: GitRunner, reads: Reads) -> None:
+        self._git = git
+        self._reads = reads
+
+    async def commits(
+        self, repository_id: int, name: str, ref: str | None, per_page: int
+    ) -> list[LogEntry]:
+        """The newest `per_page` commits of `ref` (None: the mirror's HEAD), newest first.
+
+        An empty repository (HEAD on a branch without commits) answers no commits.
+        Raises InvalidInput (field `ref`) for anything but a plain revision outside the
+        upstream namespace, InvalidInput (field `per_page`) outside 1 to 100, NotFound
+        before the first clone or when `ref` names no commit.
+        """
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            raise InvalidInput(
+                f"per_page must be between 1 and {MAX_PER_PAGE}, not {per_page}",
+                field="per_page",
+            )
+        if ref is not None:
+            _check_ref(ref)
+        path = self._reads.mirror_dir(repository_id, name)
+        try:
+            return await history.log(self._git, path, ref or "HEAD", limit=per_page)
+        except RevisionNotFound:
+            if ref is None:
+                return []
+            raise NotFound(f"no branch, tag or commit {ref!r} in {name!r}") from None
+
+    async def tags(self, repository_id: int, name: str) -> list[DatedTag]:
+        """Every tag of a commit with its date, newest first; NotFound before the first clone."""
+        path = self._reads.mirror_dir(repository_id, name)
+        return await history.dated_tags(self._git, path)
+
+
+def _check_ref(ref: str) -> None:
+    """InvalidInput (field `ref`) unless `ref` is a plain revision clients may name."""
+    shown = ref if len(ref) <= 80 else ref[:80] + "..."
+    if names_hidden(ref):
+        raise InvalidInput(
+            f"{shown!r} names the upstream namespace, which clients cannot read; "
+            "a branch whose name starts with upstream/ is refs/heads/upstream/...",
+            field="ref",
+        )
+    if not is_plain_revision(ref):
+        raise InvalidInput(f"{shown!r} is not {PLAIN_REVISION}", field="ref")
