@@ -17,6 +17,7 @@ from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
 from repodepot.web import (
     apidocs,
+    branch_pages,
     codehost_pages,
     csrf,
     errors,
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
         scheduler.router,
         import_pages.router,
         codehost_pages.router,
+        branch_pages.router,
         smarthttp.router,
         goproxy.router,
         webhooks.router,

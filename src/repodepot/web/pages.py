@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from repodepot.accounts import Principal
 from repodepot.db.models import Visibility
 from repodepot.exceptions import NotAuthenticated
 from repodepot.gitserver.schedule import QueueReason
+from repodepot.pagination import MAX_PAGE
+from repodepot.services import Services
+from repodepot.web import repo_tabs
 from repodepot.web.api.repos import repository_with_mirror
 from repodepot.web.csrf import require_same_origin
 from repodepot.web.deps import SESSION_ID, AdminDep, PageDep, PrincipalDep, ServicesDep
@@ -108,25 +112,66 @@ async def repo_list(
 
 @router.get("/repos/{name:path}", response_class=HTMLResponse)
 async def repo_page(
-    request: Request, name: str, caller: PrincipalDep, svc: ServicesDep
+    request: Request,
+    name: str,
+    caller: PrincipalDep,
+    svc: ServicesDep,
+    tab: repo_tabs.Tab = "overview",
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    sort: Literal["updated", "name"] = "updated",
+    state: Literal["active", "stale", ""] = "",
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
-    """One repository, its mirror and the Go modules in it."""
+    """One repository: its overview (clone, commits, tags, mirror), branches or upstream."""
+    filters = repo_tabs.BranchFilters(q=q, sort=sort, state=state or None, page=page)
+    return await show_repo(request, caller, svc, name, tab=tab, filters=filters)
+
+
+async def show_repo(
+    request: Request,
+    caller: Principal,
+    svc: Services,
+    name: str,
+    *,
+    tab: repo_tabs.Tab,
+    filters: repo_tabs.BranchFilters | None = None,
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
+    """Render the repository page on `tab`; `extra` reaches the template (a form's error)."""
     repo, mirror = await repository_with_mirror(svc, caller, name)
-    proxy_url = f"{str(request.base_url).rstrip('/')}/goproxy"
-    modules = await svc.goproxy.modules_to_get(caller, repo, proxy_url)
+    may_change = caller.is_admin or repo.owner == caller.user.name
+    context: dict[str, Any] = {}
+    if tab == "overview":
+        proxy_url = f"{str(request.base_url).rstrip('/')}/goproxy"
+        context = await repo_tabs.overview(svc, repo, base_url=str(request.base_url))
+        context.update(
+            modules=await svc.goproxy.modules_to_get(caller, repo, proxy_url),
+            proxy_url=proxy_url,
+            # Whether it has a fetch credential is for those who may change it.
+            has_credential=may_change and await svc.repositories.has_credential(repo.id),
+        )
+    elif tab == "branches":
+        filters = filters or repo_tabs.BranchFilters()
+        context = await repo_tabs.branches(svc, caller, repo, filters)
+    else:
+        context = await repo_tabs.upstream(svc, caller, repo)
     return render(
         request,
         "repo.html",
-        # Whether it has a fetch credential is for those who may change it.
-        has_credential=(caller.is_admin or repo.owner == caller.user.name)
-        and await svc.repositories.has_credential(repo.id),
-        may_set_credential=caller.is_admin or repo.owner == caller.user.name,
+        status_code=status_code,
         user=caller.user,
         repo=repo,
         mirror=mirror,
-        modules=modules,
-        proxy_url=proxy_url,
+        tab=tab,
+        tabs=repo_tabs.TABS,
+        ago=repo_tabs.ago,
+        badge=repo_tabs.badge,
+        may_set_credential=may_change,
         private=repo.visibility != Visibility.public,
+        notice=request.query_params.get("notice"),
+        **context,
+        **extra,
     )
 
 
