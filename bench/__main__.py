@@ -10,7 +10,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from bench import clones, gitserver, goproxy, imports, runner, sandbox, sync
+from bench import branches, clones, gitserver, goproxy, imports, runner, sandbox, sync
 
 SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "runner": ("git runner overhead", runner.run),
@@ -26,6 +26,10 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "goproxy": (
         "Go module proxy: a 210 MB module's zip; list and info with 2,000 tags",
         goproxy.run,
+    ),
+    "branches": (
+        "branch status: ahead/behind, a fetch's parts, sync-status under load",
+        branches.run,
     ),
 }
 
