@@ -67,6 +67,9 @@ class Storage:
         self.tmp_dir = data_dir / "tmp"
         self.runtime_dir = data_dir / "run"
         self.cache_dir = data_dir / "cache"
+        # Branch status's copies of upstreams: `upstreams/ab/cd/{id}.git`, borrowing the
+        # mirror's objects (alternates) and holding only what the upstream adds. Never served.
+        self.upstreams_dir = data_dir / "upstreams"
         self._locks: dict[int, asyncio.Lock] = {}
 
     def prepare(self) -> list[Path]:
@@ -76,7 +79,13 @@ class Storage:
         that are gone (or not named so) are removed, so several processes can share the
         disk. Returns the removed paths. Call at start-up.
         """
-        for directory in (self.repos_dir, self.tmp_dir, self.runtime_dir, self.cache_dir):
+        for directory in (
+            self.repos_dir,
+            self.tmp_dir,
+            self.runtime_dir,
+            self.cache_dir,
+            self.upstreams_dir,
+        ):
             directory.mkdir(parents=True, exist_ok=True)
         orphans = sorted(entry for entry in self.tmp_dir.iterdir() if not _owner_alive(entry))
         for orphan in orphans:
@@ -90,6 +99,32 @@ class Storage:
     def path(self, repository_id: int) -> Path:
         """Where the mirror of repository `repository_id` lives."""
         return self.repos_dir / mirror_relpath(repository_id)
+
+    def upstream_path(self, repository_id: int) -> Path:
+        """Where branch status keeps repository `repository_id`'s upstream branches.
+
+        A bare repository whose `objects/info/alternates` names the mirror's objects, so it
+        stores only the commits the upstream has and the mirror lacks. It is outside
+        `repos/`: nothing that serves a mirror (smart HTTP, the Go proxy, exec,
+        EnsureRevision) can reach its refs or its objects.
+        """
+        return self.upstreams_dir / mirror_relpath(repository_id)
+
+    def place_upstream(self, staged: Path, repository_id: int) -> Path:
+        """Rename a built upstream copy into place, atomically, replacing none."""
+        final = self.upstream_path(repository_id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staged, final)
+        except OSError as exc:
+            raise AlreadyExists(
+                f"the upstream copy of repository {repository_id} already exists on disk"
+            ) from exc
+        return final
+
+    def remove_upstream(self, repository_id: int) -> None:
+        """Delete the upstream copy, if any: renamed into tmp first, so it vanishes at once."""
+        _vanish(self.upstream_path(repository_id), self.workdir(f"{uuid.uuid4().hex}.deleted"))
 
     def exists(self, repository_id: int) -> bool:
         """Whether the mirror of repository `repository_id` is on disk."""
@@ -167,12 +202,12 @@ class Storage:
         return final
 
     def remove(self, repository_id: int) -> None:
-        """Delete a mirror from disk: renamed into tmp first, so it vanishes at once."""
-        final = self.path(repository_id)
-        if final.exists():
-            doomed = self.workdir(f"{uuid.uuid4().hex}.deleted")
-            os.rename(final, doomed)
-            _remove(doomed)
+        """Delete a mirror (and its upstream copy, which borrows its objects) from disk.
+
+        Renamed into tmp first, so it vanishes at once.
+        """
+        self.remove_upstream(repository_id)
+        _vanish(self.path(repository_id), self.workdir(f"{uuid.uuid4().hex}.deleted"))
 
     def size(self, repository_id: int) -> int:
         """Bytes used on disk by a mirror."""
@@ -221,6 +256,12 @@ def _owner_alive(entry: Path) -> bool:
     except PermissionError:
         return True  # someone else's live process
     return True
+
+
+def _vanish(final: Path, doomed: Path) -> None:
+    if final.exists():
+        os.rename(final, doomed)
+        _remove(doomed)
 
 
 def _remove(path: Path) -> None:

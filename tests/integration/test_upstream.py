@@ -83,9 +83,10 @@ async def test_a_mapped_and_globbed_upstream_is_counted_like_rev_list(
         ("release/2", "release/2"),
     }
     master = rows[("master", "master")]
+    copy = services.storage.upstream_path(fork.id)
     assert (
         (master.ahead, master.behind)
-        == counts(mirror, "refs/heads/master", "refs/upstream/master")
+        == counts(copy, "refs/heads/master", "refs/upstream/master")
         == (1, 2)
     )
     assert master.diverged and master.needs_pull and master.needs_push
@@ -94,6 +95,14 @@ async def test_a_mapped_and_globbed_upstream_is_counted_like_rev_list(
         rows[("release/2", "release/2")].missing
         and rows[("release/2", "release/2")].local_sha is None
     )
+    # Nothing of the upstream is in the mirror: no ref, not even its objects (protocol
+    # v2's upload-pack would hand out any object it has by id).
+    assert run("--git-dir", str(mirror), "for-each-ref", "refs/upstream/") == ""
+    assert master.upstream_sha is not None
+    missing = subprocess.run(
+        ["git", "--git-dir", str(mirror), "cat-file", "-e", master.upstream_sha], check=False
+    )
+    assert missing.returncode != 0
     # Hidden from clients: the branch listing shows only refs/heads.
     listed = await services.branches.list_branches(operator(), "acme/fork")
     assert {b.name for b in listed.items} == {"master", "release/1"}

@@ -5,9 +5,14 @@
   (`counts.Counter`) and cached by SHA pair.
 - Upstream: another git URL (checked and pinned by the outbound policy at every
   fetch; its credential sealed and sent only to its origin) or another repodepot
-  repository; the tracked branches (`tracking`) are fetched into `refs/upstream/…`,
-  which clients never see. Each tracked pair's commits and counts are kept in
-  `branch_sync_status` (`store`), so reads answer from the table.
+  repository; the tracked branches (`tracking`) are fetched into `refs/upstream/…` of
+  the repository's upstream copy (`Storage.upstream_path`): a bare repository beside
+  the mirror that borrows the mirror's objects and holds only what the upstream adds.
+  Nothing that serves the mirror reaches it: protocol v2's upload-pack hands out any
+  object it has by id, hidden refs or not, so the upstream's objects (fetched with
+  the owner's token, perhaps) must not be in the mirror at all. Each tracked pair's
+  commits and counts are kept in `branch_sync_status` (`store`), so reads answer from
+  the table.
 - The fetch lists the upstream's tracked branches first (one round trip) and fetches
   only those that moved; nothing moved, nothing fetched. It shares the mirror's lock.
 """
@@ -41,7 +46,7 @@ from repodepot.git.errors import GitError
 from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner
 from repodepot.git.urls import parse_source
 from repodepot.gitserver import schedule
-from repodepot.gitserver.failures import classify, message
+from repodepot.gitserver.failures import FailureKind, classify, message
 from repodepot.outbound import Policy, origin
 from repodepot.repositories import Repositories, RepositoryRecord
 from repodepot.repositories.credentials import check as check_credential
@@ -398,11 +403,8 @@ class Branches:
             await audit.record(
                 session, principal.user.id, "repository.upstream_removed", repo.name, {}
             )
-        path = self._storage.path(repo.id)
-        if path.is_dir():
-            async with self._storage.lock(repo.id):
-                hidden = await commands.ref_heads(self._git, path, tracking.NAMESPACE)
-                await commands.delete_refs(self._git, path, [head.ref for head in hidden])
+        async with self._storage.lock(repo.id):
+            self._storage.remove_upstream(repo.id)
 
     async def track_parents(self, parents: dict[int, int]) -> int:
         """Give each fork (key) its parent (value), a repository here, as upstream.
@@ -627,13 +629,13 @@ class Branches:
         """Recompute the pairs after the mirror's own branches moved (no upstream fetch)."""
         async with self._sessions() as session:
             record = await store.get(session, repository_id)
-        if record is None:
-            return
         path = self._storage.path(repository_id)
-        if not path.is_dir():
-            return
+        copy = self._storage.upstream_path(repository_id)
+        if record is None or not path.is_dir() or not copy.is_dir():
+            return  # nothing fetched yet: the first fetch counts
         specs = tracking.parse(record.branches)
-        pairs = await self._count(repository_id, path, specs)
+        async with self._storage.lock(repository_id):
+            pairs = await self._count(repository_id, path, copy, specs)
         async with self._sessions.begin() as session:
             if await store.get(session, repository_id) is not None:
                 await store.record_pairs(session, repository_id, pairs, now())
@@ -669,12 +671,28 @@ class Branches:
             specs = tracking.parse(record.branches)
             url, credentials, config, local = await self._source(record, sealed, found)
             async with self._storage.lock(repository_id):
-                changed, timings = await self._fetch(path, specs, url, credentials, config, local)
-            pairs = await self._count(repository_id, path, specs)
+                copy = await self._upstream_copy(repository_id, path)
+                changed, timings = await self._fetch(copy, specs, url, credentials, config, local)
+                try:
+                    pairs = await self._count(repository_id, path, copy, specs)
+                except GitError as error:
+                    # Ours, not the network's: a copy that lost objects it borrowed (the
+                    # mirror was cloned again). Start it afresh at the next fetch.
+                    self._storage.remove_upstream(repository_id)
+                    return FetchOutcome(
+                        changed=False,
+                        error=(
+                            "corrupt",
+                            f"the upstream copy was unreadable, fetched afresh "
+                            f"next time: {message(error)}",
+                        ),
+                        fetch_ms=None,
+                    )
         except GitError as error:
-            return FetchOutcome(
-                changed=False, error=(classify(error).value, message(error)), fetch_ms=None
-            )
+            kind = classify(error)
+            if kind is FailureKind.corrupt:
+                self._storage.remove_upstream(repository_id)
+            return FetchOutcome(changed=False, error=(kind.value, message(error)), fetch_ms=None)
         except RepodepotError as error:  # the outbound policy, a deleted upstream repository
             return FetchOutcome(changed=False, error=("other", error.message), fetch_ms=None)
         db_started = time.monotonic()
@@ -720,7 +738,7 @@ class Branches:
     ) -> tuple[bool, dict[str, int]]:
         """List the upstream's tracked branches, fetch those that moved, drop those gone.
 
-        Returns whether a hidden ref moved, and the time by part (trace2).
+        Returns whether an upstream ref moved, and the time by part (trace2).
         """
         repo = path
         listing_started = time.monotonic()
@@ -774,8 +792,9 @@ class Branches:
                 "refs": round(split.refs),
             }
         await commands.delete_refs(self._git, repo, gone)
-        if moved or gone:
-            await commands.write_commit_graph(self._git, repo)
+        # No commit-graph of its own: git falls back to the mirror's (the first object
+        # directory with one), which covers every local commit; the few upstream-only
+        # commits are read from their objects.
         return bool(moved or gone), timings
 
     async def _warm(self, repository_id: int) -> None:
@@ -787,20 +806,45 @@ class Branches:
                         row.local_sha, row.upstream_sha, AheadBehind(row.ahead, row.behind or 0)
                     )
 
+    async def _upstream_copy(self, repository_id: int, mirror: Path) -> Path:
+        """The repository's upstream copy, created (empty, borrowing the mirror's objects)."""
+        copy = self._storage.upstream_path(repository_id)
+        if not copy.is_dir():
+            async with self._storage.building(label=f"upstream-{repository_id}") as staged:
+                await commands.init_bare(self._git, staged, alternate=mirror)
+                self._storage.place_upstream(staged, repository_id)
+        return copy
+
     async def _count(
-        self, repository_id: int, path: Path, specs: list[tracking.Spec]
+        self, repository_id: int, mirror: Path, copy: Path, specs: list[tracking.Spec]
     ) -> list[PairRow]:
-        """Every tracked pair with its commits and counts."""
-        repo = path
+        """Every tracked pair with its commits and counts (in the copy: it has both sides).
+
+        The mirror's branches are copied into the copy's `refs/heads/` first (their
+        objects are the mirror's, borrowed), so one walk there sees both. Call under the
+        mirror's lock.
+        """
         local = {
             head.ref.removeprefix("refs/heads/"): head.sha
-            for head in await commands.ref_heads(self._git, repo, "refs/heads/")
+            for head in await commands.ref_heads(self._git, mirror, "refs/heads/")
         }
         upper = {
             head.ref.removeprefix(tracking.NAMESPACE): head.sha
-            for head in await commands.ref_heads(self._git, repo, tracking.NAMESPACE)
+            for head in await commands.ref_heads(self._git, copy, tracking.NAMESPACE)
         }
         pairs = tracking.pairs(specs, local, upper)
+        tracked = {mine for mine, _ in pairs if mine in local}
+        copied = {
+            head.ref: head.sha for head in await commands.ref_heads(self._git, copy, "refs/heads/")
+        }
+        wanted = {f"refs/heads/{mine}": local[mine] for mine in tracked}
+        await commands.set_refs(
+            self._git,
+            copy,
+            {ref: sha for ref, sha in wanted.items() if copied.get(ref) != sha}
+            | {ref: None for ref in copied if ref not in wanted},
+        )
+        repo = copy
         await self._warm(repository_id)
         complete = [
             Pair(f"refs/heads/{mine}", local[mine], f"{tracking.NAMESPACE}{theirs}", upper[theirs])

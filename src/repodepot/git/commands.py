@@ -96,6 +96,18 @@ async def fetch(
     )
 
 
+async def init_bare(runner: GitRunner, dest: Path, *, alternate: Path | None = None) -> None:
+    """A new empty bare repository at `dest`, borrowing `alternate`'s objects if given.
+
+    `alternate` is another repository's git dir: its objects are read as if they were
+    `dest`'s own (`objects/info/alternates`), so a fetch stores only what is new to both.
+    Raises GitCommandError.
+    """
+    await runner.run(["init", "--quiet", "--bare", "--", str(dest)], cwd=dest.parent)
+    if alternate is not None:
+        (dest / "objects" / "info" / "alternates").write_text(f"{alternate / 'objects'}\n")
+
+
 async def rev_parse(runner: GitRunner, repo: Path, rev: str) -> Sha:
     """The commit `rev` names in `repo`; raises RevisionNotFound."""
     if rev.startswith("-"):
@@ -487,7 +499,17 @@ async def ls_remote_heads(
 
 async def delete_refs(runner: GitRunner, repo: Path, refs: Sequence[str]) -> None:
     """Delete `refs` (full names) in one transaction; raises GitCommandError."""
+    await set_refs(runner, repo, {ref: None for ref in refs})
+
+
+async def set_refs(runner: GitRunner, repo: Path, refs: dict[str, str | None]) -> None:
+    """Point each ref at its commit, or delete it (None), in one transaction.
+
+    Raises GitCommandError (a commit `repo` cannot read among them).
+    """
     if not refs:
         return
-    lines = "".join(f"delete {ref}\n" for ref in refs)
+    lines = "".join(
+        f"delete {ref}\n" if sha is None else f"update {ref} {sha}\n" for ref, sha in refs.items()
+    )
     await runner.run(["update-ref", "--stdin"], git_dir=repo, stdin=lines.encode())

@@ -271,7 +271,7 @@ class GitRunner:
             limit = [self._prlimit, f"--data={max_memory}", "--"]
         if self.sandbox is not None and git_dir is not None and args[0] in SANDBOXED:
             command = [*limit, self.binary, "--no-pager", f"--git-dir={INSIDE}", *args]
-            return self.sandbox.wrap(git_dir, command)
+            return self.sandbox.wrap(git_dir, command, borrowed=_alternates(git_dir))
         die_with_us = die_with_us or args[0] in LONG_RUNNING
         launcher = self._launcher if die_with_us else []
         argv = [*launcher, *limit, self.binary, "--no-pager"]
@@ -569,6 +569,19 @@ async def _feed(process: asyncio.subprocess.Process, chunks: AsyncIterator[bytes
     finally:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             process.stdin.close()
+
+
+def _alternates(git_dir: Path) -> list[Path]:
+    """The object directories `git_dir` borrows from (`objects/info/alternates`), if any.
+
+    Only repodepot writes that file (branch status's upstream copies borrow their
+    mirror's objects); a mirror has none.
+    """
+    try:
+        listed = (git_dir / "objects" / "info" / "alternates").read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [Path(line) for line in listed.splitlines() if line.startswith("/")]
 
 
 def _unsandboxable(detail: str) -> ConfigurationError:

@@ -59,11 +59,17 @@ class Sandbox:
             )
         return cls(bwrap=found, system=tuple(_system_binds(Path("/"))))
 
-    def wrap(self, repo: Path, command: Sequence[str]) -> list[str]:
+    def wrap(
+        self, repo: Path, command: Sequence[str], *, borrowed: Sequence[Path] = ()
+    ) -> list[str]:
         """`command` run inside the sandbox, with `repo` read-only at `/repo` as its cwd.
 
         `command` names the repository as `/repo` (`INSIDE`), never by its own path.
+        `borrowed` are object directories `repo` reads through its alternates (branch
+        status's upstream copies, never a mirror a user reads): bound read-only where
+        the alternates file says they are.
         """
+        borrows = [arg for path in borrowed for arg in ("--ro-bind", str(path), str(path))]
         return [
             self.bwrap,
             "--unshare-all",  # network, PID, IPC, UTS, user, cgroup namespaces
@@ -76,6 +82,7 @@ class Sandbox:
             "--ro-bind",
             str(repo.absolute()),
             INSIDE,
+            *borrows,
             "--chdir",
             INSIDE,
             "--setenv",

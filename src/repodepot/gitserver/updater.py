@@ -154,6 +154,10 @@ class UpdateLoop(BackgroundLoop):
                 # What the repository's page says moves only when refs do (the janitor
                 # re-measures the size after repacking).
                 facts = await mirror.facts(git, path) if before != after else None
+                if fetching and before != after:
+                    # The new commits join the commit-graph now (a small new layer), so
+                    # ahead/behind walks keep their generation numbers between janitor runs.
+                    await commands.write_commit_graph(git, path)
         except GitError as error:
             kind = classify(error)
             recloned = fetching and await self._recloned_if_corrupt(due, kind)
