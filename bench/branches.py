@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pygit2
 
+from bench import fetchsplit
 from bench.common import percentile, plain_git
 from repodepot.branches.counts import Counter, Pair
 from repodepot.git import commands
@@ -284,6 +285,7 @@ async def ahead_behind(commits: int, runs: int = RUNS) -> list[str]:
 
 
 async def run() -> list[str]:
-    lines = await ahead_behind(100_000)
+    lines = ["#### ahead/behind of 10 branches", "", *await ahead_behind(100_000)]
     lines += ["", *await ahead_behind(1_000_000)]
+    lines += ["", "#### a fetch of N new commits, by part", "", *await fetchsplit.run()]
     return lines
