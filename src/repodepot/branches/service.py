@@ -449,10 +449,15 @@ class Branches:
         return changed
 
     async def fetch_now(self, principal: Principal, name: str) -> None:
-        """Ask for a fetch of the upstream now (anyone who may read the repository)."""
+        """Ask for a fetch of the upstream now (anyone who may read the repository).
+
+        At most one per `ensure_fetch_interval` (30 s) whoever asks: asked sooner, it
+        runs that long after the last one.
+        """
         repo = await self._repositories.get(principal, name)
         async with self._sessions.begin() as session:
-            if not await store.request(session, repo.id, now()):
+            gap = self._settings.ensure_fetch_interval
+            if not await store.request(session, repo.id, now(), min_gap=gap):
                 raise NotFound(f"{name!r} has no upstream")
         self._wake()
 
@@ -612,6 +617,7 @@ class Branches:
                 changed=outcome.changed,
                 error=outcome.error,
                 fetch_ms=fetch_ms,
+                min_gap=self._settings.ensure_fetch_interval,
             )
         logger.info(
             "upstream fetch of repository %d: %s",

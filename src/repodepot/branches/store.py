@@ -214,14 +214,23 @@ async def remove(session: AsyncSession, repository_id: int) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def request(session: AsyncSession, repository_id: int, at: datetime) -> bool:
-    """Ask for a fetch now; False when the repository has no upstream."""
-    result = await session.execute(
-        update(UpstreamSync)
-        .where(UpstreamSync.repository_id == repository_id)
-        .values(requested=True, next_fetch_at=at)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+async def request(
+    session: AsyncSession, repository_id: int, at: datetime, *, min_gap: float
+) -> bool:
+    """Ask for a fetch now, or `min_gap` seconds after the last one began if that is later.
+
+    False when the repository has no upstream.
+    """
+    row = await session.get(UpstreamSync, repository_id)
+    if row is None:
+        return False
+    due = at
+    if row.last_fetched_at is not None:
+        due = max(at, row.last_fetched_at + timedelta(seconds=min_gap))
+    row.requested = True
+    row.next_fetch_at = min(row.next_fetch_at, due)
+    await session.flush()
+    return True
 
 
 async def request_dependents(session: AsyncSession, repository_id: int, at: datetime) -> int:
@@ -313,10 +322,11 @@ async def finish(
     changed: bool,
     error: tuple[str, str] | None,
     fetch_ms: dict[str, int] | None,
+    min_gap: float,
 ) -> None:
     """Record a fetch's outcome and the next one's time, and free the lease.
 
-    A "fetch now" asked for while it ran stays asked for.
+    A "fetch now" asked for while it ran stays asked for, due `min_gap` seconds on.
     """
     u = UpstreamSync
     values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "next_fetch_at": next_at}
@@ -336,11 +346,11 @@ async def finish(
     await session.execute(
         update(u).where(u.repository_id == repository_id, u.lease_owner == owner).values(values)
     )
-    # Asked for while it ran: due again now.
+    # Asked for while it ran: due again soon, not at once (no back-to-back fetches).
     await session.execute(
         update(u)
         .where(u.repository_id == repository_id, u.requested == true())
-        .values(next_fetch_at=at)
+        .values(next_fetch_at=at + timedelta(seconds=min_gap))
     )
 
 
