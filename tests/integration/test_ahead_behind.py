@@ -277,13 +277,6 @@ def test_pair_cache_keeps_the_recently_used_and_counts_hits() -> None:
     assert cache.hit_rate == 0.75
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="commands.track_counts gives each branch its base as `branch.X.merge` through the "
-    "environment, but `branch.X.merge` is multi-valued and git takes the first value: one in "
-    "the repository's own config (a clone's tracking setup) wins, so the count is against it",
-)
 async def test_a_repository_s_own_branch_config_does_not_change_the_answer(
     runner: GitRunner, tmp_path: Path
 ) -> None:
@@ -297,13 +290,6 @@ async def test_a_repository_s_own_branch_config_does_not_change_the_answer(
     assert tracked == {"refs/heads/cross/x": want}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="commands.track_counts: for a branch named `HEAD` (refs/heads/HEAD, which a push "
-    "or update-ref can make) git reads `branch.HEAD.*` as the current branch's, so "
-    "%(upstream:track) is empty and the answer is 0/0 instead of the real counts",
-)
 async def test_a_branch_named_head_is_counted_like_any_other(
     runner: GitRunner, tmp_path: Path
 ) -> None:

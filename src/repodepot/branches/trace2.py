@@ -64,6 +64,8 @@ def decompose(lines: Iterable[str], received_at: datetime | None) -> FetchTiming
             event = json.loads(line)
         except ValueError:
             continue
+        if not isinstance(event, dict):
+            continue
         sid = event.get("sid")
         if not isinstance(sid, str):
             continue

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from repodepot.git.errors import RevisionNotFound
+from repodepot.git.errors import GitCommandError, RevisionNotFound
 from repodepot.git.runner import Credentials, GitRunner, StderrSink
 from repodepot.types import Sha
 
@@ -423,7 +423,9 @@ async def track_counts(
     `pairs` are (`refs/heads/X`, base ref): each branch is given its base as upstream
     for this command only (`branch.X.remote=.`, `branch.X.merge=BASE`, through the
     environment, no file written), and `%(upstream:track)` counts both sides with the
-    commit-graph's generation numbers. A branch whose base is missing is None; one whose
+    commit-graph's generation numbers. Where git used another upstream than the one
+    given (the repository's own config wins; a branch named `HEAD`), that pair is
+    counted alone with `rev-list`. A branch whose base is missing is None; one whose
     ref is missing is left out. Raises GitCommandError.
     """
     if not pairs:
@@ -432,17 +434,28 @@ async def track_counts(
     for ref, base in pairs:
         branch = ref.removeprefix("refs/heads/")
         config += [(f"branch.{branch}.remote", "."), (f"branch.{branch}.merge", base)]
-    wanted = {ref for ref, _ in pairs}
+    bases = dict(pairs)
     result = await runner.run(
-        ["for-each-ref", "--format=%(refname)%00%(upstream:track)", "--", *sorted(wanted)],
+        [
+            "for-each-ref",
+            "--format=%(refname)%00%(upstream)%00%(upstream:track)",
+            "--",
+            *sorted(bases),
+        ],
         git_dir=repo,
         config=config,
     )
     counts: dict[str, AheadBehind | None] = {}
+    others: list[str] = []
     for line in result.stdout.decode(errors="replace").splitlines():
-        ref, _, track = line.partition("\0")
-        if ref not in wanted:
+        ref, upstream, track = line.split("\0")
+        if ref not in bases:
             continue  # a ref below a wanted one (`refs/heads/a/b` under `refs/heads/a`)
+        if upstream != bases[ref]:
+            # git took another base: the repository's own `branch.X.merge` (multi-valued,
+            # the first wins), or `branch.HEAD.*` read as the current branch's.
+            others.append(ref)
+            continue
         if track == "[gone]":
             counts[ref] = None
             continue
@@ -452,6 +465,11 @@ async def track_counts(
         ahead = int(found[1] or 0) if found else 0
         behind = int(found[2] or 0) if found else 0
         counts[ref] = AheadBehind(ahead, behind)
+    for ref in others:
+        try:
+            counts[ref] = await rev_list_counts(runner, repo, ref, bases[ref])
+        except GitCommandError:
+            counts[ref] = None  # the base is gone
     return counts
 
 
