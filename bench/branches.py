@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pygit2
 
-from bench import fetchsplit
+from bench import fetchsplit, syncstatus
 from bench.common import percentile, plain_git
 from repodepot.branches.counts import Counter, Pair
 from repodepot.git import commands
@@ -288,4 +288,5 @@ async def run() -> list[str]:
     lines = ["#### ahead/behind of 10 branches", "", *await ahead_behind(100_000)]
     lines += ["", *await ahead_behind(1_000_000)]
     lines += ["", "#### a fetch of N new commits, by part", "", *await fetchsplit.run()]
+    lines += ["", "#### sync-status under load", "", *await syncstatus.run()]
     return lines
