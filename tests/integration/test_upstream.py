@@ -68,6 +68,8 @@ async def test_a_mapped_and_globbed_upstream_is_counted_like_rev_list(
     run("checkout", "-q", "release/1", cwd=work)
     commit(work, "rel 1")
     run("push", "-q", "origin", "release/1", "release/1:release/2", cwd=work)
+    run("tag", "v9", cwd=work)  # a tag in the tracked history: not fetched
+    run("push", "-q", "origin", "v9", cwd=work)
 
     await services.branches.set_upstream(
         operator(), "acme/fork", url=git_server.url("up.git"), branches=["master", "release/*"]
@@ -98,6 +100,7 @@ async def test_a_mapped_and_globbed_upstream_is_counted_like_rev_list(
     # Nothing of the upstream is in the mirror: no ref, not even its objects (protocol
     # v2's upload-pack would hand out any object it has by id).
     assert run("--git-dir", str(mirror), "for-each-ref", "refs/upstream/") == ""
+    assert run("--git-dir", str(copy), "for-each-ref", "refs/tags/") == ""
     assert master.upstream_sha is not None
     missing = subprocess.run(
         ["git", "--git-dir", str(mirror), "cat-file", "-e", master.upstream_sha], check=False

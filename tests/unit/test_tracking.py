@@ -243,3 +243,13 @@ def test_anything_parse_accepts_fetches_only_into_the_hidden_namespace(raw: str)
     for spec in specs:
         assert spec.local.count("*") == spec.upstream.count("*") <= 1
         _assert_hidden(tracking.refspec(spec.upstream.replace("*", "x")))
+
+
+def test_a_bare_string_and_head_are_refused() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        tracking.parse("main")  # a str is an Iterable[str]: refused, not read as m, a, i, n
+    assert refused.value.field == "branches"
+    with pytest.raises(InvalidInput, match="HEAD"):
+        tracking.parse(["HEAD"])
+    with pytest.raises(InvalidInput, match="HEAD"):
+        tracking.parse(["main:HEAD"])

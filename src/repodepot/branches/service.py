@@ -787,6 +787,7 @@ class Branches:
                     config=config,
                     trace2=trace,
                     local_source=local,
+                    follow_tags=False,  # the tracked branches only
                 )
                 lines = await asyncio.to_thread(_read_lines, trace)
             finally:

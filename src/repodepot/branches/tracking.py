@@ -65,6 +65,7 @@ def _check_name(name: str, spec: str) -> None:
         and name.count("*") <= 1
         and all(_PART.fullmatch(part.replace("*", "x")) or part == "*" for part in parts)
         and not any(part.endswith((".lock", ".")) or ".." in part for part in parts)
+        and name != "HEAD"  # git check-ref-format --branch refuses it
     )
     if not ok:
         raise InvalidInput(
@@ -76,6 +77,8 @@ def _check_name(name: str, spec: str) -> None:
 
 def parse(specs: Iterable[str]) -> list[Spec]:
     """The specs, checked; InvalidInput naming `branches` for the first one that is wrong."""
+    if isinstance(specs, str):
+        raise InvalidInput("branches must be a list of strings", field="branches")
     parsed: list[Spec] = []
     for raw in specs:
         if not isinstance(raw, str):

@@ -67,8 +67,11 @@ async def fetch(
     config: Sequence[tuple[str, str]] = (),
     trace2: Path | None = None,
     local_source: bool = False,
+    follow_tags: bool = True,
 ) -> None:
     """Fetch `refspecs` from `url` into `repo`, pruned and atomic: every ref moves or none.
+
+    `follow_tags=False` brings no tag the refspecs do not name (`--no-tags`).
 
     `config` reaches git through the environment (the outbound pins among it); `trace2`
     is a file for git's trace2 events (`GIT_TRACE2_EVENT`); `local_source` lets `url` be
@@ -82,6 +85,7 @@ async def fetch(
             "--atomic",
             "--progress",
             "--no-write-fetch-head",
+            *([] if follow_tags else ["--no-tags"]),
             "--",
             url,
             *refspecs,
