@@ -26,7 +26,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -111,40 +111,16 @@ class UpstreamInfo:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TrackedBranch:
-    """A tracked pair: local branch against upstream branch, as last computed."""
+class TrackedBranch(StatusRow):
+    """A tracked pair as stored, and whether its counts are from before a failed fetch."""
 
-    branch: str
-    upstream_branch: str
-    local_sha: str | None
-    upstream_sha: str | None
-    ahead: int | None
-    behind: int | None
-    needs_pull: bool
-    needs_push: bool
-    diverged: bool
-    missing: bool
-    computed_at: datetime
     stale: bool
     """The last fetch of the upstream failed: these counts are from before it."""
 
     @classmethod
-    def from_row(cls, row: StatusRow, *, stale: bool) -> TrackedBranch:
-        """Build from a stored row."""
-        return cls(
-            branch=row.branch,
-            upstream_branch=row.upstream_branch,
-            local_sha=row.local_sha,
-            upstream_sha=row.upstream_sha,
-            ahead=row.ahead,
-            behind=row.behind,
-            needs_pull=row.needs_pull,
-            needs_push=row.needs_push,
-            diverged=row.diverged,
-            missing=row.missing,
-            computed_at=row.computed_at,
-            stale=stale,
-        )
+    def of(cls, row: StatusRow, *, stale: bool) -> TrackedBranch:
+        """The stored row, marked stale or not."""
+        return cls(**{f.name: getattr(row, f.name) for f in fields(StatusRow)}, stale=stale)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -478,7 +454,7 @@ class Branches:
         stale = record.last_error is not None
         return SyncStatus(
             upstream=self._info(record, upstream_name),
-            branches=[TrackedBranch.from_row(row, stale=stale) for row in rows],
+            branches=[TrackedBranch.of(row, stale=stale) for row in rows],
         )
 
     def _info(self, record: UpstreamRecord, upstream_name: str | None) -> UpstreamInfo:
@@ -524,7 +500,7 @@ class Branches:
             items=[
                 OrgRow(
                     repository=names[row.repository_id],
-                    tracked=TrackedBranch.from_row(row, stale=row.repository_id in failing),
+                    tracked=TrackedBranch.of(row, stale=row.repository_id in failing),
                 )
                 for row in rows
             ],
