@@ -11,6 +11,8 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
+from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -22,6 +24,14 @@ from rich.table import Table
 
 from repodepot import __version__
 from repodepot.accounts import operator
+from repodepot.branches.service import (
+    MAX_PER_PAGE,
+    BranchInfo,
+    FetchOutcome,
+    OrgRow,
+    TrackedBranch,
+    UpstreamInfo,
+)
 from repodepot.client import Client
 from repodepot.codehosts.outcome import SyncOutcome
 from repodepot.db import migrate
@@ -31,6 +41,7 @@ from repodepot.exceptions import RepodepotError
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.goproxy.records import ModuleSummary
 from repodepot.logs import configure_logging
+from repodepot.loops import new_worker_id
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 from repodepot.settings import Settings, load_settings
@@ -60,6 +71,10 @@ credential_app = typer.Typer(
     no_args_is_help=True,
 )
 repos_app.add_typer(credential_app, name="credential")
+upstream_app = typer.Typer(
+    help="A repository's upstream: the branches it tracks, fetched and compared.",
+    no_args_is_help=True,
+)
 codehosts_app = typer.Typer(
     help="Code host connections: where repositories are discovered.", no_args_is_help=True
 )
@@ -71,6 +86,7 @@ for sub, name in (
     (goproxy_app, "goproxy"),
     (codehosts_app, "codehosts"),
     (scheduler_app, "scheduler"),
+    (upstream_app, "upstream"),
 ):
     app.add_typer(sub, name=name)
 
@@ -92,6 +108,21 @@ DataDirOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+FETCH_PARTS = ("network", "pack", "refs", "db")
+
+
+class BranchSort(StrEnum):
+    """How `branches` orders the list."""
+
+    updated = "updated"
+    name = "name"
+
+
+class BranchState(StrEnum):
+    """Which branches `branches` lists."""
+
+    active = "active"
+    stale = "stale"
 
 
 def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
@@ -623,6 +654,318 @@ def goproxy_list(
         if module.moved:
             out.print(f"  moved tags (first content kept): {' '.join(module.moved)}")
         out.print(f"  {line}", highlight=False, soft_wrap=True)
+
+
+# Branch status -------------------------------------------------------------------------------
+
+
+def _when(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%d %H:%M}" if at else "never"
+
+
+@app.command("branches")
+def branches_list(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    q: Annotated[str | None, typer.Option("--q", help="Only branches whose name has this.")] = None,
+    sort: Annotated[
+        BranchSort, typer.Option(help="updated (newest first) or name.")
+    ] = BranchSort.updated,
+    state: Annotated[
+        BranchState | None,
+        typer.Option(help="active, or stale (last commit over 90 days ago)."),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a repository's branches with ahead/behind against its default branch."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> list[BranchInfo]:
+        found: list[BranchInfo] = []
+        page = 1
+        while True:
+            listed = await svc.branches.list_branches(
+                operator(),
+                name,
+                q=q,
+                sort=sort.value,
+                state=state.value if state else None,
+                page=page,
+                per_page=MAX_PER_PAGE,
+            )
+            found += listed.items
+            if page * listed.per_page >= listed.total:
+                return found
+            page += 1
+
+    branches = _run(_with_services(settings, work))
+    if as_json:
+        _print_json([asdict(branch) for branch in branches])
+        return
+    if not branches:
+        out.print(f"{name}: no branches" + (" match" if q or state else ""), highlight=False)
+        return
+    table = Table("branch", "ahead", "behind", "updated", "author", "subject")
+    for branch in branches:
+        table.add_row(
+            f"{branch.name} (default)" if branch.is_default else branch.name,
+            "" if branch.is_default else str(branch.ahead),
+            "" if branch.is_default else str(branch.behind),
+            _when(branch.commit.committed_at),
+            branch.commit.author_name,
+            branch.commit.subject,
+        )
+    out.print(table)
+
+
+@upstream_app.command("set")
+def upstream_set(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    url: Annotated[str | None, typer.Option(help="The upstream's git URL.")] = None,
+    repository: Annotated[
+        str | None, typer.Option(help="Or another repository here, by name.")
+    ] = None,
+    branch: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--branch",
+            help="Repeatable: a branch, a glob (release/*) or LOCAL:UPSTREAM (main:master); "
+            "default: the default branch.",
+        ),
+    ] = None,
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between fetches (at least 60).")
+    ] = None,
+    username: Annotated[str | None, typer.Option(help="The user name sent with the token.")] = None,
+    token_stdin: Annotated[
+        bool, typer.Option("--token-stdin", help="Read the upstream's token from stdin.")
+    ] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Track an upstream: its branches are fetched in the background and compared.
+
+    The token (read from standard input, never an option) is sealed and sent only to
+    the URL's origin.
+    """
+    token = sys.stdin.readline().strip() if token_stdin else None
+    settings = _cli_settings(ctx, data_dir)
+    info = _run(
+        _with_services(
+            settings,
+            lambda svc: svc.branches.set_upstream(
+                operator(),
+                name,
+                url=url,
+                repository=repository,
+                token=token or None,
+                username=username,
+                branches=branch or None,
+                interval=interval,
+            ),
+        )
+    )
+    out.print(
+        f"{name}: upstream {_source(info)}, tracking {', '.join(info.branches)}; "
+        "the running server fetches it within seconds",
+        highlight=False,
+    )
+
+
+def _source(info: UpstreamInfo) -> str:
+    if info.repository is not None:
+        return f"repository {info.repository}"
+    token = " (with a token)" if info.has_token else ""
+    return f"{info.url}{token}"
+
+
+@upstream_app.command("show")
+def upstream_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a repository's upstream, its tracked branches and its last fetch."""
+    settings = _cli_settings(ctx, data_dir)
+    info = _run(_with_services(settings, lambda svc: svc.branches.upstream(operator(), name)))
+    if as_json:
+        _print_json(asdict(info))
+        return
+    for label, value in (
+        ("upstream", _source(info)),
+        ("branches", ", ".join(info.branches)),
+        ("set", "automatically (fork parent)" if info.automatic else "by hand"),
+        ("interval", f"{info.interval_seconds:g} s"),
+        ("last fetch", _when(info.last_fetched_at) + _split(info.last_fetch_ms)),
+        ("next fetch", _when(info.next_fetch_at)),
+    ):
+        out.print(f"{label + ':':<12} {value}", highlight=False)
+    if info.last_error:
+        state = "failing" if info.failing else "failed"
+        out.print(f"{state + ':':<12} {info.error_kind}: {info.last_error}", highlight=False)
+
+
+def _split(fetch_ms: dict[str, int] | None) -> str:
+    if not fetch_ms:
+        return ""
+    parts = ", ".join(f"{part} {fetch_ms.get(part, 0)} ms" for part in FETCH_PARTS)
+    return f" ({parts})"
+
+
+@upstream_app.command("remove")
+def upstream_remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Stop tracking the upstream; its fetched branches and their status go too."""
+    settings = _cli_settings(ctx, data_dir)
+    _run(_with_services(settings, lambda svc: svc.branches.remove_upstream(operator(), name)))
+    out.print(f"{name}: upstream removed", highlight=False)
+
+
+@upstream_app.command("fetch")
+def upstream_fetch(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="Fetch here and now, and print the outcome and its time."),
+    ] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Queue a fetch of the upstream for the running server (or, with --wait, fetch it)."""
+    settings = _cli_settings(ctx, data_dir)
+    if not wait:
+        _run(_with_services(settings, lambda svc: svc.branches.fetch_now(operator(), name)))
+        out.print(f"{name}: upstream fetch queued", highlight=False)
+        return
+
+    async def work(svc: Services) -> FetchOutcome:
+        await svc.branches.upstream(operator(), name)  # NotFound when it has none
+        repo = await svc.repositories.get(operator(), name)
+        owner = new_worker_id()
+        if not await svc.branches.claim_one(owner, repo.id):
+            raise RepodepotError(f"{name!r}: a fetch of its upstream is running; try again soon")
+        return await svc.branches.refresh(owner, repo.id)
+
+    outcome = _run(_with_services(settings, work))
+    if outcome.error is not None:
+        kind, said = outcome.error
+        _fail(RepodepotError(f"{name}: upstream fetch failed ({kind}): {said}"))
+    moved = "branches moved" if outcome.changed else "nothing moved"
+    total = sum((outcome.fetch_ms or {}).values())
+    out.print(f"{name}: fetched, {moved}, {total} ms{_split(outcome.fetch_ms)}", highlight=False)
+
+
+@app.command("sync-status")
+def sync_status(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Argument(help="One repository; without it, every repository.")
+    ] = None,
+    needs_pull: Annotated[
+        bool, typer.Option("--needs-pull", help="Only branches behind their upstream.")
+    ] = False,
+    needs_push: Annotated[
+        bool, typer.Option("--needs-push", help="Only branches ahead of their upstream.")
+    ] = False,
+    diverged: Annotated[bool, typer.Option("--diverged", help="Only both.")] = False,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tracked branches against their upstream: one repository's, or across all."""
+    settings = _cli_settings(ctx, data_dir)
+    wanted = {"needs_pull": needs_pull, "needs_push": needs_push, "diverged": diverged}
+    filters = {key: True for key, on in wanted.items() if on}
+    if name is not None:
+        status = _run(
+            _with_services(settings, lambda svc: svc.branches.sync_status(operator(), name))
+        )
+        rows = [
+            ("", tracked)
+            for tracked in status.branches
+            if all(getattr(tracked, key) for key in filters)
+        ]
+        if as_json:
+            _print_json(
+                {
+                    "upstream": asdict(status.upstream) if status.upstream else None,
+                    "branches": [asdict(tracked) for _, tracked in rows],
+                }
+            )
+            return
+        if status.upstream is None:
+            out.print(f"{name}: no upstream", highlight=False)
+            return
+        info = status.upstream
+        out.print(
+            f"{name}: upstream {_source(info)}, fetched {_when(info.last_fetched_at)}"
+            + (
+                f"; last fetch failed ({info.error_kind}): {info.last_error}"
+                if info.last_error
+                else ""
+            ),
+            highlight=False,
+        )
+    else:
+
+        async def every(svc: Services) -> list[OrgRow]:
+            found: list[OrgRow] = []
+            page = 1
+            while True:
+                listed = await svc.branches.org_status(
+                    operator(), page=page, per_page=MAX_PER_PAGE, **filters
+                )
+                found += listed.items
+                if page * listed.per_page >= listed.total:
+                    return found
+                page += 1
+
+        org = _run(_with_services(settings, every))
+        rows = [(row.repository, row.tracked) for row in org]
+        if as_json:
+            _print_json([{"repository": repo, **asdict(tracked)} for repo, tracked in rows])
+            return
+    if not rows:
+        out.print("no tracked branch matches" if filters else "no tracked branches")
+        return
+    table = Table(
+        *(["repository"] if name is None else []),
+        "branch",
+        "upstream branch",
+        "state",
+        "ahead",
+        "behind",
+        "computed",
+    )
+    for repo, tracked in rows:
+        table.add_row(
+            *([repo] if name is None else []),
+            tracked.branch,
+            tracked.upstream_branch,
+            _pair_state(tracked),
+            "" if tracked.ahead is None else str(tracked.ahead),
+            "" if tracked.behind is None else str(tracked.behind),
+            _when(tracked.computed_at),
+        )
+    out.print(table)
+
+
+def _pair_state(tracked: TrackedBranch) -> str:
+    if tracked.missing:
+        said = "missing upstream" if tracked.upstream_sha is None else "missing here"
+    elif tracked.diverged:
+        said = "diverged"
+    elif tracked.needs_pull:
+        said = f"behind {tracked.behind}"
+    elif tracked.needs_push:
+        said = f"ahead {tracked.ahead}"
+    else:
+        said = "up to date"
+    return f"{said} (stale)" if tracked.stale else said
 
 
 ServerOpt = Annotated[

@@ -529,6 +529,14 @@ class Branches:
                 per_host=self._settings.max_clones_per_host,
             )
 
+    async def claim_one(self, owner: str, repository_id: int) -> bool:
+        """Lease one repository's upstream fetch now, due or not (`upstream fetch --wait`).
+
+        False when a fetcher holds it.
+        """
+        async with self._sessions.begin() as session:
+            return await store.claim_one(session, owner, repository_id, now())
+
     async def renew(self, owner: str, repository_id: int) -> None:
         """Keep a fetch's lease alive."""
         async with self._sessions.begin() as session:

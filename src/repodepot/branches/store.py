@@ -298,6 +298,17 @@ async def claim(
     return taken
 
 
+async def claim_one(session: AsyncSession, owner: str, repository_id: int, at: datetime) -> bool:
+    """Lease repository `repository_id`'s upstream whether due or not; False when leased."""
+    u = UpstreamSync
+    claimed = await session.execute(
+        update(u)
+        .where(u.repository_id == repository_id, _lease_free(at))
+        .values(lease_owner=owner, lease_until=at + LEASE, requested=False)
+    )
+    return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+
+
 async def renew(session: AsyncSession, owner: str, repository_id: int, at: datetime) -> None:
     """Keep a lease alive."""
     await session.execute(
