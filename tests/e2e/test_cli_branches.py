@@ -45,16 +45,13 @@ def run(*args: str, data: Path, check: bool = True, input: str | None = None) ->
 
 async def seed(data: Path, name: str, source: Path) -> Path:
     """Seed repository `name` mirrored from `source`; returns its mirror."""
-    svc = await Services.open(Settings(data_dir=data, **_settings()))
+    settings = Settings(data_dir=data, allowed_schemes=["http"], outbound_allowlist=["127.0.0.1"])
+    svc = await Services.open(settings)
     try:
         record = await seed_mirror(svc, name, source=source, visibility=Visibility.private)
         return svc.storage.path(record.id)
     finally:
         await svc.close()
-
-
-def _settings() -> dict[str, object]:
-    return {"allowed_schemes": ["http"], "outbound_allowlist": ["127.0.0.1"]}
 
 
 @pytest.fixture
