@@ -97,6 +97,16 @@ class Services:
         gitserver = Gitserver(session_factory(worker_engine), box=box, settings=settings)
         reads = Reads(git, storage, gitserver, settings)
         repositories = Repositories(sessions, box=box)
+        branches = Branches(
+            sessions=sessions,
+            repositories=repositories,
+            git=git,
+            storage=storage,
+            box=box,
+            settings=settings,
+        )
+        # A synced fork whose parent is mirrored here tracks it (CLI syncs too).
+        syncer.on_fork_parents = branches.track_parents
         return cls(
             settings=settings,
             engine=engine,
@@ -121,14 +131,7 @@ class Services:
                 reads=reads,
             ),
             history=History(git=git, reads=reads),
-            branches=Branches(
-                sessions=sessions,
-                repositories=repositories,
-                git=git,
-                storage=storage,
-                box=box,
-                settings=settings,
-            ),
+            branches=branches,
         )
 
     async def database_ready(self) -> bool:

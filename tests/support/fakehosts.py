@@ -4,17 +4,21 @@ Only what repository listing uses, answered the way each host documents it:
 
 - GitHub (REST v3, under `/api/v3` as GitHub Enterprise serves it): `GET /user/repos`,
   `/orgs/{org}/repos`, `/repos/{owner}/{repo}`, `/search/repositories` (`{"items": …}`);
+  list items say `fork` but carry no `parent`: only "Get a repository" has the
+  fork's `parent` and `source` (the root of its network), as full repositories;
   `per_page` up to 100, `page`; `Link` with `rel="next"`/`"last"`; `x-ratelimit-limit`,
   `-remaining`, `-used`, `-reset` (UTC epoch seconds), `-resource` on every answer; over
   the limit: 403 `{"message": "API rate limit exceeded …"}` with remaining 0; a
   secondary limit: 403 with `retry-after`; `ETag` and 304 for a matching
   `If-None-Match` (which does not count against the limit); 401 `Bad credentials`.
 - GitLab (REST v4): `GET /projects`, `/groups/{id}/projects`, `/projects/{id}` (ids or
-  URL-encoded paths); `per_page` up to 100; `Link`, `x-next-page`, `x-page`,
-  `x-per-page`, `x-prev-page`, `x-total`, `x-total-pages`; `PRIVATE-TOKEN` or Bearer;
+  URL-encoded paths); a fork has `forked_from_project` (its parent) in lists too;
+  `per_page` up to 100; `Link`, `x-next-page`, `x-page`, `x-per-page`, `x-prev-page`,
+  `x-total`, `x-total-pages`; `PRIVATE-TOKEN` or Bearer;
   429 with `retry-after` and `ratelimit-*` headers; 401 `{"message": "401 Unauthorized"}`.
 - Gitea (API v1): `GET /user/repos`, `/orgs/{org}/repos`, `/repos/search`
-  (`{"ok": true, "data": …}`), `/repos/{owner}/{repo}`; `limit` up to 50, `page`;
+  (`{"ok": true, "data": …}`), `/repos/{owner}/{repo}`; `parent` is the fork's parent
+  repository (null for others) in lists and single answers alike; `limit` up to 50, `page`;
   `Link` and `x-total-count`; `Authorization: token …`; 401.
 
 Faults are queued per host: `fail_next(status)`, `rate_limit_next(reset_in)`,
@@ -65,6 +69,10 @@ class FakeRepo:
     description: str = ""
     default_branch: str = "main"
     clone_url: str | None = None  # else the host's clone base
+    parent: int | None = None  # the id of the repository this one is a fork of
+
+    def __post_init__(self) -> None:
+        self.fork = self.fork or self.parent is not None
 
     @property
     def full_name(self) -> str:
@@ -268,40 +276,60 @@ class FakeHost:
         )
 
     # Serialization, per the hosts' documented fields.
-    def as_json(self, repo: FakeRepo) -> dict[str, Any]:
+    def as_json(self, repo: FakeRepo, *, single: bool = False) -> dict[str, Any]:
+        """`repo` as a list item; `single`: as the one-repository endpoint answers it."""
+        parent = self.repos.get(repo.parent) if repo.parent is not None else None
         if self.kind == "github":
-            return {
-                "id": repo.id,
-                "node_id": f"R_kgDO{repo.id:08d}",
-                "name": repo.name,
-                "full_name": repo.full_name,
-                "owner": {"login": repo.owner, "id": 1, "type": "Organization"},
-                "private": repo.private,
-                "visibility": "private" if repo.private else "public",
-                "html_url": f"{self.url}/{repo.full_name}",
-                "clone_url": repo.clone_url or f"{self.clone_base}/{repo.full_name}.git",
-                "description": repo.description or None,
-                "fork": repo.fork,
-                "archived": repo.archived,
-                "default_branch": repo.default_branch,
-            }
-        if self.kind == "gitlab":
-            body: dict[str, Any] = {
-                "id": repo.id,
-                "name": repo.name,
-                "path": repo.name,
-                "path_with_namespace": repo.full_name,
-                "namespace": {"full_path": repo.owner},
-                "http_url_to_repo": repo.clone_url or f"{self.clone_base}/{repo.full_name}.git",
-                "web_url": f"{self.url}/{repo.full_name}",
-                "description": repo.description or None,
-                "visibility": "private" if repo.private else "public",
-                "archived": repo.archived,
-                "default_branch": repo.default_branch,
-            }
-            if repo.fork:
-                body["forked_from_project"] = {"id": 1}
+            body = self._github_json(repo)
+            if single and parent is not None:
+                source = parent
+                while source.parent is not None and source.parent in self.repos:
+                    source = self.repos[source.parent]
+                body["parent"] = self._github_json(parent)
+                body["source"] = self._github_json(source)
             return body
+        if self.kind == "gitlab":
+            return self._gitlab_json(repo, parent)
+        return self._gitea_json(repo, parent)
+
+    def _github_json(self, repo: FakeRepo) -> dict[str, Any]:
+        return {
+            "id": repo.id,
+            "node_id": f"R_kgDO{repo.id:08d}",
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "owner": {"login": repo.owner, "id": 1, "type": "Organization"},
+            "private": repo.private,
+            "visibility": "private" if repo.private else "public",
+            "html_url": f"{self.url}/{repo.full_name}",
+            "clone_url": repo.clone_url or f"{self.clone_base}/{repo.full_name}.git",
+            "description": repo.description or None,
+            "fork": repo.fork,
+            "archived": repo.archived,
+            "default_branch": repo.default_branch,
+        }
+
+    def _gitlab_json(self, repo: FakeRepo, parent: FakeRepo | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": repo.id,
+            "name": repo.name,
+            "path": repo.name,
+            "path_with_namespace": repo.full_name,
+            "namespace": {"full_path": repo.owner},
+            "http_url_to_repo": repo.clone_url or f"{self.clone_base}/{repo.full_name}.git",
+            "web_url": f"{self.url}/{repo.full_name}",
+            "description": repo.description or None,
+            "visibility": "private" if repo.private else "public",
+            "archived": repo.archived,
+            "default_branch": repo.default_branch,
+        }
+        if parent is not None:
+            body["forked_from_project"] = self._gitlab_json(parent, None)
+        elif repo.fork:  # forked from a project that is not on this fake
+            body["forked_from_project"] = {"id": 1}
+        return body
+
+    def _gitea_json(self, repo: FakeRepo, parent: FakeRepo | None) -> dict[str, Any]:
         return {
             "id": repo.id,
             "name": repo.name,
@@ -313,6 +341,7 @@ class FakeHost:
             "html_url": f"{self.url}/{repo.full_name}",
             "description": repo.description,
             "fork": repo.fork,
+            "parent": None if parent is None else self._gitea_json(parent, None),
             "archived": repo.archived,
             "default_branch": repo.default_branch,
         }
@@ -497,7 +526,7 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
                     key = segments[1]
                     if key.isdigit():
                         repo = host.repos.get(int(key))
-                        return (200, {}, host.as_json(repo)) if repo else None
+                        return (200, {}, host.as_json(repo, single=True)) if repo else None
                     return self._one(repos, key)
             if host.kind == "gitea":
                 if segments == ["user", "repos"]:
@@ -517,7 +546,7 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
         ) -> tuple[int, dict[str, str], Any] | None:
             for repo in repos:
                 if repo.full_name.lower() == full_name.lower():
-                    return 200, {}, host.as_json(repo)
+                    return 200, {}, host.as_json(repo, single=True)
             return None
 
         def _page(

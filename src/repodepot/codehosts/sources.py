@@ -7,12 +7,19 @@ The host's JSON is not trusted to have the documented shape: an item that is not
 object, or lacks a field we key on (id, name, clone URL) or has one of the wrong type
 or over its column's length, fails the listing (MalformedAnswer naming the page and
 the item) rather than the syncer; a description is cut to MAX_DESCRIPTION characters.
+
+A fork names its parent (`parent_external_id`, the host's id of the repository it was
+forked from) where the host's listing says it: GitLab's `forked_from_project` and
+Gitea's `parent` are in every listing. GitHub's list endpoints carry `fork` but no
+`parent` (only "Get a repository" has it), so a GitHub source given a `ParentMemory`
+asks `GET /repos/{owner}/{repo}` for each listed fork it has not resolved before: at
+most one extra call per fork, through the same paced, conditional client.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -27,12 +34,16 @@ from repodepot.codehosts.config import (
     OtherConfig,
     QueryConfig,
 )
-from repodepot.codehosts.http import ApiNotFound, HostApi, MalformedItem
+from repodepot.codehosts.http import ApiNotFound, CodeHostError, HostApi, MalformedItem
 from repodepot.outbound import Origin, origin
 
 MAX_DESCRIPTION = 2000  # characters; GitHub allows 350, GitLab 2000
 MAX_FIELD = 255  # the columns of external ids and branch names
 MAX_URL = 2048
+
+# A connection's forks and what the host said their parent is (None: it named none), by
+# external id; kept by the syncer across syncs, so that a fork is asked about once.
+ParentMemory = dict[str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +58,7 @@ class SourceRepo:
     archived: bool = False
     private: bool = True
     default_branch: str | None = None
+    parent_external_id: str | None = None  # a fork's parent, when the host says which
 
 
 class Source(Protocol):
@@ -95,7 +107,7 @@ class _ApiSource:
                 for repo in page:
                     if repo.external_id not in seen and not excluded(repo, self._exclude):
                         seen.add(repo.external_id)
-                        yield repo
+                        yield await self.completed(repo)
         for path in self.explicit():
             try:
                 repo = await self.api.get(path, self.convert)
@@ -104,7 +116,11 @@ class _ApiSource:
                 continue
             if repo.external_id not in seen and not excluded(repo, self._exclude):
                 seen.add(repo.external_id)
-                yield repo
+                yield await self.completed(repo)
+
+    async def completed(self, repo: SourceRepo) -> SourceRepo:
+        """`repo` with what its listing left out and the kind asks for separately."""
+        return repo
 
     def _items(self, body: Any) -> list[SourceRepo]:
         if not isinstance(body, list):
@@ -177,6 +193,14 @@ class GitHubSource(_QuerySource):
     search_key = "items"
     org = "orgs/{org}/repos?type=all&per_page=100"
 
+    def __init__(
+        self, config: QueryConfig, api: HostApi, parents: ParentMemory | None = None
+    ) -> None:
+        """`parents`: the forks resolved by earlier syncs; None: forks' parents are not asked."""
+        super().__init__(config, api)
+        self._parents = parents
+        self._asking = parents is not None
+
     @staticmethod
     def api_url(config: GitHubConfig) -> str:
         """api.github.com for github.com, `{url}/api/v3` for GitHub Enterprise."""
@@ -196,7 +220,30 @@ class GitHubSource(_QuerySource):
             archived=bool(item.get("archived")),
             private=bool(item.get("private")) or item.get("visibility") == "internal",
             default_branch=_optional(item, "default_branch"),
+            parent_external_id=_parent(item, "parent", "node_id", "id"),
         )
+
+    @override
+    async def completed(self, repo: SourceRepo) -> SourceRepo:
+        """A listed fork with its parent: remembered, or asked of "Get a repository" once."""
+        if not repo.fork or repo.parent_external_id is not None or self._parents is None:
+            return repo
+        if repo.external_id not in self._parents:
+            if not self._asking:
+                return repo
+            try:
+                whole = await self.api.get(f"repos/{quote(repo.name_with_owner)}", self.convert)
+            except ApiNotFound:  # gone since the listing; the next sync asks again
+                return repo
+            except CodeHostError as error:  # the listing stands; the next sync asks again
+                self._asking = False
+                self.warnings.append(
+                    f"the parents of forks were not resolved ({error.message}); "
+                    "the next sync asks again"
+                )
+                return repo
+            self._parents[repo.external_id] = whole.parent_external_id
+        return replace(repo, parent_external_id=self._parents[repo.external_id])
 
 
 class GitLabSource(_ApiSource):
@@ -240,6 +287,7 @@ class GitLabSource(_ApiSource):
             archived=bool(item.get("archived")),
             private=item.get("visibility", "private") != "public",
             default_branch=_optional(item, "default_branch"),
+            parent_external_id=_parent(item, "forked_from_project", "id"),
         )
 
 
@@ -270,6 +318,7 @@ class GiteaSource(_QuerySource):
             archived=bool(item.get("archived")),
             private=bool(item.get("private")) or bool(item.get("internal")),
             default_branch=_optional(item, "default_branch") or None,
+            parent_external_id=_parent(item, "parent", "id"),
         )
 
 
@@ -333,6 +382,17 @@ def _identity(item: Mapping[str, Any], *keys: str) -> str:
     raise MalformedItem(f"a repository without an id ({' or '.join(keys)})")
 
 
+def _parent(item: Mapping[str, Any], key: str, *ids: str) -> str | None:
+    """The host's id of the repository `item[key]` describes; None when there is none."""
+    value = item.get(key)
+    if value is None:
+        return None
+    try:
+        return _identity(_object(value), *ids)
+    except MalformedItem as error:
+        raise MalformedItem(f"{key}: {error}") from None
+
+
 def _description(item: Mapping[str, Any]) -> str:
     value = item.get("description")
     if value is not None and not isinstance(value, str):
@@ -374,13 +434,19 @@ def clone_origins(config: AnyConfig) -> frozenset[Origin]:
     return frozenset({origin(config.url)})
 
 
-def make_source(config: AnyConfig, api: HostApi | None) -> Source:
-    """The source for a connection's configuration."""
+def make_source(
+    config: AnyConfig, api: HostApi | None, parents: ParentMemory | None = None
+) -> Source:
+    """The source for a connection's configuration.
+
+    `parents`: forks resolved before, which a GitHub source reads and adds to; None:
+    a GitHub source makes no call for a fork's parent.
+    """
     if isinstance(config, OtherConfig):
         return OtherSource(config)
     assert api is not None
     if isinstance(config, GitHubConfig):
-        return GitHubSource(config, api)
+        return GitHubSource(config, api, parents)
     if isinstance(config, GitLabConfig):
         return GitLabSource(config, api)
     return GiteaSource(config, api)

@@ -11,6 +11,12 @@ host (`planner`, pure) and applies it (`store`), in a single transaction:
 - `max_repos_per_site`: a sync that would exceed it changes nothing, and a listing
   longer than it is stopped there (a host can list without end) and applies nothing.
 
+After the write, each listed fork whose parent is a live repository here, from the
+same host, is handed with it to `on_fork_parents` (the composition root sets it to
+the branch status service, which makes the parent the fork's upstream): one query
+for the ids, whatever the number of forks. The parents GitHub needs a call each for
+are remembered per connection (`ParentMemory`), so a fork costs one call per process.
+
 A sync runs under the connection's lease (a row in `code_hosts`), so one sync of a
 connection runs at a time across processes; `loop.SyncLoop` starts them.
 """
@@ -21,6 +27,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -32,7 +39,7 @@ from repodepot.codehosts.config import OtherConfig
 from repodepot.codehosts.http import ApiLimits, CachedPage, CodeHostError, HostApi, ListingTooLong
 from repodepot.codehosts.outcome import SyncOutcome
 from repodepot.codehosts.planner import Connection, listing_digest
-from repodepot.codehosts.sources import SourceRepo, api_settings, make_source
+from repodepot.codehosts.sources import ParentMemory, SourceRepo, api_settings, make_source
 from repodepot.db.models import SyncStatus
 from repodepot.exceptions import AlreadyExists, InvalidInput
 from repodepot.loops import new_worker_id, renewing
@@ -46,6 +53,9 @@ logger = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 # However unchanged a listing, the table is diffed against it at least this often.
 FULL_DIFF_EVERY = timedelta(hours=1)
+
+# Told {fork repository id: parent repository id} after each sync that listed forks.
+ForkParents = Callable[[dict[int, int]], Awaitable[object]]
 
 
 class Syncer:
@@ -64,6 +74,8 @@ class Syncer:
         self._settings = settings
         self._slots = site_slots or asyncio.Semaphore(settings.codehost_max_concurrent_requests)
         self._caches: dict[str, dict[str, CachedPage]] = {}
+        self._parents: dict[int, ParentMemory] = {}  # by connection id
+        self.on_fork_parents: ForkParents | None = None
         self._purge = planner.Purge(
             minimum=settings.sync_purge_threshold_min,
             percent=settings.sync_purge_threshold_percent,
@@ -118,8 +130,40 @@ class Syncer:
             )
             async with self._sessions.begin() as session:
                 await self._record(session, host_id, started, outcome)
+        if connection is not None:
+            await self._fork_parents(connection, listed)
         _log(host_id, outcome)
         return outcome
+
+    async def _fork_parents(self, connection: Connection, listed: dict[str, SourceRepo]) -> None:
+        """Tell `on_fork_parents` which listed forks have their parent here (both live)."""
+        named = {
+            repo.external_id: repo.parent_external_id
+            for repo in listed.values()
+            if repo.parent_external_id is not None
+        }
+        if not named or self.on_fork_parents is None:
+            return
+        if not self._settings.upstream_from_fork_parent:
+            return
+        kind, host = connection.identity
+        try:
+            async with self._sessions() as session:
+                ids = await synced.live_ids_of(
+                    session, kind=kind, host=host, external_ids=[*named, *named.values()]
+                )
+            parents = {
+                ids[fork]: ids[parent]
+                for fork, parent in named.items()
+                if fork in ids and parent in ids
+            }
+            if parents:
+                await self.on_fork_parents(parents)
+        except Exception:  # the sync is recorded; the next one tells them again
+            logger.exception(
+                "forks' parents were not tracked",
+                extra={"action": "codehost.fork_parents", "code_host_id": connection.id},
+            )
 
     async def _list(self, connection: Connection, outcome: SyncOutcome) -> dict[str, SourceRepo]:
         listed: dict[str, SourceRepo] = {}
@@ -135,7 +179,9 @@ class Syncer:
                 cache=self._caches.setdefault(connection.fingerprint, {}),
                 what=f"{connection.kind.value} connection {connection.name!r}",
             )
-        source = make_source(connection.config, api)
+        parents = self._parents.setdefault(connection.id, {})
+        wanted = self._settings.upstream_from_fork_parent
+        source = make_source(connection.config, api, parents if wanted else None)
         limit = self._settings.max_repos_per_site
         try:
             async for repo in source.list_repos():
@@ -150,6 +196,10 @@ class Syncer:
             raise
         except CodeHostError as error:
             outcome.status, outcome.error = SyncStatus.failed, error.message
+        else:  # a complete listing: forget the forks it no longer has
+            self._parents[connection.id] = {
+                key: parent for key, parent in parents.items() if key in listed
+            }
         finally:
             outcome.warnings.extend(source.warnings)
             if api is not None:

@@ -131,6 +131,24 @@ async def rows_of_connection(
     return [SyncedRow.from_row(row) for row in await session.execute(statement)]
 
 
+async def live_ids_of(
+    session: AsyncSession, *, kind: str, host: str, external_ids: Sequence[str]
+) -> dict[str, int]:
+    """The live repositories a host (`kind`, `host`) knows by one of `external_ids`: id by it."""
+    found: dict[str, int] = {}
+    for batch in chunks(sorted(set(external_ids))):
+        rows = await session.execute(
+            select(_REPOS.c.external_id, _REPOS.c.id).where(
+                _REPOS.c.external_kind == kind,
+                _REPOS.c.external_host == host,
+                _REPOS.c.external_id.in_(batch),
+                _REPOS.c.deleted_at.is_(None),
+            )
+        )
+        found.update({external_id: key for external_id, key in rows})
+    return found
+
+
 async def holders_of(session: AsyncSession, names: Sequence[str]) -> list[Holder]:
     """The repositories, live or soft-deleted, that have one of `names`."""
     found: list[Holder] = []
