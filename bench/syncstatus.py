@@ -46,6 +46,8 @@ ROUNDS = 5
 CLIENTS = 100
 REQUESTS = 4_000
 SEQUENTIAL = 500
+PAUSED = 2_000
+PAUSE = 1.0  # seconds a user reads the page before the next request
 P95_MS, P99_MS = 100.0, 200.0
 REAL_SPEC = Spec(commits=2_000, branches=PAIRS - 1, branch_commits=5, files=50)
 TRACKED = ["main", "branch-*"]
@@ -195,9 +197,17 @@ class Connection:
 
 
 async def _load(
-    port: int, paths: Callable[[random.Random], str], *, clients: int, requests: int = REQUESTS
+    port: int,
+    paths: Callable[[random.Random], str],
+    *,
+    clients: int,
+    requests: int = REQUESTS,
+    pause: float = 0.0,
 ) -> tuple[list[float], float]:
-    """`requests` GETs by `clients` clients at once; their latencies and the rate."""
+    """`requests` GETs by `clients` clients at once; their latencies and the rate.
+
+    Each client waits between 0.5 and 1.5 times `pause` seconds between its requests.
+    """
     samples: list[float] = []
     remaining = requests
 
@@ -214,6 +224,8 @@ async def _load(
                 samples.append(time.perf_counter() - started)
                 if status != 200:
                     raise AssertionError(f"{path}: {status} {body[:300]!r}")
+                if pause:
+                    await asyncio.sleep(pause * rng.uniform(0.5, 1.5))
         finally:
             connection.close()
 
@@ -299,10 +311,19 @@ async def run() -> list[str]:
                         server.port, health, clients=CLIENTS
                     ),
                 }
+                quiet = (
+                    f"`GET /api/repos/{{name}}/sync-status`, {CLIENTS} clients, pausing, no fetch"
+                )
+                rows[quiet] = await _load(
+                    server.port, status, clients=CLIENTS, requests=PAUSED, pause=PAUSE
+                )
                 asked: list[int] = []
                 churn = asyncio.create_task(_churn(http, server.url, served, real, asked))
-                rows[f"**`GET /api/repos/{{name}}/sync-status`, {CLIENTS} clients**"] = await _load(
-                    server.port, status, clients=CLIENTS
+                busy = f"**`GET /api/repos/{{name}}/sync-status`, {CLIENTS} clients**"
+                rows[busy] = await _load(server.port, status, clients=CLIENTS)
+                paused = f"**`GET /api/repos/{{name}}/sync-status`, {CLIENTS} clients, pausing**"
+                rows[paused] = await _load(
+                    server.port, status, clients=CLIENTS, requests=PAUSED, pause=PAUSE
                 )
                 churn.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -337,8 +358,9 @@ def _table(
     lines = [
         f"{REPOS:,} repositories with an upstream and {PAIRS} tracked pairs each, plus {REAL} "
         f"real mirrors fetching their real upstreams; `repodepot serve` (SQLite) in its own "
-        f"process; clients on keep-alive connections, no pause between requests, random "
-        f"repositories; {SEQUENTIAL} requests for 1 client, {REQUESTS:,} for {CLIENTS}.",
+        f"process; clients on keep-alive connections, random repositories, no pause between "
+        f"requests unless said (pausing: {PAUSE:g} s ± 50%, users reading the page); "
+        f"{SEQUENTIAL} requests for 1 client, {REQUESTS:,} for {CLIENTS} ({PAUSED:,} pausing).",
         "",
         "| request | p50 / p95 / p99 ms | requests/s | ratio (p50) | target |",
         "|---|---|---|---|---|",
@@ -358,7 +380,7 @@ def _table(
     return [
         *lines,
         "",
-        f"During the {CLIENTS}-client sync-status row, {asked} upstream fetches were asked for "
+        f"During the bold rows, {asked} upstream fetches were asked for "
         "(one a second, each after moving an upstream branch): " + "; ".join(fetched) + ".",
         "",
         f"Pair cache over {ROUNDS + 1} refreshes of {REAL} real mirrors (the first cold, each "
