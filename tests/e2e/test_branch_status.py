@@ -1,0 +1,458 @@
+"""Branch status through the real app, on SQLite and PostgreSQL, against real git.
+
+Branches against the default branch, upstreams set through the API and fetched by the
+background loop from a loopback git server, the org-wide list, and the wall around the
+hidden upstream namespace (smart HTTP, the Go proxy, EnsureRevision). Every count is
+compared with `git rev-list --left-right --count` on the same two commits, computed in
+a scratch repository that fetched both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from repodepot.db.base import Base
+from repodepot.db.models import AuditEntry, Visibility
+from repodepot.services import Services
+from repodepot.settings import Settings
+from tests.support.branchstatus import advance, pair_counts, rev_list, upstream_of
+from tests.support.eventually import eventually
+from tests.support.githttp import GitHttpServer
+from tests.support.history_repo import T0, build, commit, run_git
+from tests.support.repogen import Spec, git
+from tests.support.seed import seed_mirror
+
+Json = dict[str, Any]
+TOKEN = "glpat-upstream-secret-0123456789abcdef"
+URL_TOKEN = "ghp_in-the-url-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # Each "fetch now" runs at once (the 30 s floor between fetches is tested elsewhere).
+    return settings.model_copy(update={"ensure_fetch_interval": 0.0})
+
+
+async def _member(client: httpx.AsyncClient, admin: dict[str, str], name: str) -> dict[str, str]:
+    created = await client.post("/api/users", json={"name": name}, headers=admin)
+    assert created.status_code == 201, created.text
+    token = await client.post("/api/tokens", json={"user": name, "name": "t"}, headers=admin)
+    assert token.status_code == 201, token.text
+    return {"Authorization": f"Bearer {token.json()['token']}"}
+
+
+async def _user_id(services: Services, name: str) -> int:
+    return (await services.accounts.get_user(name)).id
+
+
+def heads(repo: Path) -> dict[str, str]:
+    out = git(
+        "--git-dir",
+        str(repo),
+        "for-each-ref",
+        "--format=%(refname:lstrip=2) %(objectname)",
+        "refs/heads/",
+    )
+    return dict(line.split() for line in out.splitlines())
+
+
+def shapes(work: Path) -> None:
+    """Branches of every shape against main: merges, criss-cross, orphan, equal, recent."""
+    run_git(work, "checkout", "-q", "-b", "topic/old", "main~6")
+    commit(work, "old topic", when=T0 + 800_000)
+    run_git(work, "checkout", "-q", "-b", "merger", "main~8")
+    commit(work, "before merge", when=T0 + 810_000)
+    run_git(work, "merge", "-q", "--no-ff", "-s", "ours", "-m", "merge feature", "feature")
+    run_git(work, "checkout", "-q", "-b", "cc1", "main~10")
+    x = commit(work, "x", when=T0 + 820_000)
+    run_git(work, "checkout", "-q", "-b", "cc2", "main~10")
+    y = commit(work, "y", when=T0 + 821_000)
+    run_git(work, "checkout", "-q", "cc1")
+    run_git(work, "merge", "-q", "--no-ff", "-s", "ours", "-m", "cc1 takes y", y)
+    run_git(work, "checkout", "-q", "cc2")
+    run_git(work, "merge", "-q", "--no-ff", "-s", "ours", "-m", "cc2 takes x", x)
+    run_git(work, "checkout", "-q", "--orphan", "orphan")
+    commit(work, "unrelated", when=T0 + 830_000)
+    run_git(work, "checkout", "-q", "-b", "topic/new", "main~2")
+    commit(work, "fresh work", when=int(time.time()) - 3600)
+    run_git(work, "checkout", "-q", "main")
+    run_git(work, "branch", "equal", "main")
+
+
+async def test_branches_are_counted_like_rev_list_filtered_sorted_and_paged(
+    app_services: Services,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    work = build(tmp_path / "work")
+    shapes(work)
+    bob = await _member(client, admin_headers, "bob")
+    await _member(client, admin_headers, "alice")
+    alice = await _user_id(app_services, "alice")
+    record = await seed_mirror(app_services, "alice/app", source=work, owner_id=alice)
+    mirror = app_services.storage.path(record.id)
+    url = "/api/repos/alice/app/branches"
+
+    answer = await client.get(url, params={"per_page": 100}, headers=admin_headers)
+    assert answer.status_code == 200, answer.text
+    page = answer.json()
+    expected = heads(mirror)
+    assert page["total"] == len(expected) == len(page["items"])
+    assert page["items"][0]["name"] == "main" and page["items"][0]["is_default"]
+    for item in page["items"]:
+        counted = rev_list(mirror, f"refs/heads/{item['name']}", "refs/heads/main")
+        assert (item["ahead"], item["behind"]) == counted, item["name"]
+        assert item["commit"]["sha"] == expected[item["name"]]
+        assert item["is_default"] == (item["name"] == "main")
+    by_name = {item["name"]: item for item in page["items"]}
+    assert (by_name["equal"]["ahead"], by_name["equal"]["behind"]) == (0, 0)
+    assert by_name["orphan"]["ahead"] == 1 and by_name["orphan"]["behind"] == 25
+    assert by_name["topic/new"]["commit"]["subject"] == "fresh work"
+    updated = [item["commit"]["committed_at"] for item in page["items"][1:]]
+    assert updated == sorted(updated, reverse=True)  # newest first after the default
+
+    paged: list[str] = []
+    for number in range(1, 6):
+        one = await client.get(url, params={"per_page": 2, "page": number}, headers=admin_headers)
+        assert one.json()["total"] == len(expected)
+        paged += [item["name"] for item in one.json()["items"]]
+    assert paged == [item["name"] for item in page["items"]]
+
+    async def names(**params: Any) -> list[str]:
+        listed = await client.get(url, params=params, headers=admin_headers)
+        assert listed.status_code == 200, listed.text
+        return [item["name"] for item in listed.json()["items"]]
+
+    assert await names(sort="name", per_page=100) == ["main", *sorted(set(expected) - {"main"})]
+    assert await names(q="TOPIC", sort="name") == ["topic/new", "topic/old"]
+    assert await names(state="active") == ["main", "topic/new"]  # the default always
+    assert "topic/new" not in await names(state="stale", per_page=100)
+    assert (
+        await client.get(url, params={"sort": "size"}, headers=admin_headers)
+    ).status_code == 422
+
+    assert (await client.get(url, headers=bob)).status_code == 404  # alice's private one
+    await seed_mirror(app_services, "acme/empty", spec=Spec(commits=0))
+    empty = await client.get("/api/repos/acme/empty/branches", headers=admin_headers)
+    assert empty.status_code == 200, empty.text
+    assert (empty.json()["items"], empty.json()["total"]) == ([], 0)
+
+
+@pytest.fixture
+def served(tmp_path: Path, git_root: Path) -> tuple[Path, Path]:
+    """A fork's work tree `fork` and its upstream `up.git` (served), both at the same history."""
+    work = build(tmp_path / "fork")
+    upstream_of(work, git_root / "up.git")
+    return work, git_root / "up.git"
+
+
+async def test_put_upstream_refuses_what_it_must_naming_the_field(
+    app_services: Services,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    git_server: GitHttpServer,
+    served: tuple[Path, Path],
+) -> None:
+    work, _ = served
+    bob = await _member(client, admin_headers, "bob")
+    await _member(client, admin_headers, "alice")
+    alice = await _user_id(app_services, "alice")
+    await seed_mirror(
+        app_services, "alice/open", source=work, owner_id=alice, visibility=Visibility.public
+    )
+    await seed_mirror(app_services, "alice/closed", source=work, owner_id=alice)
+    url = "/api/repos/alice/open/upstream"
+    good = git_server.url("up.git")
+    refusals = [
+        ({"url": "file:///etc/passwd"}, "url"),
+        ({"url": "ext::sh -c touch% /tmp/pwned"}, "url"),
+        ({"url": "http://10.0.0.1/x.git"}, "url"),
+        ({"url": "http://169.254.169.254/latest.git"}, "url"),
+        ({"url": good, "repository": "alice/closed"}, "url"),
+        ({}, "url"),
+        ({"url": good, "branches": ["a:*"]}, "branches"),
+        ({"url": good, "branches": ["HEAD"]}, "branches"),
+        ({"url": good, "branches": ["bad..name"]}, "branches"),
+        ({"url": good, "branches": [""]}, "branches"),
+        ({"url": good, "interval": 5}, "interval"),
+        ({"repository": "alice/open"}, "repository"),
+        ({"repository": "alice/closed", "token": "x"}, "token"),
+    ]
+    for body, field in refusals:
+        answer = await client.put(url, json=body, headers=admin_headers)
+        assert answer.status_code == 422, (body, answer.text)
+        error = answer.json()["error"]
+        assert error["field"] == field or field in error["message"], (body, error)
+    shown = await client.get(url, headers=admin_headers)
+    assert shown.status_code == 404  # nothing was kept from a refused request
+
+    as_bob = await client.put(url, json={"url": good}, headers=bob)
+    assert as_bob.status_code == 403, as_bob.text
+    hidden = await client.put("/api/repos/alice/closed/upstream", json={"url": good}, headers=bob)
+    assert hidden.status_code == 404
+    assert (await client.delete(url, headers=bob)).status_code == 403
+    assert (await client.get(url, headers=bob)).status_code == 404  # none yet, and readable
+
+
+async def wait_fetch(
+    client: httpx.AsyncClient,
+    name: str,
+    headers: dict[str, str],
+    expect: Callable[[Json], object] = lambda status: None,
+    *,
+    failed: bool = False,
+) -> Json:
+    """Ask for a fetch of `name`'s upstream; wait for the loop to answer as `expect` says.
+
+    A fetch that began before the change it should see ends first and answers the old
+    state; the one asked for meanwhile follows it, so this waits on the state itself.
+    """
+    asked = await client.post(f"/api/repos/{name}/upstream/fetch", headers=headers)
+    assert asked.status_code == 202, asked.text
+
+    async def done() -> Json:
+        status: Json = (await client.get(f"/api/repos/{name}/sync-status", headers=headers)).json()
+        upstream = status["upstream"]
+        if failed:
+            assert upstream["error_kind"] is not None, upstream
+        else:
+            assert upstream["last_error"] is None, upstream
+            assert upstream["last_fetched_at"] is not None, upstream
+        expect(status)
+        return status
+
+    return await eventually(done, timeout=60, interval=0.1)
+
+
+def by_pair(status: Json) -> dict[tuple[str, str], Json]:
+    return {(row["branch"], row["upstream_branch"]): row for row in status["branches"]}
+
+
+def assert_counted(
+    rows: dict[tuple[str, str], Json], scratch: Path, mirror: Path, upstream: Path
+) -> None:
+    """Each pair's commits are both sides' heads now, and its counts rev-list's."""
+    local, upper = heads(mirror), heads(upstream)
+    for (mine, theirs), row in rows.items():
+        assert (row["local_sha"], row["upstream_sha"]) == (local.get(mine), upper.get(theirs))
+        assert row["missing"] == (mine not in local or theirs not in upper)
+        if row["missing"]:
+            continue
+        counted = pair_counts(scratch, mirror, mine, upstream, theirs)
+        assert (row["ahead"], row["behind"]) == counted, (mine, theirs)
+        assert row["needs_push"] == (counted[0] > 0) and row["needs_pull"] == (counted[1] > 0)
+        assert row["diverged"] == (counted[0] > 0 and counted[1] > 0)
+
+
+async def test_tracking_through_force_push_deletion_and_an_unreachable_upstream(
+    app_services: Services,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    git_root: Path,
+    tmp_path: Path,
+) -> None:
+    work = build(tmp_path / "fork")
+    run_git(work, "branch", "release/1", "main~3")
+    run_git(work, "branch", "release/2", "main~5")
+    record = await seed_mirror(app_services, "acme/fork", source=work)
+    mirror = app_services.storage.path(record.id)
+    # The upstream calls its main `master`; it moved on master and release/1.
+    run_git(work, "branch", "-m", "main", "master")
+    upstream = git_root / "up.git"
+    upstream_of(work, upstream)
+    advance(work, "master", 2, "upstream master")
+    advance(work, "release/1", 1, "upstream release", start=10)
+    run_git(work, "push", "-q", "origin", "master", "release/1")
+    scratch = tmp_path / "scratch.git"
+    server = GitHttpServer(git_root).__enter__()
+    try:
+        body = {"url": server.url("up.git"), "branches": ["main:master", "release/*"]}
+        put = await client.put("/api/repos/acme/fork/upstream", json=body, headers=admin_headers)
+        assert put.status_code == 200, put.text
+        assert put.json()["branches"] == ["main:master", "release/*"]
+
+        def counted(status: Json) -> None:
+            assert set(by_pair(status)) == {
+                ("main", "master"),
+                ("release/1", "release/1"),
+                ("release/2", "release/2"),
+            }
+            assert_counted(by_pair(status), scratch, mirror, upstream)
+
+        status = await wait_fetch(client, "acme/fork", admin_headers, counted)
+        rows = by_pair(status)
+        assert (rows[("main", "master")]["behind"], rows[("release/1", "release/1")]["behind"]) == (
+            2,
+            1,
+        )
+        assert not any(row["stale"] or row["missing"] for row in rows.values())
+        assert set(status["upstream"]["last_fetch_ms"]) == {"network", "pack", "refs", "db"}
+
+        # Force-push: upstream master rewritten under the fork's main → diverged.
+        run_git(work, "checkout", "-q", "master")
+        run_git(work, "reset", "-q", "--hard", "master~3")
+        commit(work, "rewritten upstream", when=T0 + 700_000)
+        run_git(work, "push", "-q", "-f", "origin", "master")
+        rows = by_pair(await wait_fetch(client, "acme/fork", admin_headers, counted))
+        main = rows[("main", "master")]
+        assert main["diverged"] and main["needs_pull"] and main["needs_push"]
+
+        # A branch deleted upstream: its pair stays, marked missing.
+        run_git(work, "push", "-q", "origin", ":release/1")
+        rows = by_pair(await wait_fetch(client, "acme/fork", admin_headers, counted))
+        gone = rows[("release/1", "release/1")]
+        assert gone["missing"] and gone["upstream_sha"] is None
+        assert gone["local_sha"] == heads(mirror)["release/1"]
+        kept = {pair: (row["ahead"], row["behind"]) for pair, row in rows.items()}
+    finally:
+        server.__exit__(None, None, None)
+
+    # Unreachable: a typed error, the old counts kept and marked stale.
+    failed = await wait_fetch(client, "acme/fork", admin_headers, failed=True)
+    assert failed["upstream"]["error_kind"] in {"network", "timeout", "unreachable"}, failed
+    assert failed["upstream"]["last_error"]
+    rows = by_pair(failed)
+    assert {pair: (row["ahead"], row["behind"]) for pair, row in rows.items()} == kept
+    assert all(row["stale"] for row in rows.values())
+    behind = await client.get("/api/sync-status", headers=admin_headers)
+    assert all(row["stale"] for row in behind.json()["items"])
+
+
+async def test_an_upstream_that_is_another_repository_here_is_fetched_from_its_mirror(
+    app_services: Services,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    origin_work = build(tmp_path / "origin")
+    fork_work = tmp_path / "fork"
+    git("clone", "-q", str(origin_work), str(fork_work))
+    commit(fork_work, "fork only", when=T0 + 600_000)
+    advance(origin_work, "main", 3, "origin moves")
+    origin = await seed_mirror(app_services, "acme/origin", source=origin_work)
+    fork = await seed_mirror(app_services, "acme/fork", source=fork_work)
+    put = await client.put(
+        "/api/repos/acme/fork/upstream", json={"repository": "acme/origin"}, headers=admin_headers
+    )
+    assert put.status_code == 200, put.text
+    assert (put.json()["repository"], put.json()["url"], put.json()["branches"]) == (
+        "acme/origin",
+        None,
+        ["main"],
+    )
+    rows = by_pair(
+        await wait_fetch(
+            client,
+            "acme/fork",
+            admin_headers,
+            lambda status: assert_counted(
+                by_pair(status),
+                tmp_path / "scratch.git",
+                app_services.storage.path(fork.id),
+                app_services.storage.path(origin.id),
+            ),
+        )
+    )
+    assert (rows[("main", "main")]["ahead"], rows[("main", "main")]["behind"]) == (1, 3)
+
+
+def dump_database(services: Services) -> Any:
+    async def dump() -> str:
+        found = []
+        async with services.sessions() as session:
+            for table in Base.metadata.sorted_tables:
+                found += [repr(row) for row in (await session.execute(select(table))).all()]
+        return "\n".join(found)
+
+    return dump()
+
+
+async def test_a_private_upstream_token_is_used_and_never_shown_stored_or_logged(
+    app_services: Services,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    git_root: Path,
+    tmp_path: Path,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    work = build(tmp_path / "fork")
+    record = await seed_mirror(app_services, "acme/fork", source=work)
+    await seed_mirror(app_services, "acme/other", source=work)
+    upstream_of(work, git_root / "up.git")
+    advance(work, "main", 2, "private upstream")
+    run_git(work, "push", "-q", "origin", "main")
+    answers: list[str] = []
+    with (
+        GitHttpServer(git_root, auth=("bot", TOKEN)) as server,
+        GitHttpServer(git_root, auth=("bot", URL_TOKEN)) as second,
+    ):
+        url = server.url("up.git")
+        put = await client.put(
+            "/api/repos/acme/fork/upstream",
+            json={"url": url, "token": TOKEN, "username": "bot"},
+            headers=admin_headers,
+        )
+        assert put.status_code == 200, put.text
+        assert (put.json()["url"], put.json()["has_token"]) == (url, True)
+        status = await wait_fetch(
+            client, "acme/fork", admin_headers, lambda s: by_pair(s)[("main", "main")]
+        )
+        assert by_pair(status)[("main", "main")]["behind"] == 2  # the token was used
+        assert (
+            by_pair(status)[("main", "main")]["upstream_sha"]
+            == git("-C", str(work), "rev-parse", "main").strip()
+        )
+        # A token inside the URL is taken out of it and kept like the other.
+        second_url = second.url("up.git")
+        in_url = second.url("up.git", userinfo=f"bot:{URL_TOKEN}")
+        other = await client.put(
+            "/api/repos/acme/other/upstream", json={"url": in_url}, headers=admin_headers
+        )
+        assert other.status_code == 200, other.text
+        assert (other.json()["url"], other.json()["has_token"]) == (second.url("up.git"), True)
+        fetched = await wait_fetch(
+            client, "acme/other", admin_headers, lambda s: by_pair(s)[("main", "main")]
+        )
+        assert by_pair(fetched)[("main", "main")]["behind"] == 2
+        for path in (
+            "/api/repos/acme/fork/upstream",
+            "/api/repos/acme/fork/sync-status",
+            "/api/repos/acme/other/upstream",
+            "/api/sync-status",
+            "/api/repos/acme/fork/branches",
+        ):
+            answers.append((await client.get(path, headers=admin_headers)).text)
+        assert any(code == 401 for _, _, code in server.requests)  # it does ask for one
+    answers += [put.text, other.text]
+    async with app_services.sessions() as session:
+        audit = (await session.scalars(select(AuditEntry))).all()
+    audited = [json.loads(entry.details) for entry in audit if "upstream" in entry.action]
+    assert len(audited) == 2 and audited[0]["token"] is True and audited[1]["url"] == second_url
+    database = await dump_database(app_services)
+    assert url in database and second_url in database
+    raw = b""
+    if settings.database_url and settings.database_url.startswith("sqlite"):
+        for file in settings.data_dir.parent.glob("test.db*"):
+            raw += file.read_bytes()
+        assert raw
+    logged = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
+    assert "upstream.fetch" in logged  # the fetches were logged
+    for secret in (TOKEN, URL_TOKEN):
+        assert not any(secret in text for text in answers)
+        assert secret not in json.dumps(audited)
+        assert secret not in database
+        assert secret.encode() not in raw
+        assert secret not in logged
+    assert record.id  # the fork's own repository row is untouched by the upstream's token
