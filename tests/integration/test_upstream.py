@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, text, update
 
 from repodepot.accounts import operator
+from repodepot.branches import store
+from repodepot.clock import now
+from repodepot.db.models import BranchSyncStatus, Repository
 from repodepot.exceptions import InvalidInput
 from repodepot.services import Services
 from tests.support.githttp import GitHttpServer
@@ -122,3 +127,54 @@ async def test_set_upstream_refuses_bad_specs(
             operator(), "acme/fork", url=git_server.url("up.git"), branches=["a:*"]
         )
     assert refused.value.field == "branches"
+
+
+async def test_a_pair_gone_on_both_sides_keeps_its_row_until_the_janitor_prunes_it(
+    services: Services, git_server: GitHttpServer, upstream: tuple[Path, Path]
+) -> None:
+    bare, work = upstream
+    fork = await seed_mirror(services, "acme/fork", source=bare)
+    await services.branches.set_upstream(
+        operator(), "acme/fork", url=git_server.url("up.git"), branches=["release/*"]
+    )
+    await services.branches.claim("test", 1)
+    assert (await services.branches.refresh("test", fork.id)).error is None
+    # release/1 goes on both sides: upstream, and in the mirror.
+    run("push", "-q", "origin", ":release/1", cwd=work)
+    mirror = services.storage.path(fork.id)
+    run("--git-dir", str(mirror), "update-ref", "-d", "refs/heads/release/1")
+    async with services.sessions.begin() as session:
+        await store.request(session, fork.id, now(), min_gap=0)
+    await services.branches.claim("test", 1)
+    assert (await services.branches.refresh("test", fork.id)).error is None
+    assert (await services.branches.sync_status(operator(), "acme/fork")).branches == []
+    async with services.sessions() as session:
+        kept = (await session.scalars(select(BranchSyncStatus))).all()
+    assert [(row.branch, row.deleted_at is not None) for row in kept] == [("release/1", True)]
+    # Within the retention the janitor keeps it; past it, the row goes.
+    assert await services.branches.prune_deleted() == 0
+    async with services.sessions.begin() as session:
+        await session.execute(
+            update(BranchSyncStatus).values(deleted_at=now() - timedelta(days=31))
+        )
+    assert await services.branches.prune_deleted() == 1
+
+
+async def test_the_org_wide_behind_question_reads_the_partial_index(services: Services) -> None:
+    """SQLite's plan for `needs_pull` uses the index that holds only rows behind."""
+    if services.engine.dialect.name != "sqlite":
+        async with services.engine.connect() as connection:
+            plan = await connection.execute(
+                text(
+                    "EXPLAIN SELECT id FROM branch_sync_status "
+                    "WHERE needs_pull = true AND deleted_at IS NULL AND repository_id IN (1, 2)"
+                )
+            )
+            assert plan.all()  # PostgreSQL plans it (its choice depends on the table's size)
+        return
+    query = store.org_query(select(Repository.id), needs_pull=True, needs_push=None, diverged=None)
+    compiled = query.compile(services.engine.sync_engine, compile_kwargs={"literal_binds": True})
+    async with services.engine.connect() as connection:
+        plan = await connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
+        said = " ".join(str(row[-1]) for row in plan.all())
+    assert "ix_branch_sync_status_needs_pull" in said, said

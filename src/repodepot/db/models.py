@@ -459,6 +459,13 @@ class BranchSyncStatus(Base):
             sqlite_where=text("needs_pull = 1 AND deleted_at IS NULL"),
             postgresql_where=text("needs_pull = true AND deleted_at IS NULL"),
         ),
+        # The janitor's prune reads only the few rows marked deleted.
+        Index(
+            "ix_branch_sync_status_deleted",
+            "deleted_at",
+            sqlite_where=text("deleted_at IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -474,4 +481,4 @@ class BranchSyncStatus(Base):
     diverged: Mapped[bool] = mapped_column(server_default=false())
     missing: Mapped[bool] = mapped_column(server_default=false())
     computed_at: Mapped[datetime]
-    deleted_at: Mapped[datetime | None] = mapped_column(index=True)
+    deleted_at: Mapped[datetime | None]

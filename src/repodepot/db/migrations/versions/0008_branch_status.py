@@ -97,7 +97,13 @@ def upgrade() -> None:
             "repository_id", "branch", "upstream_branch", name="uq_branch_sync_status_branch"
         ),
     )
-    op.create_index("ix_branch_sync_status_deleted_at", "branch_sync_status", ["deleted_at"])
+    op.create_index(
+        "ix_branch_sync_status_deleted",
+        "branch_sync_status",
+        ["deleted_at"],
+        sqlite_where=sa.text("deleted_at IS NOT NULL"),
+        postgresql_where=sa.text("deleted_at IS NOT NULL"),
+    )
     op.create_index(
         "ix_branch_sync_status_needs_pull",
         "branch_sync_status",
