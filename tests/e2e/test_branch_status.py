@@ -20,13 +20,18 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from repodepot.accounts import operator
 from repodepot.db.base import Base
 from repodepot.db.models import AuditEntry, Visibility
 from repodepot.services import Services
 from repodepot.settings import Settings
+from tests.conftest import ADMIN_TOKEN
+from tests.e2e.test_smarthttp import Start
+from tests.e2e.test_smarthttp import run_git as git_client
 from tests.support.branchstatus import advance, pair_counts, rev_list, upstream_of
 from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
+from tests.support.gomods import WorkTree
 from tests.support.history_repo import T0, build, commit, run_git
 from tests.support.repogen import Spec, git
 from tests.support.seed import seed_mirror
@@ -34,6 +39,7 @@ from tests.support.seed import seed_mirror
 Json = dict[str, Any]
 TOKEN = "glpat-upstream-secret-0123456789abcdef"
 URL_TOKEN = "ghp_in-the-url-secret-0123456789abcdef"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
@@ -516,3 +522,112 @@ async def test_the_org_wide_list_shows_only_readable_repositories_behind_paged(
     assert {row["repository"] for row in all_rows.json()["items"]} == {"acme/open", "acme/even"}
     secret_status = await client.get("/api/repos/alice/secret/sync-status", headers=bob)
     assert secret_status.status_code == 404
+
+
+MODULE = "example.com/acme/fork"
+
+
+async def test_the_upstream_namespace_never_reaches_clients(
+    settings: Settings, live_server: Start, git_root: Path, tmp_path: Path
+) -> None:
+    live = await live_server(settings)
+    svc = live.services
+    work = WorkTree(tmp_path / "fork")
+    work.commit("v1", T0, {"go.mod": f"module {MODULE}\n", "lib.go": "package lib\n"})
+    work.git("tag", "v1.0.0")
+    record = await seed_mirror(svc, "acme/fork", source=work.path, visibility=Visibility.public)
+    await svc.repositories.set_go_import_root(operator(), "acme/fork", MODULE)
+    mirror = svc.storage.path(record.id)
+    upstream = git_root / "up.git"
+    git("clone", "-q", "--bare", str(work.path), str(upstream))
+    # Upstream moves on with Go code on main and a new branch, and tags a release: the
+    # fetch brings the tracked branches only, and none of it may reach a client.
+    up = WorkTree(tmp_path / "up-work")
+    up.git("pull", "-q", str(upstream), "main")
+    up.commit(
+        "v2 work", T0 + 60, {"go.mod": f"module {MODULE}\n\ngo 1.21\n", "new.go": "package lib\n"}
+    )
+    up.git("tag", "v1.1.0")
+    up.git("branch", "next")
+    up.git("push", "-q", str(upstream), "main", "next", "v1.1.0")
+    hidden = up.git("rev-parse", "main").strip()
+
+    async with httpx.AsyncClient(base_url=live.url, headers=ADMIN, timeout=60) as http:
+        before = (await http.get(f"/goproxy/{MODULE}/@v/list")).text
+        assert before.split() == ["v1.0.0"]
+        with GitHttpServer(git_root) as server:
+            put = await http.put(
+                "/api/repos/acme/fork/upstream",
+                json={"url": server.url("up.git"), "branches": ["main", "next"]},
+            )
+            assert put.status_code == 200, put.text
+
+            def fetched(status: Json) -> None:
+                assert by_pair(status)[("main", "main")]["upstream_sha"] == hidden
+
+            await wait_fetch(http, "acme/fork", {}, fetched)
+        copy = svc.storage.upstream_path(record.id)
+        assert f"{hidden} refs/upstream/main" in git(
+            "--git-dir", str(copy), "for-each-ref", "--format=%(objectname) %(refname)"
+        )  # the fetch did bring it (into the upstream copy)
+
+        # Smart HTTP: neither the refs nor the objects, on either protocol.
+        url = f"{live.url}/git/acme/fork"
+        for protocol in ("0", "2"):
+            listed = await git_client("ls-remote", url, token=ADMIN_TOKEN, protocol=protocol)
+            assert listed.returncode == 0, listed.stderr
+            assert "refs/upstream" not in listed.stdout and hidden not in listed.stdout
+            assert "refs/heads/main" in listed.stdout
+            clone = tmp_path / f"clone-v{protocol}.git"
+            cloned = await git_client(
+                "clone", "-q", "--mirror", url, str(clone), token=ADMIN_TOKEN, protocol=protocol
+            )
+            assert cloned.returncode == 0, cloned.stderr
+            assert "refs/upstream" not in git("--git-dir", str(clone), "for-each-ref")
+            assert git("--git-dir", str(clone), "for-each-ref") == git(
+                "--git-dir", str(mirror), "for-each-ref"
+            )
+            by_id = await git_client(
+                "--git-dir",
+                str(clone),
+                "fetch",
+                "-q",
+                url,
+                hidden,
+                token=ADMIN_TOKEN,
+                protocol=protocol,
+            )
+            assert by_id.returncode != 0  # not served by its id either
+            missing = await git_client("--git-dir", str(clone), "cat-file", "-e", hidden)
+            assert missing.returncode != 0
+
+        # The branch list, the Go proxy and EnsureRevision know nothing of it.
+        branches = (await http.get("/api/repos/acme/fork/branches")).json()["items"]
+        assert [b["name"] for b in branches] == ["main"]
+        assert (await http.get(f"/goproxy/{MODULE}/@v/list")).text == before
+        assert (await http.get(f"/goproxy/{MODULE}/@v/v1.1.0.info")).status_code == 404
+        assert (await http.get(f"/goproxy/{MODULE}/@v/{hidden[:12]}.info")).status_code == 404
+        assert (await http.get(f"/goproxy/{MODULE}/@v/next.info")).status_code == 404
+        for rev in ("upstream/main", "refs/upstream/main", hidden):
+            answer = await http.get(f"/api/repos/acme/fork/commits/{rev}")
+            assert answer.status_code in (404, 422), (rev, answer.text)
+            assert "v2 work" not in answer.text  # not the upstream commit
+            listed_log = await http.get("/api/repos/acme/fork/commits", params={"ref": rev})
+            assert listed_log.status_code != 200 and "v2 work" not in listed_log.text, rev
+            if rev != hidden:  # an unknown full id: see the xfail below
+                assert listed_log.status_code in (404, 422), (rev, listed_log.text)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="git/history.py log(): git's 'fatal: bad object SHA' (a full-length id the "
+    "mirror lacks) is not read as RevisionNotFound, so GET /commits?ref=SHA answers 502",
+)
+async def test_the_log_of_a_full_commit_id_the_mirror_lacks_is_404(
+    app_services: Services, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    await seed_mirror(app_services, "acme/app", spec=Spec(commits=3))
+    answer = await client.get(
+        "/api/repos/acme/app/commits", params={"ref": "ab" * 20}, headers=admin_headers
+    )
+    assert answer.status_code == 404, answer.text
