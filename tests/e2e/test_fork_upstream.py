@@ -158,6 +158,31 @@ async def test_an_upstream_set_by_hand_is_not_replaced_by_the_next_sync(
         assert (kept["url"], kept["repository"], kept["automatic"]) == (url, None, False)
 
 
+async def test_an_automatic_upstream_removed_stays_removed(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    with FakeHost("github") as host:
+        forks_of(host)
+        host_id = await connect(client, admin_headers, host)
+        await sync(client, admin_headers, host_id)
+        assert (await upstream_of(client, admin_headers, "alice/lib"))["automatic"] is True
+
+        gone = await client.delete("/api/repos/alice/lib/upstream", headers=admin_headers)
+        assert gone.status_code == 204, gone.text
+        await sync(client, admin_headers, host_id)
+        shown = await client.get("/api/repos/alice/lib/upstream", headers=admin_headers)
+        assert shown.status_code == 404, shown.text
+        again = await client.delete("/api/repos/alice/lib/upstream", headers=admin_headers)
+        assert again.status_code == 404  # nothing left to remove
+
+        # Setting one by hand is always possible again.
+        put = await client.put(
+            "/api/repos/alice/lib/upstream", json={"repository": "acme/lib"}, headers=admin_headers
+        )
+        assert put.status_code == 200, put.text
+        assert put.json()["automatic"] is False
+
+
 async def test_with_the_setting_off_no_parent_is_asked_or_tracked_until_it_is_on(
     settings: Settings, services: Services
 ) -> None:

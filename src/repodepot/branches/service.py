@@ -374,7 +374,7 @@ class Branches:
         """Forget the upstream, its pairs and its hidden refs; NotFound when none; audited."""
         repo = await self._repositories.owned(principal, name)
         async with self._sessions.begin() as session:
-            if not await store.remove(session, repo.id):
+            if not await store.remove(session, repo.id, now()):
                 raise NotFound(f"{name!r} has no upstream")
             await audit.record(
                 session, principal.user.id, "repository.upstream_removed", repo.name, {}
@@ -386,14 +386,23 @@ class Branches:
         """Give each fork (key) its parent (value), a repository here, as upstream.
 
         For code host syncs: a fork whose parent repodepot also mirrors tracks the
-        parent's default branch, unless someone set its upstream by hand (kept) or the
-        setting `upstream_from_fork_parent` is off. Returns how many were set or changed.
+        parent's default branch, unless someone set its upstream by hand (kept), removed
+        the automatic one (remembered), or the setting `upstream_from_fork_parent` is
+        off. One query for the forks' rows; writes only what changes. Returns how many
+        were set or changed.
         """
         if not self._settings.upstream_from_fork_parent or not parents:
             return 0
         changed = 0
         async with self._sessions.begin() as session:
-            open_to_us = await store.automatic_of(session, list(parents))
+            kept = await store.kept_of(session, list(parents))
+            # Not one set by hand, nor one someone removed; not one already tracking it.
+            open_to_us = {
+                fork
+                for fork, parent in parents.items()
+                if (row := kept.get(fork)) is None
+                or (row.automatic and not row.dismissed and row.upstream_repository_id != parent)
+            }
             found = await repositories.sources_of(
                 session, sorted(open_to_us | {parents[fork] for fork in open_to_us})
             )
@@ -401,9 +410,6 @@ class Branches:
                 parent = found.get(parents[fork])
                 if parent is None or parent.deleted or fork == parent.id:
                     continue
-                record = await store.get(session, fork)
-                if record is not None and record.upstream_repository_id == parent.id:
-                    continue  # already tracking it
                 mine = found.get(fork)
                 local = (mine and mine.default_branch) or parent.default_branch or "main"
                 theirs = parent.default_branch or local

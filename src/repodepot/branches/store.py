@@ -139,13 +139,13 @@ class StatusRow:
 async def get(session: AsyncSession, repository_id: int) -> UpstreamRecord | None:
     """The repository's upstream, if it has one."""
     row = await session.get(UpstreamSync, repository_id)
-    return None if row is None else UpstreamRecord.from_row(row)
+    return None if row is None or row.dismissed else UpstreamRecord.from_row(row)
 
 
 async def sealed(session: AsyncSession, repository_id: int) -> Sealed | None:
     """The upstream's sealed credential and its origin, if it has one."""
     row = await session.get(UpstreamSync, repository_id)
-    if row is None or row.sealed_token is None or row.token_origin is None:
+    if row is None or row.dismissed or row.sealed_token is None or row.token_origin is None:
         return None
     return Sealed(
         username=row.username or "", sealed_token=row.sealed_token, origin=row.token_origin
@@ -181,6 +181,7 @@ async def put(
         "next_fetch_at": at,
         "requested": True,
         "failures": 0,
+        "dismissed": False,
     }
     if credential is not None:
         values |= {
@@ -203,15 +204,37 @@ async def put(
     await session.flush()
 
 
-async def remove(session: AsyncSession, repository_id: int) -> bool:
-    """Forget the upstream and its pairs; False when there was none."""
+async def remove(session: AsyncSession, repository_id: int, at: datetime) -> bool:
+    """Forget the upstream and its pairs; False when there was none.
+
+    An automatic upstream (a fork's parent) is remembered as dismissed instead, so the
+    next code host sync does not set it again; setting one by hand undoes that.
+    """
     await session.execute(
         delete(BranchSyncStatus).where(BranchSyncStatus.repository_id == repository_id)
     )
-    result = await session.execute(
-        delete(UpstreamSync).where(UpstreamSync.repository_id == repository_id)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    row = await session.get(UpstreamSync, repository_id)
+    if row is None or row.dismissed:
+        return False
+    if not row.automatic:
+        await session.delete(row)
+        await session.flush()
+        return True
+    for key, value in {
+        "dismissed": True,
+        "url": None,
+        "upstream_repository_id": None,
+        "username": None,
+        "sealed_token": None,
+        "token_origin": None,
+        "requested": False,
+        "last_error": None,
+        "error_kind": None,
+        "updated_at": at,
+    }.items():
+        setattr(row, key, value)
+    await session.flush()
+    return True
 
 
 async def request(
@@ -222,7 +245,7 @@ async def request(
     False when the repository has no upstream.
     """
     row = await session.get(UpstreamSync, repository_id)
-    if row is None:
+    if row is None or row.dismissed:
         return False
     due = at
     if row.last_fetched_at is not None:
@@ -237,20 +260,36 @@ async def request_dependents(session: AsyncSession, repository_id: int, at: date
     """Ask for a fetch of every upstream that is repository `repository_id`."""
     result = await session.execute(
         update(UpstreamSync)
-        .where(UpstreamSync.upstream_repository_id == repository_id)
+        .where(
+            UpstreamSync.upstream_repository_id == repository_id,
+            UpstreamSync.dismissed == false(),
+        )
         .values(requested=True, next_fetch_at=at)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def automatic_of(session: AsyncSession, ids: Sequence[int]) -> set[int]:
-    """Those of `ids` whose upstream was set automatically (or that have none)."""
-    manual = await session.scalars(
-        select(UpstreamSync.repository_id).where(
-            UpstreamSync.repository_id.in_(list(ids)), UpstreamSync.automatic == false()
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What a repository's upstream row says, for an automatic setter."""
+
+    automatic: bool
+    dismissed: bool
+    upstream_repository_id: int | None
+
+
+async def kept_of(session: AsyncSession, ids: Sequence[int]) -> dict[int, Kept]:
+    """The upstream rows of `ids` that exist, in one query."""
+    u = UpstreamSync
+    rows = await session.execute(
+        select(u.repository_id, u.automatic, u.dismissed, u.upstream_repository_id).where(
+            u.repository_id.in_(list(ids))
         )
     )
-    return set(ids) - set(manual)
+    return {
+        row.repository_id: Kept(row.automatic, row.dismissed, row.upstream_repository_id)
+        for row in rows
+    }
 
 
 # The fetch schedule ---------------------------------------------------------------------------
@@ -277,7 +316,7 @@ async def claim(
     u = UpstreamSync
     rows = await session.execute(
         select(u.repository_id, u.url)
-        .where(u.next_fetch_at <= at, _lease_free(at))
+        .where(u.next_fetch_at <= at, u.dismissed == false(), _lease_free(at))
         .order_by(u.requested.desc(), u.next_fetch_at)
         .limit(slots * 4)
     )

@@ -416,6 +416,8 @@ class UpstreamSync(Base):
     )
     branches: Mapped[str] = mapped_column(Text)  # JSON list of specs: "main", "rel/*", "a:b"
     automatic: Mapped[bool] = mapped_column(server_default=false())  # a fork's parent
+    # An automatic upstream someone removed: kept so that syncs do not set it again.
+    dismissed: Mapped[bool] = mapped_column(server_default=false())
     username: Mapped[str | None] = mapped_column(Text)
     sealed_token: Mapped[str | None] = mapped_column(Text)  # SecretBox-encrypted
     token_origin: Mapped[str | None] = mapped_column(String(300))  # the only origin it goes to
