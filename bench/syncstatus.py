@@ -215,6 +215,8 @@ async def _load(
         nonlocal remaining
         rng = random.Random(seed)
         connection = await Connection.open(port)
+        if pause:  # users arrive over a pause, not all in the same millisecond
+            await asyncio.sleep(pause * rng.uniform(0.0, 1.0))
         try:
             while remaining > 0:
                 remaining -= 1
