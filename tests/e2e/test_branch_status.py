@@ -9,10 +9,12 @@ a scratch repository that fetched both sides.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from sqlalchemy import select
 from repodepot.accounts import operator
 from repodepot.db.base import Base
 from repodepot.db.models import AuditEntry, Visibility
+from repodepot.git import commands
 from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.conftest import ADMIN_TOKEN
@@ -240,6 +243,13 @@ async def wait_fetch(
     return await eventually(done, timeout=60, interval=0.1)
 
 
+async def idle(client: httpx.AsyncClient, name: str, headers: dict[str, str]) -> None:
+    """No fetch of `name`'s upstream is asked for or running (the next is a minute off)."""
+    status = (await client.get(f"/api/repos/{name}/sync-status", headers=headers)).json()
+    due = datetime.fromisoformat(status["upstream"]["next_fetch_at"])
+    assert due > datetime.now(UTC) + timedelta(seconds=30), status["upstream"]
+
+
 def by_pair(status: Json) -> dict[tuple[str, str], Json]:
     return {(row["branch"], row["upstream_branch"]): row for row in status["branches"]}
 
@@ -326,7 +336,7 @@ async def test_tracking_through_force_push_deletion_and_an_unreachable_upstream(
 
     # Unreachable: a typed error, the old counts kept and marked stale.
     failed = await wait_fetch(client, "acme/fork", admin_headers, failed=True)
-    assert failed["upstream"]["error_kind"] in {"network", "timeout", "unreachable"}, failed
+    assert failed["upstream"]["error_kind"] == "network", failed
     assert failed["upstream"]["last_error"]
     rows = by_pair(failed)
     assert {pair: (row["ahead"], row["behind"]) for pair, row in rows.items()} == kept
@@ -631,3 +641,173 @@ async def test_the_log_of_a_full_commit_id_the_mirror_lacks_is_404(
         "/api/repos/acme/app/commits", params={"ref": "ab" * 20}, headers=admin_headers
     )
     assert answer.status_code == 404, answer.text
+
+
+async def test_a_wrong_token_fails_as_auth_a_kept_token_works_and_removal_forgets_all(
+    app_services: Services,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    git_root: Path,
+    tmp_path: Path,
+) -> None:
+    work = build(tmp_path / "fork")
+    await seed_mirror(app_services, "acme/fork", source=work)
+    upstream_of(work, git_root / "up.git")
+    advance(work, "main", 1, "upstream")
+    run_git(work, "push", "-q", "origin", "main")
+    wrong = "glpat-wrong-token-0123456789abcdef"
+    url = "/api/repos/acme/fork/upstream"
+    with GitHttpServer(git_root, auth=("bot", TOKEN)) as server:
+        body = {"url": server.url("up.git"), "username": "bot", "token": wrong}
+        assert (await client.put(url, json=body, headers=admin_headers)).status_code == 200
+        failed = await wait_fetch(client, "acme/fork", admin_headers, failed=True)
+        assert failed["upstream"]["error_kind"] == "auth", failed["upstream"]
+        assert wrong not in json.dumps(failed)
+        body["token"] = TOKEN
+        assert (await client.put(url, json=body, headers=admin_headers)).status_code == 200
+        await wait_fetch(client, "acme/fork", admin_headers, lambda s: by_pair(s)[("main", "main")])
+        # Tracking other branches of the same URL keeps the token: it still fetches.
+        kept = await client.put(
+            url,
+            json={"url": server.url("up.git"), "branches": ["main", "feature"]},
+            headers=admin_headers,
+        )
+        assert kept.json()["has_token"] is True, kept.text
+        status = await wait_fetch(
+            client, "acme/fork", admin_headers, lambda s: ("feature", "feature") in by_pair(s)
+        )
+        assert by_pair(status)[("main", "main")]["behind"] == 1
+        # (A fetch running when the upstream changes is recorded against the new one:
+        # see the xfails below. Changes here wait for the loop to be idle.)
+        await eventually(lambda: idle(client, "acme/fork", admin_headers), timeout=60)
+    # Another origin does not inherit it.
+    elsewhere = await client.put(
+        url, json={"url": "http://127.0.0.1:9/up.git"}, headers=admin_headers
+    )
+    assert elsewhere.json()["has_token"] is False, elsewhere.text
+    closed = await wait_fetch(client, "acme/fork", admin_headers, failed=True)
+    assert closed["upstream"]["error_kind"] == "network" and closed["branches"] == []
+
+    await eventually(lambda: idle(client, "acme/fork", admin_headers), timeout=60)
+    removed = await client.delete(url, headers=admin_headers)
+    assert removed.status_code == 204
+    assert (await client.get(url, headers=admin_headers)).status_code == 404
+    after = await client.get("/api/repos/acme/fork/sync-status", headers=admin_headers)
+    assert after.json() == {"upstream": None, "branches": []}
+    org = (await client.get("/api/sync-status", headers=admin_headers)).json()
+    assert org["total"] == 0, org
+    again = await client.post(f"{url}/fetch", headers=admin_headers)
+    assert again.status_code == 404
+    assert (await client.delete(url, headers=admin_headers)).status_code == 404
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="branches/service.py sync_status() and org_status(): a repository upstream is "
+    "named (repositories.names_of, no visibility check) and its branch heads shown to "
+    "readers of the tracking repository who may not read the upstream repository",
+)
+async def test_a_private_upstream_repository_is_not_revealed_to_readers_of_its_tracker(
+    app_services: Services,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    work = build(tmp_path / "work")
+    bob = await _member(client, admin_headers, "bob")
+    await seed_mirror(app_services, "acme/secret", source=work)  # private, bob can't read it
+    await seed_mirror(app_services, "acme/open", source=work, visibility=Visibility.public)
+    put = await client.put(
+        "/api/repos/acme/open/upstream", json={"repository": "acme/secret"}, headers=admin_headers
+    )
+    assert put.status_code == 200, put.text
+    await wait_fetch(client, "acme/open", admin_headers, lambda s: by_pair(s)[("main", "main")])
+    assert (await client.get("/api/repos/acme/secret", headers=bob)).status_code == 404
+    seen = [
+        (await client.get(path, headers=bob)).text
+        for path in (
+            "/api/repos/acme/open/sync-status",
+            "/api/repos/acme/open/upstream",
+            "/api/sync-status",
+        )
+    ]
+    assert not any("acme/secret" in text for text in seen), seen
+
+
+@pytest.fixture
+def paused_listing(monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """(listing, release): a fetch's `ls-remote` of the upstream waits for `release`.
+
+    The real git runs once released; this only pins the moment a fetch is in flight.
+    """
+    listing, release = asyncio.Event(), asyncio.Event()
+    real = commands.ls_remote_heads
+
+    async def paused(*args: Any, **kwargs: Any) -> Any:
+        listing.set()
+        await release.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(commands, "ls_remote_heads", paused)
+    return listing, release
+
+
+async def _fork_tracking(services: Services, served: tuple[Path, Path], url: str) -> int:
+    work, _ = served
+    record = await seed_mirror(services, "acme/fork", source=work)
+    advance(work, "main", 1, "upstream")
+    run_git(work, "push", "-q", "origin", "main")
+    await services.branches.set_upstream(operator(), "acme/fork", url=url)
+    assert await services.branches.claim_one("test-fetcher", record.id)
+    return record.id
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="branches/service.py refresh(): a fetch that began before PUT upstream changed "
+    "the URL records its pairs and its success (store.finish matches on the lease only) "
+    "against the new upstream, which was never fetched",
+)
+async def test_a_fetch_running_when_the_upstream_changes_is_not_recorded_for_the_new_one(
+    services: Services,
+    git_server: GitHttpServer,
+    served: tuple[Path, Path],
+    paused_listing: tuple[asyncio.Event, asyncio.Event],
+) -> None:
+    listing, release = paused_listing
+    fork = await _fork_tracking(services, served, git_server.url("up.git"))
+    running = asyncio.create_task(services.branches.refresh("test-fetcher", fork))
+    await listing.wait()
+    other = "http://127.0.0.1:9/other.git"
+    await services.branches.set_upstream(operator(), "acme/fork", url=other)
+    release.set()
+    await running
+    status = await services.branches.sync_status(operator(), "acme/fork")
+    assert status.upstream is not None and status.upstream.url == other
+    assert status.upstream.last_fetched_at is None  # never fetched from `other`
+    assert status.branches == []  # no counts against `other` that came from up.git
+
+
+async def test_a_fetch_running_when_the_upstream_is_removed_leaves_no_rows(
+    services: Services,
+    git_server: GitHttpServer,
+    served: tuple[Path, Path],
+    paused_listing: tuple[asyncio.Event, asyncio.Event],
+) -> None:
+    listing, release = paused_listing
+    fork = await _fork_tracking(services, served, git_server.url("up.git"))
+    running = asyncio.create_task(services.branches.refresh("test-fetcher", fork))
+    await listing.wait()
+    # Removal forgets the rows at once, then waits for the mirror's lock (the fetch).
+    removing = asyncio.create_task(services.branches.remove_upstream(operator(), "acme/fork"))
+
+    async def forgotten() -> None:
+        status = await services.branches.sync_status(operator(), "acme/fork")
+        assert status.upstream is None
+
+    await eventually(forgotten)
+    release.set()
+    await running
+    await removing
+    org = await services.branches.org_status(operator())
+    assert (org.total, org.items) == (0, [])
