@@ -26,7 +26,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -151,8 +151,9 @@ class OrgPage:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FetchOutcome:
-    """What one upstream fetch did."""
+    """What one upstream fetch did, for which configuration (`generation`)."""
 
+    generation: int
     changed: bool
     error: tuple[str, str] | None
     fetch_ms: dict[str, int] | None
@@ -453,14 +454,17 @@ class Branches:
             if record is None:
                 return SyncStatus(upstream=None, branches=[])
             rows = await store.rows(session, repo.id)
-            upstream_name = None
-            if record.upstream_repository_id is not None:
-                names = await repositories.names_of(session, [record.upstream_repository_id])
-                upstream_name = names.get(record.upstream_repository_id)
+            hidden, upstream_name = False, None
+            if (theirs := record.upstream_repository_id) is not None:
+                names = await repositories.readable_names_of(session, principal, [theirs])
+                upstream_name = names.get(theirs)
+                # An upstream repository the caller may not read is neither named nor
+                # its commits shown: only the counts against it.
+                hidden = upstream_name is None
         stale = record.last_error is not None
         return SyncStatus(
             upstream=self._info(record, upstream_name),
-            branches=[TrackedBranch.of(row, stale=stale) for row in rows],
+            branches=[_shown(TrackedBranch.of(row, stale=stale), hidden) for row in rows],
         )
 
     def _info(self, record: UpstreamRecord, upstream_name: str | None) -> UpstreamInfo:
@@ -502,11 +506,23 @@ class Branches:
             ids = sorted({row.repository_id for row in rows})
             names = await repositories.names_of(session, ids)
             failing = await store.failing_of(session, ids)
+            theirs = {
+                repository_id: kept.upstream_repository_id
+                for repository_id, kept in (await store.kept_of(session, ids)).items()
+                if kept.upstream_repository_id is not None
+            }
+            readable = await repositories.readable_names_of(
+                session, principal, sorted(set(theirs.values()))
+            )
+        hidden = {mine for mine, other in theirs.items() if other not in readable}
         return OrgPage(
             items=[
                 OrgRow(
                     repository=names[row.repository_id],
-                    tracked=TrackedBranch.of(row, stale=row.repository_id in failing),
+                    tracked=_shown(
+                        TrackedBranch.of(row, stale=row.repository_id in failing),
+                        row.repository_id in hidden,
+                    ),
                 )
                 for row in rows
             ],
@@ -608,6 +624,7 @@ class Branches:
                 error=outcome.error,
                 fetch_ms=fetch_ms,
                 min_gap=self._settings.ensure_fetch_interval,
+                generation=outcome.generation,
             )
         logger.info(
             "upstream fetch of repository %d: %s",
@@ -633,8 +650,9 @@ class Branches:
         async with self._storage.lock(repository_id):
             pairs = await self._count(repository_id, path, copy, specs)
         async with self._sessions.begin() as session:
-            if await store.get(session, repository_id) is not None:
-                await store.record_pairs(session, repository_id, pairs, now())
+            await store.record_pairs(
+                session, repository_id, pairs, now(), generation=record.generation
+            )
 
     async def _fetch_and_count(self, repository_id: int) -> FetchOutcome:
         async with self._sessions() as session:
@@ -650,15 +668,19 @@ class Branches:
                 ),
             )
         if record is None:
-            return FetchOutcome(changed=False, error=None, fetch_ms=None)
+            return FetchOutcome(generation=-1, changed=False, error=None, fetch_ms=None)
         mine = found.get(repository_id)
         path = self._storage.path(repository_id)
         if mine is None or mine.deleted:
             return FetchOutcome(
-                changed=False, error=("other", "the repository was deleted"), fetch_ms=None
+                generation=record.generation,
+                changed=False,
+                error=("other", "the repository was deleted"),
+                fetch_ms=None,
             )
         if not path.is_dir():
             return FetchOutcome(
+                generation=record.generation,
                 changed=False,
                 error=("not_cloned", f"{mine.name!r} is not cloned yet; fetching once it is"),
                 fetch_ms=None,
@@ -676,6 +698,7 @@ class Branches:
                     # mirror was cloned again). Start it afresh at the next fetch.
                     self._storage.remove_upstream(repository_id)
                     return FetchOutcome(
+                        generation=record.generation,
                         changed=False,
                         error=(
                             "corrupt",
@@ -688,15 +711,31 @@ class Branches:
             kind = classify(error)
             if kind is FailureKind.corrupt:
                 self._storage.remove_upstream(repository_id)
-            return FetchOutcome(changed=False, error=(kind.value, message(error)), fetch_ms=None)
+            return FetchOutcome(
+                generation=record.generation,
+                changed=False,
+                error=(kind.value, message(error)),
+                fetch_ms=None,
+            )
         except RepodepotError as error:  # the outbound policy, a deleted upstream repository
-            return FetchOutcome(changed=False, error=("other", error.message), fetch_ms=None)
+            return FetchOutcome(
+                generation=record.generation,
+                changed=False,
+                error=("other", error.message),
+                fetch_ms=None,
+            )
         db_started = time.monotonic()
         async with self._sessions.begin() as session:
-            if await store.get(session, repository_id) is not None:
-                await store.record_pairs(session, repository_id, pairs, now())
+            await store.record_pairs(
+                session, repository_id, pairs, now(), generation=record.generation
+            )
         db = round((time.monotonic() - db_started) * 1000)
-        return FetchOutcome(changed=changed, error=None, fetch_ms=timings | {"db": db})
+        return FetchOutcome(
+            generation=record.generation,
+            changed=changed,
+            error=None,
+            fetch_ms=timings | {"db": db},
+        )
 
     async def _source(
         self,
@@ -711,7 +750,8 @@ class Branches:
                 raise NotFound("the upstream repository was deleted; set another upstream")
             path = self._storage.path(other.id)
             if not path.is_dir():
-                raise NotFound(f"the upstream repository {other.name!r} is not cloned yet")
+                # Not named: readers of this repository may not read that one.
+                raise NotFound("the upstream repository is not cloned yet")
             return str(path), None, [], True
         source = parse_source(record.url, self._settings.allowed_schemes)
         config = await Policy.from_settings(self._settings).git_config(source.url)
@@ -863,6 +903,11 @@ class Branches:
                 )
             )
         return rows
+
+
+def _shown(tracked: TrackedBranch, hidden: bool) -> TrackedBranch:
+    """The pair as a caller who may not read the upstream repository sees it."""
+    return replace(tracked, upstream_sha=None) if hidden else tracked
 
 
 def _read_lines(path: Path) -> list[str]:

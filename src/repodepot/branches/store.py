@@ -31,6 +31,8 @@ class UpstreamRecord:
     """A repository's upstream as configured, and how its fetches go (no credential)."""
 
     repository_id: int
+    generation: int
+    """Which configuration this is: a fetch records its outcome only for its own."""
     url: str | None
     upstream_repository_id: int | None
     branches: list[str]
@@ -52,6 +54,7 @@ class UpstreamRecord:
         parts = (row.network_ms, row.pack_ms, row.refs_ms, row.db_ms)
         return cls(
             repository_id=row.repository_id,
+            generation=row.generation,
             url=row.url,
             upstream_repository_id=row.upstream_repository_id,
             branches=json.loads(row.branches),
@@ -182,6 +185,7 @@ async def put(
         "requested": True,
         "failures": 0,
         "dismissed": False,
+        "generation": (row.generation if row is not None else 0) + 1,
     }
     if credential is not None:
         values |= {
@@ -373,12 +377,20 @@ async def finish(
     error: tuple[str, str] | None,
     fetch_ms: dict[str, int] | None,
     min_gap: float,
+    generation: int,
 ) -> None:
     """Record a fetch's outcome and the next one's time, and free the lease.
 
-    A "fetch now" asked for while it ran stays asked for, due `min_gap` seconds on.
+    A "fetch now" asked for while it ran stays asked for, due `min_gap` seconds on. A
+    fetch of a configuration changed meanwhile (`generation`) records nothing: the new
+    one is due already.
     """
     u = UpstreamSync
+    await session.execute(
+        update(u)
+        .where(u.repository_id == repository_id, u.lease_owner == owner, u.generation != generation)
+        .values(lease_owner=None, lease_until=None)
+    )
     values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "next_fetch_at": next_at}
     if error is None:
         values |= {"last_fetched_at": at, "last_error": None, "error_kind": None, "failures": 0}
@@ -394,7 +406,9 @@ async def finish(
             "db_ms": fetch_ms["db"],
         }
     await session.execute(
-        update(u).where(u.repository_id == repository_id, u.lease_owner == owner).values(values)
+        update(u)
+        .where(u.repository_id == repository_id, u.lease_owner == owner, u.generation == generation)
+        .values(values)
     )
     # Asked for while it ran: due again soon, not at once (no back-to-back fetches).
     await session.execute(
@@ -420,13 +434,23 @@ async def rows(session: AsyncSession, repository_id: int) -> list[StatusRow]:
 
 
 async def record_pairs(
-    session: AsyncSession, repository_id: int, pairs: Sequence[PairRow], at: datetime
+    session: AsyncSession,
+    repository_id: int,
+    pairs: Sequence[PairRow],
+    at: datetime,
+    *,
+    generation: int,
 ) -> int:
     """Make the repository's rows say `pairs`; returns how many rows were written.
 
     A row whose commits did not move is left alone (its counts cannot have changed);
-    a pair no longer tracked or present on either side is marked deleted.
+    a pair no longer tracked or present on either side is marked deleted. Nothing is
+    written when the upstream was removed or changed (`generation`) since they were
+    computed.
     """
+    config = await session.get(UpstreamSync, repository_id)
+    if config is None or config.dismissed or config.generation != generation:
+        return 0
     b = BranchSyncStatus
     kept = {
         (row.branch, row.upstream_branch): row

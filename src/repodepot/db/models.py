@@ -418,6 +418,9 @@ class UpstreamSync(Base):
     automatic: Mapped[bool] = mapped_column(server_default=false())  # a fork's parent
     # An automatic upstream someone removed: kept so that syncs do not set it again.
     dismissed: Mapped[bool] = mapped_column(server_default=false())
+    # Moves on each change of the configuration: a fetch records its outcome only if the
+    # upstream it fetched is still the one configured.
+    generation: Mapped[int] = mapped_column(server_default="0")
     username: Mapped[str | None] = mapped_column(Text)
     sealed_token: Mapped[str | None] = mapped_column(Text)  # SecretBox-encrypted
     token_origin: Mapped[str | None] = mapped_column(String(300))  # the only origin it goes to

@@ -23,7 +23,13 @@ _TAG_FORMAT = (
 )
 _TAG_FIELDS = 7
 # What git says when the revision, or the branch HEAD names, has no commit.
-_NO_REVISION = ("bad revision", "unknown revision", "does not have any commits", "ambiguous")
+_NO_REVISION = (
+    "bad revision",
+    "bad object",  # a full commit id the repository lacks
+    "unknown revision",
+    "does not have any commits",
+    "ambiguous",
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -450,6 +450,20 @@ async def live_with_source(session: AsyncSession, *, after: int, limit: int) -> 
     return list(rows)
 
 
+async def readable_names_of(
+    session: AsyncSession, principal: Principal, ids: list[int]
+) -> dict[int, str]:
+    """The names of those of `ids` that `principal` may read (live ones only)."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Repository.id, Repository.name).where(
+            Repository.id.in_(ids), Repository.deleted_at.is_(None), visible_to(principal)
+        )
+    )
+    return {row.id: row.name for row in rows}
+
+
 async def names_of(session: AsyncSession, ids: list[int]) -> dict[int, str]:
     """Each repository's name, by id."""
     rows = await session.execute(

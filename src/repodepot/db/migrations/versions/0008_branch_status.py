@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("branches", sa.Text(), nullable=False),
         sa.Column("automatic", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("dismissed", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.Column("generation", sa.Integer(), server_default="0", nullable=False),
         sa.Column("username", sa.Text(), nullable=True),
         sa.Column("sealed_token", sa.Text(), nullable=True),
         sa.Column("token_origin", sa.String(300), nullable=True),
