@@ -111,23 +111,17 @@ class Counter:
         # the walk's length is unknown until it is done.
         groups = [misses[i :: self.processes] for i in range(min(self.processes, len(misses)))]
         results = await asyncio.gather(
-            *(
-                commands.track_counts(self._git, repo, [(p.ref, p.base) for p in group])
-                for group in groups
-            )
+            *(commands.track(self._git, repo, [(p.ref, p.base) for p in group]) for group in groups)
         )
-        computed: dict[str, AheadBehind | None] = {}
-        for result in results:
-            computed.update(result)
-        # The answers are for the refs as for-each-ref saw them: cache only pairs whose
-        # two refs still point where the caller read them.
-        refs = {p.ref for p in misses} | {p.base for p in misses}
-        now = {head.ref: head.sha for head in await commands.ref_heads(self._git, repo, *refs)}
-        for pair in misses:
-            counts = computed.get(pair.ref)
-            if counts is None:
-                continue  # the branch or its base is gone
-            answers[pair.ref] = counts
-            if now.get(pair.ref) == pair.sha and now.get(pair.base) == pair.base_sha:
-                self.cache.put(pair.sha, pair.base_sha, counts)
+        for group, result in zip(groups, results, strict=True):
+            for pair in group:
+                counts = result.counts.get(pair.ref)
+                if counts is None:
+                    continue  # the branch or its base is gone
+                answers[pair.ref] = counts
+                # Counted for the commits git saw: cached only if they are the ones the
+                # caller read (a ref that moved meanwhile is answered, not remembered).
+                seen = result.seen
+                if seen.get(pair.ref) == pair.sha and seen.get(pair.base) == pair.base_sha:
+                    self.cache.put(pair.sha, pair.base_sha, counts)
         return answers

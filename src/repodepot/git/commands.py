@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from repodepot.git.errors import GitCommandError, RevisionNotFound
+from repodepot.git.errors import RevisionNotFound
 from repodepot.git.runner import Credentials, GitRunner, StderrSink
 from repodepot.types import Sha
 
@@ -419,42 +419,62 @@ class AheadBehind(NamedTuple):
 _TRACK = re.compile(r"\[(?:ahead (\d+))?(?:, )?(?:behind (\d+))?\]")
 
 
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """What one `track` walk found: each branch's counts, and every ref's commit as seen."""
+
+    counts: dict[str, AheadBehind | None]
+    seen: dict[str, Sha]
+    """The commit of each branch and base when git counted: the counts are for these."""
+
+
 async def track_counts(
     runner: GitRunner, repo: Path, pairs: Sequence[tuple[str, str]]
 ) -> dict[str, AheadBehind | None]:
+    """Ahead/behind of each branch against its base (`track`'s counts)."""
+    return (await track(runner, repo, pairs)).counts
+
+
+async def track(runner: GitRunner, repo: Path, pairs: Sequence[tuple[str, str]]) -> Tracked:
     """Ahead/behind of each branch against its base, in one `for-each-ref` walk.
 
     `pairs` are (`refs/heads/X`, base ref): each branch is given its base as upstream
     for this command only (`branch.X.remote=.`, `branch.X.merge=BASE`, through the
     environment, no file written), and `%(upstream:track)` counts both sides with the
-    commit-graph's generation numbers. Where git used another upstream than the one
-    given (the repository's own config wins; a branch named `HEAD`), that pair is
-    counted alone with `rev-list`. A branch whose base is missing is None; one whose
-    ref is missing is left out. Raises GitCommandError.
+    commit-graph's generation numbers. The same run lists the bases, so the commits the
+    counts are for come with them (`Tracked.seen`). Where git used another upstream than
+    the one given (the repository's own config wins; a branch named `HEAD`), that pair
+    is counted alone with `rev-list`, between the commits seen. A branch whose base is
+    missing is None; one whose ref is missing is left out. Raises GitCommandError.
     """
     if not pairs:
-        return {}
+        return Tracked({}, {})
     config: list[tuple[str, str]] = []
     for ref, base in pairs:
         branch = ref.removeprefix("refs/heads/")
         config += [(f"branch.{branch}.remote", "."), (f"branch.{branch}.merge", base)]
     bases = dict(pairs)
+    listed = set(bases) | set(bases.values())
     result = await runner.run(
         [
             "for-each-ref",
-            "--format=%(refname)%00%(upstream)%00%(upstream:track)",
+            "--format=%(refname)%00%(objectname)%00%(upstream)%00%(upstream:track)",
             "--",
-            *sorted(bases),
+            *sorted(listed),
         ],
         git_dir=repo,
         config=config,
     )
     counts: dict[str, AheadBehind | None] = {}
+    seen: dict[str, Sha] = {}
     others: list[str] = []
     for line in result.stdout.decode(errors="replace").splitlines():
-        ref, upstream, track = line.split("\0")
-        if ref not in bases:
+        ref, sha, upstream, track = line.split("\0")
+        if ref not in listed:
             continue  # a ref below a wanted one (`refs/heads/a/b` under `refs/heads/a`)
+        seen[ref] = Sha(sha)
+        if ref not in bases:
+            continue  # a base only
         if upstream != bases[ref]:
             # git took another base: the repository's own `branch.X.merge` (multi-valued,
             # the first wins), or `branch.HEAD.*` read as the current branch's.
@@ -470,11 +490,11 @@ async def track_counts(
         behind = int(found[2] or 0) if found else 0
         counts[ref] = AheadBehind(ahead, behind)
     for ref in others:
-        try:
-            counts[ref] = await rev_list_counts(runner, repo, ref, bases[ref])
-        except GitCommandError:
-            counts[ref] = None  # the base is gone
-    return counts
+        base_sha = seen.get(bases[ref])
+        counts[ref] = (
+            None if base_sha is None else await rev_list_counts(runner, repo, seen[ref], base_sha)
+        )
+    return Tracked(counts, seen)
 
 
 async def rev_list_counts(runner: GitRunner, repo: Path, branch: str, base: str) -> AheadBehind:
