@@ -790,6 +790,12 @@ class Branches:
         )
         listing_ms = (time.monotonic() - listing_started) * 1000
         wanted = tracking.upstream_wanted(specs, heads)
+        if len(wanted) > tracking.MAX_TRACKED:
+            raise InvalidInput(
+                f"the tracked branches match {len(wanted)} upstream branches, more than "
+                f"{tracking.MAX_TRACKED}: name fewer, or narrower globs",
+                field="branches",
+            )
         have = {
             head.ref.removeprefix(tracking.NAMESPACE): head.sha
             for head in await commands.ref_heads(self._git, repo, tracking.NAMESPACE)

@@ -244,7 +244,7 @@ async def remove(session: AsyncSession, repository_id: int, at: datetime) -> boo
 async def request(
     session: AsyncSession, repository_id: int, at: datetime, *, min_gap: float
 ) -> bool:
-    """Ask for a fetch now, or `min_gap` seconds after the last one began if that is later.
+    """Ask for a fetch now, or `min_gap` seconds after the last one ended if that is later.
 
     False when the repository has no upstream.
     """
@@ -252,8 +252,8 @@ async def request(
     if row is None or row.dismissed:
         return False
     due = at
-    if row.last_fetched_at is not None:
-        due = max(at, row.last_fetched_at + timedelta(seconds=min_gap))
+    if row.last_attempt_at is not None:  # failed or not: a failing upstream is no cheaper
+        due = max(at, row.last_attempt_at + timedelta(seconds=min_gap))
     row.requested = True
     row.next_fetch_at = min(row.next_fetch_at, due)
     await session.flush()
@@ -391,7 +391,12 @@ async def finish(
         .where(u.repository_id == repository_id, u.lease_owner == owner, u.generation != generation)
         .values(lease_owner=None, lease_until=None)
     )
-    values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "next_fetch_at": next_at}
+    values: dict[str, Any] = {
+        "lease_owner": None,
+        "lease_until": None,
+        "next_fetch_at": next_at,
+        "last_attempt_at": at,
+    }
     if error is None:
         values |= {"last_fetched_at": at, "last_error": None, "error_kind": None, "failures": 0}
         if changed:

@@ -17,6 +17,7 @@ from repodepot.exceptions import InvalidInput
 
 NAMESPACE = "refs/upstream/"
 MAX_SPECS = 50
+MAX_TRACKED = 1000  # upstream branches one upstream's specs may match (rows, refs, walks)
 MAX_NAME = 200
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
 

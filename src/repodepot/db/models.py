@@ -430,6 +430,7 @@ class UpstreamSync(Base):
     next_fetch_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
     requested: Mapped[bool] = mapped_column(server_default=false())  # "fetch now"
     last_fetched_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]  # the last fetch's end, failed or not
     last_changed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     error_kind: Mapped[str | None] = mapped_column(String(16))

@@ -44,6 +44,7 @@ def upgrade() -> None:
         _when("next_fetch_at", nullable=False, now=True),
         sa.Column("requested", sa.Boolean(), server_default=sa.false(), nullable=False),
         _when("last_fetched_at"),
+        _when("last_attempt_at"),
         _when("last_changed_at"),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("error_kind", sa.String(16), nullable=True),
