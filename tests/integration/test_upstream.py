@@ -178,3 +178,25 @@ async def test_the_org_wide_behind_question_reads_the_partial_index(services: Se
         plan = await connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
         said = " ".join(str(row[-1]) for row in plan.all())
     assert "ix_branch_sync_status_needs_pull" in said, said
+
+
+async def test_a_glob_matching_more_than_the_limit_fails_the_fetch_saying_so(
+    services: Services, git_server: GitHttpServer, upstream: tuple[Path, Path]
+) -> None:
+    bare, _ = upstream
+    fork = await seed_mirror(services, "acme/fork", source=bare)
+    head = run("--git-dir", str(bare), "rev-parse", "master")
+    lines = "".join(f"create refs/heads/many/{i} {head}\n" for i in range(1001))
+    subprocess.run(
+        ["git", "--git-dir", str(bare), "update-ref", "--stdin"], input=lines, text=True, check=True
+    )
+    await services.branches.set_upstream(
+        operator(), "acme/fork", url=git_server.url("up.git"), branches=["many/*"]
+    )
+    await services.branches.claim("test", 1)
+    outcome = await services.branches.refresh("test", fork.id)
+    assert (
+        outcome.error is not None and "1001 upstream branches, more than 1000" in outcome.error[1]
+    )
+    copy = services.storage.upstream_path(fork.id)
+    assert run("--git-dir", str(copy), "for-each-ref", "refs/upstream/") == ""  # nothing fetched
