@@ -453,7 +453,10 @@ async def record_pairs(
     written when the upstream was removed or changed (`generation`) since they were
     computed.
     """
-    config = await session.get(UpstreamSync, repository_id)
+    # Locked (PostgreSQL): a removal or change waits for this write, or this one sees it.
+    config = await session.scalar(
+        select(UpstreamSync).where(UpstreamSync.repository_id == repository_id).with_for_update()
+    )
     if config is None or config.dismissed or config.generation != generation:
         return 0
     b = BranchSyncStatus

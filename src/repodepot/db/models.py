@@ -475,7 +475,11 @@ class BranchSyncStatus(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    # Tied to the upstream, not only the repository: no pair outlives its upstream, even
+    # one a fetch in flight writes as the upstream is removed.
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("upstream_syncs.repository_id", ondelete="CASCADE")
+    )
     branch: Mapped[str] = mapped_column(String(255))
     upstream_branch: Mapped[str] = mapped_column(String(255))
     local_sha: Mapped[str | None] = mapped_column(String(40))

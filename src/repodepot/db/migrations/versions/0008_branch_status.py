@@ -92,8 +92,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_branch_sync_status"),
         sa.ForeignKeyConstraint(
             ["repository_id"],
-            ["repositories.id"],
-            name="fk_branch_sync_status_repository_id_repositories",
+            ["upstream_syncs.repository_id"],
+            name="fk_branch_sync_status_repository_id_upstream_syncs",
             ondelete="CASCADE",
         ),
         sa.UniqueConstraint(
