@@ -112,7 +112,11 @@ async def _seed_rows(services: Services) -> list[str]:
                 )
                 for branch in branches
             ]
-            await store.record_pairs(session, repository_id, pairs, at)
+            record = await store.get(session, repository_id)
+            assert record is not None
+            await store.record_pairs(
+                session, repository_id, pairs, at, generation=record.generation
+            )
         # Fetched, next due in a day: the served process's loop leaves them alone.
         claimed = await store.claim(session, "bench", REPOS, now(), busy={}, per_host=REPOS)
         for repository_id, _ in claimed:
@@ -126,6 +130,7 @@ async def _seed_rows(services: Services) -> list[str]:
                 error=None,
                 fetch_ms={"network": 310, "pack": 40, "refs": 12, "db": 3},
                 min_gap=60.0,
+                generation=1,  # each upstream was set once above
             )
     return names
 

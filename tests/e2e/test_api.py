@@ -8,16 +8,9 @@ import pytest
 from repodepot.db.models import Visibility
 from repodepot.services import Services
 from tests.conftest import ADMIN_TOKEN
+from tests.support.members import member
 from tests.support.repogen import Spec
 from tests.support.seed import seed_mirror
-
-
-async def _member(client: httpx.AsyncClient, admin: dict[str, str], name: str) -> dict[str, str]:
-    created = await client.post("/api/users", json={"name": name}, headers=admin)
-    assert created.status_code == 201, created.text
-    token = await client.post("/api/tokens", json={"user": name, "name": "t"}, headers=admin)
-    assert token.status_code == 201, token.text
-    return {"Authorization": f"Bearer {token.json()['token']}"}
 
 
 @pytest.fixture
@@ -25,8 +18,8 @@ async def repos(
     app_services: Services, client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> dict[str, dict[str, str]]:
     """alice owns a private and a public repository; bob owns nothing."""
-    alice = await _member(client, admin_headers, "alice")
-    bob = await _member(client, admin_headers, "bob")
+    alice = await member(client, admin_headers, "alice")
+    bob = await member(client, admin_headers, "bob")
     alice_id = (await app_services.accounts.get_user("alice")).id
     await app_services.repositories.create(
         name="alice/secret", owner_id=alice_id, source_url="https://alice:hunter2@example.com/s.git"

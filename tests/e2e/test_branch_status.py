@@ -35,6 +35,7 @@ from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
 from tests.support.gomods import WorkTree
 from tests.support.history_repo import T0, build, commit, run_git
+from tests.support.members import member, user_id
 from tests.support.repogen import Spec, git
 from tests.support.seed import seed_mirror
 
@@ -48,18 +49,6 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 def settings(settings: Settings) -> Settings:
     # Each "fetch now" runs at once (the 30 s floor between fetches is tested elsewhere).
     return settings.model_copy(update={"ensure_fetch_interval": 0.0})
-
-
-async def _member(client: httpx.AsyncClient, admin: dict[str, str], name: str) -> dict[str, str]:
-    created = await client.post("/api/users", json={"name": name}, headers=admin)
-    assert created.status_code == 201, created.text
-    token = await client.post("/api/tokens", json={"user": name, "name": "t"}, headers=admin)
-    assert token.status_code == 201, token.text
-    return {"Authorization": f"Bearer {token.json()['token']}"}
-
-
-async def _user_id(services: Services, name: str) -> int:
-    return (await services.accounts.get_user(name)).id
 
 
 def heads(repo: Path) -> dict[str, str]:
@@ -104,9 +93,9 @@ async def test_branches_are_counted_like_rev_list_filtered_sorted_and_paged(
 ) -> None:
     work = build(tmp_path / "work")
     shapes(work)
-    bob = await _member(client, admin_headers, "bob")
-    await _member(client, admin_headers, "alice")
-    alice = await _user_id(app_services, "alice")
+    bob = await member(client, admin_headers, "bob")
+    await member(client, admin_headers, "alice")
+    alice = await user_id(app_services, "alice")
     record = await seed_mirror(app_services, "alice/app", source=work, owner_id=alice)
     mirror = app_services.storage.path(record.id)
     url = "/api/repos/alice/app/branches"
@@ -172,9 +161,9 @@ async def test_put_upstream_refuses_what_it_must_naming_the_field(
     served: tuple[Path, Path],
 ) -> None:
     work, _ = served
-    bob = await _member(client, admin_headers, "bob")
-    await _member(client, admin_headers, "alice")
-    alice = await _user_id(app_services, "alice")
+    bob = await member(client, admin_headers, "bob")
+    await member(client, admin_headers, "alice")
+    alice = await user_id(app_services, "alice")
     await seed_mirror(
         app_services, "alice/open", source=work, owner_id=alice, visibility=Visibility.public
     )
@@ -476,9 +465,9 @@ async def test_the_org_wide_list_shows_only_readable_repositories_behind_paged(
     tmp_path: Path,
 ) -> None:
     work, upstream = served
-    alice_headers = await _member(client, admin_headers, "alice")
-    bob = await _member(client, admin_headers, "bob")
-    alice = await _user_id(app_services, "alice")
+    alice_headers = await member(client, admin_headers, "alice")
+    bob = await member(client, admin_headers, "bob")
+    alice = await user_id(app_services, "alice")
     secret = await seed_mirror(app_services, "alice/secret", source=work, owner_id=alice)
     opened = await seed_mirror(app_services, "acme/open", source=work, visibility=Visibility.public)
     advance(work, "main", 2, "upstream moves")
@@ -690,7 +679,7 @@ async def test_a_private_upstream_repository_is_not_revealed_to_readers_of_its_t
     tmp_path: Path,
 ) -> None:
     work = build(tmp_path / "work")
-    bob = await _member(client, admin_headers, "bob")
+    bob = await member(client, admin_headers, "bob")
     await seed_mirror(app_services, "acme/secret", source=work)  # private, bob can't read it
     await seed_mirror(app_services, "acme/open", source=work, visibility=Visibility.public)
     put = await client.put(

@@ -27,23 +27,12 @@ from tests.support.branchstatus import advance, upstream_of
 from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
 from tests.support.history_repo import T0, build, commit, run_git
+from tests.support.members import member, user_id
 from tests.support.repogen import git
 from tests.support.seed import seed_mirror
 
 Json = dict[str, Any]
 TOKEN = "glpat-abuse-secret-0123456789abcdef"
-
-
-async def member(client: httpx.AsyncClient, admin: dict[str, str], name: str) -> dict[str, str]:
-    created = await client.post("/api/users", json={"name": name}, headers=admin)
-    assert created.status_code == 201, created.text
-    token = await client.post("/api/tokens", json={"user": name, "name": "t"}, headers=admin)
-    assert token.status_code == 201, token.text
-    return {"Authorization": f"Bearer {token.json()['token']}"}
-
-
-async def user_id(services: Services, name: str) -> int:
-    return (await services.accounts.get_user(name)).id
 
 
 @pytest.fixture
