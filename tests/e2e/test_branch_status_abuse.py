@@ -31,6 +31,14 @@ from tests.support.members import member, user_id
 from tests.support.repogen import git
 from tests.support.seed import seed_mirror
 
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    # What these tests pin does not depend on the database (test_branch_status.py runs
+    # the same service on both): SQLite only, to keep the suite's time in hand.
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
 Json = dict[str, Any]
 TOKEN = "glpat-abuse-secret-0123456789abcdef"
 

@@ -17,6 +17,14 @@ from tests.support.history_repo import build
 from tests.support.repogen import Spec, git
 from tests.support.seed import seed_mirror
 
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    # What these tests pin does not depend on the database (test_branch_status.py runs
+    # the same service on both): SQLite only, to keep the suite's time in hand.
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
 NAME = "acme/app"
 
 
