@@ -216,8 +216,14 @@ async def wait_fetch(
     """
     asked = await client.post(f"/api/repos/{name}/upstream/fetch", headers=headers)
     assert asked.status_code == 202, asked.text
+    polls = 0
 
     async def done() -> Json:
+        nonlocal polls
+        polls += 1
+        if polls % 50 == 0:  # every 5 s, ask again, as a user would click again
+            again = await client.post(f"/api/repos/{name}/upstream/fetch", headers=headers)
+            assert again.status_code == 202, again.text
         status: Json = (await client.get(f"/api/repos/{name}/sync-status", headers=headers)).json()
         upstream = status["upstream"]
         if failed:

@@ -157,6 +157,8 @@ class FetchOutcome:
     changed: bool
     error: tuple[str, str] | None
     fetch_ms: dict[str, int] | None
+    pairs: list[PairRow] | None = None
+    """The tracked pairs as counted after the fetch (None when it failed)."""
 
 
 Sort = Literal["updated", "name"]
@@ -588,10 +590,16 @@ class Branches:
         outcome = await self._fetch_and_count(repository_id)
         at = now()
         db_started = time.monotonic()
+        # The pairs and the fetch's outcome commit together: no reader sees counts from a
+        # fetch that is not recorded yet.
         async with self._sessions.begin() as session:
             record = await store.get(session, repository_id)
             if record is None:
                 return outcome  # removed meanwhile
+            if outcome.pairs is not None:
+                await store.record_pairs(
+                    session, repository_id, outcome.pairs, at, generation=outcome.generation
+                )
             if outcome.error is None:
                 nxt = schedule.after_success(
                     at,
@@ -610,10 +618,7 @@ class Branches:
                 ).interval
             fetch_ms = None
             if outcome.fetch_ms is not None:
-                fetch_ms = outcome.fetch_ms | {
-                    "db": round((time.monotonic() - db_started) * 1000)
-                    + outcome.fetch_ms.get("db", 0)
-                }
+                fetch_ms = outcome.fetch_ms | {"db": round((time.monotonic() - db_started) * 1000)}
             await store.finish(
                 session,
                 repository_id,
@@ -724,17 +729,12 @@ class Branches:
                 error=("other", error.message),
                 fetch_ms=None,
             )
-        db_started = time.monotonic()
-        async with self._sessions.begin() as session:
-            await store.record_pairs(
-                session, repository_id, pairs, now(), generation=record.generation
-            )
-        db = round((time.monotonic() - db_started) * 1000)
         return FetchOutcome(
             generation=record.generation,
             changed=changed,
             error=None,
-            fetch_ms=timings | {"db": db},
+            fetch_ms=timings | {"db": 0},
+            pairs=pairs,
         )
 
     async def _source(
