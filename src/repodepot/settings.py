@@ -223,6 +223,49 @@ class Settings(BaseSettings):
         description="Seconds a tracked branch gone on both sides keeps its row.",
     )
 
+    background_concurrency: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) - 1),
+        ge=1,
+        le=256,
+        description="Background git (mirror and upstream fetches, maintenance) running at once, "
+        "within max_concurrent_clones and upstream_max_concurrent (default: CPU count less one).",
+    )
+    background_nice: bool = Field(
+        True,
+        description="Run background git with nice 10 and the idle I/O class (ionice -c3).",
+    )
+    backpressure_load: float = Field(
+        default_factory=lambda: float(os.cpu_count() or 1),
+        ge=0,
+        description="Start no new background work while the one-minute load average is above "
+        "this (default: the CPU count; 0 turns the load signal off).",
+    )
+    backpressure_p99: float = Field(
+        0.5,
+        ge=0,
+        description="Start no new background work while the p99 of the last 30 s of requests "
+        "is above this many seconds (0 turns the latency signal off).",
+    )
+    reader_pool_budget_mib: int = Field(
+        256,
+        ge=1,
+        le=65536,
+        description="Memory the long-lived per-repository git readers may use together, MiB "
+        "(their resident set, measured); the least recently used is ended past it.",
+    )
+    reader_idle_ttl: float = Field(
+        300.0, gt=0, description="Seconds a long-lived git reader may sit idle before it ends."
+    )
+    sqlite_optimize_interval: float = Field(
+        3600.0, gt=0, description="Seconds between two `PRAGMA optimize` runs on SQLite."
+    )
+    identity_cache_ttl: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a token's or repository's lookup is kept in memory; changes made "
+        "through repodepot invalidate it at once (0 turns the caches off).",
+    )
+
     git_sandbox: Literal["bwrap", "none"] = Field(
         "bwrap",
         description="Run git commands a user's input reaches inside bubblewrap (bwrap) or not.",
