@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator, event
+from sqlalchemy import Connection, DateTime, Dialect, MetaData, TypeDecorator, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+from sqlalchemy.ext.asyncio.session import _AsyncSessionContextManager
 from sqlalchemy.orm import DeclarativeBase
 
 # Named constraints so that migrations are identical on SQLite and PostgreSQL.
@@ -24,7 +25,13 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=ON",
+    # 64 MiB of page cache per connection (negative: KiB), the seed's figure.
+    "PRAGMA cache_size=-65536",
+    # Keep the WAL file from growing past 64 MiB once checkpointed.
+    "PRAGMA journal_size_limit=67108864",
 )
+# An execution option on the engine that reads use: no transaction around them.
+READS = "repodepot_reads"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -70,10 +77,17 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """Create the async engine; SQLite gets WAL, synchronous=NORMAL, busy_timeout, foreign keys."""
+    """Create the async engine; SQLite gets WAL, synchronous=NORMAL, busy_timeout, foreign keys.
+
+    On SQLite the driver never opens a transaction by itself (`isolation_level=None`):
+    a write transaction is `BEGIN IMMEDIATE`, which takes the write lock up front, so two
+    writers that both read first cannot deadlock on the upgrade (one waits for the other
+    within busy_timeout); a read is a plain statement with no transaction around it.
+    """
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 5})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(
         url,
@@ -85,13 +99,54 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # aiosqlite opens transactions implicitly; pragmas must run outside one.
+    # aiosqlite opens transactions implicitly; pragmas must run outside one, and from now
+    # on the driver leaves BEGIN to `_sqlite_begin`.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     for pragma in SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+def _sqlite_begin(connection: Connection) -> None:
+    if not connection.get_execution_options().get(READS):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, for reads: autocommit, so a SELECT is one round trip, not three.
+
+    PostgreSQL: the driver's autocommit (no BEGIN, no ROLLBACK). SQLite: no BEGIN is sent
+    (`_sqlite_begin` skips it), so the read sees the latest commit and holds no lock.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{READS: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT", **{READS: True})
+
+
+class Sessions(async_sessionmaker[AsyncSession]):
+    """Sessions of one engine: `sessions()` reads, `sessions.begin()` writes.
+
+    `async with sessions() as session` runs each statement on its own, without a
+    transaction (reads; a write there would commit statement by statement, so writes
+    never go there). `async with sessions.begin() as session` is one transaction,
+    committed at the end (`BEGIN IMMEDIATE` on SQLite). Both keep loaded objects usable
+    after the block.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, expire_on_commit=False)
+        self._reads = async_sessionmaker(read_engine(engine), expire_on_commit=False)
+
+    def __call__(self, **local_kw: Any) -> AsyncSession:
+        """A session for reads: no transaction around its statements."""
+        return self._reads(**local_kw)
+
+    def begin(self) -> _AsyncSessionContextManager[AsyncSession]:
+        """A session in one write transaction, committed when the block ends."""
+        return super().__call__()._maker_context_manager()
+
+
+def session_factory(engine: AsyncEngine) -> Sessions:
+    """Reads without a transaction, writes in one; loaded objects stay usable after commit."""
+    return Sessions(engine)
