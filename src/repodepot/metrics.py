@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 GIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
@@ -39,6 +39,25 @@ class Metrics:
             buckets=GIT_BUCKETS,
             registry=self.registry,
         )
+        self.sqlite_maintenance_seconds = Histogram(
+            "repodepot_sqlite_maintenance_duration_seconds",
+            "Time of one SQLite maintenance task (optimize, checkpoint).",
+            ["task"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.sqlite_maintenance_last = Gauge(
+            "repodepot_sqlite_maintenance_last_run_timestamp_seconds",
+            "When each SQLite maintenance task last ran (Unix time).",
+            ["task"],
+            registry=self.registry,
+        )
+        self.sqlite_wal_frames = Gauge(
+            "repodepot_sqlite_wal_frames",
+            "Frames in the SQLite WAL after the last checkpoint: all, and not yet checkpointed.",
+            ["state"],
+            registry=self.registry,
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
@@ -49,6 +68,16 @@ class Metrics:
         """Count one finished git command (the runner's observer)."""
         self.git_commands.labels(subcommand, outcome).inc()
         self.git_seconds.labels(subcommand).observe(seconds)
+
+    def observe_sqlite_maintenance(self, task: str, seconds: float) -> None:
+        """Record one SQLite maintenance task: its duration and when it ran."""
+        self.sqlite_maintenance_seconds.labels(task).observe(seconds)
+        self.sqlite_maintenance_last.labels(task).set_to_current_time()
+
+    def observe_sqlite_wal(self, frames: int, checkpointed: int) -> None:
+        """Record the WAL's size in frames after a checkpoint, and how many remain to copy."""
+        self.sqlite_wal_frames.labels("all").set(frames)
+        self.sqlite_wal_frames.labels("pending").set(frames - checkpointed)
 
     def render(self) -> bytes:
         """The text exposition format."""
