@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from repodepot.branches.loop import UpstreamLoop
 from repodepot.codehosts.loop import SyncLoop
+from repodepot.db.base import is_sqlite
+from repodepot.db.maintenance import SqliteMaintenance
 from repodepot.gitserver.janitor import Janitor
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.imports.worker import ImportWorker
@@ -45,7 +47,8 @@ class Background:
 def start(services: Services) -> Background:
     """Start the loops of `services.settings.roles`: `worker` imports, `updater` the rest.
 
-    The updater's loops: code host syncs, mirror updates, upstream fetches, the janitor.
+    The updater's loops: code host syncs, mirror updates, upstream fetches, the janitor,
+    and on SQLite the database's maintenance (checkpoints, `PRAGMA optimize`).
     """
     roles = services.settings.roles
     background = Background()
@@ -71,4 +74,11 @@ def start(services: Services) -> Background:
         updates.on_changed = mirror_moved
         background.add(upstreams, "upstream-loop")
         background.add(Janitor.from_services(services), "janitor")
+        if is_sqlite(services.settings.sqlalchemy_url):
+            maintenance = SqliteMaintenance(
+                services.worker_engine,
+                optimize_interval=services.settings.sqlite_optimize_interval,
+                metrics=services.metrics,
+            )
+            background.add(maintenance, "sqlite-maintenance")
     return background
