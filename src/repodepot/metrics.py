@@ -58,6 +58,32 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.reader_pool_hits = Counter(
+            "repodepot_reader_pool_hits_total",
+            "Mirror reads answered by a running long-lived git reader.",
+            registry=self.registry,
+        )
+        self.reader_pool_misses = Counter(
+            "repodepot_reader_pool_misses_total",
+            "Mirror reads that had to start a long-lived git reader.",
+            registry=self.registry,
+        )
+        self.reader_pool_evictions = Counter(
+            "repodepot_reader_pool_evictions_total",
+            "Long-lived git readers ended by the pool, by reason (budget, idle, age, count).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.reader_pool_readers = Gauge(
+            "repodepot_reader_pool_readers",
+            "Long-lived git readers in the pool.",
+            registry=self.registry,
+        )
+        self.reader_pool_resident = Gauge(
+            "repodepot_reader_pool_resident_bytes",
+            "Resident memory of the pool's git readers, as last measured.",
+            registry=self.registry,
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
@@ -78,6 +104,19 @@ class Metrics:
         """Record the WAL's size in frames after a checkpoint, and how many remain to copy."""
         self.sqlite_wal_frames.labels("all").set(frames)
         self.sqlite_wal_frames.labels("pending").set(frames - checkpointed)
+
+    def reader_pool_lookup(self, *, hit: bool) -> None:
+        """Count one request for a long-lived reader (a `catfile.PoolObserver`)."""
+        (self.reader_pool_hits if hit else self.reader_pool_misses).inc()
+
+    def reader_pool_eviction(self, reason: str) -> None:
+        """Count one reader the pool ended."""
+        self.reader_pool_evictions.labels(reason).inc()
+
+    def reader_pool_size(self, *, readers: int, resident_bytes: int) -> None:
+        """The pool's size now."""
+        self.reader_pool_readers.set(readers)
+        self.reader_pool_resident.set(resident_bytes)
 
     def render(self) -> bytes:
         """The text exposition format."""
