@@ -1,16 +1,22 @@
-"""Commits read through one long-lived `git cat-file --batch` per mirror.
+"""Commits read through a pool of long-lived `git cat-file --batch`, one per mirror.
 
 Starting a git process per request costs more than everything else EnsureRevision
 does: under load the event loop waits for each fork. A mirror read often keeps one
 `cat-file --batch` open and asks it over a pipe (a few tens of microseconds).
 
+The pool is bounded by memory, not by a count: the readers' resident sets (their
+process trees, measured from /proc at most every `measure_every` seconds, when a
+reader is asked for) may sum to `budget_bytes`; past it the least recently used are
+ended. A reader idle for `idle_ttl` is ended by a timer, with no request needed.
+Hits, misses, evictions by reason and the pool's size go to a `PoolObserver`.
+
 Freshness: git resolves refs from disk on every request (loose refs are re-read,
 packed-refs re-checked by stat) and rescans packs when an object is missing, so a
 fetch is seen at once. A "missing" answer is still asked again of a newer process
-before it counts, a process older than `MAX_AGE` is replaced (it may hold packs
-that a repack deleted), one idle for `IDLE` is ended, and at most `MAX_OPEN` run.
-A replaced process takes no new questions and ends once those already waiting for
-it are answered: concurrent askers never share its pipes, nor lose their answer.
+before it counts, and a process older than `MAX_AGE` is replaced (it may hold packs
+that a repack deleted). A reader leaving the pool, for whatever reason, takes no new
+questions and ends once those already waiting for it are answered: concurrent askers
+never share its pipes, nor lose their answer, and none is killed mid-answer.
 
 Only plain revisions reach `commit()` (`git.revisions`): git's message searches
 (`^{/REGEX}`, `:/REGEX`) would run a backtracking regex over every commit.
@@ -24,18 +30,25 @@ import math
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Protocol
 
 from repodepot.git import commands
 from repodepot.git.errors import RevisionNotFound
 from repodepot.git.revisions import MAX_REVISION, is_plain_revision
 from repodepot.git.runner import GitRunner
+from repodepot.procfs import tree_resident_bytes
 
-MAX_OPEN = 64
+BUDGET = 256 << 20
+IDLE_TTL = 300.0
+MEASURE_EVERY = 1.0
 MAX_AGE = 60.0
-IDLE = 30.0
+# Not the bound (memory is): a backstop on pipes and child processes, should a burst
+# of new repositories start more readers than one measure apart can see.
+MAX_OPEN = 512
 MAX_COMMIT_BYTES = 16 << 20
 ANSWER_TIMEOUT = 10.0
 _SHA = re.compile(rb"[0-9a-f]{40}")
@@ -67,6 +80,40 @@ class GitObject:
     data: bytes | None
 
 
+class PoolObserver(Protocol):
+    """Told of the reader pool's lookups, evictions and size (`metrics.Metrics` is one)."""
+
+    def reader_pool_lookup(self, *, hit: bool) -> None:
+        """A reader was asked for: a hit found one running, a miss started one."""
+
+    def reader_pool_eviction(self, reason: str) -> None:
+        """A reader left the pool: `budget`, `idle`, `age` or `count` (`MAX_OPEN`)."""
+
+    def reader_pool_size(self, *, readers: int, resident_bytes: int) -> None:
+        """The pool now holds `readers`, last measured at `resident_bytes` together."""
+
+
+class _Unobserved:
+    def reader_pool_lookup(self, *, hit: bool) -> None:
+        pass
+
+    def reader_pool_eviction(self, reason: str) -> None:
+        pass
+
+    def reader_pool_size(self, *, readers: int, resident_bytes: int) -> None:
+        pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PooledReader:
+    """A reader in the pool, as `CommitReader.readers()` lists it."""
+
+    repo: Path
+    pid: int
+    resident_bytes: int  # as last measured; 0 until then
+    answering: bool
+
+
 class _Batch:
     """One `git cat-file --batch` and the lock that keeps its questions in order.
 
@@ -79,6 +126,7 @@ class _Batch:
         self.lock = asyncio.Lock()
         self.started = self.used = time.monotonic()
         self.ended = False
+        self.resident = 0
 
     async def ask(self, name: bytes, limit: int) -> GitObject | None:
         """The object `name` names, or None when git says it is missing."""
@@ -114,13 +162,32 @@ class _Batch:
 
 
 class CommitReader:
-    """Commits by revision, from the mirrors' long-lived `cat-file --batch` processes."""
+    """Commits by revision, from the mirrors' long-lived `cat-file --batch` processes.
 
-    def __init__(self, git: GitRunner) -> None:
+    `measure(pid)` is a process tree's resident bytes (from /proc by default).
+    """
+
+    def __init__(
+        self,
+        git: GitRunner,
+        *,
+        budget_bytes: int = BUDGET,
+        idle_ttl: float = IDLE_TTL,
+        measure: Callable[[int], int] = tree_resident_bytes,
+        measure_every: float = MEASURE_EVERY,
+        observer: PoolObserver | None = None,
+    ) -> None:
         self._git = git
-        self._open: OrderedDict[Path, _Batch] = OrderedDict()
+        self._budget = budget_bytes
+        self._idle_ttl = idle_ttl
+        self._measure = measure
+        self._measure_every = measure_every
+        self._observer: PoolObserver = observer or _Unobserved()
+        self._open: OrderedDict[Path, _Batch] = OrderedDict()  # least recently used first
         self._starting = asyncio.Lock()
         self._ending: set[asyncio.Task[None]] = set()
+        self._measured_at = -math.inf
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def commit(self, repo: Path, rev: str) -> CommitInfo:
         """The commit `rev` names in `repo`; raises RevisionNotFound.
@@ -164,43 +231,117 @@ class CommitReader:
             started_after = batch.started
         return None
 
+    def readers(self) -> list[PooledReader]:
+        """The readers in the pool, least recently used first."""
+        return [
+            PooledReader(
+                repo=repo,
+                pid=batch.process.pid,
+                resident_bytes=batch.resident,
+                answering=batch.lock.locked(),
+            )
+            for repo, batch in self._open.items()
+        ]
+
     async def _batch(self, repo: Path, *, started_after: float) -> _Batch:
         """The open process for `repo`, else a new one; one started after `started_after`."""
         self._end_stale()
         batch = self._usable(repo, started_after)
+        hit = batch is not None
         if batch is None:
-            async with self._starting:  # two starts for one repository would leak one
-                batch = self._usable(repo, started_after)
-                if batch is None:
-                    while len(self._open) >= MAX_OPEN:
-                        self._retire(*next(iter(self._open.items())))
-                    process = await commands.cat_file_batch(self._git, repo)
-                    batch = self._open[repo] = _Batch(process)
+            batch = await self._start(repo, started_after)
         self._open.move_to_end(repo)
+        batch.used = time.monotonic()
+        self._observer.reader_pool_lookup(hit=hit)
+        self._keep_in_budget(keep=repo)
+        self._sweep_later()
         return batch
+
+    async def _start(self, repo: Path, started_after: float) -> _Batch:
+        async with self._starting:  # two starts for one repository would leak one
+            batch = self._usable(repo, started_after)
+            if batch is None:
+                while len(self._open) >= MAX_OPEN:
+                    self._retire(*next(iter(self._open.items())), reason="count")
+                process = await commands.cat_file_batch(self._git, repo)
+                batch = self._open[repo] = _Batch(process)
+            return batch
 
     def _usable(self, repo: Path, started_after: float) -> _Batch | None:
         batch = self._open.get(repo)
         if batch is None:
             return None
-        if batch.ended or batch.process.returncode is not None or batch.started <= started_after:
+        if batch.ended or batch.process.returncode is not None:
             self._retire(repo, batch)
+            return None
+        if batch.started <= started_after:
+            self._retire(repo, batch, reason="age")
             return None
         return batch
 
+    def _keep_in_budget(self, *, keep: Path) -> None:
+        """Past the budget, retire the least recently used readers until under it.
+
+        The readers are measured at most every `measure_every`, and `keep`, the one
+        just asked for, stays even alone over the budget.
+        """
+        at = time.monotonic()
+        if at - self._measured_at < self._measure_every:
+            return
+        self._measured_at = at
+        for batch in self._open.values():
+            batch.resident = self._measure(batch.process.pid)
+        total = sum(batch.resident for batch in self._open.values())
+        for repo, batch in list(self._open.items()):
+            if total <= self._budget:
+                break
+            if repo != keep:
+                self._retire(repo, batch, reason="budget")
+                total -= batch.resident
+        self._report()
+
     def _end_stale(self) -> None:
         at = time.monotonic()
-        for path, batch in list(self._open.items()):
-            if at - batch.used > IDLE or at - batch.started > MAX_AGE:
-                self._retire(path, batch)
+        for repo, batch in list(self._open.items()):
+            if at - batch.started >= MAX_AGE:
+                self._retire(repo, batch, reason="age")
+            elif at - batch.used >= self._idle_ttl:
+                self._retire(repo, batch, reason="idle")
 
-    def _forget(self, repo: Path, batch: _Batch) -> None:
+    def _sweep_later(self) -> None:
+        """End idle and old readers when they are due, even if no request comes."""
+        if self._sweeper is not None or not self._open:
+            return
+        due = min(
+            min(batch.started + MAX_AGE, batch.used + self._idle_ttl)
+            for batch in self._open.values()
+        )
+        delay = max(0.0, due - time.monotonic()) + 0.01  # timers may fire a hair early
+        self._sweeper = asyncio.get_running_loop().call_later(delay, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        self._end_stale()
+        self._report()
+        self._sweep_later()
+
+    def _report(self) -> None:
+        resident = sum(batch.resident for batch in self._open.values())
+        self._observer.reader_pool_size(readers=len(self._open), resident_bytes=resident)
+
+    def _forget(self, repo: Path, batch: _Batch) -> bool:
         if self._open.get(repo) is batch:
             del self._open[repo]
+            return True
+        return False
 
-    def _retire(self, repo: Path, batch: _Batch) -> None:
-        """No new questions for `batch`; it ends once the ones already waiting are answered."""
-        self._forget(repo, batch)
+    def _retire(self, repo: Path, batch: _Batch, reason: str | None = None) -> None:
+        """No new questions for `batch`; it ends once the ones already waiting are answered.
+
+        `reason` counts it as an eviction (a reader that failed or ended is not one).
+        """
+        if self._forget(repo, batch) and reason is not None:
+            self._observer.reader_pool_eviction(reason)
         task = asyncio.create_task(self._end_when_free(batch))
         self._ending.add(task)
         task.add_done_callback(self._ending.discard)
@@ -212,8 +353,12 @@ class CommitReader:
 
     async def close(self) -> None:
         """End every process."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for repo, batch in list(self._open.items()):
             self._retire(repo, batch)
+        self._report()
         while self._ending:
             await asyncio.gather(*self._ending)
 

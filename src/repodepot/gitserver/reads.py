@@ -31,7 +31,7 @@ from repodepot.git.revisions import PLAIN_REVISION, is_plain_revision
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver import mirror
 from repodepot.gitserver.allowlist import check_exec
-from repodepot.gitserver.catfile import CommitReader
+from repodepot.gitserver.catfile import CommitReader, PoolObserver
 from repodepot.gitserver.service import Gitserver
 from repodepot.settings import Settings
 from repodepot.storage import Storage
@@ -53,7 +53,13 @@ class Reads:
     """EnsureRevision and exec over the mirrors on this node."""
 
     def __init__(
-        self, git: GitRunner, storage: Storage, gitserver: Gitserver, settings: Settings
+        self,
+        git: GitRunner,
+        storage: Storage,
+        gitserver: Gitserver,
+        settings: Settings,
+        *,
+        pool_observer: PoolObserver | None = None,
     ) -> None:
         self._git = git
         self._storage = storage
@@ -62,7 +68,12 @@ class Reads:
         self._fetches: dict[int, asyncio.Task[None]] = {}
         self._fetched_at: dict[int, float] = {}
         self._execs_by_user: dict[int, int] = {}  # running execs; none: no entry
-        self._commits = CommitReader(git)
+        self._commits = CommitReader(
+            git,
+            budget_bytes=settings.reader_pool_budget_mib << 20,
+            idle_ttl=settings.reader_idle_ttl,
+            observer=pool_observer,
+        )
 
     @property
     def objects(self) -> CommitReader:
