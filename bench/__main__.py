@@ -10,7 +10,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from bench import branches, clones, gitserver, goproxy, imports, runner, sandbox, sync
+from bench import branches, clones, gitserver, goproxy, http, imports, runner, sandbox, sync
 
 SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "runner": ("git runner overhead", runner.run),
@@ -31,6 +31,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
         "branch status: ahead/behind, a fetch's parts, sync-status under load",
         branches.run,
     ),
+    "http": ("HTTP throughput: wrk against each endpoint and /healthz", http.run),
 }
 
 
