@@ -10,7 +10,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from bench import branches, clones, gitserver, goproxy, http, imports, runner, sandbox, sync
+from bench import branches, clones, gitserver, goproxy, http, imports, pool, runner, sandbox, sync
 
 SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "runner": ("git runner overhead", runner.run),
@@ -32,6 +32,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
         branches.run,
     ),
     "http": ("HTTP throughput: wrk against each endpoint and /healthz", http.run),
+    "pool": ("reader pool: a commit lookup cold against hot (seed benchmark 1)", pool.run),
 }
 
 
