@@ -45,9 +45,12 @@ class Checkpoint:
     """What one passive checkpoint found and did.
 
     `frames` is the WAL's length, `checkpointed` how many of them are now in the database
-    file; frames that a reader's snapshot still needs stay behind until it ends.
+    file; frames that a reader's snapshot still needs stay behind until it ends. `busy`
+    is SQLite's word that the checkpoint waited for a reader or writer and gave up (only
+    the modes that wait, never PASSIVE, can say so).
     """
 
+    busy: bool
     frames: int
     checkpointed: int
     seconds: float
@@ -122,8 +125,9 @@ class SqliteMaintenance(BackgroundLoop):
         async with self._engine.connect() as connection:
             result = await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
             # (busy, frames, checkpointed); both counts are -1 when not in WAL mode.
-            _busy, frames, checkpointed = (int(value) for value in result.one())
+            busy, frames, checkpointed = (int(value) for value in result.one())
         done = Checkpoint(
+            busy=bool(busy),
             frames=max(frames, 0),
             checkpointed=max(checkpointed, 0),
             seconds=time.perf_counter() - started,
@@ -140,6 +144,7 @@ class SqliteMaintenance(BackgroundLoop):
             extra={
                 "action": "sqlite.checkpoint",
                 "seconds": done.seconds,
+                "busy": done.busy,
                 "frames": done.frames,
                 "checkpointed": done.checkpointed,
             },
