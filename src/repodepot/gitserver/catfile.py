@@ -215,7 +215,8 @@ class CommitReader:
             batch = await self._batch(repo, started_after=started_after)
             async with batch.lock:
                 try:
-                    answer = await asyncio.wait_for(batch.ask(question, limit), ANSWER_TIMEOUT)
+                    async with asyncio.timeout(ANSWER_TIMEOUT):  # no task per question
+                        answer = await batch.ask(question, limit)
                 except (EOFError, OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
                     self._forget(repo, batch)
                     await batch.end()
@@ -244,8 +245,11 @@ class CommitReader:
         ]
 
     async def _batch(self, repo: Path, *, started_after: float) -> _Batch:
-        """The open process for `repo`, else a new one; one started after `started_after`."""
-        self._end_stale()
+        """The open process for `repo`, else a new one; one started after `started_after`.
+
+        Only this repository's reader is checked for age here: the others are ended when
+        due by the sweep's timer, so a lookup costs the same with 1 or 500 readers.
+        """
         batch = self._usable(repo, started_after)
         hit = batch is not None
         if batch is None:
@@ -274,7 +278,7 @@ class CommitReader:
         if batch.ended or batch.process.returncode is not None:
             self._retire(repo, batch)
             return None
-        if batch.started <= started_after:
+        if batch.started <= started_after or time.monotonic() - batch.started >= MAX_AGE:
             self._retire(repo, batch, reason="age")
             return None
         return batch
