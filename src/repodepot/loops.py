@@ -4,6 +4,8 @@
   that anyone on the same host can tell whether the owner still lives (`died_here`).
 - `BackgroundLoop`: `run()` calls `step()` when woken or when its interval (with
   jitter) has passed, until `stop()`; a step that raises is logged and the loop goes on.
+  A loop given `changed` (a look that costs no query) sleeps instead until woken, until
+  the due time its step returned, or until `ceiling`, stepping early when `changed()`.
 - `renewing()`: a lease renewed in the background while a block runs.
 
 A leaf: it imports nothing of repodepot's domain.
@@ -17,6 +19,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -49,13 +52,29 @@ def died_here(worker_id: str | None) -> bool:
 
 
 class BackgroundLoop:
-    """A loop that does `step()` when woken or every `interval` seconds, until stopped."""
+    """A loop that does `step()` when woken or every `interval` seconds, until stopped.
+
+    With `changed`, an idle loop does not poll: after a step it sleeps until woken, until
+    the seconds the step returned (its next known due time) or `ceiling` have passed, and
+    every `interval` in between it only asks `changed()` (whether what it reads may have
+    moved, e.g. the SQLite files; false when wake-ups arrive by themselves), stepping
+    early when that says so.
+    """
 
     name = "loop"
 
-    def __init__(self, *, interval: float, jitter: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        interval: float,
+        jitter: float = 0.0,
+        ceiling: float | None = None,
+        changed: Callable[[], bool] | None = None,
+    ) -> None:
         self.interval = interval
         self.jitter = jitter
+        self.ceiling = interval if ceiling is None or changed is None else max(ceiling, interval)
+        self._changed = changed
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         # Its own generator: the jitter must not draw from (or disturb) the global one.
@@ -73,8 +92,8 @@ class BackgroundLoop:
     async def starting(self) -> None:
         """Once, before the first step (recovery after a crash goes here)."""
 
-    async def step(self) -> None:
-        """One round of the loop's work."""
+    async def step(self) -> float | None:
+        """One round of the loop's work; the seconds until its next known due time, or None."""
         raise NotImplementedError
 
     async def stopped(self) -> None:
@@ -85,13 +104,26 @@ class BackgroundLoop:
         await self._guarded(self.starting)
         while not self._stopping.is_set():
             self._wake.clear()  # before the step: a wake during it brings the next one
-            await self._guarded(self.step)
+            if self._changed is not None:
+                self._changed()  # what the step reads is the baseline of the next look
+            due_in = await self._guarded(self.step, failed=self.interval)
             if self._stopping.is_set():
                 break
-            pause = self.interval * self._random.uniform(1 - self.jitter, 1 + self.jitter)
+            await self._idle(due_in)
+
+    async def _idle(self, due_in: float | None) -> None:
+        """Wait until woken, until `due_in` seconds, the ceiling, or a change is seen."""
+        spread = self._random.uniform(1 - self.jitter, 1 + self.jitter)
+        until = time.monotonic() + self.ceiling * spread
+        if due_in is not None:
+            until = min(until, time.monotonic() + max(due_in, 0.0))
+        while (left := until - time.monotonic()) > 0:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(pause):
+                async with asyncio.timeout(min(left, self.interval * spread)):
                     await self._wake.wait()
+                    return
+            if self._changed is not None and self._changed():
+                return
 
     async def stop(self) -> None:
         """End after the current step; `stopped()` gives back what is held."""
@@ -99,15 +131,18 @@ class BackgroundLoop:
         self._wake.set()
         await self.stopped()
 
-    async def _guarded(self, work: Callable[[], Awaitable[None]]) -> None:
+    async def _guarded(
+        self, work: Callable[[], Awaitable[float | None]], failed: float | None = None
+    ) -> float | None:
         # A database hiccup or a bug in one round must not end the loop: logged, and the
-        # next round tries again.
+        # next round tries again (after `failed` seconds).
         try:
-            await work()
+            return await work()
         except Exception:
             logger.exception(
                 "%s round failed", self.name, extra={"action": f"{self.name}.round_failed"}
             )
+            return failed
 
 
 @asynccontextmanager

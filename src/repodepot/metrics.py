@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from repodepot.latency import RecentDurations
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Streams whose length is the client's (an SSE watcher) or the repository's (a clone), not
+# the server's speed: left out of the backpressure gate's p99.
+LONG_LIVED = ("/events", "/git-upload-pack", "/git-receive-pack")
 GIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 
@@ -37,6 +42,19 @@ class Metrics:
             "Wall time of git commands.",
             ["subcommand"],
             buckets=GIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.recent = RecentDurations(30)
+        self.backpressure_closed = Gauge(
+            "repodepot_backpressure_closed",
+            "1 while new background work waits, by the signal above its limit (load, p99).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.backpressure_paused = Counter(
+            "repodepot_backpressure_paused_total",
+            "Starts of background work put off because the backpressure gate was closed.",
+            ["loop"],
             registry=self.registry,
         )
         self.sqlite_maintenance_seconds = Histogram(
@@ -89,6 +107,12 @@ class Metrics:
         """Count one answered request."""
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_seconds.labels(method, route).observe(seconds)
+        if not route.endswith(LONG_LIVED):
+            self.recent.add(seconds)
+
+    def recent_p99(self) -> float | None:
+        """The p99 of the last 30 s of requests, seconds (None: too few to tell)."""
+        return self.recent.quantile(0.99)
 
     def observe_git(self, subcommand: str, outcome: str, seconds: float) -> None:
         """Count one finished git command (the runner's observer)."""

@@ -553,6 +553,11 @@ class Branches:
                 per_host=self._settings.max_clones_per_host,
             )
 
+    async def next_due(self, owner: str) -> datetime | None:
+        """When `owner` could next claim an upstream fetch (None: no upstream)."""
+        async with self._sessions() as session:
+            return await store.next_due(session, now(), owner)
+
     async def claim_one(self, owner: str, repository_id: int) -> bool:
         """Lease one repository's upstream fetch now, due or not (`upstream fetch --wait`).
 

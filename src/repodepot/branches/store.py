@@ -303,6 +303,26 @@ def _lease_free(at: datetime) -> Any:
     return or_(UpstreamSync.lease_until.is_(None), UpstreamSync.lease_until < at)
 
 
+async def next_due(session: AsyncSession, at: datetime, owner: str) -> datetime | None:
+    """When an upstream fetch `owner` could claim is next due; None when there is none.
+
+    A fetch another fetcher holds counts from the end of its lease.
+    """
+    u = UpstreamSync
+    row = (
+        await session.execute(
+            select(
+                func.min(u.next_fetch_at).filter(u.dismissed == false(), _lease_free(at)),
+                func.min(u.lease_until).filter(
+                    u.dismissed == false(), u.lease_until >= at, u.lease_owner != owner
+                ),
+            )
+        )
+    ).one()
+    times = [when for when in row if when is not None]
+    return min(times) if times else None
+
+
 async def claim(
     session: AsyncSession,
     owner: str,

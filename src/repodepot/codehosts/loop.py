@@ -1,7 +1,10 @@
 """The sync loop: each connection synced every `sync_interval`, and at once on request.
 
 One sync of a connection runs at a time across processes: a sync first takes the
-connection's lease (a row in `code_hosts`), renewed while it runs.
+connection's lease (a row in `code_hosts`), renewed while it runs. Between syncs the
+loop sleeps until the next connection is due, or until woken: by a connection created,
+changed or asked to sync in this process, or on SQLite by a look at the database's
+files (no query) every `sync_poll_interval` that shows a commit.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
     from repodepot.services import Services
 
 logger = logging.getLogger(__name__)
+IDLE_CEILING = 60.0
+"""Seconds an idle sync loop sleeps at most without a look at the table (missed wake-ups)."""
 
 
 class SyncLoop(BackgroundLoop):
@@ -39,8 +45,11 @@ class SyncLoop(BackgroundLoop):
         *,
         owner: str,
         concurrency: int = 4,
+        changed: Callable[[], bool] | None = None,
     ) -> None:
-        super().__init__(interval=settings.sync_poll_interval)
+        super().__init__(
+            interval=settings.sync_poll_interval, ceiling=IDLE_CEILING, changed=changed
+        )
         self._syncer = syncer
         self._sessions = sessions
         self._settings = settings
@@ -49,13 +58,16 @@ class SyncLoop(BackgroundLoop):
         self._running: dict[int, asyncio.Task[None]] = {}
 
     @classmethod
-    def from_services(cls, services: Services) -> SyncLoop:
+    def from_services(
+        cls, services: Services, *, changed: Callable[[], bool] | None = None
+    ) -> SyncLoop:
         """A loop over an opened set of services."""
         return cls(
             services.codehosts.syncer,
             session_factory(services.worker_engine),
             services.settings,
             owner=new_worker_id(),
+            changed=changed,
         )
 
     async def starting(self) -> None:
@@ -68,9 +80,17 @@ class SyncLoop(BackgroundLoop):
                 extra={"action": "codehost.leases_released", "count": freed},
             )
 
-    async def step(self) -> None:
-        """Claim due connections and sync them, a few at a time."""
+    async def step(self) -> float | None:
+        """Claim due connections and sync them, a few at a time; seconds until the next due."""
         await self._start_due()
+        async with self._sessions() as session:
+            at = await store.next_due(session, now())
+        if at is None:
+            return None
+        due_in = (at - now()).total_seconds()
+        if due_in <= 0:  # due but not started: no free slot, or its claim lost a race
+            return None if self._running else self.interval
+        return due_in
 
     async def stopped(self) -> None:
         """Cancel running syncs (their leases expire, so they run again)."""

@@ -14,7 +14,18 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, case, delete, insert, or_, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from repodepot.batches import chunks
@@ -236,6 +247,20 @@ async def record(
 
 def _free(at: datetime) -> Any:
     return or_(CodeHost.lease_until.is_(None), CodeHost.lease_until < at)
+
+
+async def next_due(session: AsyncSession, at: datetime) -> datetime | None:
+    """When a connection is next due (a leased one: when its lease ends); None: none."""
+    row = (
+        await session.execute(
+            select(
+                func.min(CodeHost.next_sync_at).filter(_free(at)),
+                func.min(CodeHost.lease_until).filter(CodeHost.lease_until >= at),
+            )
+        )
+    ).one()
+    times = [when for when in row if when is not None]
+    return min(times) if times else None
 
 
 async def claim(

@@ -11,6 +11,10 @@ input reaches: exec, EnsureRevision's readers, the Go proxy's reads, upload-pack
 runs inside bubblewrap, which sees only the system's binaries and that repository,
 read-only, at `/repo`. Commands that write or talk to the network (clone, fetch,
 maintenance) run outside it. Without a sandbox, git still runs in the repository.
+
+Inside a `background()` block (a loop's fetch or maintenance, and the tasks it starts),
+the git it runs yields to the foreground: `nice -n 10` and the idle I/O class
+(`ionice -c 3`), wrapped around the whole command line (the sandbox included).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +141,28 @@ esac
 NO_TIMEOUT = float("inf")
 """A `timeout` for work its caller watches instead (a stall timeout), never the clock."""
 
+# Whether the running task's git is background work: set by `background()`, read by `_argv`.
+# A context variable reaches the git run through the layers between a loop and the runner
+# (mirror, commands, branch status) without widening their signatures, and tasks started
+# inside the block inherit it.
+_background: ContextVar[bool] = ContextVar("repodepot_git_background", default=False)
+
+
+@contextlib.contextmanager
+def background(enabled: bool = True) -> Iterator[None]:
+    """Within this block, `run` and `stream` start git with `nice 10` and the idle I/O class.
+
+    Tasks created inside the block inherit it. `enabled=False` (setting
+    `background_nice` off) leaves priorities alone. The long-lived readers of `start()`
+    and `popen()` never are: a pool may hand them to the foreground later.
+    """
+    token = _background.set(enabled)
+    try:
+        yield
+    finally:
+        _background.reset(token)
+
+
 StderrSink = Callable[[bytes], None]
 Observer = Callable[[str, str, float], None]
 """Called with (subcommand, outcome, seconds) after every command, for metrics."""
@@ -193,6 +220,7 @@ class GitRunner:
         setpriv = shutil.which("setpriv", path=path)
         self._launcher = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
         self._prlimit = shutil.which("prlimit", path=path)  # util-linux, like setpriv
+        self._lowered = _lowering(path)
 
     def _build_env(self, path: str, schemes: tuple[str, ...]) -> dict[str, str]:
         env = {
@@ -253,6 +281,7 @@ class GitRunner:
         *,
         die_with_us: bool = False,
         max_memory: int | None = None,
+        lowered: bool = False,
     ) -> list[str]:
         """`git [--git-dir=DIR] ARGS`, sandboxed or under the death-signal launcher.
 
@@ -261,6 +290,8 @@ class GitRunner:
         `/repo` and bubblewrap's `--die-with-parent` replaces the launcher.
         `max_memory` caps git's heap (RLIMIT_DATA, through `prlimit`): a format width
         or an alignment of a billion columns then fails in git, not in the machine.
+        `lowered` (background work) puts `nice`/`ionice` in front of it all: bwrap and
+        every child git starts inherit the priorities.
         """
         if not args or args[0] not in ALLOWED_SUBCOMMANDS:
             raise GitCommandNotAllowed(f"git {args[0] if args else '(nothing)'} is not allowed")
@@ -271,10 +302,12 @@ class GitRunner:
             limit = [self._prlimit, f"--data={max_memory}", "--"]
         if self.sandbox is not None and git_dir is not None and args[0] in SANDBOXED:
             command = [*limit, self.binary, "--no-pager", f"--git-dir={INSIDE}", *args]
-            return self.sandbox.wrap(git_dir, command, borrowed=_alternates(git_dir))
+            priority = self._lowered if lowered else []
+            return [*priority, *self.sandbox.wrap(git_dir, command, borrowed=_alternates(git_dir))]
         die_with_us = die_with_us or args[0] in LONG_RUNNING
         launcher = self._launcher if die_with_us else []
-        argv = [*launcher, *limit, self.binary, "--no-pager"]
+        priority = self._lowered if lowered else []
+        argv = [*launcher, *priority, *limit, self.binary, "--no-pager"]
         if git_dir is not None:
             argv.append(f"--git-dir={git_dir}")
         argv.extend(args)
@@ -306,8 +339,9 @@ class GitRunner:
         for a subcommand outside the allowlist, GitNotInstalled, GitTimeout (the process group
         is killed), GitOutputTooLarge past `stdout_cap`, and GitCommandError on a non-zero
         exit when `check` is true. Cancelling the caller kills the process group too.
+        Inside `background()`, git runs with lowered CPU and I/O priorities.
         """
-        argv = self._argv(args, git_dir)
+        argv = self._argv(args, git_dir, lowered=_background.get())
         cwd = cwd if cwd is not None else _directory(git_dir)
         secrets = [credentials.password, credentials.username] if credentials else []
         shown = [redact(arg, secrets) for arg in args]
@@ -364,7 +398,7 @@ class GitRunner:
         process group. A non-zero exit raises GitCommandError after the output.
         `max_memory` caps git's heap, bytes (see `_argv`).
         """
-        argv = self._argv(args, git_dir, max_memory=max_memory)
+        argv = self._argv(args, git_dir, max_memory=max_memory, lowered=_background.get())
         env = self.env(config=config)
         if protocol:
             env["GIT_PROTOCOL"] = protocol
@@ -582,6 +616,25 @@ def _alternates(git_dir: Path) -> list[Path]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     return [Path(line) for line in listed.splitlines() if line.startswith("/")]
+
+
+def _lowering(path: str) -> list[str]:
+    """`nice -n 10 ionice -t -c 3 --`: the prefix of background git, from what is installed.
+
+    Both exec the next program in the same process (its pid, its process group), so the
+    launcher's death signal and a kill of the group still reach git. `-t`: a kernel or
+    container refusing the idle class does not stop the fetch. Missing tools are logged
+    once, here, at start-up.
+    """
+    nice, ionice = shutil.which("nice", path=path), shutil.which("ionice", path=path)
+    if nice is None or ionice is None:
+        logger.warning(
+            "background git keeps normal priority: %s not found on PATH",
+            " and ".join(name for name, found in (("nice", nice), ("ionice", ionice)) if not found),
+            extra={"action": "git.priority"},
+        )
+    prefix = [nice, "-n", "10"] if nice else []
+    return prefix + ([ionice, "-t", "-c", "3", "--"] if ionice else [])
 
 
 def _unsandboxable(detail: str) -> ConfigurationError:

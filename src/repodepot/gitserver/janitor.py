@@ -10,6 +10,10 @@ Every `janitor_interval`:
 - mirror directories that no mirror row owns (left by a crash, or by the layout before
   mirrors were kept by id) are removed once untouched for `deleted_grace`, logged.
 (Corrupt mirrors are found by the updater: a failed fetch is followed by fsck.)
+
+Maintenance is background git (`nice`, idle I/O), one mirror at a time, and starts only
+while the backpressure gate is open: a pass the gate cuts short resumes, maintenance
+only, once it opens.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from repodepot.backpressure import RECHECK, Gate
 from repodepot.clock import now
 from repodepot.git import commands
 from repodepot.git.errors import GitError
-from repodepot.git.runner import GitRunner
+from repodepot.git.runner import GitRunner, background
 from repodepot.gitserver.service import Gitserver
 from repodepot.loops import BackgroundLoop
 from repodepot.repositories import Repositories
@@ -61,8 +66,11 @@ class Janitor(BackgroundLoop):
         settings: Settings,
         *,
         prune: Callable[[], Awaitable[int]] | None = None,
+        gate: Gate | None = None,
     ) -> None:
         super().__init__(interval=settings.janitor_interval)
+        self._gate = gate
+        self._held = False  # the last pass's maintenance was cut short by the gate
         # Prunes rows of other owners that age out (branch status's deleted branches).
         self._prune = prune
         self._gitserver = gitserver
@@ -72,7 +80,7 @@ class Janitor(BackgroundLoop):
         self._settings = settings
 
     @classmethod
-    def from_services(cls, services: Services) -> Janitor:
+    def from_services(cls, services: Services, *, gate: Gate | None = None) -> Janitor:
         """A janitor over an opened set of services."""
         return cls(
             services.gitserver,
@@ -81,11 +89,16 @@ class Janitor(BackgroundLoop):
             services.storage,
             services.settings,
             prune=services.branches.prune_deleted,
+            gate=gate,
         )
 
-    async def step(self) -> None:
-        """A pass every `janitor_interval`."""
-        await self.pass_once()
+    async def step(self) -> float | None:
+        """A pass every `janitor_interval`; a pass held by the gate resumes within seconds."""
+        if self._held:
+            await self.maintain_due()
+        else:
+            await self.pass_once()
+        return RECHECK if self._held else None
 
     async def pass_once(self) -> tuple[int, int]:
         """One pass: (mirrors maintained, mirrors removed)."""
@@ -100,8 +113,13 @@ class Janitor(BackgroundLoop):
         """Maintain the mirrors whose last maintenance is older than the interval."""
         before = now() - timedelta(seconds=self._settings.maintenance_interval)
         done = 0
+        self._held = False
         for repository_id in await self._gitserver.due_maintenance(before, BATCH):
             if self.stopping:
+                break
+            if self._gate is not None and not self._gate.open():
+                self._gate.paused(self.name)  # the rest waits for the gate
+                self._held = True
                 break
             if await self.maintain(repository_id):
                 done += 1
@@ -116,7 +134,8 @@ class Janitor(BackgroundLoop):
             return False
         async with self._storage.lock(repository_id):
             try:
-                await commands.maintain(self._git, path)
+                with background(self._settings.background_nice):
+                    await commands.maintain(self._git, path)
             except GitError as error:
                 logger.warning(
                     "maintenance of mirror %s failed: %s",

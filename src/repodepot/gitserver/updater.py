@@ -1,11 +1,17 @@
 """The update scheduler's workers: clone or fetch due mirrors, within limits.
 
 At start-up the mirrors a crashed updater on this host held are freed at once. Each
-round (now and then) gives repositories without a mirror row one, then leases
-as many due mirrors as there are free slots: at most `max_concurrent_clones` at
-once, and at most `max_clones_per_host` against one host. git runs in
-subprocesses; the event loop only waits. A fetch that fails is followed by a
-connectivity check; a mirror that fails it is removed and cloned again.
+round leases as many due mirrors as there are free slots: at most
+`max_concurrent_clones` and `background_concurrency` at once, and at most
+`max_clones_per_host` against one host, and only while the backpressure gate is open.
+git runs in subprocesses, as background work (`nice`, idle I/O); the event loop only
+waits. A fetch that fails is followed by a connectivity check; a mirror that fails it
+is removed and cloned again.
+
+Between rounds the loop sleeps until the next mirror is due, or until woken: by an
+enqueue in this process, by a notification from another (PostgreSQL), or, on SQLite,
+when a look at the database's files (no query) every `update_poll_interval` shows a
+commit.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from repodepot.backpressure import RECHECK, Gate
+from repodepot.clock import now
 from repodepot.db.models import CloneStatus
 from repodepot.exceptions import RepodepotError
 from repodepot.git import commands
 from repodepot.git.errors import GitError
-from repodepot.git.runner import GitRunner
+from repodepot.git.runner import GitRunner, background
 from repodepot.gitserver import mirror
 from repodepot.gitserver.failures import FailureKind, classify, credential_advice, message
 from repodepot.gitserver.janitor import disk_free_percent
@@ -34,6 +42,8 @@ if TYPE_CHECKING:
     from repodepot.services import Services
 
 logger = logging.getLogger(__name__)
+IDLE_CEILING = 60.0
+"""Seconds an idle updater sleeps at most without a look at the queue (missed wake-ups)."""
 
 
 class UpdateLoop(BackgroundLoop):
@@ -42,22 +52,46 @@ class UpdateLoop(BackgroundLoop):
     name = "update"
 
     def __init__(
-        self, gitserver: Gitserver, git: GitRunner, storage: Storage, settings: Settings
+        self,
+        gitserver: Gitserver,
+        git: GitRunner,
+        storage: Storage,
+        settings: Settings,
+        *,
+        gate: Gate | None = None,
+        changed: Callable[[], bool] | None = None,
     ) -> None:
-        super().__init__(interval=settings.update_poll_interval)
+        super().__init__(
+            interval=settings.update_poll_interval, ceiling=IDLE_CEILING, changed=changed
+        )
         self._gitserver = gitserver
         self._git = git
         self._storage = storage
         self._settings = settings
+        self._gate = gate
+        self._slots = min(settings.max_concurrent_clones, settings.background_concurrency)
         self._owner = new_worker_id()
         self._running: dict[int, tuple[Due, asyncio.Task[None]]] = {}
         # Called with a repository's id after a fetch moved its refs (branch status).
         self.on_changed: Callable[[int], Awaitable[None]] | None = None
 
     @classmethod
-    def from_services(cls, services: Services) -> UpdateLoop:
+    def from_services(
+        cls,
+        services: Services,
+        *,
+        gate: Gate | None = None,
+        changed: Callable[[], bool] | None = None,
+    ) -> UpdateLoop:
         """A loop over an opened set of services."""
-        return cls(services.gitserver, services.git, services.storage, services.settings)
+        return cls(
+            services.gitserver,
+            services.git,
+            services.storage,
+            services.settings,
+            gate=gate,
+            changed=changed,
+        )
 
     async def starting(self) -> None:
         """Free the mirrors a crashed updater on this host held; give rows to the rest.
@@ -74,9 +108,26 @@ class UpdateLoop(BackgroundLoop):
                 extra={"action": "update.leases_released", "count": freed},
             )
 
-    async def step(self) -> None:
-        """Claim due mirrors for the free slots, and update them."""
+    async def step(self) -> float | None:
+        """Claim due mirrors for the free slots and update them; seconds until the next due."""
+        if len(self._running) < self._slots and self._gate is not None and not self._gate.open():
+            due_in = await self._due_in()
+            if due_in is None or due_in > 0:
+                return due_in
+            self._gate.paused(self.name)  # running work goes on; nothing new starts
+            return RECHECK
         await self._start_due()
+        due_in = await self._due_in()
+        if due_in is not None and due_in <= 0:
+            # Due but not taken (no free slot, its host at its limit): a finished update
+            # wakes the loop; without one running, look again after the poll interval.
+            return None if self._running else self.interval
+        return due_in
+
+    async def _due_in(self) -> float | None:
+        """Seconds until a mirror this loop could claim is due (0: now; None: no mirror)."""
+        at = await self._gitserver.next_due(self._owner)
+        return None if at is None else (at - now()).total_seconds()
 
     async def stopped(self) -> None:
         """Cancel running updates and give them back to the queue."""
@@ -89,7 +140,7 @@ class UpdateLoop(BackgroundLoop):
                 await self._gitserver.release(due)
 
     async def _start_due(self) -> None:
-        free = self._settings.max_concurrent_clones - len(self._running)
+        free = self._slots - len(self._running)
         if free <= 0:
             return
         busy = Counter(due.host for due, _ in self._running.values())
@@ -106,7 +157,8 @@ class UpdateLoop(BackgroundLoop):
                 lambda: self._gitserver.renew(self._owner, due.repository_id),
                 LEASE.total_seconds() / 3,
             ):
-                await self.update(due)
+                with background(self._settings.background_nice):
+                    await self.update(due)
         except asyncio.CancelledError:
             raise
         except Exception:  # recorded nowhere else: log it; the lease expiry retries it
