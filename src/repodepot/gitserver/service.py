@@ -9,13 +9,14 @@ nothing and a crashed updater's work runs again once the lease expires).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +25,7 @@ from repodepot.clock import now
 from repodepot.codehosts import tokens
 from repodepot.db import leases
 from repodepot.db.models import CloneStatus, GitserverRepo
+from repodepot.events import CHANNEL
 from repodepot.gitserver import mirror, schedule
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.repositories import MirrorFacts, credentials
@@ -32,6 +34,8 @@ from repodepot.settings import Settings
 
 LEASE = timedelta(minutes=2)
 DISCOVER_BATCH = 1000
+QUEUED = "gitserver:queued"
+"""The event topic of a queued mirror (PostgreSQL NOTIFY, for updaters elsewhere)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -110,12 +114,14 @@ async def enqueue_in(
     A repository without a mirror row gets one on `shard` (with None, only mirrors that
     have a row are queued). Enqueueing only ever raises a mirror's priority (lower
     comes first): a queued `new` clone is not demoted by a visit. A webhook or an admin
-    also lifts `failing`. The one way into the queue.
+    also lifts `failing`. The one way into the queue. On PostgreSQL the transaction
+    also notifies `QUEUED` when it commits: updaters in other processes wake up.
     """
     wanted = sorted(set(ids))
     if not wanted:
         return 0
     level = reason.priority if priority is None else priority
+    dialect = session.get_bind().dialect.name
     added: set[int] = set()
     if shard is not None:
         rows = [
@@ -127,17 +133,24 @@ async def enqueue_in(
             }
             for key in wanted
         ]
-        dialect = session.get_bind().dialect.name
         upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(GitserverRepo)
         statement = upsert.on_conflict_do_nothing(index_elements=["repository_id"]).returning(
             GitserverRepo.repository_id
         )
         added = set((await session.execute(statement, rows)).scalars())
     rest = [key for key in wanted if key not in added]  # rows made just now are queued already
-    if not rest:
-        return len(added)
-    queued = await _raise_priority(session, GitserverRepo.repository_id.in_(rest), reason, level)
-    return len(added) + queued
+    queued = len(added)
+    if rest:
+        queued += await _raise_priority(
+            session, GitserverRepo.repository_id.in_(rest), reason, level
+        )
+    if queued and dialect == "postgresql":
+        # Delivered at commit (never if the transaction rolls back), to every listener.
+        payload = json.dumps({"topic": QUEUED, "data": {"shard": shard}})
+        await session.execute(
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
+        )
+    return queued
 
 
 async def resume_failing_in(session: AsyncSession, ids: Iterable[int]) -> int:
@@ -312,6 +325,27 @@ class Gitserver:
                 )
                 taken = [replace(due, upstream=upstreams[due.repository_id]) for due in taken]
         return taken
+
+    async def next_due(self, owner: str) -> datetime | None:
+        """When `owner` could next claim a mirror on this node; None when there is none.
+
+        Now for a queued one, its `next_update_at` for the rest, and a lease's end for
+        those another updater holds (`owner`'s own end with a wake-up). One statement.
+        """
+        at = now()
+        g = GitserverRepo
+        free = _lease_free(at)
+        statement = select(
+            func.count().filter(and_(g.queued_priority.is_not(None), free)),
+            func.min(g.next_update_at).filter(and_(g.queued_priority.is_(None), free)),
+            func.min(g.lease_until).filter(g.lease_until >= at, g.lease_owner != owner),
+        ).where(g.shard == self._settings.shard)
+        async with self._sessions() as session:
+            row = (await session.execute(statement)).one()
+        if row[0]:
+            return at
+        times = [when for when in row[1:] if when is not None]
+        return min(times) if times else None
 
     async def _upstreams(
         self, session: AsyncSession, urls: dict[int, str]
