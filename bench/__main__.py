@@ -10,7 +10,19 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from bench import branches, clones, gitserver, goproxy, http, imports, pool, runner, sandbox, sync
+from bench import (
+    branches,
+    clones,
+    gitserver,
+    goproxy,
+    http,
+    imports,
+    pool,
+    runner,
+    sandbox,
+    sqlite,
+    sync,
+)
 
 SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "runner": ("git runner overhead", runner.run),
@@ -33,6 +45,10 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     ),
     "http": ("HTTP throughput: wrk against each endpoint and /healthz", http.run),
     "pool": ("reader pool: a commit lookup cold against hot (seed benchmark 1)", pool.run),
+    "sqlite": (
+        "SQLite: reads during a steady write load, WAL against DELETE (seed benchmark 4)",
+        sqlite.run,
+    ),
 }
 
 

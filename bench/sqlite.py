@@ -1,0 +1,408 @@
+"""Benchmark 4 of the seed: SQLite read latency during a steady write load, WAL against DELETE.
+
+A database migrated with the app's migrations holds 1,000 repositories with their
+mirror rows, 100 users with a token each, 300 tracked upstreams with 20 branch pairs
+each and 100,000 audit rows (about 20 MB, so that a 2 MB page cache does not hold it).
+Then, for `SECONDS` per configuration, on a copy of that file:
+
+- `READERS` readers, each `READ_RATE` reads a second, run the app's hot reads through
+  the app's engine and sessions (no transaction around a read): a repository by name
+  with its owner, a mirror's state, a token lookup with its user, a repository's branch
+  pairs. The services' in-memory caches are not in the way: this measures the database.
+- one writer commits `WRITE_RATE` small write transactions a second (`BEGIN IMMEDIATE`):
+  a mirror's schedule moved and an audit row added, as an update round does.
+- the maintenance loop checkpoints (PASSIVE) every `CHECKPOINT_EVERY` seconds.
+
+Configurations: the app's (WAL, 64 MiB cache), the same with a DELETE journal, and WAL
+with SQLite's default cache (2 MB). Each changes one pragma of the app's list.
+
+Target (issue 14): read p99 < 5 ms in WAL during the writes (the seed's: 10 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.branches import _ms, _target
+from bench.common import percentile
+from repodepot.accounts import hash_token
+from repodepot.db import base, migrate
+from repodepot.db.base import Sessions, create_engine, session_factory
+from repodepot.db.maintenance import SqliteMaintenance
+from repodepot.db.models import (
+    ApiToken,
+    AuditEntry,
+    BranchSyncStatus,
+    GitserverRepo,
+    Repository,
+    UpstreamSync,
+    User,
+)
+
+REPOSITORIES = 1000
+USERS = 100
+UPSTREAMS = 300
+BRANCHES = 20
+AUDIT_ROWS = 100_000
+SECONDS = 15.0
+READERS = 10
+READ_RATE = 50.0  # per reader and second: 500 reads a second in all
+WRITE_RATE = 50.0
+CHECKPOINT_EVERY = 5.0
+READ_P99_MS = 5.0
+LOCKED = "database is locked"
+
+# (label, journal mode, cache_size, writer on): each swaps one line of the app's pragmas.
+# The first is the floor: the same reads with no writer, what the stack costs by itself.
+CONFIGURATIONS = (
+    ("app (WAL, 64 MiB cache), no writes", "WAL", -65536, False),
+    ("app (WAL, 64 MiB cache)", "WAL", -65536, True),
+    ("DELETE journal, 64 MiB cache", "DELETE", -65536, True),
+    ("WAL, default cache (2 MB)", "WAL", -2000, True),
+)
+
+
+@dataclass
+class Tally:
+    """One configuration's samples and errors."""
+
+    reads: list[float] = field(default_factory=list)
+    writes: list[float] = field(default_factory=list)
+    locked: int = 0
+    other_errors: int = 0
+    checkpoints: int = 0
+
+
+async def run() -> list[str]:
+    """Seed the database once, then measure each configuration on a copy of it."""
+    with tempfile.TemporaryDirectory(prefix="repodepot-bench-sqlite-") as scratch:
+        seeded = Path(scratch) / "seed.db"
+        await _seed(seeded)
+        rows = [
+            "| configuration | reads | read p50 / p95 / p99 ms | writes | write p99 ms "
+            f"| {LOCKED!r} | checkpoints |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        tallies: list[Tally] = []
+        for number, (label, journal, cache, writes) in enumerate(CONFIGURATIONS):
+            copy = Path(scratch) / f"run{number}.db"
+            shutil.copyfile(seeded, copy)
+            tally = await _measure(copy, journal=journal, cache_size=cache, writes=writes)
+            tallies.append(tally)
+            rows.append(
+                f"| {label} | {len(tally.reads)} | {_ms(tally.reads)} | {len(tally.writes)} "
+                f"| {_p99(tally.writes)} | {_errors(tally)} | {tally.checkpoints} |"
+            )
+        floor, app = tallies[0].reads, tallies[1].reads
+        added = (percentile(app, 99) - percentile(floor, 99)) * 1000
+        rows += [
+            "",
+            f"{READERS} readers at {READ_RATE:g} reads/s each, one writer at {WRITE_RATE:g} "
+            f"transactions/s, {SECONDS:g} s per configuration. App configuration during "
+            f"writes: read {_target(app, READ_P99_MS)}; the writes add {added:+.1f} ms to "
+            "the read p99 of the same reads without them.",
+        ]
+        return rows
+
+
+def _p99(samples: list[float]) -> str:
+    return f"{percentile(samples, 99) * 1000:.1f}" if samples else "-"
+
+
+def _errors(tally: Tally) -> str:
+    other = f" (+{tally.other_errors} other)" if tally.other_errors else ""
+    return f"{tally.locked}{other}"
+
+
+@contextlib.contextmanager
+def _pragmas(*, journal: str, cache_size: int) -> Iterator[None]:
+    """The app's pragmas with the journal mode and the cache size swapped.
+
+    Connections are opened lazily, so this holds for the whole run of the engine.
+    """
+
+    def swap(pragma: str) -> str:
+        if pragma.startswith("PRAGMA journal_mode="):
+            return f"PRAGMA journal_mode={journal}"
+        if pragma.startswith("PRAGMA cache_size="):
+            return f"PRAGMA cache_size={cache_size}"
+        return pragma
+
+    with mock.patch.object(base, "SQLITE_PRAGMAS", tuple(map(swap, base.SQLITE_PRAGMAS))):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _engine(path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _measure(path: Path, *, journal: str, cache_size: int, writes: bool) -> Tally:
+    tally = Tally()
+    with _pragmas(journal=journal, cache_size=cache_size):
+        async with _engine(path) as engine:
+            async with engine.connect() as conn:  # the mode is set before any other opens
+                mode = await conn.scalar(text("PRAGMA journal_mode"))
+            assert str(mode).upper() == journal, mode
+            sessions = session_factory(engine)
+            ids = await _ids(sessions)
+            deadline = time.monotonic() + SECONDS
+            load = [_writer(sessions, ids, tally, deadline)] if writes else []
+            await asyncio.gather(
+                *(_reader(sessions, ids, tally, deadline, seed) for seed in range(READERS)),
+                *load,
+                _checkpoints(engine, tally, deadline),
+            )
+    return tally
+
+
+@dataclass(frozen=True)
+class _Ids:
+    names: list[str]
+    repository_ids: list[int]
+    token_hashes: list[str]
+    tracked: list[int]
+
+
+async def _ids(sessions: Sessions) -> _Ids:
+    async with sessions() as session:
+        repos = (await session.execute(select(Repository.id, Repository.name))).all()
+        hashes = list(await session.scalars(select(ApiToken.token_hash)))
+        tracked = list(await session.scalars(select(UpstreamSync.repository_id)))
+    return _Ids(
+        names=[name for _, name in repos],
+        repository_ids=[id_ for id_, _ in repos],
+        token_hashes=hashes,
+        tracked=tracked,
+    )
+
+
+def _hot_reads(sessions: Sessions, ids: _Ids) -> list[Callable[[random.Random], Any]]:
+    """The reads a repository page and an API call do, as the services write them."""
+
+    async def repository(rng: random.Random) -> object:
+        async with sessions() as session:
+            statement = (
+                select(Repository, User.name)
+                .outerjoin(User, Repository.owner_id == User.id)
+                .where(Repository.name == rng.choice(ids.names), Repository.deleted_at.is_(None))
+            )
+            return (await session.execute(statement)).one_or_none()
+
+    async def mirror(rng: random.Random) -> object:
+        async with sessions() as session:
+            return await session.get(GitserverRepo, rng.choice(ids.repository_ids))
+
+    async def token(rng: random.Random) -> object:
+        async with sessions() as session:
+            statement = (
+                select(ApiToken.id, ApiToken.last_used_at, User)
+                .join(User)
+                .where(
+                    ApiToken.token_hash == rng.choice(ids.token_hashes),
+                    ApiToken.revoked_at.is_(None),
+                    User.disabled_at.is_(None),
+                )
+            )
+            return (await session.execute(statement)).one_or_none()
+
+    async def pairs(rng: random.Random) -> object:
+        async with sessions() as session:
+            statement = (
+                select(BranchSyncStatus)
+                .where(BranchSyncStatus.repository_id == rng.choice(ids.tracked))
+                .order_by(BranchSyncStatus.branch)
+            )
+            return list(await session.scalars(statement))
+
+    return [repository, mirror, token, pairs]
+
+
+async def _paced(rate: float, deadline: float, work: Callable[[], Any]) -> None:
+    """Call `work` `rate` times a second until `deadline` (late calls are not made up)."""
+    period, next_at = 1 / rate, time.monotonic()
+    while (at := time.monotonic()) < deadline:
+        await work()
+        next_at = max(next_at + period, at)
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+
+async def _reader(sessions: Sessions, ids: _Ids, tally: Tally, deadline: float, seed: int) -> None:
+    rng = random.Random(seed)
+    reads = _hot_reads(sessions, ids)
+
+    async def one() -> None:
+        read = rng.choice(reads)
+        started = time.perf_counter()
+        try:
+            await read(rng)
+        except OperationalError as error:
+            _count(tally, error)
+            return
+        tally.reads.append(time.perf_counter() - started)
+
+    await _paced(READ_RATE, deadline, one)
+
+
+async def _writer(sessions: Sessions, ids: _Ids, tally: Tally, deadline: float) -> None:
+    rng = random.Random(-1)
+
+    async def one() -> None:
+        repository_id = rng.choice(ids.repository_ids)
+        at = datetime.now(UTC)
+        started = time.perf_counter()
+        try:
+            async with sessions.begin() as session:
+                await session.execute(
+                    update(GitserverRepo)
+                    .where(GitserverRepo.repository_id == repository_id)
+                    .values(
+                        last_fetched_at=at,
+                        next_update_at=at + timedelta(minutes=rng.randint(5, 60)),
+                        schedule_reason="unchanged",
+                        updated_at=at,
+                    )
+                )
+                await session.execute(
+                    insert(AuditEntry).values(
+                        action="mirror.fetched", target=str(repository_id), details="{}"
+                    )
+                )
+        except OperationalError as error:
+            _count(tally, error)
+            return
+        tally.writes.append(time.perf_counter() - started)
+
+    await _paced(WRITE_RATE, deadline, one)
+
+
+async def _checkpoints(engine: AsyncEngine, tally: Tally, deadline: float) -> None:
+    maintenance = SqliteMaintenance(engine, optimize_interval=3600)
+
+    async def one() -> None:
+        await maintenance.checkpoint()
+        tally.checkpoints += 1
+
+    await asyncio.sleep(CHECKPOINT_EVERY)
+    await _paced(1 / CHECKPOINT_EVERY, deadline, one)
+
+
+def _count(tally: Tally, error: OperationalError) -> None:
+    if LOCKED in str(error):
+        tally.locked += 1
+    else:
+        tally.other_errors += 1
+
+
+async def _seed(path: Path) -> None:
+    """The app's schema and realistic rows, checkpointed into the main file."""
+    async with _engine(path) as engine:
+        await migrate.upgrade(engine)
+        rng = random.Random(4)
+        at = datetime.now(UTC)
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(User), [{"name": f"user{n}", "role": "member"} for n in range(USERS)]
+            )
+            await conn.execute(
+                insert(ApiToken),
+                [
+                    {
+                        "user_id": n + 1,
+                        "name": "cli",
+                        "token_hash": hash_token(f"rdp_bench_{n}"),
+                        "prefix": "rdp_bench",
+                    }
+                    for n in range(USERS)
+                ],
+            )
+            await conn.execute(
+                insert(Repository),
+                [
+                    {
+                        "name": f"org{n % 20}/project-{n}",
+                        "owner_id": n % USERS + 1,
+                        "visibility": "public" if n % 3 else "private",
+                        "description": f"Project {n}, mirrored",
+                        "default_branch": "main",
+                    }
+                    for n in range(REPOSITORIES)
+                ],
+            )
+            await conn.execute(
+                insert(GitserverRepo),
+                [
+                    {
+                        "repository_id": n + 1,
+                        "clone_status": "cloned",
+                        "last_fetched_at": at,
+                        "interval_seconds": 900.0,
+                        "next_update_at": at + timedelta(seconds=rng.randint(0, 3600)),
+                        "schedule_reason": "unchanged",
+                    }
+                    for n in range(REPOSITORIES)
+                ],
+            )
+            await conn.execute(
+                insert(UpstreamSync),
+                [
+                    {
+                        "repository_id": n + 1,
+                        "url": f"http://127.0.0.1/upstream/{n}.git",
+                        "branches": '["main", "release/*"]',
+                    }
+                    for n in range(UPSTREAMS)
+                ],
+            )
+            await conn.execute(
+                insert(BranchSyncStatus),
+                [
+                    {
+                        "repository_id": n + 1,
+                        "branch": f"release/{b}",
+                        "upstream_branch": f"release/{b}",
+                        "local_sha": f"{rng.getrandbits(160):040x}",
+                        "upstream_sha": f"{rng.getrandbits(160):040x}",
+                        "ahead": rng.randint(0, 5),
+                        "behind": rng.randint(0, 50),
+                        "needs_pull": b % 2 == 0,
+                        "computed_at": at,
+                    }
+                    for n in range(UPSTREAMS)
+                    for b in range(BRANCHES)
+                ],
+            )
+            await conn.execute(
+                insert(AuditEntry),
+                [
+                    {
+                        "action": "mirror.fetched",
+                        "target": f"org{n % 20}/project-{n % REPOSITORIES}",
+                        "details": json.dumps({"refs": n % 97, "took_ms": n % 1013}),
+                    }
+                    for n in range(AUDIT_ROWS)
+                ],
+            )
+        await SqliteMaintenance(engine, optimize_interval=3600).optimize()
+        async with base.read_engine(engine).connect() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # seeding, no readers
