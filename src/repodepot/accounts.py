@@ -16,6 +16,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from repodepot.caches import IDENTITY, Caches, Lookup
+from repodepot.db.base import uncached
 from repodepot.db.models import ApiToken, LoginSession, Role, User
 from repodepot.exceptions import (
     AlreadyExists,
@@ -129,11 +131,31 @@ def validate_user_name(name: str) -> str:
     return name
 
 
-class Accounts:
-    """Users and tokens, over a session factory."""
+@dataclass(slots=True)
+class _Holder:
+    """A found token's principal, kept in memory, and when it was last recorded as used."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    principal: Principal
+    last_used_at: datetime | None
+
+
+class Accounts:
+    """Users and tokens, over a session factory.
+
+    Who holds a token, and whose a login session is, are kept in memory (`caches`):
+    dropped here when this module revokes or ends one, and from other processes'
+    changes within a second (repodepot.caches).
+    """
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, caches: Caches | None = None
+    ) -> None:
         self._sessions = sessions
+        self._caches = caches or Caches(ttl=0)
+        self._tokens: Lookup[str, _Holder] = self._caches.lookup(IDENTITY, "tokens")
+        self._logins: Lookup[str, tuple[Principal, datetime]] = self._caches.lookup(
+            IDENTITY, "sessions"
+        )
 
     async def create_user(self, name: str, role: Role = Role.member) -> UserRecord:
         """Create a user; raises InvalidInput for a bad name, AlreadyExists for a taken one."""
@@ -223,19 +245,39 @@ class Accounts:
             token = row[0]
             if token.revoked_at is None:
                 token.revoked_at = datetime.now(UTC)
-            return TokenRecord.from_row(token, row[1])
+            record = TokenRecord.from_row(token, row[1])
+        self._caches.changed([IDENTITY])
+        return record
 
     async def authenticate(self, token: str) -> Principal:
-        """The principal holding `token`; raises NotAuthenticated for unknown or revoked tokens."""
+        """The principal holding `token`; raises NotAuthenticated for unknown or revoked tokens.
+
+        A read: the database is asked only when the token is not in memory, and written
+        only to record its use, at most once a minute (LAST_USED_RESOLUTION).
+        """
         if not token.startswith(TOKEN_PREFIX) and len(token) < MIN_ADMIN_TOKEN_LENGTH:
             raise NotAuthenticated("the API token is not valid")
+        key = hash_token(token)
+        await self._caches.refresh()
+        holder = self._tokens.get(key)
+        if holder is None:
+            generation = self._tokens.generation
+            holder = await self._holder(key)
+            self._tokens.put(key, holder, generation)
+        now = datetime.now(UTC)
+        if holder.last_used_at is None or holder.last_used_at < now - LAST_USED_RESOLUTION:
+            holder.last_used_at = now
+            await self._record_use(holder.principal.token_id, now)
+        return holder.principal
+
+    async def _holder(self, key: str) -> _Holder:
         async with self._sessions() as session:
             row = (
                 await session.execute(
                     select(ApiToken.id, ApiToken.last_used_at, User)
                     .join(User)
                     .where(
-                        ApiToken.token_hash == hash_token(token),
+                        ApiToken.token_hash == key,
                         ApiToken.revoked_at.is_(None),
                         User.disabled_at.is_(None),
                     )
@@ -244,21 +286,22 @@ class Accounts:
         if row is None:
             raise NotAuthenticated("the API token is not valid")
         token_id, last_used_at, user = row
-        now = datetime.now(UTC)
-        if last_used_at is None or last_used_at < now - LAST_USED_RESOLUTION:
-            # Its own short write, and only when due: a read that turned into a write
-            # inside one transaction fails at once on SQLite when another request writes.
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(ApiToken)
-                    .where(
-                        ApiToken.id == token_id,
-                        (ApiToken.last_used_at.is_(None))
-                        | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION),
-                    )
-                    .values(last_used_at=now)
+        return _Holder(Principal(user=UserRecord.from_row(user), token_id=token_id), last_used_at)
+
+    async def _record_use(self, token_id: int | None, now: datetime) -> None:
+        # Its own short write, and only when due: a read that turned into a write
+        # inside one transaction fails at once on SQLite when another request writes.
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ApiToken)
+                .where(
+                    ApiToken.id == token_id,
+                    (ApiToken.last_used_at.is_(None))
+                    | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION),
                 )
-        return Principal(user=UserRecord.from_row(user), token_id=token_id)
+                .values(last_used_at=now)
+            )
+            uncached(session)  # a use, not a change of who holds the token
 
     async def open_session(self, caller: Principal, *, lifetime: timedelta) -> str:
         """Start a login session for `caller`; returns the id its cookie carries, shown once.
@@ -291,14 +334,20 @@ class Accounts:
         A session ends when it is logged out, when it expires, when the token it was opened
         with is revoked and when its user is disabled. One read by primary key.
         """
+        key = hash_token(session_id)
+        await self._caches.refresh()
+        kept = self._logins.get(key)
+        if kept is not None and kept[1] > datetime.now(UTC):
+            return kept[0]
+        generation = self._logins.generation
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(User, LoginSession.token_id)
+                    select(User, LoginSession.token_id, LoginSession.expires_at)
                     .join(LoginSession, LoginSession.user_id == User.id)
                     .join(ApiToken, ApiToken.id == LoginSession.token_id)
                     .where(
-                        LoginSession.id == hash_token(session_id),
+                        LoginSession.id == key,
                         LoginSession.revoked_at.is_(None),
                         LoginSession.expires_at > datetime.now(UTC),
                         ApiToken.revoked_at.is_(None),
@@ -308,8 +357,10 @@ class Accounts:
             ).one_or_none()
         if row is None:
             raise NotAuthenticated("your session has ended; log in again")
-        user, token_id = row
-        return Principal(user=UserRecord.from_row(user), token_id=token_id)
+        user, token_id, expires_at = row
+        principal = Principal(user=UserRecord.from_row(user), token_id=token_id)
+        self._logins.put(key, (principal, expires_at), generation)
+        return principal
 
     async def close_session(self, session_id: str) -> None:
         """Log a session out: its cookie no longer authenticates anyone (idempotent)."""
@@ -319,6 +370,7 @@ class Accounts:
                 .where(LoginSession.id == hash_token(session_id), LoginSession.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
+        self._caches.changed([IDENTITY])
 
     async def bootstrap_admin(self, admin_token: str | None) -> str | None:
         """On an empty database, create the `admin` user.

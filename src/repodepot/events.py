@@ -71,11 +71,18 @@ class Broker:
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self._listeners: dict[str, list[Callable[[Any], None]]] = defaultdict(list)
 
-    def publish(self, topic: str, event: Event) -> None:
-        """Deliver `event` to this process's subscribers of `topic`."""
+    def publish(self, topic: str, event: Any) -> None:
+        """Deliver `event` to this process's subscribers and listeners of `topic`."""
         for subscription in list(self._subscribers.get(topic, ())):
             subscription.offer(event)
+        for listener in self._listeners.get(topic, ()):
+            listener(event)
+
+    def listen(self, topic: str, callback: Callable[[Any], None]) -> None:
+        """Call `callback(event)` for every event of `topic`, for as long as the process runs."""
+        self._listeners[topic].append(callback)
 
     def open(self, topic: str, order: Order = by_seq) -> Subscription:
         """Start receiving `topic`'s events in `order`; `close()` the subscription when done."""

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from repodepot.accounts import Accounts
 from repodepot.branches.service import Branches
+from repodepot.caches import TOPIC as CACHE_TOPIC
+from repodepot.caches import Caches
 from repodepot.codehosts.service import CodeHosts
 from repodepot.codehosts.syncer import Syncer
 from repodepot.db import migrate
@@ -44,6 +46,7 @@ class Services:
     metrics: Metrics
     broker: Broker
     relay: PostgresRelay | None
+    caches: Caches
     accounts: Accounts
     repositories: Repositories
     imports: Imports
@@ -75,28 +78,35 @@ class Services:
         engine = create_engine(settings.sqlalchemy_url, pool_size=settings.db_pool_size)
         if migrate_schema:
             await migrate.upgrade(engine, data_dir=settings.data_dir)
-        sessions = session_factory(engine)
+        # Lookups in memory, dropped when a transaction here writes their tables, and when
+        # another process does (NOTIFY on PostgreSQL, a counter SQLite's triggers bump).
+        caches = Caches(ttl=settings.identity_cache_ttl)
+        sessions = session_factory(engine, on_commit=caches.committed)
         # Workers write through their own small pool, so an import never starves requests.
         worker_engine = create_engine(
             settings.sqlalchemy_url, pool_size=settings.worker_db_pool_size
         )
+        worker_sessions = session_factory(worker_engine, on_commit=caches.committed)
         broker = Broker()
         relay = None
-        if not is_sqlite(settings.sqlalchemy_url):
+        if is_sqlite(settings.sqlalchemy_url):
+            caches.watch_epochs(sessions)
+        else:
+            broker.listen(CACHE_TOPIC, lambda group: caches.changed([group]))
             relay = PostgresRelay(asyncpg_dsn(settings.sqlalchemy_url), broker)
             await relay.start()
         box = SecretBox(ensure_secret_key(settings))
         imports = Imports(
             sessions=sessions,
-            worker_sessions=session_factory(worker_engine),
+            worker_sessions=worker_sessions,
             broker=broker,
             box=box,
             settings=settings,
         )
-        syncer = Syncer(sessions=session_factory(worker_engine), box=box, settings=settings)
-        gitserver = Gitserver(session_factory(worker_engine), box=box, settings=settings)
-        reads = Reads(git, storage, gitserver, settings)
-        repositories = Repositories(sessions, box=box)
+        syncer = Syncer(sessions=worker_sessions, box=box, settings=settings)
+        gitserver = Gitserver(worker_sessions, box=box, settings=settings, caches=caches)
+        reads = Reads(git, storage, gitserver, settings, pool_observer=metrics)
+        repositories = Repositories(sessions, box=box, caches=caches)
         branches = Branches(
             sessions=sessions,
             repositories=repositories,
@@ -117,7 +127,8 @@ class Services:
             metrics=metrics,
             broker=broker,
             relay=relay,
-            accounts=Accounts(sessions),
+            caches=caches,
+            accounts=Accounts(sessions, caches=caches),
             repositories=repositories,
             imports=imports,
             codehosts=CodeHosts(sessions, box=box, settings=settings, syncer=syncer),

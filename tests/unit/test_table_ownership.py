@@ -35,6 +35,7 @@ OWNERS = {
     "go_versions": "repodepot.goproxy.pins",
     "upstream_syncs": "repodepot.branches.store",
     "branch_sync_status": "repodepot.branches.store",
+    "cache_epochs": "repodepot.caches",
 }
 # (module, table) a module outside the owner may READ, joined into its own query, and why.
 READS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, overload
 
@@ -9,7 +10,7 @@ from sqlalchemy import Connection, DateTime, Dialect, MetaData, TypeDecorator, e
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.ext.asyncio.session import _AsyncSessionContextManager
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session
 
 # Named constraints so that migrations are identical on SQLite and PostgreSQL.
 NAMING = {
@@ -134,8 +135,10 @@ class Sessions(async_sessionmaker[AsyncSession]):
     after the block.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine, expire_on_commit=False)
+    def __init__(
+        self, engine: AsyncEngine, *, on_commit: Callable[[set[str]], None] | None = None
+    ) -> None:
+        super().__init__(engine, expire_on_commit=False, sync_session_class=_tracking(on_commit))
         self._reads = async_sessionmaker(read_engine(engine), expire_on_commit=False)
 
     def __call__(self, **local_kw: Any) -> AsyncSession:
@@ -147,6 +150,57 @@ class Sessions(async_sessionmaker[AsyncSession]):
         return super().__call__()._maker_context_manager()
 
 
-def session_factory(engine: AsyncEngine) -> Sessions:
-    """Reads without a transaction, writes in one; loaded objects stay usable after commit."""
-    return Sessions(engine)
+def session_factory(
+    engine: AsyncEngine, *, on_commit: Callable[[set[str]], None] | None = None
+) -> Sessions:
+    """Reads without a transaction, writes in one; loaded objects stay usable after commit.
+
+    `on_commit(tables)` is called after each committed write transaction with the names
+    of the tables it wrote (ORM statements and flushed objects), for caches to drop.
+    """
+    return Sessions(engine, on_commit=on_commit)
+
+
+WRITTEN = "repodepot_written"
+
+
+def uncached(session: AsyncSession) -> None:
+    """The session's writes so far change nothing a cache keeps (a token's last use)."""
+    session.info.pop(WRITTEN, None)
+
+
+def _tracking(on_commit: Callable[[set[str]], None] | None) -> type[Session]:
+    """A Session class that tells `on_commit` which tables a committed transaction wrote."""
+    if on_commit is None:
+        return Session
+
+    class Tracked(Session):
+        pass
+
+    def written(session: Session) -> set[str]:
+        found: set[str] = session.info.setdefault(WRITTEN, set())
+        return found
+
+    @event.listens_for(Tracked, "do_orm_execute")
+    def _statement(state: ORMExecuteState) -> None:
+        if state.is_insert or state.is_update or state.is_delete:
+            table = getattr(state.statement, "table", None)
+            if table is not None:
+                written(state.session).add(str(table.name))
+
+    @event.listens_for(Tracked, "after_flush")
+    def _flushed(session: Session, _context: object) -> None:
+        for row in (*session.new, *session.dirty, *session.deleted):
+            written(session).add(str(row.__table__.name))
+
+    @event.listens_for(Tracked, "after_commit")
+    def _committed(session: Session) -> None:
+        tables = session.info.pop(WRITTEN, None)
+        if tables:
+            on_commit(tables)
+
+    @event.listens_for(Tracked, "after_rollback")
+    def _rolled_back(session: Session) -> None:
+        session.info.pop(WRITTEN, None)
+
+    return Tracked

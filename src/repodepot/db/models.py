@@ -492,3 +492,16 @@ class BranchSyncStatus(Base):
     missing: Mapped[bool] = mapped_column(server_default=false())
     computed_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
+
+
+class CacheEpoch(Base):
+    """A group of cached tables and how often its rows changed (bumped by triggers, SQLite).
+
+    Migration 0009's triggers write it; `repodepot.caches` reads it to learn, within a
+    second, that another process changed identity or repository rows.
+    """
+
+    __tablename__ = "cache_epochs"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, server_default="0")

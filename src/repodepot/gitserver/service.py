@@ -10,6 +10,7 @@ nothing and a crashed updater's work runs again once the lease expires).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from repodepot import repositories
+from repodepot.caches import MIRRORS, Caches, Lookup
 from repodepot.clock import now
 from repodepot.codehosts import tokens
 from repodepot.db import leases
@@ -36,6 +38,8 @@ LEASE = timedelta(minutes=2)
 DISCOVER_BATCH = 1000
 QUEUED = "gitserver:queued"
 """The event topic of a queued mirror (PostgreSQL NOTIFY, for updaters elsewhere)."""
+MIRROR_TTL = 1.0
+MAX_VISITED = 100_000
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -68,6 +72,18 @@ class MirrorState:
     failing: bool
     queued: str | None
     schedule: str
+
+
+def stale(state: MirrorState, older_than: float, at: datetime) -> bool:
+    """Whether a visit should queue the mirror's update: cloned, not queued, not fresh."""
+    return (
+        state.clone_status is CloneStatus.cloned
+        and state.queued is None
+        and (
+            state.last_fetched_at is None
+            or state.last_fetched_at < at - timedelta(seconds=older_than)
+        )
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -202,12 +218,26 @@ class Gitserver:
     """The owner of `gitserver_repos`: the queue, each mirror's state, for everyone."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, box: SecretBox, settings: Settings
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        box: SecretBox,
+        settings: Settings,
+        caches: Caches | None = None,
     ) -> None:
         self._sessions = sessions
         self._box = box
         self._settings = settings
         self.on_enqueued: Callable[[], None] | None = None
+        # Mirror rows as a page shows them: dropped when this process writes any, and
+        # kept at most MIRROR_TTL (the updater may be another process; nothing decides
+        # access from them).
+        self._rows: Lookup[int, GitserverRepo] = (caches or Caches(ttl=0)).lookup(
+            MIRRORS, "mirrors", ttl=MIRROR_TTL
+        )
+        # When this process last queued a visit's update, by repository: at most once
+        # per stale period each, whatever the readers see meanwhile.
+        self._visited: dict[int, float] = {}
 
     async def discover(self) -> int:
         """Give every live repository with a source a mirror row, queued first; returns how many.
@@ -559,12 +589,36 @@ class Gitserver:
             )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def visit(self, state: MirrorState | None, repository_id: int) -> MirrorState | None:
+        """A page or entry of the repository was opened; its mirror's `state`, maybe queued.
+
+        Decided from `state`, already read: a write happens only when the mirror is cloned,
+        not queued and last fetched over `update_on_visit_after` ago, and then at most once
+        per that period per repository in this process.
+        """
+        older_than = self._settings.update_on_visit_after
+        if state is None or not stale(state, older_than, now()):
+            return state
+        at = time.monotonic()
+        if at - self._visited.get(repository_id, -older_than) < older_than:
+            return state
+        if len(self._visited) >= MAX_VISITED:
+            self._visited.clear()
+        self._visited[repository_id] = at
+        if not await self.enqueue_stale(repository_id, older_than):
+            return state
+        return await self.state(repository_id)
+
     async def state(self, repository_id: int) -> MirrorState | None:
         """The mirror of a repository, with its schedule in words."""
-        async with self._sessions() as session:
-            row = await session.get(GitserverRepo, repository_id)
+        row = self._rows.get(repository_id)
         if row is None:
-            return None
+            generation = self._rows.generation
+            async with self._sessions() as session:
+                row = await session.get(GitserverRepo, repository_id)
+            if row is None:
+                return None
+            self._rows.put(repository_id, row, generation)
         at = now()
         return MirrorState(
             clone_status=row.clone_status,

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from repodepot import audit
 from repodepot.accounts import Principal
+from repodepot.caches import REPOSITORIES, Caches, Lookup
+from repodepot.clock import now
 from repodepot.db.models import Repository, User, Visibility
 from repodepot.exceptions import AlreadyExists, InvalidInput, NotFound, PermissionDenied
 from repodepot.git.redact import strip_credentials
@@ -84,6 +86,24 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
     return (Repository.visibility == Visibility.public) | (Repository.owner_id == principal.user.id)
 
 
+def may_read(principal: Principal, visibility: Visibility, owner_id: int | None) -> bool:
+    """`visible_to` for one row already loaded: whether `principal` may read it."""
+    return (
+        principal.is_admin
+        or visibility is Visibility.public
+        or (owner_id is not None and owner_id == principal.user.id)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A live repository kept in memory: its record, its owner's id, when it was read."""
+
+    record: RepositoryRecord
+    owner_id: int | None
+    read_at: datetime
+
+
 def readable(principal: Principal) -> Select[int]:
     """The ids of the live repositories `principal` may read, for a caller's `IN (...)`."""
     return select(Repository.id).where(Repository.deleted_at.is_(None), visible_to(principal))
@@ -97,10 +117,18 @@ class Repositories:
     """Repository rows, filtered by what the asking principal may see."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, box: SecretBox | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        box: SecretBox | None = None,
+        caches: Caches | None = None,
     ) -> None:
         self._sessions = sessions
         self._box = box
+        self._caches = caches or Caches(ttl=0)
+        # Live repositories by name, with their owner's id; dropped on any change to
+        # `repositories` (repodepot.caches).
+        self._by_name: Lookup[str, _Kept] = self._caches.lookup(REPOSITORIES, "repositories")
 
     async def list(
         self,
@@ -122,16 +150,33 @@ class Repositories:
                 convert=lambda row: RepositoryRecord.from_row(*row),
             )
 
-    async def get(self, principal: Principal, name: str) -> RepositoryRecord:
-        """Repository `name`; raises NotFound also when it exists but `principal` may not see it."""
-        statement = _with_owner().where(
-            Repository.name == name, Repository.deleted_at.is_(None), visible_to(principal)
-        )
+    async def get(
+        self, principal: Principal, name: str, *, read_after: datetime | None = None
+    ) -> RepositoryRecord:
+        """Repository `name`; raises NotFound also when it exists but `principal` may not see it.
+
+        From memory when it was read lately (and, with `read_after`, read after that
+        moment) and nothing in `repositories` changed since.
+        """
+        await self._caches.refresh()
+        found = self._by_name.get(name)
+        if found is None or (read_after is not None and found.read_at < read_after):
+            found = await self._load(name)
+        if found is None or not may_read(principal, found.record.visibility, found.owner_id):
+            raise NotFound(f"no repository named {name!r}")
+        return found.record
+
+    async def _load(self, name: str) -> _Kept | None:
+        generation = self._by_name.generation
+        read_at = now()
+        statement = _with_owner().where(Repository.name == name, Repository.deleted_at.is_(None))
         async with self._sessions() as session:
             row = (await session.execute(statement)).one_or_none()
         if row is None:
-            raise NotFound(f"no repository named {name!r}")
-        return RepositoryRecord.from_row(row[0], row[1])
+            return None
+        found = _Kept(RepositoryRecord.from_row(row[0], row[1]), row[0].owner_id, read_at)
+        self._by_name.put(name, found, generation)
+        return found
 
     async def by_go_roots(
         self, principal: Principal, roots: Sequence[str]

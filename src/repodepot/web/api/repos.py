@@ -225,13 +225,15 @@ async def get_repo(name: str, caller: PrincipalDep, svc: ServicesDep) -> Reposit
 async def repository_with_mirror(
     svc: Services, caller: Principal, name: str
 ) -> tuple[RepositoryRecord, MirrorState | None]:
-    """The repository and its mirror; a stale mirror is queued for an update (a visit)."""
+    """The repository and its mirror; a stale mirror is queued for an update (a visit).
+
+    A read: it writes only when the mirror it read is due a visit's update.
+    """
     repo = await svc.repositories.get(caller, name)
-    await svc.gitserver.enqueue_stale(repo.id, svc.settings.update_on_visit_after)
-    state = await svc.gitserver.state(repo.id)
+    state = await svc.gitserver.visit(await svc.gitserver.state(repo.id), repo.id)
     changed = state.last_changed_at if state is not None else None
     if changed is not None and changed > repo.updated_at:
-        # A clone or fetch committed between the two reads: the repository row read first
-        # is older than its mirror's state. Read it again, so both show one moment.
-        repo = await svc.repositories.get(caller, name)
+        # A clone or fetch may have committed after the repository row was read (or
+        # kept): one read after that change, so both show one moment.
+        repo = await svc.repositories.get(caller, name, read_after=changed)
     return repo, state

@@ -1,0 +1,114 @@
+"""Reads never write, and answer from memory: statements counted at the database driver.
+
+Each request of the test runs in the test's own task (httpx's ASGI transport calls the
+app in it), so the count takes only the statements of those requests, not those of the
+background loops the app runs beside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import event, update
+
+from repodepot.db.base import READS
+from repodepot.db.models import GitserverRepo, Visibility
+from repodepot.services import Services
+from tests.support.members import member
+from tests.support.seed import seed_mirror
+
+WRITES = ("INSERT", "UPDATE", "DELETE", "BEGIN", "REPLACE")
+
+
+@dataclass
+class Statements:
+    """What the database was asked from one task, by statement."""
+
+    task: asyncio.Task[Any] | None
+    seen: list[str] = field(default_factory=list)
+
+    @property
+    def writes(self) -> list[str]:
+        return [sql for sql in self.seen if sql.lstrip().upper().startswith(WRITES)]
+
+
+@contextlib.contextmanager
+def counted(services: Services) -> Iterator[Statements]:
+    """Count the statements this task sends through the app's two engines."""
+    statements = Statements(asyncio.current_task())
+
+    def before(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        if asyncio.current_task() is statements.task:
+            statements.seen.append(sql)
+
+    def began(conn: Any) -> None:
+        # A transaction's start (PostgreSQL's BEGIN is not a cursor statement); reads
+        # run on connections without one, which SQLAlchemy still "begins" for itself.
+        if asyncio.current_task() is statements.task and not conn.get_execution_options().get(
+            READS
+        ):
+            statements.seen.append("BEGIN (transaction)")
+
+    engines = [services.engine.sync_engine, services.worker_engine.sync_engine]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "begin", began)
+    try:
+        yield statements
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", before)
+            event.remove(engine, "begin", began)
+
+
+async def test_a_thousand_reads_of_a_fresh_repository_write_nothing_and_hardly_ask(
+    app_services: Services, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    await seed_mirror(app_services, "acme/fresh", visibility=Visibility.public)
+    headers = await member(client, admin_headers, "dev")
+    # The token's first use is recorded (batched: at most once a minute per token).
+    assert (await client.get("/api/repos/acme/fresh", headers=headers)).status_code == 200
+
+    with counted(app_services) as statements:
+        for _ in range(1000):
+            answer = await client.get("/api/repos/acme/fresh", headers=headers)
+            assert answer.status_code == 200, answer.text
+        page = await client.get("/repos/acme/fresh", headers=headers)
+        assert page.status_code == 200
+
+    assert statements.writes == []
+    # Who calls and which repository it is come from memory; the mirror's state is
+    # read again at most once a second, and on SQLite the change counters as often.
+    assert len(statements.seen) < 100, statements.seen[:20]
+    assert answer.json()["mirror"]["clone_status"] == "cloned"
+
+
+async def test_the_visit_that_finds_a_stale_mirror_writes_once(
+    app_services: Services, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    record = await seed_mirror(app_services, "acme/stale", visibility=Visibility.public)
+    old = datetime.now(UTC) - timedelta(seconds=app_services.settings.update_on_visit_after * 2)
+    async with app_services.sessions.begin() as session:
+        await session.execute(
+            update(GitserverRepo)
+            .where(GitserverRepo.repository_id == record.id)
+            .values(last_fetched_at=old, next_update_at=old + timedelta(days=1))
+        )
+    headers = await member(client, admin_headers, "dev")
+    assert (await client.get("/api/repos/acme/fresh-none", headers=headers)).status_code == 404
+
+    with counted(app_services) as statements:
+        first = await client.get("/api/repos/acme/stale", headers=headers)
+        rest = [await client.get("/api/repos/acme/stale", headers=headers) for _ in range(50)]
+
+    assert first.status_code == 200 and all(answer.status_code == 200 for answer in rest)
+    updates = [sql for sql in statements.writes if sql.lstrip().upper().startswith("UPDATE")]
+    assert len(updates) == 1, statements.writes
+    assert "gitserver_repos" in updates[0]
+    assert first.json()["mirror"]["queued"] == "visit"
