@@ -13,11 +13,14 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+from repodepot.backpressure import Gate
 from repodepot.branches.loop import UpstreamLoop
 from repodepot.codehosts.loop import SyncLoop
 from repodepot.db.base import is_sqlite
 from repodepot.db.maintenance import SqliteMaintenance
+from repodepot.db.watch import DatabaseWatch
 from repodepot.gitserver.janitor import Janitor
+from repodepot.gitserver.service import QUEUED
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.imports.worker import ImportWorker
 from repodepot.loops import BackgroundLoop
@@ -52,16 +55,25 @@ def start(services: Services) -> Background:
     """
     roles = services.settings.roles
     background = Background()
+    # Backpressure: background work starts only while the foreground is not suffering.
+    gate = Gate.from_settings(services.settings, services.metrics)
+    gate.export()
     if "worker" in roles:
         background.add(ImportWorker.from_services(services), "import-worker")
     if "updater" in roles:
-        syncs = SyncLoop.from_services(services)
+        # Idle loops sleep until due or woken: in this process by the services' hooks,
+        # from others by NOTIFY (PostgreSQL) or by a look at the database's files (SQLite).
+        url = services.settings.sqlalchemy_url
+        syncs = SyncLoop.from_services(services, changed=DatabaseWatch(url).changed)
         services.codehosts.on_sync_requested = syncs.wake
         background.add(syncs, "sync-loop")
-        updates = UpdateLoop.from_services(services)
+        updates = UpdateLoop.from_services(services, gate=gate, changed=DatabaseWatch(url).changed)
         services.gitserver.on_enqueued = updates.wake
+        services.broker.listen(QUEUED, lambda _event: updates.wake())
         background.add(updates, "update-loop")
-        upstreams = UpstreamLoop.from_services(services)
+        upstreams = UpstreamLoop.from_services(
+            services, gate=gate, changed=DatabaseWatch(url).changed
+        )
         services.branches.on_request(upstreams.wake)
         branches = services.branches
 
@@ -73,7 +85,7 @@ def start(services: Services) -> Background:
 
         updates.on_changed = mirror_moved
         background.add(upstreams, "upstream-loop")
-        background.add(Janitor.from_services(services), "janitor")
+        background.add(Janitor.from_services(services, gate=gate), "janitor")
         if is_sqlite(services.settings.sqlalchemy_url):
             maintenance = SqliteMaintenance(
                 services.worker_engine,
