@@ -104,3 +104,48 @@ async def test_private_mirrors_need_a_token_and_pushes_are_refused(
     assert pushed.returncode != 0
     assert "read-only" in pushed.stderr or "403" in pushed.stderr
     assert "refs/heads/pushed" not in refs(source)
+
+
+def settle(path: Path) -> None:
+    """Date the mirror's refs a minute back, as if its last fetch were that long ago."""
+    old = os.stat(path).st_mtime - 60
+    for name in ("HEAD", "config", "packed-refs"):
+        if (path / name).exists():
+            os.utime(path / name, (old, old))
+    for directory, _dirs, _files in os.walk(path / "refs"):
+        os.utime(directory, (old, old))
+
+
+@pytest.mark.parametrize("protocol", ["0", "2"])
+async def test_the_ref_advertisement_is_kept_while_the_refs_hold_and_follows_them(
+    tmp_path: Path, settings: Settings, live_server: Start, protocol: str
+) -> None:
+    live = await live_server(settings)
+    source = await mirror(live.services, "acme/open", Visibility.public)
+    url = f"{live.url}/git/acme/open.git"
+    settle(source)
+    adverts = live.services.reads.adverts
+
+    first = await run_git("ls-remote", url, protocol=protocol)
+    second = await run_git("ls-remote", url, protocol=protocol)
+
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout == second.stdout
+    assert "refs/heads/main" in first.stdout
+    assert (adverts.misses, adverts.hits) == (1, 1)
+
+    # A fetch moves a branch and adds one: the next advertisement shows both.
+    main = git("--git-dir", str(source), "rev-parse", "refs/heads/main").strip()
+    parent = git("--git-dir", str(source), "rev-parse", "refs/heads/main~1").strip()
+    git("--git-dir", str(source), "update-ref", "refs/heads/main", parent)
+    git("--git-dir", str(source), "update-ref", "refs/heads/fresh", main)
+
+    after = await run_git("ls-remote", url, protocol=protocol)
+
+    assert after.returncode == 0, after.stderr
+    assert f"{parent}\trefs/heads/main" in after.stdout
+    assert f"{main}\trefs/heads/fresh" in after.stdout
+    assert adverts.misses == 2
+    cloned = await run_git("clone", "--mirror", url, str(tmp_path / "c.git"), protocol=protocol)
+    assert cloned.returncode == 0, cloned.stderr
+    assert refs(tmp_path / "c.git") == refs(source)

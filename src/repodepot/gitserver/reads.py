@@ -30,6 +30,7 @@ from repodepot.git.errors import GitError, RevisionNotFound
 from repodepot.git.revisions import PLAIN_REVISION, is_plain_revision
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver import mirror
+from repodepot.gitserver.adverts import Advertisements
 from repodepot.gitserver.allowlist import check_exec
 from repodepot.gitserver.catfile import CommitReader, PoolObserver
 from repodepot.gitserver.service import Gitserver
@@ -68,12 +69,18 @@ class Reads:
         self._fetches: dict[int, asyncio.Task[None]] = {}
         self._fetched_at: dict[int, float] = {}
         self._execs_by_user: dict[int, int] = {}  # running execs; none: no entry
+        self._adverts = Advertisements(git)
         self._commits = CommitReader(
             git,
             budget_bytes=settings.reader_pool_budget_mib << 20,
             idle_ttl=settings.reader_idle_ttl,
             observer=pool_observer,
         )
+
+    @property
+    def adverts(self) -> Advertisements:
+        """The ref advertisements kept for smart HTTP."""
+        return self._adverts
 
     @property
     def objects(self) -> CommitReader:
@@ -172,11 +179,11 @@ class Reads:
     ) -> AsyncGenerator[bytes, None]:
         """The mirror's ref advertisement for smart HTTP, as `git upload-pack` writes it.
 
-        `protocol` is the client's `Git-Protocol`. Raises NotFound (naming `name`) before
+        `protocol` is the client's `Git-Protocol`. Kept while the refs are unchanged
+        (`adverts`). Raises NotFound (naming `name`) before
         the first clone; the stream raises GitCommandError when git fails.
         """
-        path = self.mirror_dir(repository_id, name)
-        return commands.upload_pack_advertise(self._git, path, protocol=protocol)
+        return self._adverts.advertise(self.mirror_dir(repository_id, name), protocol)
 
     def upload_pack(
         self, repository_id: int, name: str, request: AsyncIterator[bytes], protocol: str | None

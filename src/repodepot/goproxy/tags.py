@@ -1,50 +1,23 @@
 """A mirror's tags, listed once and kept while its refs do not change.
 
 `@v/list` is asked often and a listing of thousands of tags costs a git process (20 to 40 ms
-with loose refs). The refs' state is read from the file system instead: packed-refs'
-identity and the modification time of every directory under `refs/tags/` (a ref update
-renames a lock file into its directory, so that directory's time changes). A listing
-taken less than a second after the last change is not kept, as git's "racy" index
-rule: a second change within the file system's clock tick would not show.
+with loose refs). The refs' state is read from the file system instead
+(`git.refstate`: packed-refs and every directory under `refs/tags/`); a listing taken
+less than a second after the last change is not kept.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
 from pathlib import Path
 
 from repodepot.git import commands
 from repodepot.git.commands import Tag
+from repodepot.git.refstate import SETTLED, refs_state
 from repodepot.git.runner import GitRunner
 
 MAX_REPOS = 256
-SETTLED = 1.0
-
-
-def refs_state(git_dir: Path) -> tuple[tuple[int, ...], float]:
-    """A signature of the tag refs, and the time of their latest change."""
-    parts: list[int] = []
-    newest = 0.0
-    try:
-        packed = os.stat(git_dir / "packed-refs")
-        parts += [packed.st_ino, packed.st_size, packed.st_mtime_ns]
-        newest = packed.st_mtime
-    except FileNotFoundError:
-        parts.append(-1)
-    stack = [str(git_dir / "refs" / "tags")]
-    while stack:
-        directory = stack.pop()
-        try:
-            status = os.stat(directory)
-            with os.scandir(directory) as entries:
-                stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
-        except FileNotFoundError:
-            continue
-        parts += [status.st_ino, status.st_mtime_ns]
-        newest = max(newest, status.st_mtime)
-    return tuple(parts), newest
 
 
 class TagLister:
@@ -63,7 +36,7 @@ class TagLister:
         """
         if points_at is not None or merged is not None:
             return await commands.tags(self._git, git_dir, points_at=points_at, merged=merged)
-        state, newest = refs_state(git_dir)
+        state, newest = refs_state(git_dir, ("refs/tags",))
         cached = self._cache.get(git_dir)
         if cached is not None and cached[0] == state:
             self._cache.move_to_end(git_dir)
