@@ -3,7 +3,8 @@
 A database migrated with the app's migrations holds 1,000 repositories with their
 mirror rows, 100 users with a token each, 300 tracked upstreams with 20 branch pairs
 each and 100,000 audit rows (about 20 MB, so that a 2 MB page cache does not hold it).
-Then, for `SECONDS` per configuration, on a copy of that file:
+Then, for `SECONDS` per configuration (in `ROUNDS` rounds, taking turns, so that the
+machine's drift hits them alike), each on a copy of that file:
 
 - `READERS` readers, each `READ_RATE` reads a second, run the app's hot reads through
   the app's engine and sessions (no transaction around a read): a repository by name
@@ -11,10 +12,13 @@ Then, for `SECONDS` per configuration, on a copy of that file:
   pairs. The services' in-memory caches are not in the way: this measures the database.
 - one writer commits `WRITE_RATE` small write transactions a second (`BEGIN IMMEDIATE`):
   a mirror's schedule moved and an audit row added, as an update round does.
-- the maintenance loop checkpoints (PASSIVE) every `CHECKPOINT_EVERY` seconds.
+- halfway through each round, the maintenance loop's passive checkpoint.
 
 Configurations: the app's (WAL, 64 MiB cache), the same with a DELETE journal, and WAL
-with SQLite's default cache (2 MB). Each changes one pragma of the app's list.
+with SQLite's default cache (2 MB). Each changes one pragma of the app's list. And the
+floor: the same reads with no writer, what the stack costs by itself in the same run.
+"Connections opened" counts the pool's: each runs the pragmas and starts with a cold
+page cache.
 
 Target (issue 14): read p99 < 5 ms in WAL during the writes (the seed's: 10 ms).
 """
@@ -26,16 +30,17 @@ import contextlib
 import json
 import random
 import shutil
+import sqlite3
 import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -60,21 +65,32 @@ USERS = 100
 UPSTREAMS = 300
 BRANCHES = 20
 AUDIT_ROWS = 100_000
-SECONDS = 15.0
+SECONDS = 15.0  # per configuration, in ROUNDS interleaved rounds: drift hits all alike
+ROUNDS = 5
+DB_SECONDS = 10.0  # per configuration: the same load on plain sqlite3 connections
 READERS = 10
 READ_RATE = 50.0  # per reader and second: 500 reads a second in all
 WRITE_RATE = 50.0
-CHECKPOINT_EVERY = 5.0
 READ_P99_MS = 5.0
 LOCKED = "database is locked"
 
-# (label, journal mode, cache_size, writer on): each swaps one line of the app's pragmas.
+
+@dataclass(frozen=True)
+class Configuration:
+    """One line of the table: the app's pragmas with the journal and cache swapped."""
+
+    label: str
+    journal: str
+    cache_size: int
+    writes: bool
+
+
 # The first is the floor: the same reads with no writer, what the stack costs by itself.
 CONFIGURATIONS = (
-    ("app (WAL, 64 MiB cache), no writes", "WAL", -65536, False),
-    ("app (WAL, 64 MiB cache)", "WAL", -65536, True),
-    ("DELETE journal, 64 MiB cache", "DELETE", -65536, True),
-    ("WAL, default cache (2 MB)", "WAL", -2000, True),
+    Configuration("app (WAL, 64 MiB cache), no writes", "WAL", -65536, writes=False),
+    Configuration("app (WAL, 64 MiB cache)", "WAL", -65536, writes=True),
+    Configuration("DELETE journal, 64 MiB cache", "DELETE", -65536, writes=True),
+    Configuration("WAL, default cache (2 MB)", "WAL", -2000, writes=True),
 )
 
 
@@ -87,6 +103,9 @@ class Tally:
     locked: int = 0
     other_errors: int = 0
     checkpoints: int = 0
+    connections: int = 0  # opened: each runs the pragmas and starts with a cold cache
+    db_reads: list[float] = field(default_factory=list)
+    db_writes: list[float] = field(default_factory=list)
 
 
 async def run() -> list[str]:
@@ -94,31 +113,50 @@ async def run() -> list[str]:
     with tempfile.TemporaryDirectory(prefix="repodepot-bench-sqlite-") as scratch:
         seeded = Path(scratch) / "seed.db"
         await _seed(seeded)
-        rows = [
-            "| configuration | reads | read p50 / p95 / p99 ms | writes | write p99 ms "
-            f"| {LOCKED!r} | checkpoints |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        tallies: list[Tally] = []
-        for number, (label, journal, cache, writes) in enumerate(CONFIGURATIONS):
-            copy = Path(scratch) / f"run{number}.db"
-            shutil.copyfile(seeded, copy)
-            tally = await _measure(copy, journal=journal, cache_size=cache, writes=writes)
-            tallies.append(tally)
-            rows.append(
-                f"| {label} | {len(tally.reads)} | {_ms(tally.reads)} | {len(tally.writes)} "
-                f"| {_p99(tally.writes)} | {_errors(tally)} | {tally.checkpoints} |"
-            )
-        floor, app = tallies[0].reads, tallies[1].reads
-        added = (percentile(app, 99) - percentile(floor, 99)) * 1000
-        rows += [
-            "",
-            f"{READERS} readers at {READ_RATE:g} reads/s each, one writer at {WRITE_RATE:g} "
-            f"transactions/s, {SECONDS:g} s per configuration. App configuration during "
-            f"writes: read {_target(app, READ_P99_MS)}; the writes add {added:+.1f} ms to "
-            "the read p99 of the same reads without them.",
-        ]
-        return rows
+        async with contextlib.AsyncExitStack() as stack:
+            runs = []
+            for number, configuration in enumerate(CONFIGURATIONS):
+                copy = Path(scratch) / f"run{number}.db"
+                shutil.copyfile(seeded, copy)
+                tally = Tally()
+                engine = await stack.enter_async_context(_engine(copy, configuration, tally))
+                runs.append((configuration, engine, tally))
+            for _ in range(ROUNDS):
+                for configuration, engine, tally in runs:
+                    await _round(engine, tally, writes=configuration.writes)
+                    ids = await _ids(session_factory(engine))
+                    path = Path(str(engine.url.database))
+                    await asyncio.to_thread(_db_round, path, configuration, ids, tally)
+        return _table([(configuration.label, tally) for configuration, _, tally in runs])
+
+
+def _table(tallies: list[tuple[str, Tally]]) -> list[str]:
+    rows = [
+        "| configuration | reads | read p50 / p95 / p99 ms | writes | write p99 ms "
+        f"| {LOCKED!r} | connections opened | database alone: read p50 / p95 / p99 ms "
+        "| database alone: write p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, tally in tallies:
+        rows.append(
+            f"| {label} | {len(tally.reads)} | {_ms(tally.reads)} | {len(tally.writes)} "
+            f"| {_p99(tally.writes)} | {_errors(tally)} | {tally.connections} "
+            f"| {_ms(tally.db_reads)} | {_p99(tally.db_writes)} |"
+        )
+    floor, app = tallies[0][1].reads, tallies[1][1].reads
+    added = (percentile(app, 99) - percentile(floor, 99)) * 1000
+    return [
+        *rows,
+        "",
+        f"{READERS} readers at {READ_RATE:g} reads/s each, one writer at {WRITE_RATE:g} "
+        f"transactions/s, {SECONDS:g} s per configuration in {ROUNDS} interleaved rounds, "
+        "a passive checkpoint in each round. App configuration during writes: read "
+        f"{_target(app, READ_P99_MS)}; the writes add {added:+.1f} ms to the read p99 of "
+        "the same reads without them. Database alone: the same reads and writes as SQL on "
+        f"sqlite3 connections in {READERS + 1} threads, {DB_SECONDS:g} s, timed around the "
+        "statement only (no event loop, no thread hand-off): during writes, read "
+        f"{_target(tallies[1][1].db_reads, READ_P99_MS)}.",
+    ]
 
 
 def _p99(samples: list[float]) -> str:
@@ -130,50 +168,60 @@ def _errors(tally: Tally) -> str:
     return f"{tally.locked}{other}"
 
 
-@contextlib.contextmanager
-def _pragmas(*, journal: str, cache_size: int) -> Iterator[None]:
-    """The app's pragmas with the journal mode and the cache size swapped.
-
-    Connections are opened lazily, so this holds for the whole run of the engine.
-    """
-
-    def swap(pragma: str) -> str:
-        if pragma.startswith("PRAGMA journal_mode="):
-            return f"PRAGMA journal_mode={journal}"
-        if pragma.startswith("PRAGMA cache_size="):
-            return f"PRAGMA cache_size={cache_size}"
-        return pragma
-
-    with mock.patch.object(base, "SQLITE_PRAGMAS", tuple(map(swap, base.SQLITE_PRAGMAS))):
-        yield
-
-
 @contextlib.asynccontextmanager
-async def _engine(path: Path) -> AsyncIterator[AsyncEngine]:
+async def _engine(
+    path: Path, configuration: Configuration | None = None, tally: Tally | None = None
+) -> AsyncIterator[AsyncEngine]:
+    """The app's engine; with a configuration, its pragmas swapped as that says."""
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    if configuration is not None:
+        # In place of the app's listener (which would set WAL again on every connection
+        # the pool opens): the same pragmas, two of them swapped.
+        event.remove(engine.sync_engine, "connect", base._sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _swapped(configuration, tally or Tally()))
     try:
+        async with engine.connect() as conn:  # the journal mode is set by the first one
+            mode = await conn.scalar(text("PRAGMA journal_mode"))
+        assert configuration is None or str(mode).upper() == configuration.journal, mode
         yield engine
     finally:
         await engine.dispose()
 
 
-async def _measure(path: Path, *, journal: str, cache_size: int, writes: bool) -> Tally:
-    tally = Tally()
-    with _pragmas(journal=journal, cache_size=cache_size):
-        async with _engine(path) as engine:
-            async with engine.connect() as conn:  # the mode is set before any other opens
-                mode = await conn.scalar(text("PRAGMA journal_mode"))
-            assert str(mode).upper() == journal, mode
-            sessions = session_factory(engine)
-            ids = await _ids(sessions)
-            deadline = time.monotonic() + SECONDS
-            load = [_writer(sessions, ids, tally, deadline)] if writes else []
-            await asyncio.gather(
-                *(_reader(sessions, ids, tally, deadline, seed) for seed in range(READERS)),
-                *load,
-                _checkpoints(engine, tally, deadline),
-            )
-    return tally
+def _pragmas(configuration: Configuration) -> list[str]:
+    def swap(pragma: str) -> str:
+        if pragma.startswith("PRAGMA journal_mode="):
+            return f"PRAGMA journal_mode={configuration.journal}"
+        if pragma.startswith("PRAGMA cache_size="):
+            return f"PRAGMA cache_size={configuration.cache_size}"
+        return pragma
+
+    return [swap(pragma) for pragma in base.SQLITE_PRAGMAS]
+
+
+def _swapped(configuration: Configuration, tally: Tally) -> Callable[[Any, Any], None]:
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        tally.connections += 1
+        dbapi_connection.isolation_level = None  # as the app's: BEGIN is sent by the app
+        cursor = dbapi_connection.cursor()
+        for pragma in _pragmas(configuration):
+            cursor.execute(pragma)
+        cursor.close()
+
+    return connect
+
+
+async def _round(engine: AsyncEngine, tally: Tally, *, writes: bool) -> None:
+    sessions = session_factory(engine)
+    ids = await _ids(sessions)
+    seconds = SECONDS / ROUNDS
+    deadline = time.monotonic() + seconds
+    load = [_writer(sessions, ids, tally, deadline)] if writes else []
+    await asyncio.gather(
+        *(_reader(sessions, ids, tally, deadline, seed) for seed in range(READERS)),
+        *load,
+        _checkpoint(engine, tally, after=seconds / 2),
+    )
 
 
 @dataclass(frozen=True)
@@ -296,18 +344,117 @@ async def _writer(sessions: Sessions, ids: _Ids, tally: Tally, deadline: float) 
     await _paced(WRITE_RATE, deadline, one)
 
 
-async def _checkpoints(engine: AsyncEngine, tally: Tally, deadline: float) -> None:
-    maintenance = SqliteMaintenance(engine, optimize_interval=3600)
-
-    async def one() -> None:
-        await maintenance.checkpoint()
-        tally.checkpoints += 1
-
-    await asyncio.sleep(CHECKPOINT_EVERY)
-    await _paced(1 / CHECKPOINT_EVERY, deadline, one)
+async def _checkpoint(engine: AsyncEngine, tally: Tally, *, after: float) -> None:
+    await asyncio.sleep(after)
+    await SqliteMaintenance(engine, optimize_interval=3600).checkpoint()
+    tally.checkpoints += 1
 
 
-def _count(tally: Tally, error: OperationalError) -> None:
+# The hot reads as plain SQL, with what each takes from `_Ids`.
+DB_READS = (
+    (
+        "SELECT r.*, u.name FROM repositories r LEFT JOIN users u ON r.owner_id = u.id "
+        "WHERE r.name = ? AND r.deleted_at IS NULL",
+        "names",
+    ),
+    ("SELECT * FROM gitserver_repos WHERE repository_id = ?", "repository_ids"),
+    (
+        "SELECT t.id, t.last_used_at, u.* FROM api_tokens t JOIN users u ON u.id = t.user_id "
+        "WHERE t.token_hash = ? AND t.revoked_at IS NULL AND u.disabled_at IS NULL",
+        "token_hashes",
+    ),
+    ("SELECT * FROM branch_sync_status WHERE repository_id = ? ORDER BY branch", "tracked"),
+)
+
+
+def _db_round(path: Path, configuration: Configuration, ids: _Ids, tally: Tally) -> None:
+    """The same load on plain sqlite3 connections, one thread each, timed in the thread."""
+    deadline = time.monotonic() + DB_SECONDS / ROUNDS
+    threads = [
+        threading.Thread(target=_db_reader, args=(path, configuration, ids, tally, deadline, seed))
+        for seed in range(READERS)
+    ]
+    if configuration.writes:
+        writer_args = (path, configuration, ids, tally, deadline)
+        threads.append(threading.Thread(target=_db_writer, args=writer_args))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _db_connect(path: Path, configuration: Configuration) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, timeout=5)
+    for pragma in _pragmas(configuration):
+        connection.execute(pragma)
+    return connection
+
+
+def _db_paced(rate: float, deadline: float, work: Callable[[], None]) -> None:
+    period, next_at = 1 / rate, time.monotonic()
+    while (at := time.monotonic()) < deadline:
+        work()
+        next_at = max(next_at + period, at)
+        time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def _db_reader(
+    path: Path, configuration: Configuration, ids: _Ids, tally: Tally, deadline: float, seed: int
+) -> None:
+    rng, connection = random.Random(seed), _db_connect(path, configuration)
+
+    def one() -> None:
+        sql, pool = rng.choice(DB_READS)
+        value = rng.choice(getattr(ids, pool))
+        started = time.perf_counter()
+        try:
+            connection.execute(sql, (value,)).fetchall()
+        except sqlite3.OperationalError as error:
+            _count(tally, error)
+            return
+        tally.db_reads.append(time.perf_counter() - started)
+
+    try:
+        _db_paced(READ_RATE, deadline, one)
+    finally:
+        connection.close()
+
+
+def _db_writer(
+    path: Path, configuration: Configuration, ids: _Ids, tally: Tally, deadline: float
+) -> None:
+    rng, connection = random.Random(-2), _db_connect(path, configuration)
+
+    def one() -> None:
+        repository_id = rng.choice(ids.repository_ids)
+        at = datetime.now(UTC).isoformat(sep=" ")
+        started = time.perf_counter()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(
+                "UPDATE gitserver_repos SET last_fetched_at = ?, next_update_at = ?, "
+                "updated_at = ? WHERE repository_id = ?",
+                (at, at, at, repository_id),
+            )
+            connection.execute(
+                "INSERT INTO audit_log (action, target, details) VALUES (?, ?, '{}')",
+                ("mirror.fetched", str(repository_id)),
+            )
+            connection.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            _count(tally, error)
+            return
+        tally.db_writes.append(time.perf_counter() - started)
+
+    try:
+        _db_paced(WRITE_RATE, deadline, one)
+    finally:
+        connection.close()
+
+
+def _count(tally: Tally, error: Exception) -> None:
     if LOCKED in str(error):
         tally.locked += 1
     else:
