@@ -5,12 +5,14 @@ Closed while the foreground suffers: the one-minute load average is above
 `backpressure_p99` seconds (either limit 0 turns its signal off). The loops ask before
 they start a fetch or a maintenance; work already running is never stopped. The
 signals are callables, so a test (or another process's figures) can drive them.
+Under pressure that does not end, one start still goes through every MAX_HOLD seconds.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +21,9 @@ from repodepot.settings import Settings
 
 RECHECK = 1.0
 """Seconds a loop waits before asking a closed gate again."""
+MAX_HOLD = 300.0
+"""Seconds the gate holds background work at most: then one start goes through, so a
+machine that stays busy still gets its mirrors updated, slowly, instead of never."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -59,12 +64,15 @@ class Gate:
         load_limit: float,
         p99_limit: float,
         metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load = load
         self._p99 = p99
         self.load_limit = load_limit
         self.p99_limit = p99_limit
         self._metrics = metrics
+        self._clock = clock
+        self._held_since: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics) -> Gate:
@@ -98,8 +106,17 @@ class Gate:
         )
 
     def open(self) -> bool:
-        """Whether background work may start now."""
-        return not self.state().closed
+        """Whether background work may start now (after MAX_HOLD closed: once, yes)."""
+        if not self.state().closed:
+            self._held_since = None
+            return True
+        at = self._clock()
+        if self._held_since is None:
+            self._held_since = at
+        elif at - self._held_since >= MAX_HOLD:
+            self._held_since = at
+            return True
+        return False
 
     def paused(self, loop: str) -> None:
         """Count a start `loop` put off because the gate was closed."""

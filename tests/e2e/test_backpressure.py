@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from repodepot.accounts import operator
-from repodepot.backpressure import Gate
+from repodepot.backpressure import MAX_HOLD, Gate
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.metrics import Metrics
@@ -42,6 +42,19 @@ def test_the_gate_closes_above_the_load_limit_and_opens_below() -> None:
     assert gate.open() and gate.state().message is None
     off = Gate(load=Load(50.0), p99=lambda: None, load_limit=0, p99_limit=0.5)
     assert off.open()  # 0 turns the signal off
+
+
+def test_a_gate_closed_for_good_still_lets_one_start_through_every_max_hold() -> None:
+    now = [0.0]
+    gate = Gate(load=Load(9.0), p99=lambda: None, load_limit=2, p99_limit=0, clock=lambda: now[0])
+    assert not gate.open()
+    now[0] = MAX_HOLD - 1
+    assert not gate.open()
+    now[0] = MAX_HOLD
+    assert gate.open()  # one start, then held again
+    assert not gate.open()
+    now[0] = 2 * MAX_HOLD
+    assert gate.open()
 
 
 def test_the_gate_closes_while_the_last_requests_are_slow() -> None:

@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
+from repodepot.git.refstate import SETTLED
 from repodepot.git.runner import GitRunner
-from repodepot.goproxy import tags as tags_module
 from repodepot.goproxy.tags import TagLister
 from repodepot.settings import process_path
 from tests.support.repogen import Spec, generate, git
@@ -19,7 +19,7 @@ def _settle(repo: Path) -> None:
     The lister reads when the refs last changed from packed-refs and the directories under
     refs/tags; moving those times back stands in for waiting, without sleeping.
     """
-    past = time.time() - tags_module.SETTLED - 5
+    past = time.time() - SETTLED - 5
     paths = [repo / "packed-refs"] if (repo / "packed-refs").exists() else []
     for directory, _, _ in os.walk(repo / "refs" / "tags"):
         paths.append(Path(directory))

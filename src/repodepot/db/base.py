@@ -86,7 +86,17 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     within busy_timeout); a read is a plain statement with no transaction around it.
     """
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 5})
+        # No rollback when a connection goes back to the pool: the driver never opens a
+        # transaction by itself, and sessions end theirs; a read would pay a thread hop.
+        # The pool keeps `pool_size` connections open: a new one reruns the pragmas and
+        # starts with an empty page cache.
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 5},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_reset_on_return=None,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine

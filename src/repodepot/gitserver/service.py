@@ -160,13 +160,20 @@ async def enqueue_in(
         queued += await _raise_priority(
             session, GitserverRepo.repository_id.in_(rest), reason, level
         )
-    if queued and dialect == "postgresql":
-        # Delivered at commit (never if the transaction rolls back), to every listener.
-        payload = json.dumps({"topic": QUEUED, "data": {"shard": shard}})
-        await session.execute(
-            text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
-        )
+    if queued:
+        await _notify_queued(session, shard)
     return queued
+
+
+async def _notify_queued(session: AsyncSession, shard: str | None) -> None:
+    """On PostgreSQL, tell updaters in other processes at commit that mirrors were queued."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    # Delivered at commit (never if the transaction rolls back), to every listener.
+    payload = json.dumps({"topic": QUEUED, "data": {"shard": shard}})
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
+    )
 
 
 async def resume_failing_in(session: AsyncSession, ids: Iterable[int]) -> int:
@@ -587,7 +594,12 @@ class Gitserver:
                     queued_reason=QueueReason.visit.value,
                 )
             )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+            queued = bool(result.rowcount)  # type: ignore[attr-defined]
+            if queued:
+                await _notify_queued(session, None)
+        if queued and self.on_enqueued is not None:
+            self.on_enqueued()
+        return queued
 
     async def visit(self, state: MirrorState | None, repository_id: int) -> MirrorState | None:
         """A page or entry of the repository was opened; its mirror's `state`, maybe queued.

@@ -6,7 +6,8 @@ A tag that moves later is reported (logged and recorded in `moved_to`), never fo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -17,6 +18,7 @@ from repodepot.db.models import GoVersion
 from repodepot.goproxy.records import Module, VersionInfo
 
 logger = logging.getLogger(__name__)
+MAX_KEPT = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +48,35 @@ class Pin:
 
 
 class Pins:
-    """The `go_versions` table."""
+    """The `go_versions` table.
+
+    A pin never changes its commit, so pins found are kept in memory (the most recently
+    used MAX_KEPT); only `moved_to` changes, here, and the kept pin with it.
+    """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._kept: OrderedDict[tuple[int, str, str], Pin] = OrderedDict()
 
     async def get(self, module: Module, version: str) -> Pin | None:
         """The version's pin, if it was served before."""
+        key = (module.repository_id, module.path, version)
+        kept = self._kept.get(key)
+        if kept is not None:
+            self._kept.move_to_end(key)
+            return kept
         async with self._sessions() as session:
-            row = await session.get(GoVersion, (module.repository_id, module.path, version))
-        return None if row is None else Pin.from_row(row)
+            row = await session.get(GoVersion, key)
+        if row is None:
+            return None
+        self._keep(key, Pin.from_row(row))
+        return self._kept[key]
+
+    def _keep(self, key: tuple[int, str, str], pin: Pin) -> None:
+        self._kept[key] = pin
+        self._kept.move_to_end(key)
+        while len(self._kept) > MAX_KEPT:
+            self._kept.popitem(last=False)
 
     async def save(self, module: Module, found: VersionInfo) -> VersionInfo:
         """Pin a tag version to its commit; when another request pinned it first, that wins."""
@@ -102,6 +123,7 @@ class Pins:
                 )
                 .values(moved_to=now, moved_at=datetime.now(UTC))
             )
+        self._keep((module.repository_id, module.path, version), replace(pinned, moved_to=now))
 
     async def moved(self, repository_id: int) -> dict[str, list[str]]:
         """Module path → its versions whose tags moved after they were served."""

@@ -129,6 +129,9 @@ class Repositories:
         # Live repositories by name, with their owner's id; dropped on any change to
         # `repositories` (repodepot.caches).
         self._by_name: Lookup[str, _Kept] = self._caches.lookup(REPOSITORIES, "repositories")
+        self._by_roots: Lookup[tuple[str, ...], list[_Kept]] = self._caches.lookup(
+            REPOSITORIES, "go roots"
+        )
 
     async def list(
         self,
@@ -181,19 +184,36 @@ class Repositories:
     async def by_go_roots(
         self, principal: Principal, roots: Sequence[str]
     ) -> builtins.list[RepositoryRecord]:
-        """The live repositories `principal` may read whose Go import root is one of `roots`."""
-        root_of = Repository.go_import_root
-        statement = _with_owner().where(
-            Repository.deleted_at.is_(None),
-            visible_to(principal),
-            or_(
-                root_of.in_(roots),
-                root_of.is_(None) & Repository.go_default_root.in_(roots),
-            ),
-        )
-        async with self._sessions() as session:
-            rows = (await session.execute(statement)).all()
-        return [RepositoryRecord.from_row(row[0], row[1]) for row in rows]
+        """The live repositories `principal` may read whose Go import root is one of `roots`.
+
+        From memory, as `get`: every Go proxy request asks this first.
+        """
+        await self._caches.refresh()
+        key = tuple(roots)
+        found = self._by_roots.get(key)
+        if found is None:
+            generation = self._by_roots.generation
+            root_of = Repository.go_import_root
+            statement = _with_owner().where(
+                Repository.deleted_at.is_(None),
+                or_(
+                    root_of.in_(roots),
+                    root_of.is_(None) & Repository.go_default_root.in_(roots),
+                ),
+            )
+            read_at = now()
+            async with self._sessions() as session:
+                rows = (await session.execute(statement)).all()
+            found = [
+                _Kept(RepositoryRecord.from_row(row[0], row[1]), row[0].owner_id, read_at)
+                for row in rows
+            ]
+            self._by_roots.put(key, found, generation)
+        return [
+            kept.record
+            for kept in found
+            if may_read(principal, kept.record.visibility, kept.owner_id)
+        ]
 
     async def set_go_import_root(
         self, principal: Principal, name: str, root: str | None

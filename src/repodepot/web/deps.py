@@ -21,7 +21,13 @@ def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-ServicesDep = Annotated[Services, Depends(services)]
+async def _services(request: Request) -> Services:
+    # A coroutine: FastAPI runs a plain function dependency in a worker thread, a
+    # thread hop on every request.
+    return services(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
 
 
 async def principal(request: Request, svc: ServicesDep) -> Principal:
@@ -73,7 +79,7 @@ class PageParams:
     per_page: int
 
 
-def page_params(
+async def page_params(
     page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number")] = 1,
     per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page")] = (
         DEFAULT_PER_PAGE

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import asdict
-from typing import Annotated
+from dataclasses import asdict, fields
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -216,10 +216,15 @@ async def get_repo(name: str, caller: PrincipalDep, svc: ServicesDep) -> Reposit
     """
     repo, mirror = await repository_with_mirror(svc, caller, name)
     # One size: the repository's, which its mirror's clones, fetches and repacks write.
-    shown = None if mirror is None else {**asdict(mirror), "size_bytes": repo.size_bytes}
+    shown = None if mirror is None else {**shallow(mirror), "size_bytes": repo.size_bytes}
     return RepositoryDetail.model_validate(
         {**RepositoryOut.model_validate(repo).model_dump(), "mirror": shown}
     )
+
+
+def shallow(record: Any) -> dict[str, Any]:
+    """A dataclass of plain values as a dict (`asdict` deep-copies each value, here for nothing)."""
+    return {field.name: getattr(record, field.name) for field in fields(record)}
 
 
 async def repository_with_mirror(

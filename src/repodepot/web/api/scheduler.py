@@ -36,8 +36,11 @@ class SchedulerStatusOut(SchedulerOut):
 
 @router.get("/api/scheduler", summary="Update queue status")
 async def scheduler_status(caller: AdminDep, svc: ServicesDep) -> SchedulerStatusOut:
-    """Mirrors, queued and due updates, running ones, failing mirrors, the next due time,
-    and whether the backpressure gate holds new background work back (and why)."""
+    """The queue and whether background work is held back.
+
+    Mirrors, queued and due updates, running ones, failing mirrors, the next due time,
+    and whether the backpressure gate holds new background work back (and why).
+    """
     status = SchedulerOut.model_validate(await svc.gitserver.status())
     state = Gate.from_settings(svc.settings, svc.metrics).state()
     gate = BackpressureOut(
