@@ -17,6 +17,7 @@ from bench import (
     goproxy,
     http,
     imports,
+    load,
     pool,
     runner,
     sandbox,
@@ -48,6 +49,10 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "sqlite": (
         "SQLite: reads during a steady write load, WAL against DELETE (seed benchmark 4)",
         sqlite.run,
+    ),
+    "load": (
+        "load test: 100 users, 1,000 repositories, background fetches, a failing upstream",
+        load.run,
     ),
 }
 
