@@ -104,37 +104,3 @@ async def test_a_moved_branch_is_seen_by_the_open_process(tmp_path: Path) -> Non
     assert before.sha != after.sha
     assert (after.sha, after.subject) == (newer, "and once more")
     assert by_sha.subject == "after the process started"
-
-
-class Lookups:
-    """Counts the reader pool's lookups."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def reader_pool_lookup(self, *, hit: bool) -> None:
-        self.count += 1
-
-    def reader_pool_eviction(self, reason: str) -> None:
-        pass
-
-    def reader_pool_size(self, *, readers: int, resident_bytes: int) -> None:
-        pass
-
-
-async def test_a_commit_asked_by_its_id_again_is_answered_from_memory(tmp_path: Path) -> None:
-    repo = generate(tmp_path / "r.git", Spec(commits=5))
-    lookups = Lookups()
-    reader = CommitReader(_runner(tmp_path), observer=lookups)
-    try:
-        head = git("--git-dir", str(repo), "rev-parse", "main").strip()
-        first = await reader.commit(repo, head)
-        asked = lookups.count
-        again = [await reader.commit(repo, head) for _ in range(5)]
-        assert again == [first] * 5 and lookups.count == asked
-        # A name is asked every time: what it names moves.
-        await reader.commit(repo, "main")
-        await reader.commit(repo, "main")
-        assert lookups.count == asked + 2
-    finally:
-        await reader.close()

@@ -50,7 +50,6 @@ MAX_AGE = 60.0
 # of new repositories start more readers than one measure apart can see.
 MAX_OPEN = 512
 MAX_COMMIT_BYTES = 16 << 20
-MAX_KEPT_COMMITS = 10_000
 ANSWER_TIMEOUT = 10.0
 _SHA = re.compile(rb"[0-9a-f]{40}")
 _PERSON = re.compile(rb"(?P<name>.*?) ?<(?P<email>[^>]*)> (?P<when>-?\d+) (?P<tz>[+-]\d{4})")
@@ -189,9 +188,6 @@ class CommitReader:
         self._ending: set[asyncio.Task[None]] = set()
         self._measured_at = -math.inf
         self._sweeper: asyncio.TimerHandle | None = None
-        # Commits asked by their full id: an id's commit never changes, so the answer is
-        # kept (MAX_AGE, like a reader: a repack may drop an unreachable one).
-        self._by_id: OrderedDict[tuple[Path, str], tuple[float, CommitInfo]] = OrderedDict()
 
     async def commit(self, repo: Path, rev: str) -> CommitInfo:
         """The commit `rev` names in `repo`; raises RevisionNotFound.
@@ -201,21 +197,10 @@ class CommitReader:
         """
         if not is_plain_revision(rev):
             raise RevisionNotFound(f"{rev[:MAX_REVISION]!r} is not a plain revision")
-        key = (repo, rev)
-        kept = self._by_id.get(key)
-        if kept is not None and kept[0] > time.monotonic():
-            self._by_id.move_to_end(key)
-            return kept[1]
         found = await self.read(repo, f"{rev}^{{commit}}", MAX_COMMIT_BYTES)
         if found is None or found.kind != "commit" or found.data is None:
             raise RevisionNotFound(f"no commit {rev!r} in this repository")
-        info = _parse(found.sha, found.data)
-        if found.sha == rev:
-            self._by_id[key] = (time.monotonic() + MAX_AGE, info)
-            self._by_id.move_to_end(key)
-            while len(self._by_id) > MAX_KEPT_COMMITS:
-                self._by_id.popitem(last=False)
-        return info
+        return _parse(found.sha, found.data)
 
     async def read(self, repo: Path, name: str, limit: int) -> GitObject | None:
         """The object `name` (`REV:PATH`, `REV^{tree}`, a sha) in `repo`, or None if missing.
