@@ -200,13 +200,16 @@ class CodeRepo:
         return await self._stat_rev(module, query)
 
     async def _stat_tag(self, module: Module, version: str) -> VersionInfo | None:
-        ref = f"refs/tags/{module.tag_prefix}{version.removesuffix(INCOMPATIBLE)}"
+        name = f"{module.tag_prefix}{version.removesuffix(INCOMPATIBLE)}"
+        ref = f"refs/tags/{name}"
         pinned = await self._pins.get(module, version)
-        current = await self.commit(module, ref)
+        # From the tag listing kept while the refs hold: no git question per request.
+        sha = await self._tag_lister.commit_of(module.git_dir, name)
         if pinned is not None:
-            if current is not None and current.sha != pinned.commit:
-                await self._pins.report_move(module, version, pinned, current.sha)
+            if sha is not None and sha != pinned.commit:
+                await self._pins.report_move(module, version, pinned, sha)
             return pinned.info(version)
+        current = None if sha is None else await self.commit(module, sha)
         if current is None:
             return None
         return await self._pins.save(module, await self._at(module, current, version, ref))

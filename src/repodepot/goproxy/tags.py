@@ -26,6 +26,7 @@ class TagLister:
     def __init__(self, git: GitRunner) -> None:
         self._git = git
         self._cache: OrderedDict[Path, tuple[tuple[int, ...], list[Tag]]] = OrderedDict()
+        self._by_name: dict[Path, tuple[list[Tag], dict[str, str]]] = {}
 
     async def tags(
         self, git_dir: Path, *, points_at: str | None = None, merged: str | None = None
@@ -48,3 +49,15 @@ class TagLister:
             while len(self._cache) > MAX_REPOS:
                 self._cache.popitem(last=False)
         return listed
+
+    async def commit_of(self, git_dir: Path, name: str) -> str | None:
+        """The commit tag `name` (without `refs/tags/`) points to, peeled; None if none."""
+        listed = await self.tags(git_dir)
+        indexed = self._by_name.get(git_dir)
+        if indexed is None or indexed[0] is not listed:
+            indexed = (listed, {tag.name: tag.commit for tag in listed})
+            if git_dir in self._cache:  # indexed as long as the listing is kept
+                self._by_name[git_dir] = indexed
+        for gone in [path for path in self._by_name if path not in self._cache]:
+            del self._by_name[gone]
+        return indexed[1].get(name)
