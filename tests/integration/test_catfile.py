@@ -104,3 +104,22 @@ async def test_a_moved_branch_is_seen_by_the_open_process(tmp_path: Path) -> Non
     assert before.sha != after.sha
     assert (after.sha, after.subject) == (newer, "and once more")
     assert by_sha.subject == "after the process started"
+
+
+async def test_a_repack_replaces_the_reader_that_may_hold_deleted_packs(tmp_path: Path) -> None:
+    repo = generate(tmp_path / "r.git", Spec(commits=5))
+    reader = CommitReader(_runner(tmp_path))
+    try:
+        head = git("--git-dir", str(repo), "rev-parse", "main").strip()
+        await reader.commit(repo, head)
+        await reader.commit(repo, "main~1")
+        [before] = reader.readers()
+
+        git("--git-dir", str(repo), "repack", "-a", "-d", "-q")
+        info = await reader.commit(repo, head)
+
+        [after] = reader.readers()
+        assert info.sha == head
+        assert after.pid != before.pid
+    finally:
+        await reader.close()

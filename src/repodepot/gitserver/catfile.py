@@ -13,10 +13,12 @@ Hits, misses, evictions by reason and the pool's size go to a `PoolObserver`.
 Freshness: git resolves refs from disk on every request (loose refs are re-read,
 packed-refs re-checked by stat) and rescans packs when an object is missing, so a
 fetch is seen at once. A "missing" answer is still asked again of a newer process
-before it counts, and a process older than `MAX_AGE` is replaced (it may hold packs
-that a repack deleted). A reader leaving the pool, for whatever reason, takes no new
-questions and ends once those already waiting for it are answered: concurrent askers
-never share its pipes, nor lose their answer, and none is killed mid-answer.
+before it counts, and a process is replaced once the mirror's `objects/pack` directory
+changed since it started (a repack or gc wrote a pack and may have deleted the packs
+it holds open; a stat per question) or once it is `MAX_AGE` old. A reader leaving the
+pool, for whatever reason, takes no new questions and ends once those already waiting
+for it are answered: concurrent askers never share its pipes, nor lose their answer,
+and none is killed mid-answer.
 
 Only plain revisions reach `commit()` (`git.revisions`): git's message searches
 (`^{/REGEX}`, `:/REGEX`) would run a backtracking regex over every commit.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import re
 import time
 from collections import OrderedDict
@@ -45,7 +48,7 @@ from repodepot.procfs import tree_resident_bytes
 BUDGET = 256 << 20
 IDLE_TTL = 300.0
 MEASURE_EVERY = 1.0
-MAX_AGE = 60.0
+MAX_AGE = 3600.0
 # Not the bound (memory is): a backstop on pipes and child processes, should a burst
 # of new repositories start more readers than one measure apart can see.
 MAX_OPEN = 512
@@ -121,8 +124,9 @@ class _Batch:
     reader of a stream, and a question half answered would shift every later answer.
     """
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, packs: tuple[int, int]) -> None:
         self.process = process
+        self.packs = packs
         self.lock = asyncio.Lock()
         self.started = self.used = time.monotonic()
         self.ended = False
@@ -267,8 +271,9 @@ class CommitReader:
             if batch is None:
                 while len(self._open) >= MAX_OPEN:
                     self._retire(*next(iter(self._open.items())), reason="count")
+                packs = _packs(repo)
                 process = await commands.cat_file_batch(self._git, repo)
-                batch = self._open[repo] = _Batch(process)
+                batch = self._open[repo] = _Batch(process, packs)
             return batch
 
     def _usable(self, repo: Path, started_after: float) -> _Batch | None:
@@ -278,7 +283,11 @@ class CommitReader:
         if batch.ended or batch.process.returncode is not None:
             self._retire(repo, batch)
             return None
-        if batch.started <= started_after or time.monotonic() - batch.started >= MAX_AGE:
+        if (
+            batch.started <= started_after
+            or time.monotonic() - batch.started >= MAX_AGE
+            or _packs(repo) != batch.packs
+        ):
             self._retire(repo, batch, reason="age")
             return None
         return batch
@@ -390,3 +399,12 @@ def _parse(sha: str, body: bytes) -> CommitInfo:
     subject = b" ".join(line.strip() for line in paragraph.split(b"\n") if line.strip())
     commit_time = int(committed["when"]) if committed else 0
     return CommitInfo(sha, name, email, when, subject.decode(errors="replace"), commit_time)
+
+
+def _packs(repo: Path) -> tuple[int, int]:
+    """The pack directory's identity and last change: a repack or gc moves it."""
+    try:
+        status = os.stat(repo / "objects" / "pack")
+    except OSError:
+        return (-1, -1)
+    return (status.st_ino, status.st_mtime_ns)
