@@ -26,10 +26,9 @@ from tests.support.servers import LiveApp, live_app
 ADMIN_TOKEN = "rdp_test-admin-token-0123456789abcdef"
 # The backpressure gate holds background fetches while the machine's load is above its
 # core count: on a shared CI machine running this suite that is most of the time, and
-# tests waiting for a clone would wait for the machine. Off for every Settings and every
-# server process the suite starts; the gate's own tests set their limits.
-os.environ["REPODEPOT_BACKPRESSURE_LOAD"] = "0"
-os.environ["REPODEPOT_BACKPRESSURE_P99"] = "0"
+# tests waiting for a clone would wait for the machine. Off for every Settings the suite
+# builds and every server process it starts; the gate's own tests set their limits.
+GATE_OFF = {"REPODEPOT_BACKPRESSURE_LOAD": "0", "REPODEPOT_BACKPRESSURE_P99": "0"}
 TEMPLATE_DB = "repodepot_template"
 _counter = itertools.count()
 
@@ -40,6 +39,8 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("REPODEPOT_"):
             monkeypatch.delenv(key)
+    for key, value in GATE_OFF.items():
+        monkeypatch.setenv(key, value)
 
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}

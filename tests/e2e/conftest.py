@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from tests.conftest import GATE_OFF
 from tests.support.servers import ServeProcess
 
 
@@ -17,6 +18,7 @@ def cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m repodepot ARGS` as a user would."""
     full_env = {key: value for key, value in os.environ.items() if not key.startswith("REPODEPOT_")}
+    full_env.update(GATE_OFF)
     full_env.update(env or {})
     full_env["COLUMNS"] = "200"
     result = subprocess.run(
@@ -35,7 +37,11 @@ def cli(
     return result
 
 
-Server = ServeProcess
+class Server(ServeProcess):
+    """`repodepot serve` as the suite runs it: the backpressure gate off (tests/conftest.py)."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        super().__init__(data_dir, {**GATE_OFF, **env})
 
 
 CHROMIUM = "/usr/bin/chromium"
