@@ -55,7 +55,7 @@ TRACKED = 5 if QUICK else 50  # repositories with a tracked upstream
 MODULES = 5 if QUICK else 20  # repositories with a Go import root
 FLAKY = 3  # mirrors whose source is the failing upstream (one of them also tracks it)
 USERS = 20 if QUICK else 100
-THINK = 1.0  # mean seconds between a user's requests
+THINK = float(os.environ.get("REPODEPOT_BENCH_THINK", "1"))  # mean s between requests
 WARMUP = 3.0 if QUICK else 5.0
 DURATION = 12.0 if QUICK else 30.0  # measured seconds per phase
 BIG_COMMITS = 20_000 if QUICK else 1_000_000
@@ -243,19 +243,29 @@ async def _states(http: httpx.AsyncClient, world: World) -> dict[str, dict[str, 
     return states
 
 
+async def _ask(http: httpx.AsyncClient, world: World) -> None:
+    """Ask for the watched fetches now (as a webhook or a user would): they meet the outage."""
+    for name in world.flaky:
+        await http.post(f"/api/repos/{name}/update")
+    await http.post(f"/api/repos/{world.tracked[0]}/upstream/fetch")
+
+
 async def _outage(
     flaky: FlakyUpstream, base: str, world: World, started: float
 ) -> tuple[datetime, dict[str, object]]:
     """Refused from a quarter of the run, stalled from half, back at three quarters.
 
-    Returns when it came back, and the last error each watched fetch showed then.
+    The watched fetches are asked for as each part begins. Returns when it came back,
+    and the last error each watched fetch showed just before.
     """
-    await asyncio.sleep(max(0.0, started + DURATION * 0.25 - time.monotonic()))
-    flaky.refuse()
-    await asyncio.sleep(max(0.0, started + DURATION * 0.5 - time.monotonic()))
-    await flaky.stall()
-    await asyncio.sleep(max(0.0, started + DURATION * 0.75 - time.monotonic()))
     async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=30) as http:
+        await asyncio.sleep(max(0.0, started + DURATION * 0.25 - time.monotonic()))
+        flaky.refuse()
+        await _ask(http, world)
+        await asyncio.sleep(max(0.0, started + DURATION * 0.5 - time.monotonic()))
+        await flaky.stall()
+        await _ask(http, world)
+        await asyncio.sleep(max(0.0, started + DURATION * 0.75 - time.monotonic()))
         errors = {k: v.get("last_error") for k, v in (await _states(http, world)).items()}
     flaky.restore()
     return datetime.now(UTC), errors
@@ -300,8 +310,19 @@ async def _phase(
 
 
 def _log_errors(log: Path) -> list[str]:
+    """Each logged error with the exception that ended its traceback, at most 12."""
+    found: list[str] = []
     lines = log.read_text(errors="replace").splitlines()
-    return [line for line in lines if "ERROR" in line or "Traceback" in line][:20]
+    for index, line in enumerate(lines):
+        if " ERROR " in line:
+            found.append(line)
+        elif (
+            index
+            and lines[index - 1].startswith(" ")
+            and not line.startswith((" ", "Trace", "During handling", "The above exception"))
+        ):
+            found.append("  " + line)  # the last line of a traceback: the exception
+    return list(dict.fromkeys(found))[:12]
 
 
 async def _refetched(base: str, world: World, back: datetime) -> dict[str, float | None]:
@@ -535,7 +556,8 @@ def _report(outcomes: list[Outcome], made: float, total: float) -> list[str]:
         "`REPODEPOT_UPDATE_MIN_INTERVAL=1`, upstreams every 60 s, the backpressure gate as "
         "shipped); full rate (the same with the gate off), during which the upstream of "
         f"{FLAKY} mirrors (one also tracked) refuses connections from 25% of the run, "
-        "stalls them from 50% and comes back at 75%.",
+        "stalls them from 50% and comes back at 75%; their fetches are asked for (update "
+        "now, fetch now) as each part begins.",
         "",
     ]
     for outcome in outcomes:
