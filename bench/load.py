@@ -310,19 +310,21 @@ async def _phase(
 
 
 def _log_errors(log: Path) -> list[str]:
-    """Each logged error with the exception that ended its traceback, at most 12."""
+    """Each logged error with its frames in repodepot and its exception, at most 20 lines."""
     found: list[str] = []
     lines = log.read_text(errors="replace").splitlines()
     for index, line in enumerate(lines):
         if " ERROR " in line:
             found.append(line)
+        elif line.startswith('  File "') and "/repodepot/" in line:
+            found.append("  " + line.strip())  # where in repodepot it was raised
         elif (
             index
             and lines[index - 1].startswith(" ")
             and not line.startswith((" ", "Trace", "During handling", "The above exception"))
         ):
             found.append("  " + line)  # the last line of a traceback: the exception
-    return list(dict.fromkeys(found))[:12]
+    return list(dict.fromkeys(found))[:20]
 
 
 async def _refetched(base: str, world: World, back: datetime) -> dict[str, float | None]:
