@@ -320,13 +320,16 @@ class CodeHosts:
         return row
 
     async def _record(self, session: AsyncSession, row: CodeHost) -> CodeHostRecord:
-        count = await synced.count_live_among(session, store.linked_ids(row.id))
+        # The last sync first: each read sees the latest commit (no transaction), so a
+        # sync that commits in between shows with the count after it, never the count
+        # before it beside a sync that says it ran.
         last = await session.scalar(
             select(CodeHostSync)
             .where(CodeHostSync.code_host_id == row.id)
             .order_by(CodeHostSync.id.desc())
             .limit(1)
         )
+        count = await synced.count_live_among(session, store.linked_ids(row.id))
         held: list[int] = json.loads(row.held_deletions or "[]")
         shown = await repositories.names_of(session, held[:HELD_SHOWN]) if held else {}
         config = json.loads(row.config)
