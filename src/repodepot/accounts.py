@@ -6,7 +6,9 @@ is stored, so a database dump gives no one a way in.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from repodepot.exceptions import (
 )
 from repodepot.pagination import Page, paginate
 
+logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "rdp_"
 USER_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
 MIN_ADMIN_TOKEN_LENGTH = 20
@@ -153,6 +156,8 @@ class Accounts:
         self._sessions = sessions
         self._caches = caches or Caches(ttl=0)
         self._tokens: Lookup[str, _Holder] = self._caches.lookup(IDENTITY, "tokens")
+        self._uses: dict[int, datetime] = {}
+        self._flushing: asyncio.Task[None] | None = None
         self._logins: Lookup[str, tuple[Principal, datetime]] = self._caches.lookup(
             IDENTITY, "sessions"
         )
@@ -267,7 +272,11 @@ class Accounts:
         now = datetime.now(UTC)
         if holder.last_used_at is None or holder.last_used_at < now - LAST_USED_RESOLUTION:
             holder.last_used_at = now
-            await self._record_use(holder.principal.token_id, now)
+            self._uses[holder.principal.token_id] = now
+            if self._flushing is None or self._flushing.done():
+                # Written beside the request, never in its way: a busy database (SQLite's
+                # one writer) must not fail or slow a read for a bookkeeping write.
+                self._flushing = asyncio.create_task(self._flush(), name="token-uses")
         return holder.principal
 
     async def _holder(self, key: str) -> _Holder:
@@ -288,20 +297,41 @@ class Accounts:
         token_id, last_used_at, user = row
         return _Holder(Principal(user=UserRecord.from_row(user), token_id=token_id), last_used_at)
 
-    async def _record_use(self, token_id: int | None, now: datetime) -> None:
-        # Its own short write, and only when due: a read that turned into a write
-        # inside one transaction fails at once on SQLite when another request writes.
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(ApiToken)
-                .where(
-                    ApiToken.id == token_id,
-                    (ApiToken.last_used_at.is_(None))
-                    | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION),
+    async def flush_uses(self) -> None:
+        """Write the tokens' last uses recorded in memory (after a flush under way ends).
+
+        A failure (a database busy past its timeout) is logged and the uses are kept for
+        the next flush.
+        """
+        running = self._flushing
+        if running is not None and running is not asyncio.current_task():
+            await asyncio.shield(running)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        while self._uses:
+            uses, self._uses = self._uses, {}
+            try:
+                async with self._sessions.begin() as session:
+                    for token_id, at in uses.items():
+                        await session.execute(
+                            update(ApiToken)
+                            .where(
+                                ApiToken.id == token_id,
+                                (ApiToken.last_used_at.is_(None))
+                                | (ApiToken.last_used_at < at - LAST_USED_RESOLUTION),
+                            )
+                            .values(last_used_at=at)
+                        )
+                    uncached(session)  # a use, not a change of who holds the token
+            except Exception:
+                logger.warning(
+                    "tokens' last use not written; kept for the next flush",
+                    exc_info=True,
+                    extra={"action": "tokens.last_used", "count": len(uses)},
                 )
-                .values(last_used_at=now)
-            )
-            uncached(session)  # a use, not a change of who holds the token
+                self._uses = {**uses, **self._uses}
+                return
 
     async def open_session(self, caller: Principal, *, lifetime: timedelta) -> str:
         """Start a login session for `caller`; returns the id its cookie carries, shown once.

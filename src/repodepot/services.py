@@ -159,6 +159,7 @@ class Services:
 
     async def close(self) -> None:
         """Stop listening for events, end long-lived git readers, release the database."""
+        await self.accounts.flush_uses()
         if self.relay is not None:
             await self.relay.stop()
         await self.reads.close()

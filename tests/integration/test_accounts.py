@@ -67,6 +67,7 @@ async def test_authentication_records_last_use(services: Services) -> None:
     await services.accounts.create_user("carol")
     _, token = await services.accounts.create_token("carol")
     await services.accounts.authenticate(token)
+    await services.accounts.flush_uses()  # written beside the request, not in its way
     listed = await services.accounts.list_tokens(user_name="carol")
     assert listed.items[0].last_used_at is not None
 

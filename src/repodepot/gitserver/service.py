@@ -10,6 +10,7 @@ nothing and a crashed updater's work runs again once the lease expires).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import and_, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from repodepot import repositories
@@ -34,6 +36,7 @@ from repodepot.repositories import MirrorFacts, credentials
 from repodepot.secrets import SecretBox
 from repodepot.settings import Settings
 
+logger = logging.getLogger(__name__)
 LEASE = timedelta(minutes=2)
 DISCOVER_BATCH = 1000
 QUEUED = "gitserver:queued"
@@ -617,9 +620,18 @@ class Gitserver:
         if len(self._visited) >= MAX_VISITED:
             self._visited.clear()
         self._visited[repository_id] = at
-        if not await self.enqueue_stale(repository_id, older_than):
+        try:
+            queued = await self.enqueue_stale(repository_id, older_than)
+        except DBAPIError:
+            # A read never fails for its bookkeeping: a database busy past its timeout
+            # (SQLite's one writer) costs this visit's update, not the page.
+            logger.warning(
+                "a visit's update was not queued",
+                exc_info=True,
+                extra={"action": "gitserver.visit", "repository_id": repository_id},
+            )
             return state
-        return await self.state(repository_id)
+        return await self.state(repository_id) if queued else state
 
     async def state(self, repository_id: int) -> MirrorState | None:
         """The mirror of a repository, with its schedule in words."""
