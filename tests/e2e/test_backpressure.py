@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from repodepot.accounts import operator
 from repodepot.backpressure import MAX_HOLD, Gate
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.updater import UpdateLoop
@@ -19,6 +18,7 @@ from repodepot.settings import Settings
 from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate, git
+from tests.support.seed import connected_mirror
 
 
 class Load:
@@ -93,13 +93,7 @@ async def test_the_update_loop_starts_no_fetch_while_the_gate_is_closed(
     services: Services, git_root: Path, git_server: GitHttpServer
 ) -> None:
     upstream = generate(git_root / "busy.git", Spec(commits=3))
-    config = {"repos": [git_server.url("busy.git")]}
-    host = await services.codehosts.create(operator(), kind="other", name="up", config=config)
-    await services.codehosts.syncer.sync(host.id)
-    plain = UpdateLoop.from_services(services)
-    for due in await services.gitserver.claim("test", 5, {}, 5):
-        await plain.update(due)
-    record = await services.repositories.get(operator(), "127.0.0.1/busy")
+    record = await connected_mirror(services, git_server.url("busy.git"), "127.0.0.1/busy")
     mirror = services.storage.path(record.id)
     commit = advance(upstream)
     await services.gitserver.enqueue_existing(record.id, QueueReason.webhook)

@@ -8,18 +8,16 @@ database-wide write lock.
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
-from repodepot.db.models import GitserverRepo, Visibility
+from repodepot.db.models import Visibility
 from repodepot.services import Services
 from tests.support.members import member
-from tests.support.seed import seed_mirror
+from tests.support.seed import age_mirror, seed_mirror
 
 
 @pytest.fixture
@@ -31,17 +29,11 @@ async def test_a_read_answers_while_another_process_holds_the_write_lock(
     app_services: Services, client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
     record = await seed_mirror(app_services, "acme/stale", visibility=Visibility.public)
-    old = datetime.now(UTC) - timedelta(seconds=app_services.settings.update_on_visit_after * 2)
-    async with app_services.sessions.begin() as session:
-        await session.execute(
-            update(GitserverRepo)
-            .where(GitserverRepo.repository_id == record.id)
-            .values(last_fetched_at=old, next_update_at=old + timedelta(days=1))
-        )
+    await age_mirror(app_services, record.id, app_services.settings.update_on_visit_after * 2)
     headers = await member(client, admin_headers, "dev")
     database = make_url(app_services.settings.sqlalchemy_url).database
     assert database is not None
-    holder = sqlite3.connect(database, isolation_level=None)
+    holder = sqlite3.connect(database, isolation_level=None, timeout=60)
     holder.execute("BEGIN IMMEDIATE")  # another process writing, for longer than busy_timeout
     try:
         # The token's first use and a stale mirror's visit both want to write.

@@ -11,17 +11,16 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import event, update
+from sqlalchemy import event
 
 from repodepot.db.base import READS
-from repodepot.db.models import GitserverRepo, Visibility
+from repodepot.db.models import Visibility
 from repodepot.services import Services
 from tests.support.members import member
-from tests.support.seed import seed_mirror
+from tests.support.seed import age_mirror, seed_mirror
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "BEGIN", "REPLACE")
 
@@ -93,13 +92,7 @@ async def test_the_visit_that_finds_a_stale_mirror_writes_once(
     app_services: Services, client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
     record = await seed_mirror(app_services, "acme/stale", visibility=Visibility.public)
-    old = datetime.now(UTC) - timedelta(seconds=app_services.settings.update_on_visit_after * 2)
-    async with app_services.sessions.begin() as session:
-        await session.execute(
-            update(GitserverRepo)
-            .where(GitserverRepo.repository_id == record.id)
-            .values(last_fetched_at=old, next_update_at=old + timedelta(days=1))
-        )
+    await age_mirror(app_services, record.id, app_services.settings.update_on_visit_after * 2)
     headers = await member(client, admin_headers, "dev")
     assert (await client.get("/api/repos/acme/fresh-none", headers=headers)).status_code == 404
 

@@ -13,7 +13,6 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repodepot import composition
-from repodepot.accounts import operator
 from repodepot.db.base import create_engine, session_factory
 from repodepot.db.watch import DatabaseWatch
 from repodepot.gitserver.schedule import QueueReason
@@ -25,6 +24,7 @@ from repodepot.settings import Settings, ensure_secret_key
 from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate, git
+from tests.support.seed import connected_mirror
 
 
 @contextlib.contextmanager
@@ -59,14 +59,7 @@ async def looping(loop: UpdateLoop) -> AsyncIterator[None]:
 async def cloned_mirror(services: Services, server: GitHttpServer, root: Path) -> int:
     """One repository, mirrored and fresh: nothing is due for a while."""
     generate(root / "quiet.git", Spec(commits=3))
-    config = {"repos": [server.url("quiet.git")]}
-    host = await services.codehosts.create(operator(), kind="other", name="up", config=config)
-    await services.codehosts.syncer.sync(host.id)
-    loop = UpdateLoop.from_services(services)
-    for due in await services.gitserver.claim("test", 5, {}, 5):
-        await loop.update(due)
-    record = await services.repositories.get(operator(), "127.0.0.1/quiet")
-    return record.id
+    return (await connected_mirror(services, server.url("quiet.git"), "127.0.0.1/quiet")).id
 
 
 def watch_steps(loop: UpdateLoop) -> asyncio.Event:

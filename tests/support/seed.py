@@ -10,13 +10,16 @@ fetches into it; one that finds a directory without a cloned row clones afresh.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import update
+
 from repodepot.accounts import operator
-from repodepot.db.models import Visibility
+from repodepot.db.models import GitserverRepo, Visibility
 from repodepot.gitserver import mirror
 from repodepot.gitserver.service import adopt_in
+from repodepot.gitserver.updater import UpdateLoop
 from repodepot.repositories import RepositoryRecord, record_mirror
 from repodepot.services import Services
 from tests.support.repogen import Spec, generate, git
@@ -69,3 +72,25 @@ async def record_facts(services: Services, repository_id: int) -> None:
     found = await mirror.facts(services.git, services.storage.path(repository_id))
     async with services.sessions.begin() as session:
         await record_mirror(session, repository_id, found, changed_at=datetime.now(UTC))
+
+
+async def connected_mirror(services: Services, url: str, name: str) -> RepositoryRecord:
+    """Repository `name` from an `other` connection listing `url`, cloned by one update."""
+    config = {"repos": [url]}
+    host = await services.codehosts.create(operator(), kind="other", name="up", config=config)
+    await services.codehosts.syncer.sync(host.id)
+    loop = UpdateLoop.from_services(services)
+    for due in await services.gitserver.claim("test", 5, {}, 5):
+        await loop.update(due)
+    return await services.repositories.get(operator(), name)
+
+
+async def age_mirror(services: Services, repository_id: int, seconds: float) -> None:
+    """Date the mirror's last fetch `seconds` back, its next scheduled update a day away."""
+    old = datetime.now(UTC) - timedelta(seconds=seconds)
+    async with services.sessions.begin() as session:
+        await session.execute(
+            update(GitserverRepo)
+            .where(GitserverRepo.repository_id == repository_id)
+            .values(last_fetched_at=old, next_update_at=old + timedelta(days=1))
+        )
