@@ -21,6 +21,7 @@ Only answers that were found are kept; an unknown token or name asks again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -63,6 +64,7 @@ class Lookup(Generic[K, V]):
         self.hits = 0
         self.misses = 0
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._reading: dict[K, asyncio.Future[V | None]] = {}
 
     def get(self, key: K) -> V | None:
         """The kept answer for `key`, or None (counted as a miss)."""
@@ -75,6 +77,34 @@ class Lookup(Generic[K, V]):
         self._entries.move_to_end(key)
         self.hits += 1
         return entry[1]
+
+    async def load(self, key: K, read: Callable[[], Awaitable[V | None]]) -> V | None:
+        """The kept answer, else `read()`'s, kept; concurrent misses of a key share one read.
+
+        When an answer expires under load, every request asking at that moment would read
+        the database at once (a herd that stalled requests for 0.2 s); one reads, the
+        others wait for it.
+        """
+        found = self.get(key)
+        if found is not None:
+            return found
+        pending = self._reading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read(key, read))
+            self._reading[key] = pending
+            pending.add_done_callback(lambda done: self._forget_read(key, done))
+        return await asyncio.shield(pending)
+
+    def _forget_read(self, key: K, done: asyncio.Future[V | None]) -> None:
+        if self._reading.get(key) is done:
+            del self._reading[key]
+
+    async def _read(self, key: K, read: Callable[[], Awaitable[V | None]]) -> V | None:
+        generation = self.generation
+        value = await read()
+        if value is not None:
+            self.put(key, value, generation)
+        return value
 
     def put(self, key: K, value: V, generation: int) -> None:
         """Keep `value`, read when the generation was `generation`; not if it moved since."""
@@ -89,6 +119,7 @@ class Lookup(Generic[K, V]):
         """Forget everything; reads already under way keep nothing."""
         self.generation += 1
         self._entries.clear()
+        self._reading.clear()  # a read begun before the change is not joined after it
 
     def __len__(self) -> int:
         return len(self._entries)

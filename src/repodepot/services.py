@@ -15,7 +15,7 @@ from repodepot.caches import Caches
 from repodepot.codehosts.service import CodeHosts
 from repodepot.codehosts.syncer import Syncer
 from repodepot.db import migrate
-from repodepot.db.base import create_engine, is_sqlite, session_factory
+from repodepot.db.base import create_engine, is_sqlite, read_engine, session_factory
 from repodepot.events import Broker, PostgresRelay, asyncpg_dsn
 from repodepot.git.runner import GitRunner
 from repodepot.git.sandbox import Sandbox
@@ -148,7 +148,7 @@ class Services:
     async def database_ready(self) -> bool:
         """Whether the database answers a trivial query."""
         try:
-            async with self.engine.connect() as connection:
+            async with read_engine(self.engine).connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception:  # any driver error means "not ready"; the reason is logged
             logger.warning(
@@ -160,6 +160,7 @@ class Services:
     async def close(self) -> None:
         """Stop listening for events, end long-lived git readers, release the database."""
         await self.accounts.flush_uses()
+        await self.gitserver.visits_queued()
         if self.relay is not None:
             await self.relay.stop()
         await self.reads.close()

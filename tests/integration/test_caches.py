@@ -7,6 +7,7 @@ or by the change counters (SQLite), within a second.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -125,3 +126,28 @@ def test_a_lookup_keeps_at_most_its_size_and_forgets_the_least_recently_used() -
     assert lookup.get(1) == 1  # 2 is now the least recently used
     lookup.put(3, 3, lookup.generation)
     assert (lookup.get(1), lookup.get(2), lookup.get(3)) == (1, None, 3)
+
+
+async def test_concurrent_misses_share_one_read_and_a_change_starts_a_new_one() -> None:
+    caches = Caches(ttl=60)
+    lookup: Lookup[str, int] = caches.lookup("repositories", "names")
+    reads: list[int] = []
+    gate = asyncio.Event()
+
+    async def read() -> int:
+        reads.append(len(reads))
+        await gate.wait()
+        return len(reads)
+
+    waiting = [asyncio.create_task(lookup.load("acme/one", read)) for _ in range(20)]
+    for _ in range(3):  # the askers start, then the read they share
+        await asyncio.sleep(0)
+    assert len(reads) == 1  # twenty askers, one read
+    caches.changed(["repositories"])  # a change lands while it runs
+    after = asyncio.create_task(lookup.load("acme/one", read))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*waiting) == [2] * 20
+    assert await after == 2 and len(reads) == 2  # the one after the change read again
+    assert lookup.get("acme/one") == 2  # only the read begun after the change is kept

@@ -50,7 +50,7 @@ async def test_sqlite_runs_in_wal_with_the_documented_pragmas(services: Services
     async with services.engine.connect() as conn:
         assert await conn.scalar(text("PRAGMA journal_mode")) == "wal"
         assert await conn.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
-        assert await conn.scalar(text("PRAGMA busy_timeout")) == 5000
+        assert await conn.scalar(text("PRAGMA busy_timeout")) == 30000
         assert await conn.scalar(text("PRAGMA foreign_keys")) == 1
 
 

@@ -93,7 +93,7 @@ async def test_a_new_connection_of_the_app_engine_has_the_pragmas(db_path: Path)
     assert pragmas == {
         "cache_size": -65536,  # 64 MiB, in KiB
         "journal_mode": "wal",
-        "busy_timeout": 5000,
+        "busy_timeout": 30000,
         "journal_size_limit": 64 * 1024 * 1024,
         "synchronous": 1,  # NORMAL
         "foreign_keys": 1,

@@ -24,7 +24,9 @@ NAMING = {
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=5000",
+    # A writer waits this long for SQLite's one write lock: under load a short write (a Go
+    # version's first pin) queued behind others past 5 s failed its request with a 500.
+    "PRAGMA busy_timeout=30000",
     "PRAGMA foreign_keys=ON",
     # 64 MiB of page cache per connection (negative: KiB), the seed's figure.
     "PRAGMA cache_size=-65536",
@@ -86,16 +88,14 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     within busy_timeout); a read is a plain statement with no transaction around it.
     """
     if is_sqlite(url):
-        # No rollback when a connection goes back to the pool: the driver never opens a
-        # transaction by itself, and sessions end theirs; a read would pay a thread hop.
         # The pool keeps `pool_size` connections open: a new one reruns the pragmas and
-        # starts with an empty page cache.
+        # starts with an empty page cache. A connection goes back to it rolled back: one
+        # left inside BEGIN IMMEDIATE (`engine.connect()` begins one) would hold the lock.
         engine = create_async_engine(
             url,
-            connect_args={"timeout": 5},
+            connect_args={"timeout": 30},
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_reset_on_return=None,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)

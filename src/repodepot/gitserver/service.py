@@ -9,6 +9,7 @@ nothing and a crashed updater's work runs again once the lease expires).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -248,6 +249,7 @@ class Gitserver:
         # When this process last queued a visit's update, by repository: at most once
         # per stale period each, whatever the readers see meanwhile.
         self._visited: dict[int, float] = {}
+        self._visits: set[asyncio.Task[None]] = set()
 
     async def discover(self) -> int:
         """Give every live repository with a source a mirror row, queued first; returns how many.
@@ -604,45 +606,52 @@ class Gitserver:
             self.on_enqueued()
         return queued
 
-    async def visit(self, state: MirrorState | None, repository_id: int) -> MirrorState | None:
-        """A page or entry of the repository was opened; its mirror's `state`, maybe queued.
+    def visit(self, state: MirrorState | None, repository_id: int) -> None:
+        """A page or entry of the repository was opened, its mirror's `state` read.
 
-        Decided from `state`, already read: a write happens only when the mirror is cloned,
-        not queued and last fetched over `update_on_visit_after` ago, and then at most once
-        per that period per repository in this process.
+        Decided from `state`: when the mirror is cloned, not queued and last fetched over
+        `update_on_visit_after` ago, its update is queued, at most once per that period
+        per repository in this process, beside the request and never in its way (a busy
+        database, SQLite's one writer, delays or costs the update, not the page).
         """
         older_than = self._settings.update_on_visit_after
         if state is None or not stale(state, older_than, now()):
-            return state
+            return
         at = time.monotonic()
         if at - self._visited.get(repository_id, -older_than) < older_than:
-            return state
+            return
         if len(self._visited) >= MAX_VISITED:
             self._visited.clear()
         self._visited[repository_id] = at
+        task = asyncio.create_task(self._visit(repository_id), name=f"visit-{repository_id}")
+        self._visits.add(task)
+        task.add_done_callback(self._visits.discard)
+
+    async def _visit(self, repository_id: int) -> None:
         try:
-            queued = await self.enqueue_stale(repository_id, older_than)
+            await self.enqueue_stale(repository_id, self._settings.update_on_visit_after)
         except DBAPIError:
-            # A read never fails for its bookkeeping: a database busy past its timeout
-            # (SQLite's one writer) costs this visit's update, not the page.
             logger.warning(
                 "a visit's update was not queued",
                 exc_info=True,
                 extra={"action": "gitserver.visit", "repository_id": repository_id},
             )
-            return state
-        return await self.state(repository_id) if queued else state
+
+    async def visits_queued(self) -> None:
+        """Wait for the visits' updates under way (for a clean stop, and tests)."""
+        while self._visits:
+            await asyncio.gather(*self._visits, return_exceptions=True)
 
     async def state(self, repository_id: int) -> MirrorState | None:
         """The mirror of a repository, with its schedule in words."""
-        row = self._rows.get(repository_id)
-        if row is None:
-            generation = self._rows.generation
+
+        async def read() -> GitserverRepo | None:
             async with self._sessions() as session:
-                row = await session.get(GitserverRepo, repository_id)
-            if row is None:
-                return None
-            self._rows.put(repository_id, row, generation)
+                return await session.get(GitserverRepo, repository_id)
+
+        row = await self._rows.load(repository_id, read)
+        if row is None:
+            return None
         at = now()
         return MirrorState(
             clone_status=row.clone_status,

@@ -162,8 +162,8 @@ class Repositories:
         moment) and nothing in `repositories` changed since.
         """
         await self._caches.refresh()
-        found = self._by_name.get(name)
-        if found is None or (read_after is not None and found.read_at < read_after):
+        found = await self._by_name.load(name, lambda: self._load(name))
+        if found is not None and read_after is not None and found.read_at < read_after:
             found = await self._load(name)
         if found is None or not may_read(principal, found.record.visibility, found.owner_id):
             raise NotFound(f"no repository named {name!r}")
@@ -178,7 +178,7 @@ class Repositories:
         if row is None:
             return None
         found = _Kept(RepositoryRecord.from_row(row[0], row[1]), row[0].owner_id, read_at)
-        self._by_name.put(name, found, generation)
+        self._by_name.put(name, found, generation)  # also when read for `read_after`
         return found
 
     async def by_go_roots(

@@ -232,10 +232,11 @@ async def repository_with_mirror(
 ) -> tuple[RepositoryRecord, MirrorState | None]:
     """The repository and its mirror; a stale mirror is queued for an update (a visit).
 
-    A read: it writes only when the mirror it read is due a visit's update.
+    A read: a mirror due a visit's update is queued beside it (`Gitserver.visit`).
     """
     repo = await svc.repositories.get(caller, name)
-    state = await svc.gitserver.visit(await svc.gitserver.state(repo.id), repo.id)
+    state = await svc.gitserver.state(repo.id)
+    svc.gitserver.visit(state, repo.id)
     changed = state.last_changed_at if state is not None else None
     if changed is not None and changed > repo.updated_at:
         # A clone or fetch may have committed after the repository row was read (or
