@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
-from repodepot.backpressure import Gate
 from repodepot.branches.loop import UpstreamLoop
 from repodepot.codehosts.loop import SyncLoop
 from repodepot.db.base import is_sqlite
@@ -56,7 +55,7 @@ def start(services: Services) -> Background:
     roles = services.settings.roles
     background = Background()
     # Backpressure: background work starts only while the foreground is not suffering.
-    gate = Gate.from_settings(services.settings, services.metrics)
+    gate = services.gate
     gate.export()
     if "worker" in roles:
         background.add(ImportWorker.from_services(services), "import-worker")

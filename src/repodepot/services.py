@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from repodepot.accounts import Accounts
+from repodepot.backpressure import Gate
 from repodepot.branches.service import Branches
 from repodepot.caches import TOPIC as CACHE_TOPIC
 from repodepot.caches import Caches
@@ -47,6 +48,7 @@ class Services:
     broker: Broker
     relay: PostgresRelay | None
     caches: Caches
+    gate: Gate
     accounts: Accounts
     repositories: Repositories
     imports: Imports
@@ -128,6 +130,8 @@ class Services:
             broker=broker,
             relay=relay,
             caches=caches,
+            # One gate per process: the loops ask it, the scheduler page and API show it.
+            gate=Gate.from_settings(settings, metrics),
             accounts=Accounts(sessions, caches=caches),
             repositories=repositories,
             imports=imports,

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from repodepot.backpressure import Gate
 from repodepot.exceptions import InvalidInput, RepodepotError
 from repodepot.web.deps import AdminDep, ServicesDep
 from repodepot.web.errors import status_of
@@ -135,5 +134,5 @@ async def scheduler_page(request: Request, caller: AdminDep, svc: ServicesDep) -
         user=caller.user,
         status=await svc.gitserver.status(),
         queue=await svc.gitserver.queue(100),
-        backpressure=Gate.from_settings(svc.settings, svc.metrics).state(),
+        backpressure=svc.gate.state(),
     )

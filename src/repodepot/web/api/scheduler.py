@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from repodepot.backpressure import Gate
 from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import AdminDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES
@@ -42,7 +41,7 @@ async def scheduler_status(caller: AdminDep, svc: ServicesDep) -> SchedulerStatu
     and whether the backpressure gate holds new background work back (and why).
     """
     status = SchedulerOut.model_validate(await svc.gitserver.status())
-    state = Gate.from_settings(svc.settings, svc.metrics).state()
+    state = svc.gate.state()
     gate = BackpressureOut(
         paused=state.closed,
         reasons=list(state.closed_by),
