@@ -264,11 +264,9 @@ class Accounts:
             raise NotAuthenticated("the API token is not valid")
         key = hash_token(token)
         await self._caches.refresh()
-        holder = self._tokens.get(key)
+        holder = await self._tokens.load(key, lambda: self._holder(key))
         if holder is None:
-            generation = self._tokens.generation
-            holder = await self._holder(key)
-            self._tokens.put(key, holder, generation)
+            raise NotAuthenticated("the API token is not valid")
         now = datetime.now(UTC)
         if holder.last_used_at is None or holder.last_used_at < now - LAST_USED_RESOLUTION:
             holder.last_used_at = now
@@ -279,7 +277,7 @@ class Accounts:
                 self._flushing = asyncio.create_task(self._flush(), name="token-uses")
         return holder.principal
 
-    async def _holder(self, key: str) -> _Holder:
+    async def _holder(self, key: str) -> _Holder | None:
         async with self._sessions() as session:
             row = (
                 await session.execute(
@@ -293,7 +291,7 @@ class Accounts:
                 )
             ).one_or_none()
         if row is None:
-            raise NotAuthenticated("the API token is not valid")
+            return None
         token_id, last_used_at, user = row
         return _Holder(Principal(user=UserRecord.from_row(user), token_id=token_id), last_used_at)
 

@@ -189,10 +189,8 @@ class Repositories:
         From memory, as `get`: every Go proxy request asks this first.
         """
         await self._caches.refresh()
-        key = tuple(roots)
-        found = self._by_roots.get(key)
-        if found is None:
-            generation = self._by_roots.generation
+
+        async def read() -> list[_Kept]:
             root_of = Repository.go_import_root
             statement = _with_owner().where(
                 Repository.deleted_at.is_(None),
@@ -204,11 +202,12 @@ class Repositories:
             read_at = now()
             async with self._sessions() as session:
                 rows = (await session.execute(statement)).all()
-            found = [
+            return [
                 _Kept(RepositoryRecord.from_row(row[0], row[1]), row[0].owner_id, read_at)
                 for row in rows
             ]
-            self._by_roots.put(key, found, generation)
+
+        found = await self._by_roots.load(tuple(roots), read) or []
         return [
             kept.record
             for kept in found
