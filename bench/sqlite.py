@@ -178,7 +178,12 @@ async def _engine(
         # In place of the app's listener (which would set WAL again on every connection
         # the pool opens): the same pragmas, two of them swapped.
         event.remove(engine.sync_engine, "connect", base._sqlite_pragmas)
-        event.listen(engine.sync_engine, "connect", _swapped(configuration, tally or Tally()))
+        event.listen(
+            engine.sync_engine, "connect", _swapped(configuration, tally, base.SQLITE_PRAGMAS)
+        )
+        reads = base.read_engine(engine).sync_engine  # `sessions()` reads, on their own pool
+        event.remove(reads, "connect", base._sqlite_read_pragmas)
+        event.listen(reads, "connect", _swapped(configuration, tally, base.SQLITE_READ_PRAGMAS))
     try:
         async with engine.connect() as conn:  # the journal mode is set by the first one
             mode = await conn.scalar(text("PRAGMA journal_mode"))
@@ -188,7 +193,7 @@ async def _engine(
         await engine.dispose()
 
 
-def _pragmas(configuration: Configuration) -> list[str]:
+def _pragmas(configuration: Configuration, pragmas: tuple[str, ...]) -> list[str]:
     def swap(pragma: str) -> str:
         if pragma.startswith("PRAGMA journal_mode="):
             return f"PRAGMA journal_mode={configuration.journal}"
@@ -196,15 +201,18 @@ def _pragmas(configuration: Configuration) -> list[str]:
             return f"PRAGMA cache_size={configuration.cache_size}"
         return pragma
 
-    return [swap(pragma) for pragma in base.SQLITE_PRAGMAS]
+    return [swap(pragma) for pragma in pragmas]
 
 
-def _swapped(configuration: Configuration, tally: Tally) -> Callable[[Any, Any], None]:
+def _swapped(
+    configuration: Configuration, tally: Tally | None, pragmas: tuple[str, ...]
+) -> Callable[[Any, Any], None]:
     def connect(dbapi_connection: Any, _record: Any) -> None:
-        tally.connections += 1
+        if tally is not None:
+            tally.connections += 1
         dbapi_connection.isolation_level = None  # as the app's: BEGIN is sent by the app
         cursor = dbapi_connection.cursor()
-        for pragma in _pragmas(configuration):
+        for pragma in _pragmas(configuration, pragmas):
             cursor.execute(pragma)
         cursor.close()
 
@@ -385,7 +393,7 @@ def _db_round(path: Path, configuration: Configuration, ids: _Ids, tally: Tally)
 
 def _db_connect(path: Path, configuration: Configuration) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, timeout=5)
-    for pragma in _pragmas(configuration):
+    for pragma in _pragmas(configuration, base.SQLITE_PRAGMAS):
         connection.execute(pragma)
     return connection
 
@@ -551,5 +559,5 @@ async def _seed(path: Path) -> None:
                 ],
             )
         await SqliteMaintenance(engine, optimize_interval=3600).optimize()
-        async with base.read_engine(engine).connect() as conn:
+        async with base.autocommit(engine).connect() as conn:
             await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # seeding, no readers

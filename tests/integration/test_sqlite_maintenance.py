@@ -1,5 +1,6 @@
 """SQLite under load: the connection's pragmas, scheduled optimize and passive checkpoints,
-and write transactions that cannot deadlock on the read-to-write upgrade."""
+write transactions that cannot deadlock on the read-to-write upgrade, and reads that run
+on the event loop's thread through read-only connections."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repodepot import composition
 from repodepot.db import migrate
-from repodepot.db.base import create_engine
+from repodepot.db.base import create_engine, read_engine, session_factory
 from repodepot.db.maintenance import SqliteMaintenance
 from repodepot.metrics import Metrics
 from repodepot.services import Services
@@ -227,3 +229,56 @@ async def test_the_maintenance_loop_runs_on_sqlite_only(services: Services) -> N
             assert 'task="optimize"' in services.metrics.render().decode()
     finally:
         await background.stop()
+
+
+async def test_a_read_session_runs_on_the_event_loops_thread_and_sees_every_commit(
+    engine: AsyncEngine,
+) -> None:
+    sessions = session_factory(engine)
+    seen: list[str] = []
+
+    def on_thread(*_args: object) -> None:
+        seen.append(threading.current_thread().name)
+
+    reads = read_engine(engine)
+    event.listen(reads.sync_engine, "before_cursor_execute", on_thread)
+    for n in range(3):
+        async with sessions.begin() as session:
+            await session.execute(text(f"INSERT INTO users (name, role) VALUES ('u{n}', 'member')"))
+        async with sessions() as session:  # a read right after a commit sees it
+            assert await session.scalar(text("SELECT count(*) FROM users")) == n + 1
+    # No hand-off to a connection's own thread: the statement ran where the loop runs.
+    assert seen == [threading.current_thread().name] * 3
+
+
+async def test_a_write_sent_to_a_read_session_fails_and_takes_no_lock(
+    engine: AsyncEngine, db_path: Path
+) -> None:
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        with pytest.raises(OperationalError, match="readonly"):
+            await session.execute(text("INSERT INTO users (name, role) VALUES ('x', 'member')"))
+        # Whatever the failed write did, the write lock is free for another process.
+        other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+    async with sessions() as session:
+        assert await session.scalar(text("SELECT count(*) FROM users WHERE name = 'x'")) == 0
+
+
+async def test_disposing_the_engine_closes_the_read_connections_and_their_threads(
+    db_path: Path,
+) -> None:
+    created = create_engine(f"sqlite+aiosqlite:///{db_path}")
+    await migrate.upgrade(created)
+    before = set(threading.enumerate())
+    sessions = session_factory(created)
+    async with sessions() as first, sessions() as second:  # two read connections open
+        await first.scalar(text("SELECT 1"))
+        await second.scalar(text("SELECT 1"))
+    assert len(set(threading.enumerate()) - before) >= 2
+    await created.dispose()
+    await eventually(lambda: not set(threading.enumerate()) - before, timeout=5.0)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from repodepot.db.base import read_engine
+from repodepot.db.base import autocommit
 from repodepot.loops import BackgroundLoop
 from repodepot.metrics import Metrics
 
@@ -78,7 +78,7 @@ class SqliteMaintenance(BackgroundLoop):
         super().__init__(interval=min(checkpoint_interval, optimize_interval), jitter=0.1)
         # No transaction around the pragmas: a checkpoint inside one could not copy
         # past its own snapshot, and an optimize would hold the write lock longer.
-        self._engine = read_engine(engine)
+        self._engine = autocommit(engine)
         self._optimize_interval = optimize_interval
         self._metrics = metrics
         self._clock = clock
