@@ -245,8 +245,8 @@ def _understood(root: str) -> bool:
         return False
     if os.path.lexists(f"{root}/refs/replace"):
         return False  # git answers with the replacement
-    with open(f"{root}/config", "rb") as file:
-        if _NOT_UNDERSTOOD.search(file.read(1 << 20)):
+    with contextlib.suppress(FileNotFoundError), open(f"{root}/config", "rb") as file:
+        if _NOT_UNDERSTOOD.search(file.read()):
             return False
     with contextlib.suppress(FileNotFoundError), open(f"{root}/packed-refs", "rb") as file:
         if os.fstat(file.fileno()).st_size == 0:
@@ -292,7 +292,7 @@ def _unpack(pack: _Pack, offset: int, limit: int) -> tuple[int, bytes] | None:
         kind, size, at = _entry_header(head)
         if kind == _OFS_DELTA:
             distance, at = _base_distance(head, at)
-            base: int | None = offset - distance if distance < offset - 12 else None
+            base: int | None = offset - distance if 0 < distance <= offset - 12 else None
         elif kind == _REF_DELTA:
             at += 20
             base = pack.find(head[at - 20 : at]) if len(head) >= at else None
