@@ -148,6 +148,9 @@ def test_loose_commits_and_several_packs(tmp_path: Path, store: ObjectStore) -> 
     assert len(packs(repo)) == 2
     assert (repo / "objects" / third[:2] / third[2:]).is_file()
     assert_reads_as_git(store, repo)
+    bounded = ObjectStore(max_packs=1)  # more packs than it may keep open: git's
+    assert bounded.read_commit(repo, second, LIMIT) is None
+    bounded.close()
 
 
 def test_a_repack_under_a_reader_deletes_its_pack(tmp_path: Path, store: ObjectStore) -> None:
@@ -240,11 +243,14 @@ def test_flipped_bytes_of_a_real_pack_never_give_another_body(tmp_path: Path) ->
             store.close()
 
 
-def test_only_the_most_recently_used_repositories_stay_open(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bound", [{"max_repos": 2}, {"max_packs": 2}])
+def test_only_the_most_recently_used_repositories_stay_open(
+    tmp_path: Path, bound: dict[str, int]
+) -> None:
     repos = [generate(tmp_path / f"r{i}.git", Spec(commits=3)) for i in range(3)]
     for repo in repos:
         gitdir(repo, "repack", "-adq")
-    store = ObjectStore(max_repos=2)
+    store = ObjectStore(**bound)
 
     def open_packs() -> set[str]:
         return {link for link in open_files(tmp_path) if link.endswith(".pack")}

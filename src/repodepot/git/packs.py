@@ -14,8 +14,9 @@ would apply). Everything read is bounded by `limit` and a delta chain's depth.
 
 Pure but for reading the repository's files: `.idx` files are mapped read-only, `.pack`
 files read with `pread` on kept descriptors, both kept per repository (least recently
-used first, closed past `max_repos`) while the repository's `objects/pack`, `refs`,
-`packed-refs`, `config` and `objects/info` stat the same; a change lists them again.
+used first, closed past `max_repos` repositories or `max_packs` packs) while the
+repository's `objects/pack`, `refs`, `packed-refs`, `config` and `objects/info` stat the
+same; a change lists them again.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from itertools import pairwise
 from pathlib import Path
 
 MAX_REPOS = 256
+MAX_PACKS = 512
+"""Packs kept open across repositories, at most (each holds two descriptors)."""
 MAX_DEPTH = 64
 """Deltas resolved for one object at most (git's `--depth` defaults to 50)."""
 MAX_PEEL = 8
@@ -130,23 +133,27 @@ class _Pack:
 class _Repo:
     """What is kept open for one repository, valid while its files stat as `stamps`."""
 
-    def __init__(self, root: str, stamps: tuple[Stamp, ...], kept: dict[str, _Pack]) -> None:
+    def __init__(
+        self, root: str, stamps: tuple[Stamp, ...], kept: dict[str, _Pack], max_packs: int
+    ) -> None:
         self.root = root
         self.stamps = stamps
         self.packs: dict[str, _Pack] = {}
         self.understood = _understood(root)
         if self.understood:
-            self._open_packs(kept)
+            self._open_packs(kept, max_packs)
 
-    def _open_packs(self, kept: dict[str, _Pack]) -> None:
+    def _open_packs(self, kept: dict[str, _Pack], max_packs: int) -> None:
         directory = f"{self.root}/objects/pack"
         names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
         if any(name.endswith(".promisor") for name in names):
             self.understood = False  # a partial clone: git may fetch what is missing
             return
-        for name in names:
-            if not name.endswith(".idx"):
-                continue
+        indexes = [name for name in names if name.endswith(".idx")]
+        if len(indexes) > max_packs:
+            self.understood = False  # not worth the descriptors: git's, until a repack
+            return
+        for name in indexes:
             stem = f"{directory}/{name[:-4]}"
             pack = kept.pop(name, None)
             if pack is None:
@@ -168,9 +175,11 @@ class ObjectStore:
     Not thread-safe (one event loop uses it). `close()` releases every kept file.
     """
 
-    def __init__(self, *, max_repos: int = MAX_REPOS) -> None:
+    def __init__(self, *, max_repos: int = MAX_REPOS, max_packs: int = MAX_PACKS) -> None:
         self._max_repos = max_repos
+        self._max_packs = max_packs
         self._repos: OrderedDict[Path, _Repo] = OrderedDict()  # least recently used first
+        self._packs = 0  # open across `_repos`
 
     def read_commit(self, repo: Path, sha: str, limit: int) -> tuple[str, bytes] | None:
         """The commit `sha` (40 lowercase hex) in bare repository `repo`: (its id, its body).
@@ -202,6 +211,7 @@ class ObjectStore:
         """Close every kept index and pack."""
         while self._repos:
             self._repos.popitem()[1].close()
+        self._packs = 0
 
     def _state(self, repo: Path) -> _Repo:
         root = os.fspath(repo)
@@ -211,15 +221,19 @@ class ObjectStore:
             self._repos.move_to_end(repo)
             return state
         kept = state.packs if state is not None else {}
+        self._packs -= len(kept)
         try:
-            fresh = _Repo(root, stamps, kept)
+            fresh = _Repo(root, stamps, kept, self._max_packs)
         finally:
             for pack in kept.values():  # those still listed moved to `fresh`
                 pack.close()
             self._repos.pop(repo, None)
         self._repos[repo] = fresh
-        while len(self._repos) > self._max_repos:
-            self._repos.popitem(last=False)[1].close()
+        self._packs += len(fresh.packs)
+        while len(self._repos) > self._max_repos or self._packs > self._max_packs:
+            evicted = self._repos.popitem(last=False)[1]  # `fresh` is last and fits alone
+            self._packs -= len(evicted.packs)
+            evicted.close()
         return fresh
 
 
