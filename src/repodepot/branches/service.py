@@ -41,8 +41,9 @@ from repodepot.branches.store import PairRow, Sealed, StatusRow, UpstreamRecord
 from repodepot.clock import now
 from repodepot.exceptions import InvalidInput, NotFound, RepodepotError
 from repodepot.git import commands
-from repodepot.git.commands import AheadBehind
+from repodepot.git.commands import AheadBehind, RefHead
 from repodepot.git.errors import GitError
+from repodepot.git.refstate import KeptByRefs
 from repodepot.git.runner import NO_TIMEOUT, Credentials, GitRunner
 from repodepot.git.urls import parse_source
 from repodepot.gitserver import schedule
@@ -194,6 +195,8 @@ class Branches:
         self._settings = settings
         self.counter = counter or Counter(git, cache_size=settings.branch_pair_cache_size)
         self._wake: Callable[[], None] = lambda: None
+        # A mirror's branches, kept while its refs are unchanged: the Branches tab and API.
+        self._heads: KeptByRefs[list[RefHead]] = KeptByRefs(("refs/heads",), size=256)
 
     def on_request(self, wake: Callable[[], None]) -> None:
         """Call `wake` when a fetch is asked for (the loop's wake-up)."""
@@ -221,7 +224,9 @@ class Branches:
             raise InvalidInput("q must be at most 200 characters", field="q")
         repo = await self._repositories.get(principal, name)
         path = self._mirror(repo)
-        heads = await commands.ref_heads(self._git, path, "refs/heads/")
+        heads = await self._heads.get(
+            path, None, lambda: commands.ref_heads(self._git, path, "refs/heads/")
+        )
         default = repo.default_branch
         cutoff = now() - STALE_AFTER
         chosen = [

@@ -11,10 +11,14 @@ second change within one file system clock tick would not show).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 SETTLED = 1.0
+T = TypeVar("T")
 
 
 def refs_state(
@@ -48,3 +52,37 @@ def refs_state(
         parts += [status.st_ino, status.st_mtime_ns]
         newest = max(newest, status.st_mtime)
     return tuple(parts), newest
+
+
+class KeptByRefs(Generic[T]):
+    """Answers read from repositories' refs, kept while the refs' signature holds.
+
+    An answer that depends on nothing but refs and immutable objects (a branch's log, the
+    tags with their dates, the go.mod files at HEAD) is the same until a ref under `roots`
+    (or one of `files`) changes on disk; `refs_state` tells that with a few `stat` calls
+    where asking again costs a git process. Kept per (repository, key) for at most `size`
+    answers, least recently used dropped first; an answer read less than SETTLED seconds
+    after the refs' last change is given but not kept. Concurrent misses each ask.
+    """
+
+    def __init__(self, roots: tuple[str, ...], *, files: tuple[str, ...] = (), size: int) -> None:
+        self._roots = roots
+        self._files = files
+        self._size = size
+        self._kept: OrderedDict[tuple[Path, Hashable], tuple[tuple[int, ...], T]] = OrderedDict()
+
+    async def get(self, git_dir: Path, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """The kept answer for `key` in `git_dir` while its refs are unchanged, else `read()`."""
+        state, newest = refs_state(git_dir, self._roots, files=self._files)
+        where = (git_dir, key)
+        kept = self._kept.get(where)
+        if kept is not None and kept[0] == state:
+            self._kept.move_to_end(where)
+            return kept[1]
+        answer = await read()
+        if time.time() - newest > SETTLED:
+            self._kept[where] = (state, answer)
+            self._kept.move_to_end(where)
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+        return answer

@@ -11,19 +11,27 @@ from repodepot.exceptions import InvalidInput, NotFound
 from repodepot.git import history
 from repodepot.git.errors import RevisionNotFound
 from repodepot.git.history import DatedTag, LogEntry
+from repodepot.git.refstate import KeptByRefs
 from repodepot.git.revisions import PLAIN_REVISION, is_plain_revision, names_hidden
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver.reads import Reads
 
 MAX_PER_PAGE = 100
+KEPT = 512  # answers per kind, over all mirrors
 
 
 class History:
-    """The log of a ref and the dated tags of a repository's mirror."""
+    """The log of a ref and the dated tags of a repository's mirror.
+
+    Both are kept while the mirror's refs are unchanged (`KeptByRefs`): a repository page
+    asks for them on every view, and each costs a git process.
+    """
 
     def __init__(self, *, git: GitRunner, reads: Reads) -> None:
         self._git = git
         self._reads = reads
+        self._logs: KeptByRefs[list[LogEntry]] = KeptByRefs(("refs",), files=("HEAD",), size=KEPT)
+        self._tags: KeptByRefs[list[DatedTag]] = KeptByRefs(("refs/tags",), size=KEPT)
 
     async def commits(
         self, repository_id: int, name: str, ref: str | None, per_page: int
@@ -43,8 +51,11 @@ class History:
         if ref is not None:
             _check_ref(ref)
         path = self._reads.mirror_dir(repository_id, name)
+        rev = ref or "HEAD"
         try:
-            return await history.log(self._git, path, ref or "HEAD", limit=per_page)
+            return await self._logs.get(
+                path, (rev, per_page), lambda: history.log(self._git, path, rev, limit=per_page)
+            )
         except RevisionNotFound:
             if ref is None:
                 return []
@@ -53,7 +64,7 @@ class History:
     async def tags(self, repository_id: int, name: str) -> list[DatedTag]:
         """Every tag of a commit with its date, newest first; NotFound before the first clone."""
         path = self._reads.mirror_dir(repository_id, name)
-        return await history.dated_tags(self._git, path)
+        return await self._tags.get(path, None, lambda: history.dated_tags(self._git, path))
 
 
 def _check_ref(ref: str) -> None:

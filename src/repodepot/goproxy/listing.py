@@ -13,6 +13,7 @@ from repodepot.accounts import Principal
 from repodepot.db.models import Visibility
 from repodepot.exceptions import NotFound
 from repodepot.git import commands
+from repodepot.git.refstate import KeptByRefs
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver.catfile import CommitReader
 from repodepot.goproxy import modzip
@@ -72,6 +73,8 @@ class Listing:
         self._resolver = resolver
         self._code = code
         self._pins = pins
+        # The go.mod files at HEAD and the tag names: a repository page asks on every view.
+        self._paths: KeptByRefs[dict[str, str]] = KeptByRefs(("refs",), files=("HEAD",), size=256)
 
     async def modules(self, principal: Principal, repo: RepositoryRecord) -> list[ModuleSummary]:
         """The Go modules found in `repo`: go.mod files at HEAD and tag prefixes."""
@@ -79,7 +82,7 @@ class Listing:
         git_dir = self._storage.path(repo.id)
         if root is None or not git_dir.is_dir():
             return []
-        paths = await self._module_paths(git_dir, root)
+        paths = await self._paths.get(git_dir, root, lambda: self._module_paths(git_dir, root))
         moved = await self._pins.moved(repo.id)
         summaries = []
         for path in sorted(paths):
