@@ -6,11 +6,13 @@ each and 100,000 audit rows (about 20 MB, so that a 2 MB page cache does not hol
 Then, for `SECONDS` per configuration (in `ROUNDS` rounds, taking turns, so that the
 machine's drift hits them alike), each on a copy of that file:
 
-- `READERS` readers, each `READ_RATE` reads a second, run the app's hot reads through
+- `READERS` readers, each `READ_RATE` reads a second on average at random moments (a
+  Poisson process, as independent requests arrive), run the app's hot reads through
   the app's engine and sessions (no transaction around a read): a repository by name
   with its owner, a mirror's state, a token lookup with its user, a repository's branch
   pairs. The services' in-memory caches are not in the way: this measures the database.
-- one writer commits `WRITE_RATE` small write transactions a second (`BEGIN IMMEDIATE`):
+- one writer commits `WRITE_RATE` small write transactions a second, paced alike
+  (`BEGIN IMMEDIATE`):
   a mirror's schedule moved and an audit row added, as an update round does.
 - halfway through each round, the maintenance loop's passive checkpoint.
 
@@ -294,13 +296,18 @@ def _hot_reads(sessions: Sessions, ids: _Ids) -> list[Callable[[random.Random], 
     return [repository, mirror, token, pairs]
 
 
-async def _paced(rate: float, deadline: float, work: Callable[[], Any]) -> None:
-    """Call `work` `rate` times a second until `deadline` (late calls are not made up)."""
-    period, next_at = 1 / rate, time.monotonic()
-    while (at := time.monotonic()) < deadline:
-        await work()
-        next_at = max(next_at + period, at)
+async def _paced(rate: float, deadline: float, work: Callable[[], Any], rng: random.Random) -> None:
+    """Call `work` at the moments of a Poisson process of `rate` a second until `deadline`.
+
+    Callers that are independent arrive at random, not in step: ten readers started
+    together and paced alike would ask in bursts of ten, and the table would measure the
+    burst. A call that ends after the next moment delays it (late calls are not made up).
+    """
+    next_at = time.monotonic() + rng.expovariate(rate)
+    while next_at < deadline:
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await work()
+        next_at = max(next_at + rng.expovariate(rate), time.monotonic())
 
 
 async def _reader(sessions: Sessions, ids: _Ids, tally: Tally, deadline: float, seed: int) -> None:
@@ -317,7 +324,7 @@ async def _reader(sessions: Sessions, ids: _Ids, tally: Tally, deadline: float, 
             return
         tally.reads.append(time.perf_counter() - started)
 
-    await _paced(READ_RATE, deadline, one)
+    await _paced(READ_RATE, deadline, one, rng)
 
 
 async def _writer(sessions: Sessions, ids: _Ids, tally: Tally, deadline: float) -> None:
@@ -349,7 +356,7 @@ async def _writer(sessions: Sessions, ids: _Ids, tally: Tally, deadline: float) 
             return
         tally.writes.append(time.perf_counter() - started)
 
-    await _paced(WRITE_RATE, deadline, one)
+    await _paced(WRITE_RATE, deadline, one, rng)
 
 
 async def _checkpoint(engine: AsyncEngine, tally: Tally, *, after: float) -> None:
@@ -398,12 +405,13 @@ def _db_connect(path: Path, configuration: Configuration) -> sqlite3.Connection:
     return connection
 
 
-def _db_paced(rate: float, deadline: float, work: Callable[[], None]) -> None:
-    period, next_at = 1 / rate, time.monotonic()
-    while (at := time.monotonic()) < deadline:
-        work()
-        next_at = max(next_at + period, at)
+def _db_paced(rate: float, deadline: float, work: Callable[[], None], rng: random.Random) -> None:
+    """`_paced` for a thread."""
+    next_at = time.monotonic() + rng.expovariate(rate)
+    while next_at < deadline:
         time.sleep(max(0.0, next_at - time.monotonic()))
+        work()
+        next_at = max(next_at + rng.expovariate(rate), time.monotonic())
 
 
 def _db_reader(
@@ -423,7 +431,7 @@ def _db_reader(
         tally.db_reads.append(time.perf_counter() - started)
 
     try:
-        _db_paced(READ_RATE, deadline, one)
+        _db_paced(READ_RATE, deadline, one, rng)
     finally:
         connection.close()
 
@@ -457,7 +465,7 @@ def _db_writer(
         tally.db_writes.append(time.perf_counter() - started)
 
     try:
-        _db_paced(WRITE_RATE, deadline, one)
+        _db_paced(WRITE_RATE, deadline, one, rng)
     finally:
         connection.close()
 
