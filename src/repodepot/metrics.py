@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from repodepot.latency import RecentDurations
 
@@ -142,6 +146,33 @@ class Metrics:
         self.reader_pool_readers.set(readers)
         self.reader_pool_resident.set(resident_bytes)
 
+    def watch_caches(self, stats: Callable[[], dict[str, tuple[int, int, int]]]) -> None:
+        """Expose the in-memory caches' hits, misses and entries (`Caches.stats`) when scraped."""
+        self.registry.register(_CacheCollector(stats))
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class _CacheCollector(Collector):
+    """The caches' counts, read at each scrape rather than pushed at each lookup."""
+
+    def __init__(self, stats: Callable[[], dict[str, tuple[int, int, int]]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        hits = CounterMetricFamily(
+            "repodepot_cache_hits", "Lookups answered from memory, by cache.", labels=["cache"]
+        )
+        misses = CounterMetricFamily(
+            "repodepot_cache_misses", "Lookups that read the database, by cache.", labels=["cache"]
+        )
+        entries = GaugeMetricFamily(
+            "repodepot_cache_entries", "Entries kept now, by cache.", labels=["cache"]
+        )
+        for name, (hit, missed, kept) in sorted(self._stats().items()):
+            hits.add_metric([name], hit)
+            misses.add_metric([name], missed)
+            entries.add_metric([name], kept)
+        yield from (hits, misses, entries)

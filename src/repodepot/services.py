@@ -83,6 +83,7 @@ class Services:
         # Lookups in memory, dropped when a transaction here writes their tables, and when
         # another process does (NOTIFY on PostgreSQL, a counter SQLite's triggers bump).
         caches = Caches(ttl=settings.identity_cache_ttl)
+        metrics.watch_caches(caches.stats)
         sessions = session_factory(engine, on_commit=caches.committed)
         # Workers write through their own small pool, so an import never starves requests.
         worker_engine = create_engine(

@@ -156,10 +156,19 @@ async def test_request_ids_health_and_metrics(
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "data_dir": "ok"}
     await client.get("/api/repos", headers=admin_headers)
+    await client.get("/api/repos", headers=admin_headers)  # the token, from memory this time
     await app_services.git.run(["version"])  # the app's runner reports to the app's metrics
     metrics = (await client.get("/metrics")).text
+    tokens = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line.startswith("repodepot_cache_") and '{cache="tokens"}' in line
+    }
+    assert tokens['repodepot_cache_hits_total{cache="tokens"}'] >= 1
+    assert tokens['repodepot_cache_misses_total{cache="tokens"}'] >= 1
+    assert tokens['repodepot_cache_entries{cache="tokens"}'] >= 1
     assert (
-        'repodepot_http_requests_total{method="GET",route="/api/repos",status="200"} 1.0' in metrics
+        'repodepot_http_requests_total{method="GET",route="/api/repos",status="200"} 2.0' in metrics
     )
     assert 'repodepot_git_commands_total{outcome="ok",subcommand="version"} 1.0' in metrics
     assert 'repodepot_git_command_duration_seconds_count{subcommand="version"} 1.0' in metrics
