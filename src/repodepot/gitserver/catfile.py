@@ -2,7 +2,10 @@
 
 Starting a git process per request costs more than everything else EnsureRevision
 does: under load the event loop waits for each fork. A mirror read often keeps one
-`cat-file --batch` open and asks it over a pipe (a few tens of microseconds).
+`cat-file --batch` open and asks it over a pipe (a few tens of microseconds). Its
+concurrent askers do not take turns: their questions are pipelined, many in the pipe
+at once, and the answers handed back in order (`_batch.Batch`). Readers of different
+mirrors start side by side; concurrent starts for one mirror share one process.
 
 The pool is bounded by memory, not by a count: the readers' resident sets (their
 process trees, measured from /proc at most every `measure_every` seconds, when a
@@ -16,9 +19,10 @@ fetch is seen at once. A "missing" answer is still asked again of a newer proces
 before it counts, and a process is replaced once the mirror's `objects/pack` directory
 changed since it started (a repack or gc wrote a pack and may have deleted the packs
 it holds open; a stat per question) or once it is `MAX_AGE` old. A reader leaving the
-pool, for whatever reason, takes no new questions and ends once those already waiting
-for it are answered: concurrent askers never share its pipes, nor lose their answer,
-and none is killed mid-answer.
+pool, for whatever reason, ends once the questions already pending are answered: none
+is killed mid-answer, and an asker that went away has its answer read and dropped, so
+no answer shifts. A process that dies or stalls fails its pending questions, which are
+asked again of a new one.
 
 Only plain revisions reach `commit()` (`git.revisions`): git's message searches
 (`^{/REGEX}`, `:/REGEX`) would run a backtracking regex over every commit.
@@ -27,7 +31,6 @@ Only plain revisions reach `commit()` (`git.revisions`): git's message searches
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import re
@@ -43,6 +46,7 @@ from repodepot.git import commands
 from repodepot.git.errors import RevisionNotFound
 from repodepot.git.revisions import MAX_REVISION, is_plain_revision
 from repodepot.git.runner import GitRunner
+from repodepot.gitserver._batch import Batch, GitObject
 from repodepot.procfs import tree_resident_bytes
 
 BUDGET = 256 << 20
@@ -53,8 +57,6 @@ MAX_AGE = 3600.0
 # of new repositories start more readers than one measure apart can see.
 MAX_OPEN = 512
 MAX_COMMIT_BYTES = 16 << 20
-ANSWER_TIMEOUT = 10.0
-_SHA = re.compile(rb"[0-9a-f]{40}")
 _PERSON = re.compile(rb"(?P<name>.*?) ?<(?P<email>[^>]*)> (?P<when>-?\d+) (?P<tz>[+-]\d{4})")
 
 
@@ -71,16 +73,6 @@ class CommitInfo:
     authored_at: str
     subject: str
     commit_time: int
-
-
-@dataclass(frozen=True, slots=True)
-class GitObject:
-    """An object as `cat-file --batch` answers it; `data` is None when it was over the limit."""
-
-    sha: str
-    kind: str
-    size: int
-    data: bytes | None
 
 
 class PoolObserver(Protocol):
@@ -117,54 +109,6 @@ class PooledReader:
     answering: bool
 
 
-class _Batch:
-    """One `git cat-file --batch` and the lock that keeps its questions in order.
-
-    Its pipes are used only under `lock`, ending it included: asyncio refuses a second
-    reader of a stream, and a question half answered would shift every later answer.
-    """
-
-    def __init__(self, process: asyncio.subprocess.Process, packs: tuple[int, int]) -> None:
-        self.process = process
-        self.packs = packs
-        self.lock = asyncio.Lock()
-        self.started = self.used = time.monotonic()
-        self.ended = False
-        self.resident = 0
-
-    async def ask(self, name: bytes, limit: int) -> GitObject | None:
-        """The object `name` names, or None when git says it is missing."""
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None
-        assert stdout is not None
-        if self.ended:
-            raise EOFError("git cat-file was ended")
-        self.used = time.monotonic()
-        stdin.write(name + b"\n")
-        await stdin.drain()
-        header = (await stdout.readline()).rstrip(b"\n").split(b" ")
-        if header[-1] in (b"missing", b"ambiguous"):  # "<name> missing"
-            return None
-        if len(header) != 3:  # the process died
-            raise EOFError("git cat-file stopped answering")
-        sha, kind, size = header[0], header[1], int(header[2])
-        if not _SHA.fullmatch(sha):
-            raise EOFError("git cat-file answered something unexpected")
-        if size > limit:
-            left = size + 1
-            while left:  # skip it, keeping the process in step
-                left -= len(await stdout.readexactly(min(left, 1 << 16)))
-            return GitObject(sha.decode(), kind.decode(), size, None)
-        body = (await stdout.readexactly(size + 1))[:-1]
-        return GitObject(sha.decode(), kind.decode(), size, body)
-
-    async def end(self) -> None:
-        """Kill and reap the process; the caller holds `lock`."""
-        self.ended = True
-        with contextlib.suppress(Exception):
-            await GitRunner.stop(self.process)
-
-
 class CommitReader:
     """Commits by revision, from the mirrors' long-lived `cat-file --batch` processes.
 
@@ -187,8 +131,8 @@ class CommitReader:
         self._measure = measure
         self._measure_every = measure_every
         self._observer: PoolObserver = observer or _Unobserved()
-        self._open: OrderedDict[Path, _Batch] = OrderedDict()  # least recently used first
-        self._starting = asyncio.Lock()
+        self._open: OrderedDict[Path, Batch] = OrderedDict()  # least recently used first
+        self._starting: dict[Path, asyncio.Task[Batch]] = {}
         self._ending: set[asyncio.Task[None]] = set()
         self._measured_at = -math.inf
         self._sweeper: asyncio.TimerHandle | None = None
@@ -214,21 +158,16 @@ class CommitReader:
         concurrent askers share; a process that fails is ended and another asked.
         """
         question = name.encode()
+        if b"\n" in question:  # two questions: every later answer would shift
+            return None
         started_after = -math.inf
         for _ in range(2):
             batch = await self._batch(repo, started_after=started_after)
-            async with batch.lock:
-                try:
-                    async with asyncio.timeout(ANSWER_TIMEOUT):  # no task per question
-                        answer = await batch.ask(question, limit)
-                except (EOFError, OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
-                    self._forget(repo, batch)
-                    await batch.end()
-                    continue
-                except asyncio.CancelledError:
-                    batch.ended = True  # half answered: no later question may read the rest
-                    self._retire(repo, batch)
-                    raise
+            try:
+                answer = await batch.ask(question, limit)
+            except EOFError:  # it failed (and ended) or was ended: ask a new one
+                self._forget(repo, batch)
+                continue
             if answer is not None:
                 return answer
             if batch.started > time.monotonic() - 1.0:
@@ -243,12 +182,12 @@ class CommitReader:
                 repo=repo,
                 pid=batch.process.pid,
                 resident_bytes=batch.resident,
-                answering=batch.lock.locked(),
+                answering=batch.answering,
             )
             for repo, batch in self._open.items()
         ]
 
-    async def _batch(self, repo: Path, *, started_after: float) -> _Batch:
+    async def _batch(self, repo: Path, *, started_after: float) -> Batch:
         """The open process for `repo`, else a new one; one started after `started_after`.
 
         Only this repository's reader is checked for age here: the others are ended when
@@ -257,26 +196,37 @@ class CommitReader:
         batch = self._usable(repo, started_after)
         hit = batch is not None
         if batch is None:
-            batch = await self._start(repo, started_after)
-        self._open.move_to_end(repo)
+            batch = await self._start(repo)
+        if self._open.get(repo) is batch:  # else retired while starting: it still answers
+            self._open.move_to_end(repo)
         batch.used = time.monotonic()
         self._observer.reader_pool_lookup(hit=hit)
         self._keep_in_budget(keep=repo)
         self._sweep_later()
         return batch
 
-    async def _start(self, repo: Path, started_after: float) -> _Batch:
-        async with self._starting:  # two starts for one repository would leak one
-            batch = self._usable(repo, started_after)
-            if batch is None:
-                while len(self._open) >= MAX_OPEN:
-                    self._retire(*next(iter(self._open.items())), reason="count")
-                packs = _packs(repo)
-                process = await commands.cat_file_batch(self._git, repo)
-                batch = self._open[repo] = _Batch(process, packs)
-            return batch
+    async def _start(self, repo: Path) -> Batch:
+        """A new reader for `repo`, once its last was retired or never was.
 
-    def _usable(self, repo: Path, started_after: float) -> _Batch | None:
+        Concurrent starts for one repository share one process (a second would leak);
+        other repositories' start beside it. It is newer than any reader `repo` had.
+        """
+        starting = self._starting.get(repo)
+        if starting is None:
+            while self._open and len(self._open) + len(self._starting) >= MAX_OPEN:
+                self._retire(*next(iter(self._open.items())), reason="count")
+            starting = self._starting[repo] = asyncio.create_task(self._spawn(repo))
+            starting.add_done_callback(lambda _: self._starting.pop(repo, None))
+        # Shielded: an asker that goes away leaves the start to the others, and the pool.
+        return await asyncio.shield(starting)
+
+    async def _spawn(self, repo: Path) -> Batch:
+        packs = _packs(repo)
+        process = await commands.cat_file_batch(self._git, repo)
+        batch = self._open[repo] = Batch(process, packs)
+        return batch
+
+    def _usable(self, repo: Path, started_after: float) -> Batch | None:
         batch = self._open.get(repo)
         if batch is None:
             return None
@@ -342,33 +292,29 @@ class CommitReader:
         resident = sum(batch.resident for batch in self._open.values())
         self._observer.reader_pool_size(readers=len(self._open), resident_bytes=resident)
 
-    def _forget(self, repo: Path, batch: _Batch) -> bool:
+    def _forget(self, repo: Path, batch: Batch) -> bool:
         if self._open.get(repo) is batch:
             del self._open[repo]
             return True
         return False
 
-    def _retire(self, repo: Path, batch: _Batch, reason: str | None = None) -> None:
+    def _retire(self, repo: Path, batch: Batch, reason: str | None = None) -> None:
         """No new questions for `batch`; it ends once the ones already waiting are answered.
 
         `reason` counts it as an eviction (a reader that failed or ended is not one).
         """
         if self._forget(repo, batch) and reason is not None:
             self._observer.reader_pool_eviction(reason)
-        task = asyncio.create_task(self._end_when_free(batch))
+        task = asyncio.create_task(batch.end_when_answered())
         self._ending.add(task)
         task.add_done_callback(self._ending.discard)
-
-    @staticmethod
-    async def _end_when_free(batch: _Batch) -> None:
-        async with batch.lock:
-            await batch.end()
 
     async def close(self) -> None:
         """End every process."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        await asyncio.gather(*self._starting.values(), return_exceptions=True)
         for repo, batch in list(self._open.items()):
             self._retire(repo, batch)
         self._report()

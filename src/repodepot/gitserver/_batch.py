@@ -1,0 +1,185 @@
+"""One `git cat-file --batch`, asked many questions at once.
+
+git answers a batch's questions in order, so no question waits for another's answer:
+askers queue theirs (at most `MAX_PENDING` per process; past it they wait), one writer
+task writes everything queued since its last write in one `write()`, and one reader
+task reads the answers in the same order and hands each to its asker. An answer is
+always read in full, whether or not its asker still waits (a cancelled asker's is
+dropped), so answers never shift. A process that dies, answers something unexpected
+or takes `ANSWER_TIMEOUT` over one answer is killed, and every question still pending
+fails with EOFError: its asker asks again of another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from repodepot.git.runner import GitRunner
+
+MAX_PENDING = 1000
+ANSWER_TIMEOUT = 10.0
+_SKIP_CHUNK = 1 << 16
+_SHA = re.compile(rb"[0-9a-f]{40}")
+# What a failing or misbehaving process raises while its answers are read or written.
+_BROKEN = (
+    EOFError,
+    OSError,
+    ValueError,
+    TimeoutError,
+    asyncio.IncompleteReadError,
+    asyncio.LimitOverrunError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GitObject:
+    """An object as `cat-file --batch` answers it; `data` is None when it was over the limit."""
+
+    sha: str
+    kind: str
+    size: int
+    data: bytes | None
+
+
+class Batch:
+    """A started `git cat-file --batch`, its questions pipelined (see the module docstring).
+
+    `started` and `used` are `time.monotonic()` stamps, `packs` the identity of the pack
+    directory when it started and `resident` its process tree's last measured RSS; the
+    pool keeps them.
+    """
+
+    def __init__(self, process: asyncio.subprocess.Process, packs: tuple[int, int]) -> None:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        self.process = process
+        self.packs = packs
+        self.started = self.used = time.monotonic()
+        self.ended = False
+        self.resident = 0
+        self._stdin = process.stdin
+        self._stdout = process.stdout
+        # In the order asked, which is the order written and answered.
+        self._pending: deque[tuple[int, asyncio.Future[GitObject | None]]] = deque()
+        self._unwritten: list[bytes] = []
+        self._asked = asyncio.Event()  # set: questions wait to be written
+        self._busy = asyncio.Event()  # set: answers wait to be read
+        self._idle = asyncio.Event()  # set: none pending
+        self._idle.set()
+        self._room = asyncio.Event()  # set: fewer than MAX_PENDING pending
+        self._room.set()
+        self._tasks = (
+            asyncio.create_task(self._write_questions()),
+            asyncio.create_task(self._read_answers()),
+        )
+
+    @property
+    def answering(self) -> bool:
+        """Whether questions are pending (asked and not yet answered)."""
+        return bool(self._pending)
+
+    async def ask(self, name: bytes, limit: int) -> GitObject | None:
+        """The object `name` names (its data up to `limit` bytes), None when git says missing.
+
+        `name` holds no newline. Raises EOFError when the process failed or was ended
+        before answering: ask another.
+        """
+        while len(self._pending) >= MAX_PENDING and not self.ended:
+            self._room.clear()
+            await self._room.wait()
+        if self.ended:
+            raise EOFError("git cat-file was ended")
+        answer: asyncio.Future[GitObject | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((limit, answer))
+        self._unwritten.append(name)
+        self._asked.set()
+        self._busy.set()
+        self._idle.clear()
+        self.used = time.monotonic()
+        return await answer
+
+    async def end_when_answered(self) -> None:
+        """End the process once the questions already pending are answered."""
+        while self._pending and not self.ended:
+            await self._idle.wait()
+        await self.end()
+
+    async def end(self) -> None:
+        """Kill and reap the process; questions still pending fail with EOFError."""
+        self._stop("git cat-file was ended")
+        others = [task for task in self._tasks if task is not asyncio.current_task()]
+        await asyncio.gather(*others, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await GitRunner.stop(self.process)
+
+    def _stop(self, reason: str) -> None:
+        """Take no more questions, fail the pending ones and cancel the tasks, once.
+
+        The first to stop cancels both tasks but itself: a task that failed ends the
+        process, and the other, cancelled, never waits for it in turn.
+        """
+        if self.ended:
+            return
+        self.ended = True
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        while self._pending:
+            _, answer = self._pending.popleft()
+            if not answer.done():
+                answer.set_exception(EOFError(reason))
+        self._unwritten.clear()
+        self._idle.set()
+        self._room.set()  # the askers waiting for room see it ended
+
+    async def _write_questions(self) -> None:
+        try:
+            while True:
+                await self._asked.wait()
+                self._asked.clear()
+                self._unwritten.append(b"")  # the last question's newline
+                questions = b"\n".join(self._unwritten)
+                self._unwritten.clear()
+                self._stdin.write(questions)
+                await self._stdin.drain()
+        except _BROKEN:
+            await self.end()
+
+    async def _read_answers(self) -> None:
+        pending = self._pending
+        try:
+            while True:
+                if not pending:
+                    self._busy.clear()
+                    self._idle.set()
+                    await self._busy.wait()
+                    continue
+                async with asyncio.timeout(ANSWER_TIMEOUT):
+                    found = await self._answer(pending[0][0])
+                _, answer = pending.popleft()
+                self._room.set()
+                if not answer.done():  # else its asker was cancelled: dropped
+                    answer.set_result(found)
+        except _BROKEN:
+            await self.end()
+
+    async def _answer(self, limit: int) -> GitObject | None:
+        """The next answer, read whole: "<name> missing", or a header and size + 1 bytes."""
+        header = (await self._stdout.readuntil(b"\n"))[:-1].split(b" ")
+        if header[-1] in (b"missing", b"ambiguous"):
+            return None
+        if len(header) != 3 or not _SHA.fullmatch(header[0]):
+            raise EOFError("git cat-file answered something unexpected")
+        sha, kind, size = header[0].decode(), header[1].decode(), int(header[2])
+        if size > limit:
+            left = size + 1
+            while left:  # skip it, keeping the process in step
+                left -= len(await self._stdout.readexactly(min(left, _SKIP_CHUNK)))
+            return GitObject(sha, kind, size, None)
+        body = await self._stdout.readexactly(size + 1)
+        return GitObject(sha, kind, size, body[:-1])
