@@ -207,6 +207,29 @@ async def test_a_reader_killed_mid_batch_answers_every_asker_from_a_new_process(
         await _close(reader, lookups)
 
 
+async def test_a_reader_that_stops_answering_is_replaced_and_its_askers_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = generate(tmp_path / "r.git", Spec(commits=5))
+    shas = _shas(repo)
+    starts = _Starts(monkeypatch)
+    monkeypatch.setattr(_batch, "ANSWER_TIMEOUT", 0.2)
+    reader = CommitReader(_runner(tmp_path))
+    lookups: list[asyncio.Task[CommitInfo]] = []
+    try:
+        await reader.commit(repo, "main")
+        (pooled,) = reader.readers()
+        with _stopped(pooled.pid):  # it never answers: killed past the timeout
+            lookups += [asyncio.create_task(reader.commit(repo, sha)) for sha in shas]
+            await eventually(lambda: len(starts.pids) == 2)
+        found = await asyncio.gather(*lookups)
+        assert [info.sha for info in found] == shas
+        assert [p.pid for p in reader.readers()] == starts.pids[1:]
+        await eventually(lambda: not Path(f"/proc/{pooled.pid}").exists())
+    finally:
+        await _close(reader, lookups)
+
+
 async def test_readers_of_different_repositories_start_without_waiting_for_each_other(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

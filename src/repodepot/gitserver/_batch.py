@@ -30,7 +30,6 @@ _BROKEN = (
     EOFError,
     OSError,
     ValueError,
-    TimeoutError,
     asyncio.IncompleteReadError,
     asyncio.LimitOverrunError,
 )
@@ -73,6 +72,12 @@ class Batch:
         self._idle.set()
         self._room = asyncio.Event()  # set: fewer than MAX_PENDING pending
         self._room.set()
+        # One timer watches for a stall, not one per answer: an answer's clock starts
+        # when the one before it was read (or, the first, when it was asked).
+        self._loop = asyncio.get_running_loop()
+        self._progress = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._stalled = False
         self._tasks = (
             asyncio.create_task(self._write_questions()),
             asyncio.create_task(self._read_answers()),
@@ -94,7 +99,11 @@ class Batch:
             await self._room.wait()
         if self.ended:
             raise EOFError("git cat-file was ended")
-        answer: asyncio.Future[GitObject | None] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[GitObject | None] = self._loop.create_future()
+        if not self._pending:
+            self._progress = self._loop.time()
+            if self._watchdog is None:
+                self._watchdog = self._loop.call_at(self._progress + ANSWER_TIMEOUT, self._watch)
         self._pending.append((limit, answer))
         self._unwritten.append(name)
         self._asked.set()
@@ -126,6 +135,8 @@ class Batch:
         if self.ended:
             return
         self.ended = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
@@ -159,14 +170,30 @@ class Batch:
                     self._idle.set()
                     await self._busy.wait()
                     continue
-                async with asyncio.timeout(ANSWER_TIMEOUT):
-                    found = await self._answer(pending[0][0])
+                found = await self._answer(pending[0][0])
+                self._progress = self._loop.time()
                 _, answer = pending.popleft()
                 self._room.set()
                 if not answer.done():  # else its asker was cancelled: dropped
                     answer.set_result(found)
         except _BROKEN:
             await self.end()
+        except asyncio.CancelledError:
+            if not self._stalled:
+                raise
+            await self.end()
+
+    def _watch(self) -> None:
+        """End a process that answered nothing for `ANSWER_TIMEOUT` while questions waited."""
+        self._watchdog = None
+        if not self._pending or self.ended:
+            return
+        due = self._progress + ANSWER_TIMEOUT
+        if self._loop.time() < due:
+            self._watchdog = self._loop.call_at(due, self._watch)
+            return
+        self._stalled = True
+        self._tasks[1].cancel()  # the reader, which ends it
 
     async def _answer(self, limit: int) -> GitObject | None:
         """The next answer, read whole: "<name> missing", or a header and size + 1 bytes."""

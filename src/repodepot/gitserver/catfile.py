@@ -31,6 +31,7 @@ Only plain revisions reach `commit()` (`git.revisions`): git's message searches
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import re
@@ -38,7 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -336,10 +337,7 @@ def _parse(sha: str, body: bytes) -> CommitInfo:
     if match:
         name = match["name"].decode(errors="replace")
         email = match["email"].decode(errors="replace")
-        tz = match["tz"].decode()
-        offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[3:5])) * (-1 if tz[0] == "-" else 1)
-        stamp = datetime.fromtimestamp(int(match["when"]), UTC).astimezone(timezone(offset))
-        when = stamp.isoformat()
+        when = datetime.fromtimestamp(int(match["when"]), _zone(match["tz"])).isoformat()
     # git's %s: the first paragraph of the message, its lines joined by spaces.
     paragraph = message.lstrip(b"\n").split(b"\n\n", 1)[0]
     subject = b" ".join(line.strip() for line in paragraph.split(b"\n") if line.strip())
@@ -347,10 +345,17 @@ def _parse(sha: str, body: bytes) -> CommitInfo:
     return CommitInfo(sha, name, email, when, subject.decode(errors="replace"), commit_time)
 
 
+@functools.lru_cache(maxsize=64)
+def _zone(tz: bytes) -> timezone:
+    """`+0200` as a time zone (cached: a lookup's costliest part was building it)."""
+    offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[3:5]))
+    return timezone(-offset if tz[:1] == b"-" else offset)
+
+
 def _packs(repo: Path) -> tuple[int, int]:
     """The pack directory's identity and last change: a repack or gc moves it."""
     try:
-        status = os.stat(repo / "objects" / "pack")
+        status = os.stat(f"{repo}/objects/pack")  # a stat per question: no Path built
     except OSError:
         return (-1, -1)
     return (status.st_ino, status.st_mtime_ns)
