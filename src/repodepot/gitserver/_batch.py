@@ -159,7 +159,10 @@ class Batch:
                 self._stdin.write(questions)
                 await self._stdin.drain()
         except _BROKEN:
-            await self.end()
+            pass  # the process failed: ended below
+        finally:
+            if not self.ended:  # whatever stopped this task, none may wait for ever
+                await self.end()
 
     async def _read_answers(self) -> None:
         pending = self._pending
@@ -177,11 +180,13 @@ class Batch:
                 if not answer.done():  # else its asker was cancelled: dropped
                     answer.set_result(found)
         except _BROKEN:
-            await self.end()
+            pass  # the process failed: ended below
         except asyncio.CancelledError:
-            if not self._stalled:
+            if not self._stalled:  # else the watchdog's: ended below
                 raise
-            await self.end()
+        finally:
+            if not self.ended:  # whatever stopped this task, none may wait for ever
+                await self.end()
 
     def _watch(self) -> None:
         """End a process that answered nothing for `ANSWER_TIMEOUT` while questions waited."""
