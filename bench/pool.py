@@ -12,9 +12,12 @@ EnsureRevision does), through the bwrap sandbox as deployed:
   through the same runner.
 
 Targets (issue 14): hot p99 < 5 ms; cold p99 < 50 ms on the 10,000-commit repository.
-The clients ask again as soon as answered (a closed loop), all of one repository: its
-one reader answers in turn, so at 50 clients a lookup's latency is 50 / lookups per
-second, the queue's length over the reader's rate.
+The clients ask again as soon as answered (a closed loop), all of one repository, whose
+one reader has their questions in its pipe at once (pipelined, answered in order): at
+50 clients a lookup's latency is about 50 / lookups per second, the pipe's length over
+the reader's rate, and the rate grows with the clients as the round trips overlap.
+Cold lookups at 10 and 50 clients start readers of different repositories side by
+side, as many sandboxed processes at once as there are clients.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ import pytest
 from repodepot.git import commands
 from repodepot.git.errors import RevisionNotFound
 from repodepot.git.runner import GitRunner
-from repodepot.gitserver import _batch
+from repodepot.gitserver import _batch, catfile
 from repodepot.gitserver.catfile import CommitInfo, CommitReader
+from repodepot.metrics import Metrics
 from repodepot.settings import process_path
 from tests.support.eventually import eventually
 from tests.support.repogen import Spec, generate, git
@@ -266,3 +267,51 @@ async def test_readers_of_different_repositories_start_without_waiting_for_each_
     finally:
         a_may_start.set()
         await _close(reader, lookups)
+
+
+async def test_readers_started_together_stay_within_max_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repos = [generate(tmp_path / f"{name}.git", Spec(commits=2)) for name in "abcd"]
+    monkeypatch.setattr(catfile, "MAX_OPEN", 2)
+    metrics = Metrics()
+    reader = CommitReader(_runner(tmp_path), observer=metrics)
+    try:
+        found = await asyncio.gather(*(reader.commit(repo, "main") for repo in repos))
+        assert [info.sha for info in found] == [_shas(repo)[0] for repo in repos]
+        # Each answered by its own reader, though most were retired before it asked.
+        assert 1 <= len(reader.readers()) <= 2
+        evictions = metrics.registry.get_sample_value(
+            "repodepot_reader_pool_evictions_total", {"reason": "count"}
+        )
+        assert evictions == len(repos) - len(reader.readers())
+    finally:
+        await reader.close()
+
+
+async def test_an_asker_gone_while_its_reader_starts_does_not_keep_it_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = generate(tmp_path / "r.git", Spec(commits=2))
+    real = commands.cat_file_batch
+    starting, may_start = asyncio.Event(), asyncio.Event()
+
+    async def start(runner: GitRunner, repo: Path) -> asyncio.subprocess.Process:
+        starting.set()
+        await may_start.wait()
+        return await real(runner, repo)
+
+    monkeypatch.setattr(commands, "cat_file_batch", start)
+    reader = CommitReader(_runner(tmp_path))
+    lookups = [asyncio.create_task(reader.commit(repo, rev)) for rev in ("main", "main~1")]
+    try:
+        await starting.wait()
+        lookups[0].cancel()
+        may_start.set()
+        assert (await lookups[1]).sha == _shas(repo)[1]
+        (pooled,) = reader.readers()
+    finally:
+        may_start.set()
+        # A guard, not a measure: a reader held for an asker that never asks never ends.
+        await asyncio.wait_for(_close(reader, lookups), 10)
+    assert not Path(f"/proc/{pooled.pid}").exists()

@@ -53,7 +53,9 @@ class Batch:
     pool keeps them.
     """
 
-    def __init__(self, process: asyncio.subprocess.Process, packs: tuple[int, int]) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, packs: tuple[int, int], *, held: int = 0
+    ) -> None:
         assert process.stdin is not None
         assert process.stdout is not None
         self.process = process
@@ -68,8 +70,11 @@ class Batch:
         self._unwritten: list[bytes] = []
         self._asked = asyncio.Event()  # set: questions wait to be written
         self._busy = asyncio.Event()  # set: answers wait to be read
-        self._idle = asyncio.Event()  # set: none pending
-        self._idle.set()
+        # Askers it was started for, who ask next: it is not ended before they do.
+        self._held = held
+        self._idle = asyncio.Event()  # set: none pending nor held
+        if not held:
+            self._idle.set()
         self._room = asyncio.Event()  # set: fewer than MAX_PENDING pending
         self._room.set()
         # One timer watches for a stall, not one per answer: an answer's clock starts
@@ -88,15 +93,19 @@ class Batch:
         """Whether questions are pending (asked and not yet answered)."""
         return bool(self._pending)
 
-    async def ask(self, name: bytes, limit: int) -> GitObject | None:
+    async def ask(self, name: bytes, limit: int, *, held: bool = False) -> GitObject | None:
         """The object `name` names (its data up to `limit` bytes), None when git says missing.
 
-        `name` holds no newline. Raises EOFError when the process failed or was ended
-        before answering: ask another.
+        `name` holds no newline; `held`: it was held for this asker (`release()`s it).
+        Raises EOFError when the process failed or was ended before answering: ask another.
         """
-        while len(self._pending) >= MAX_PENDING and not self.ended:
-            self._room.clear()
-            await self._room.wait()
+        try:
+            while len(self._pending) >= MAX_PENDING and not self.ended:
+                self._room.clear()
+                await self._room.wait()
+        finally:
+            if held:
+                self.release()
         if self.ended:
             raise EOFError("git cat-file was ended")
         answer: asyncio.Future[GitObject | None] = self._loop.create_future()
@@ -112,9 +121,15 @@ class Batch:
         self.used = time.monotonic()
         return await answer
 
+    def release(self) -> None:
+        """One asker it was held for will not ask (or now has)."""
+        self._held -= 1
+        if not self._held and not self._pending:
+            self._idle.set()
+
     async def end_when_answered(self) -> None:
-        """End the process once the questions already pending are answered."""
-        while self._pending and not self.ended:
+        """End the process once the questions pending are answered and none is held."""
+        while (self._pending or self._held) and not self.ended:
             await self._idle.wait()
         await self.end()
 
@@ -170,7 +185,8 @@ class Batch:
             while True:
                 if not pending:
                     self._busy.clear()
-                    self._idle.set()
+                    if not self._held:
+                        self._idle.set()
                     await self._busy.wait()
                     continue
                 found = await self._answer(pending[0][0])

@@ -110,6 +110,14 @@ class PooledReader:
     answering: bool
 
 
+class _Start:
+    """A reader starting for one repository, and how many askers wait for it."""
+
+    def __init__(self, task: asyncio.Task[Batch]) -> None:
+        self.task = task
+        self.waiting = 0
+
+
 class CommitReader:
     """Commits by revision, from the mirrors' long-lived `cat-file --batch` processes.
 
@@ -133,7 +141,7 @@ class CommitReader:
         self._measure_every = measure_every
         self._observer: PoolObserver = observer or _Unobserved()
         self._open: OrderedDict[Path, Batch] = OrderedDict()  # least recently used first
-        self._starting: dict[Path, asyncio.Task[Batch]] = {}
+        self._starting: dict[Path, _Start] = {}
         self._ending: set[asyncio.Task[None]] = set()
         self._measured_at = -math.inf
         self._sweeper: asyncio.TimerHandle | None = None
@@ -156,16 +164,17 @@ class CommitReader:
 
         Its data is read only up to `limit` bytes (else `data` is None). A "missing"
         from a process that may predate a fetch is asked again of a newer one, which
-        concurrent askers share; a process that fails is ended and another asked.
+        concurrent askers share; a process that fails is ended and another asked. A
+        name with a newline, two questions to git, is missing without asking.
         """
         question = name.encode()
-        if b"\n" in question:  # two questions: every later answer would shift
+        if b"\n" in question:  # two answers: every later one would shift
             return None
         started_after = -math.inf
         for _ in range(2):
-            batch = await self._batch(repo, started_after=started_after)
+            batch, started = await self._batch(repo, started_after=started_after)
             try:
-                answer = await batch.ask(question, limit)
+                answer = await batch.ask(question, limit, held=started)
             except EOFError:  # it failed (and ended) or was ended: ask a new one
                 self._forget(repo, batch)
                 continue
@@ -188,11 +197,12 @@ class CommitReader:
             for repo, batch in self._open.items()
         ]
 
-    async def _batch(self, repo: Path, *, started_after: float) -> Batch:
+    async def _batch(self, repo: Path, *, started_after: float) -> tuple[Batch, bool]:
         """The open process for `repo`, else a new one; one started after `started_after`.
 
-        Only this repository's reader is checked for age here: the others are ended when
-        due by the sweep's timer, so a lookup costs the same with 1 or 500 readers.
+        True with a new one: it was held for the caller, who must ask it next. Only this
+        repository's reader is checked for age here: the others are ended when due by the
+        sweep's timer, so a lookup costs the same with 1 or 500 readers.
         """
         batch = self._usable(repo, started_after)
         hit = batch is not None
@@ -204,28 +214,43 @@ class CommitReader:
         self._observer.reader_pool_lookup(hit=hit)
         self._keep_in_budget(keep=repo)
         self._sweep_later()
-        return batch
+        return batch, not hit
 
     async def _start(self, repo: Path) -> Batch:
         """A new reader for `repo`, once its last was retired or never was.
 
         Concurrent starts for one repository share one process (a second would leak);
-        other repositories' start beside it. It is newer than any reader `repo` had.
+        other repositories' start beside it. It is newer than any reader `repo` had, and
+        held for each caller until it asks (`Batch.ask(held=True)`): retired meanwhile,
+        by other starts past MAX_OPEN or the budget, it still answers them.
         """
-        starting = self._starting.get(repo)
-        if starting is None:
-            while self._open and len(self._open) + len(self._starting) >= MAX_OPEN:
-                self._retire(*next(iter(self._open.items())), reason="count")
-            starting = self._starting[repo] = asyncio.create_task(self._spawn(repo))
-            starting.add_done_callback(lambda _: self._starting.pop(repo, None))
-        # Shielded: an asker that goes away leaves the start to the others, and the pool.
-        return await asyncio.shield(starting)
+        start = self._starting.get(repo)
+        if start is None:
+            self._make_room()
+            start = self._starting[repo] = _Start(asyncio.create_task(self._spawn(repo)))
+            start.task.add_done_callback(lambda _: self._starting.pop(repo, None))
+        start.waiting += 1
+        try:
+            # Shielded: an asker that goes away leaves the start to the others, and the pool.
+            return await asyncio.shield(start.task)
+        except asyncio.CancelledError:
+            if not start.task.done():
+                start.waiting -= 1
+            elif not start.task.cancelled() and start.task.exception() is None:
+                start.task.result().release()  # held for this asker, who will not ask
+            raise
 
     async def _spawn(self, repo: Path) -> Batch:
         packs = _packs(repo)
         process = await commands.cat_file_batch(self._git, repo)
-        batch = self._open[repo] = Batch(process, packs)
+        self._make_room()  # others may have started meanwhile
+        batch = self._open[repo] = Batch(process, packs, held=self._starting[repo].waiting)
         return batch
+
+    def _make_room(self) -> None:
+        """Retire the least recently used while the readers open and starting reach MAX_OPEN."""
+        while self._open and len(self._open) + len(self._starting) >= MAX_OPEN:
+            self._retire(*next(iter(self._open.items())), reason="count")
 
     def _usable(self, repo: Path, started_after: float) -> Batch | None:
         batch = self._open.get(repo)
@@ -315,7 +340,7 @@ class CommitReader:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        await asyncio.gather(*self._starting.values(), return_exceptions=True)
+        await asyncio.gather(*(s.task for s in self._starting.values()), return_exceptions=True)
         for repo, batch in list(self._open.items()):
             self._retire(repo, batch)
         self._report()
