@@ -50,7 +50,8 @@ class Batch:
 
     `started` and `used` are `time.monotonic()` stamps, `packs` the identity of the pack
     directory when it started and `resident` its process tree's last measured RSS; the
-    pool keeps them.
+    pool keeps them. `held` counts the askers it was started for: it does not end before
+    each has asked (`ask(held=True)`) or gone (`release()`).
     """
 
     def __init__(
