@@ -101,6 +101,12 @@ class Metrics:
             "Long-lived git readers in the pool.",
             registry=self.registry,
         )
+        self.commit_reads = Counter(
+            "repodepot_commit_reads_total",
+            "Commits asked for by id: answered in-process from the packs, or left to git.",
+            ["by"],
+            registry=self.registry,
+        )
         self.reader_pool_resident = Gauge(
             "repodepot_reader_pool_resident_bytes",
             "Resident memory of the pool's git readers, as last measured.",
@@ -149,6 +155,10 @@ class Metrics:
     def watch_caches(self, stats: Callable[[], dict[str, tuple[int, int, int]]]) -> None:
         """Expose the in-memory caches' hits, misses and entries (`Caches.stats`) when scraped."""
         self.registry.register(_CacheCollector(stats))
+
+    def commit_read(self, *, in_process: bool) -> None:
+        """Count one commit asked for by id (a `catfile.PoolObserver`)."""
+        self.commit_reads.labels("in-process" if in_process else "git").inc()
 
     def render(self) -> bytes:
         """The text exposition format."""

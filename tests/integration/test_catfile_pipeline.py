@@ -88,7 +88,7 @@ async def test_concurrent_askers_share_one_process_and_each_gets_its_own_answer(
     (tmp_path / "big").write_bytes(big)
     blob = git("--git-dir", str(repo), "hash-object", "-w", str(tmp_path / "big")).strip()
     starts = _Starts(monkeypatch)
-    reader = CommitReader(_runner(tmp_path))
+    reader = CommitReader(_runner(tmp_path), in_process=False)
     # Missing names come first: a "missing" from a process over a second old is asked
     # again of a new one, and this test counts processes.
     missing = {1: "nope", 4: f"{shas[0]}:no-such-file", 6: "refs/heads/gone"}
@@ -138,7 +138,7 @@ async def test_past_the_pending_bound_askers_wait_for_room(
     shas = _shas(repo)
     starts = _Starts(monkeypatch)
     monkeypatch.setattr(_batch, "MAX_PENDING", 5)
-    reader = CommitReader(_runner(tmp_path))
+    reader = CommitReader(_runner(tmp_path), in_process=False)
     lookups: list[asyncio.Task[CommitInfo]] = []
     try:
         await reader.commit(repo, "main")
@@ -160,7 +160,7 @@ async def test_a_cancelled_asker_shifts_no_answer_and_keeps_the_process(
     repo = generate(tmp_path / "r.git", Spec(commits=20))
     shas = _shas(repo)
     starts = _Starts(monkeypatch)
-    reader = CommitReader(_runner(tmp_path))
+    reader = CommitReader(_runner(tmp_path), in_process=False)
     lookups: list[asyncio.Task[CommitInfo]] = []
     try:
         await reader.commit(repo, "main")
@@ -190,7 +190,7 @@ async def test_a_reader_killed_mid_batch_answers_every_asker_from_a_new_process(
     repo = generate(tmp_path / "r.git", Spec(commits=30))
     shas = _shas(repo)
     starts = _Starts(monkeypatch)
-    reader = CommitReader(_runner(tmp_path))
+    reader = CommitReader(_runner(tmp_path), in_process=False)
     lookups: list[asyncio.Task[CommitInfo]] = []
     try:
         await reader.commit(repo, "main")
@@ -215,7 +215,7 @@ async def test_a_reader_that_stops_answering_is_replaced_and_its_askers_answered
     shas = _shas(repo)
     starts = _Starts(monkeypatch)
     monkeypatch.setattr(_batch, "ANSWER_TIMEOUT", 0.2)
-    reader = CommitReader(_runner(tmp_path))
+    reader = CommitReader(_runner(tmp_path), in_process=False)
     lookups: list[asyncio.Task[CommitInfo]] = []
     try:
         await reader.commit(repo, "main")
@@ -247,7 +247,7 @@ async def test_readers_of_different_repositories_start_without_waiting_for_each_
         return await real(runner, repo)
 
     monkeypatch.setattr(commands, "cat_file_batch", start)
-    reader = CommitReader(_runner(tmp_path))
+    reader = CommitReader(_runner(tmp_path), in_process=False)
     lookups: list[asyncio.Task[CommitInfo]] = []
     try:
         lookups += [asyncio.create_task(reader.commit(a, rev)) for rev in ("main", "main~1")]
@@ -275,7 +275,7 @@ async def test_readers_started_together_stay_within_max_open(
     repos = [generate(tmp_path / f"{name}.git", Spec(commits=2)) for name in "abcd"]
     monkeypatch.setattr(catfile, "MAX_OPEN", 2)
     metrics = Metrics()
-    reader = CommitReader(_runner(tmp_path), observer=metrics)
+    reader = CommitReader(_runner(tmp_path), observer=metrics, in_process=False)
     try:
         found = await asyncio.gather(*(reader.commit(repo, "main") for repo in repos))
         assert [info.sha for info in found] == [_shas(repo)[0] for repo in repos]
@@ -302,7 +302,7 @@ async def test_an_asker_gone_while_its_reader_starts_does_not_keep_it_open(
         return await real(runner, repo)
 
     monkeypatch.setattr(commands, "cat_file_batch", start)
-    reader = CommitReader(_runner(tmp_path))
+    reader = CommitReader(_runner(tmp_path), in_process=False)
     lookups = [asyncio.create_task(reader.commit(repo, rev)) for rev in ("main", "main~1")]
     try:
         await starting.wait()

@@ -47,6 +47,7 @@ async def test_past_the_budget_the_least_recently_used_reader_ends(tmp_path: Pat
         measure=_one_mib,
         measure_every=0,
         observer=metrics,
+        in_process=False,
     )
     try:
         for repo in (a, b, a):  # b is now the least recently used
@@ -73,7 +74,7 @@ async def test_past_the_budget_the_least_recently_used_reader_ends(tmp_path: Pat
 async def test_a_reader_idle_past_the_ttl_ends_with_no_further_request(tmp_path: Path) -> None:
     (a,) = _mirrors(tmp_path, "a")
     metrics = Metrics()
-    reader = CommitReader(_runner(tmp_path), idle_ttl=0.3, observer=metrics)
+    reader = CommitReader(_runner(tmp_path), idle_ttl=0.3, observer=metrics, in_process=False)
     try:
         await reader.commit(a, "main")
         (pooled,) = reader.readers()
@@ -94,7 +95,12 @@ async def test_a_reader_evicted_while_answering_finishes_its_answer(tmp_path: Pa
     blob = git("--git-dir", str(a), "hash-object", "-w", str(tmp_path / "big")).strip()
     metrics = Metrics()
     reader = CommitReader(
-        _runner(tmp_path), budget_bytes=MIB, measure=_one_mib, measure_every=0, observer=metrics
+        _runner(tmp_path),
+        budget_bytes=MIB,
+        measure=_one_mib,
+        measure_every=0,
+        observer=metrics,
+        in_process=False,
     )
     try:
         big = asyncio.create_task(reader.read(a, blob, 64 * MIB))
@@ -123,7 +129,7 @@ async def test_resident_memory_is_read_from_proc_for_the_whole_process_tree(
     (a,) = _mirrors(tmp_path, "a")
     assert tree_resident_bytes(os.getpid()) > 0
     sandboxed = _runner(tmp_path, Sandbox.locate("/usr/bin"))
-    reader = CommitReader(sandboxed, measure_every=0)
+    reader = CommitReader(sandboxed, measure_every=0, in_process=False)
     try:
         await reader.commit(a, "main")
         await reader.commit(a, "main~1")  # measured on this lookup, after git answered
