@@ -13,8 +13,9 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +38,16 @@ USER_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
 MIN_ADMIN_TOKEN_LENGTH = 20
 # Writing last_used_at on every request would make each read a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+_TOKENS = cast(Table, ApiToken.__table__)
+# A token's last use, written unless the one on record is within LAST_USED_RESOLUTION.
+_LAST_USE = (
+    update(_TOKENS)
+    .where(
+        _TOKENS.c.id == bindparam("token_id"),
+        or_(_TOKENS.c.last_used_at.is_(None), _TOKENS.c.last_used_at < bindparam("before")),
+    )
+    .values(last_used_at=bindparam("at"))
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -311,16 +322,16 @@ class Accounts:
             uses, self._uses = self._uses, {}
             try:
                 async with self._sessions.begin() as session:
-                    for token_id, at in uses.items():
-                        await session.execute(
-                            update(ApiToken)
-                            .where(
-                                ApiToken.id == token_id,
-                                (ApiToken.last_used_at.is_(None))
-                                | (ApiToken.last_used_at < at - LAST_USED_RESOLUTION),
-                            )
-                            .values(last_used_at=at)
-                        )
+                    # One statement for all (executemany): a statement each was a round
+                    # trip each with SQLite's write lock held, seconds on a busy server.
+                    connection = await session.connection()
+                    await connection.execute(
+                        _LAST_USE,
+                        [
+                            {"token_id": token_id, "at": at, "before": at - LAST_USED_RESOLUTION}
+                            for token_id, at in uses.items()
+                        ],
+                    )
                     uncached(session)  # a use, not a change of who holds the token
             except Exception:
                 logger.warning(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from repodepot.accounts import Accounts, hash_token
 from repodepot.db.models import Role
@@ -70,6 +72,32 @@ async def test_authentication_records_last_use(services: Services) -> None:
     await services.accounts.flush_uses()  # written beside the request, not in its way
     listed = await services.accounts.list_tokens(user_name="carol")
     assert listed.items[0].last_used_at is not None
+
+
+async def test_many_tokens_last_uses_are_written_together(services: Services) -> None:
+    tokens = []
+    for n in range(30):
+        await services.accounts.create_user(f"user{n}")
+        tokens.append((await services.accounts.create_token(f"user{n}"))[1])
+    rows: list[int] = []  # per UPDATE statement sent, the tokens it wrote
+
+    def seen(_conn: Any, _cursor: Any, sql: str, params: Any, _context: Any, many: bool) -> None:
+        if sql.lstrip().upper().startswith("UPDATE"):
+            rows.append(len(params) if many else 1)
+
+    event.listen(services.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await asyncio.gather(*(services.accounts.authenticate(token) for token in tokens))
+        await services.accounts.flush_uses()
+    finally:
+        event.remove(services.engine.sync_engine, "before_cursor_execute", seen)
+    # The uses pending at a flush go in one statement (a round trip while the write lock
+    # is held), not one statement per token.
+    assert sum(rows) == 30
+    assert len(rows) < 30 and max(rows) > 1
+    for n in range(30):
+        listed = await services.accounts.list_tokens(user_name=f"user{n}")
+        assert listed.items[0].last_used_at is not None
 
 
 async def test_user_names_are_validated_and_unique(services: Services) -> None:
