@@ -55,7 +55,7 @@ def refs_state(
 
 
 class KeptByRefs(Generic[T]):
-    """Answers read from repositories' refs, kept while the refs' signature holds.
+    """Answers that come from a repository's refs, kept while the refs' signature holds.
 
     An answer that depends on nothing but refs and immutable objects (a branch's log, the
     tags with their dates, the go.mod files at HEAD) is the same until a ref under `roots`

@@ -5,6 +5,7 @@ A tag that moves later is reported (logged and recorded in `moved_to`), never fo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -51,12 +52,15 @@ class Pins:
     """The `go_versions` table.
 
     A pin never changes its commit, so pins found are kept in memory (the most recently
-    used MAX_KEPT); only `moved_to` changes, here, and the kept pin with it.
+    used MAX_KEPT); only `moved_to` changes, here, and the kept pin with it. Concurrent
+    first requests of one version share one write: each used to wait for the write
+    lock on its own, to insert a row the first had inserted.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._kept: OrderedDict[tuple[int, str, str], Pin] = OrderedDict()
+        self._saving: dict[tuple[int, str, str], asyncio.Task[VersionInfo]] = {}
 
     async def get(self, module: Module, version: str) -> Pin | None:
         """The version's pin, if it was served before."""
@@ -80,6 +84,15 @@ class Pins:
 
     async def save(self, module: Module, found: VersionInfo) -> VersionInfo:
         """Pin a tag version to its commit; when another request pinned it first, that wins."""
+        key = (module.repository_id, module.path, found.version)
+        task = self._saving.get(key)
+        if task is None:
+            task = asyncio.create_task(self._save(module, found))
+            self._saving[key] = task
+            task.add_done_callback(lambda _: self._saving.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _save(self, module: Module, found: VersionInfo) -> VersionInfo:
         row = GoVersion(
             repository_id=module.repository_id,
             module=module.path,
@@ -97,6 +110,7 @@ class Pins:
             pinned = await self.get(module, found.version)
             assert pinned is not None
             return pinned.info(found.version)
+        self._keep((module.repository_id, module.path, found.version), Pin.from_row(row))
         return found
 
     async def report_move(self, module: Module, version: str, pinned: Pin, now: str) -> None:
