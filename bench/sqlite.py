@@ -183,9 +183,12 @@ async def _engine(
         event.listen(
             engine.sync_engine, "connect", _swapped(configuration, tally, base.SQLITE_PRAGMAS)
         )
-        reads = base.read_engine(engine).sync_engine  # `sessions()` reads, on their own pool
-        event.remove(reads, "connect", base._sqlite_read_pragmas)
-        event.listen(reads, "connect", _swapped(configuration, tally, base.SQLITE_READ_PRAGMAS))
+        for inline, listener, pragmas in (  # `sessions()` and `sessions.begin()`, own pools
+            (base.read_engine(engine), base._sqlite_read_pragmas, base.SQLITE_READ_PRAGMAS),
+            (base.write_engine(engine), base._sqlite_write_pragmas, base.SQLITE_WRITE_PRAGMAS),
+        ):
+            event.remove(inline.sync_engine, "connect", listener)
+            event.listen(inline.sync_engine, "connect", _swapped(configuration, tally, pragmas))
     try:
         async with engine.connect() as conn:  # the journal mode is set by the first one
             mode = await conn.scalar(text("PRAGMA journal_mode"))

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from repodepot.db.base import READS, read_engine
+from repodepot.db.base import READS, read_engine, write_engine
 from repodepot.db.models import Visibility
 from repodepot.services import Services
 from repodepot.settings import Settings
@@ -43,7 +43,7 @@ class Statements:
 
 @contextlib.contextmanager
 def counted(services: Services) -> Iterator[Statements]:
-    """Count the statements sent through the app's two engines and the reads beside them."""
+    """Count the statements sent through the app's two engines, with their inline pools."""
     statements = Statements()
 
     def before(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
@@ -55,11 +55,13 @@ def counted(services: Services) -> Iterator[Statements]:
         if not conn.get_execution_options().get(READS):
             statements.seen.append("BEGIN (transaction)")
 
-    engines = [
-        each.sync_engine
-        for engine in (services.engine, services.worker_engine)
-        for each in (engine, read_engine(engine))
-    ]
+    engines = list(
+        {
+            id(each.sync_engine): each.sync_engine
+            for engine in (services.engine, services.worker_engine)
+            for each in (engine, read_engine(engine), write_engine(engine))
+        }.values()
+    )
     for engine in engines:
         event.listen(engine, "before_cursor_execute", before)
         event.listen(engine, "begin", began)

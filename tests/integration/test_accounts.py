@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event, text
 
 from repodepot.accounts import Accounts, hash_token
+from repodepot.db.base import write_engine
 from repodepot.db.models import Role
 from repodepot.exceptions import AlreadyExists, ConfigurationError, InvalidInput, NotAuthenticated
 from repodepot.services import Services
@@ -85,12 +86,12 @@ async def test_many_tokens_last_uses_are_written_together(services: Services) ->
         if sql.lstrip().upper().startswith("UPDATE"):
             rows.append(len(params) if many else 1)
 
-    event.listen(services.engine.sync_engine, "before_cursor_execute", seen)
+    event.listen(write_engine(services.engine).sync_engine, "before_cursor_execute", seen)
     try:
         await asyncio.gather(*(services.accounts.authenticate(token) for token in tokens))
         await services.accounts.flush_uses()
     finally:
-        event.remove(services.engine.sync_engine, "before_cursor_execute", seen)
+        event.remove(write_engine(services.engine).sync_engine, "before_cursor_execute", seen)
     # The uses pending at a flush go in one statement (a round trip while the write lock
     # is held), not one statement per token.
     assert sum(rows) == 30

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import event
 
+from repodepot.db.base import write_engine
 from repodepot.db.models import Visibility
 from repodepot.goproxy.pins import Pins
 from repodepot.goproxy.records import Module, VersionInfo
@@ -32,11 +33,11 @@ async def test_concurrent_first_requests_of_a_version_write_its_pin_once(
         if sql.lstrip().upper().startswith("INSERT"):
             inserts.append(sql)
 
-    event.listen(services.engine.sync_engine, "before_cursor_execute", seen)
+    event.listen(write_engine(services.engine).sync_engine, "before_cursor_execute", seen)
     try:
         answers = await asyncio.gather(*(pins.save(module, found) for _ in range(20)))
     finally:
-        event.remove(services.engine.sync_engine, "before_cursor_execute", seen)
+        event.remove(write_engine(services.engine).sync_engine, "before_cursor_execute", seen)
     assert answers == [found] * 20
     assert len(inserts) == 1  # one write, not twenty waiting for the lock to insert one row
     pinned = await pins.get(module, "v1.0.0")

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repodepot import composition
 from repodepot.db import migrate
-from repodepot.db.base import create_engine, read_engine, session_factory
+from repodepot.db.base import create_engine, read_engine, session_factory, write_engine
 from repodepot.db.maintenance import SqliteMaintenance
 from repodepot.metrics import Metrics
 from repodepot.services import Services
@@ -282,3 +282,38 @@ async def test_disposing_the_engine_closes_the_read_connections_and_their_thread
     assert len(set(threading.enumerate()) - before) >= 2
     await created.dispose()
     await eventually(lambda: not set(threading.enumerate()) - before, timeout=5.0)
+
+
+async def test_a_write_waits_for_the_lock_without_holding_the_loop_then_runs_inline(
+    engine: AsyncEngine, db_path: Path
+) -> None:
+    sessions = session_factory(engine)
+    threads: list[str] = []
+    event.listen(
+        write_engine(engine).sync_engine,
+        "before_cursor_execute",
+        lambda *_: threads.append(threading.current_thread().name),
+    )
+    other = sqlite3.connect(db_path, isolation_level=None)  # another process's writer
+    other.execute("BEGIN IMMEDIATE")
+
+    async def write() -> None:
+        async with sessions.begin() as session:
+            await session.execute(text("INSERT INTO users (name, role) VALUES ('w', 'member')"))
+
+    try:
+        task = asyncio.create_task(write())
+        ticks = 0
+        for _ in range(20):  # the loop keeps turning while the write waits for the lock
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not task.done()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await asyncio.wait_for(task, timeout=10)
+    async with sessions() as session:
+        assert await session.scalar(text("SELECT count(*) FROM users WHERE name = 'w'")) == 1
+    # Once the lock was taken, the transaction's statements ran on the loop's thread: no
+    # turn of the loop between them with the lock held.
+    assert set(threads) == {threading.current_thread().name}

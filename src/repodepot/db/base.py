@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.ext.asyncio.session import _AsyncSessionContextManager
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session
+from sqlalchemy.util import await_only
 
 # Named constraints so that migrations are identical on SQLite and PostgreSQL.
 NAMING = {
@@ -45,6 +48,12 @@ READS = "repodepot_reads"
 # most a second (WAL readers wait only while another connection recovers or closes the
 # database, a few milliseconds).
 SQLITE_READ_PRAGMAS = (CACHE_SIZE, "PRAGMA query_only=1", "PRAGMA busy_timeout=1000")
+# How long an inline write transaction waits for SQLite's write lock (as busy_timeout
+# did), retrying after sleeps that double from the first to the most.
+SQLITE_WRITE_PRAGMAS = (*SQLITE_PRAGMAS, "PRAGMA busy_timeout=0")  # waited in `_sqlite_begin`
+WRITE_WAIT = 30.0
+WRITE_RETRY_FIRST = 0.0005
+WRITE_RETRY_MOST = 0.02
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -120,18 +129,29 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # aiosqlite opens transactions implicitly; pragmas must run outside one, and from now
-    # on the driver leaves BEGIN to `_sqlite_begin`.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    for pragma in SQLITE_PRAGMAS:
-        cursor.execute(pragma)
-    cursor.close()
+    _run_pragmas(dbapi_connection, SQLITE_PRAGMAS)
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    if not connection.get_execution_options().get(READS):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if connection.get_execution_options().get(READS):
+        return
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, _InlineConnection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits in aiosqlite's thread
+        return
+    # Inline, with no busy timeout: try, and while another connection writes, sleep
+    # without holding the loop (this runs in SQLAlchemy's greenlet, so it may await).
+    raw, delay = driver.sqlite, WRITE_RETRY_FIRST
+    deadline = time.monotonic() + WRITE_WAIT
+    while True:
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        await_only(asyncio.sleep(delay))
+        delay = min(delay * 2, WRITE_RETRY_MOST)
 
 
 def autocommit(engine: AsyncEngine) -> AsyncEngine:
@@ -152,8 +172,9 @@ class _InlineConnection(aiosqlite.Connection):
     aiosqlite hands every call (cursor, execute, fetch, close of the cursor) to the
     connection's own thread and back: four thread hops per SELECT, about 0.8 ms of a
     1.2 ms read, where SQLite answers in 0.06 ms. A read in WAL mode never waits for the
-    writer, so running it inline costs the loop less than handing it off. Only opening
-    and closing the connection still go through its thread.
+    writer, and a write transaction waits for the lock only in `_sqlite_begin`, without
+    blocking, so running statements inline costs the loop less than handing them off.
+    Only opening and closing the connection still go through its thread.
     """
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -161,9 +182,15 @@ class _InlineConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
         return fn(*args, **kwargs)
 
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection itself."""
+        return self._conn
 
-# A SQLite engine's engine for `sessions()` reads, disposed with it.
-_inline_reads: weakref.WeakKeyDictionary[Engine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+# A SQLite engine's inline engines for `sessions()` reads and `sessions.begin()` writes,
+# disposed with it.
+_inline: weakref.WeakKeyDictionary[Engine, dict[str, AsyncEngine]] = weakref.WeakKeyDictionary()
 
 
 def read_engine(engine: AsyncEngine) -> AsyncEngine:
@@ -174,35 +201,79 @@ def read_engine(engine: AsyncEngine) -> AsyncEngine:
     `engine`'s and disposed with it; `query_only`, so a write sent to a read session
     fails loudly rather than holding the write lock on the event loop's thread.
     """
+    if not _inline_sqlite(engine):
+        return autocommit(engine)
+    return _inline_engine(engine, "reads", _sqlite_read_pragmas, {READS: True})
+
+
+def write_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine `sessions.begin()` writes through.
+
+    PostgreSQL: `engine`. SQLite: connections to the same file whose statements run
+    inline, with no busy timeout: `BEGIN IMMEDIATE` is tried and, while another
+    connection holds the write lock, tried again after an asynchronous sleep
+    (`_sqlite_begin`), so the loop never waits for the lock, and once it is taken the
+    transaction's statements run without handing the loop back between them. Through
+    aiosqlite's thread, every statement of a write transaction was a turn of the event
+    loop with the lock held: on a busy server a three-statement transaction held it
+    for half a second, and writers queued behind each other for up to 10 s.
+    """
+    if not _inline_sqlite(engine):
+        return engine
+    return _inline_engine(engine, "writes", _sqlite_write_pragmas, {})
+
+
+def _inline_sqlite(engine: AsyncEngine) -> bool:
     path = engine.url.database
-    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
-        return autocommit(engine)  # an in-memory database is one connection's own
-    found = _inline_reads.get(engine.sync_engine)
-    if found is not None:
-        return found
+    return engine.dialect.name == "sqlite" and bool(path) and path != ":memory:"
+
+
+def _inline_engine(
+    engine: AsyncEngine,
+    role: str,
+    pragmas: Callable[[Any, Any], None],
+    options: dict[str, Any],
+) -> AsyncEngine:
+    """Inline connections to `engine`'s SQLite file for `role`, made once per engine."""
+    made = _inline.setdefault(engine.sync_engine, {})
+    if role in made:
+        return made[role]
+    path = str(engine.url.database)
 
     async def connect() -> aiosqlite.Connection:
         connector = partial(sqlite3.connect, path, check_same_thread=False, isolation_level=None)
         return await _InlineConnection(connector, iter_chunk_size=64)
 
     size = engine.pool.size()  # type: ignore[attr-defined]
-    reads = create_async_engine(
+    inline = create_async_engine(
         engine.url, async_creator=connect, pool_size=size, max_overflow=size
-    ).execution_options(**{READS: True})
-    event.listen(reads.sync_engine, "connect", _sqlite_read_pragmas)
+    ).execution_options(**options)
+    event.listen(inline.sync_engine, "connect", pragmas)
+    if role == "writes":
+        event.listen(inline.sync_engine, "begin", _sqlite_begin)
 
     def dispose(_engine: Engine) -> None:  # in the disposing greenlet: may close connections
-        reads.sync_engine.dispose()
+        inline.sync_engine.dispose()
 
     event.listen(engine.sync_engine, "engine_disposed", dispose)
-    _inline_reads[engine.sync_engine] = reads
-    return reads
+    made[role] = inline
+    return inline
 
 
 def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    _run_pragmas(dbapi_connection, SQLITE_READ_PRAGMAS)
+
+
+def _sqlite_write_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    _run_pragmas(dbapi_connection, SQLITE_WRITE_PRAGMAS)
+
+
+def _run_pragmas(dbapi_connection: Any, pragmas: tuple[str, ...]) -> None:
+    # aiosqlite opens transactions implicitly; pragmas must run outside one, and from now
+    # on the driver leaves BEGIN to `_sqlite_begin`.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    for pragma in SQLITE_READ_PRAGMAS:
+    for pragma in pragmas:
         cursor.execute(pragma)
     cursor.close()
 
@@ -220,7 +291,9 @@ class Sessions(async_sessionmaker[AsyncSession]):
     def __init__(
         self, engine: AsyncEngine, *, on_commit: Callable[[set[str]], None] | None = None
     ) -> None:
-        super().__init__(engine, expire_on_commit=False, sync_session_class=_tracking(on_commit))
+        super().__init__(
+            write_engine(engine), expire_on_commit=False, sync_session_class=_tracking(on_commit)
+        )
         self._reads = async_sessionmaker(read_engine(engine), expire_on_commit=False)
 
     def __call__(self, **local_kw: Any) -> AsyncSession:
