@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -144,9 +145,12 @@ async def show_repo(
     context: dict[str, Any] = {}
     if tab == "overview":
         proxy_url = f"{str(request.base_url).rstrip('/')}/goproxy"
-        context = await repo_tabs.overview(svc, repo, base_url=str(request.base_url))
+        context, modules = await asyncio.gather(  # side by side: each may start git
+            repo_tabs.overview(svc, repo, base_url=str(request.base_url)),
+            svc.goproxy.modules_to_get(caller, repo, proxy_url),
+        )
         context.update(
-            modules=await svc.goproxy.modules_to_get(caller, repo, proxy_url),
+            modules=modules,
             proxy_url=proxy_url,
             # Whether it has a fetch credential is for those who may change it.
             has_credential=may_change and await svc.repositories.has_credential(repo.id),

@@ -6,6 +6,7 @@ A mirror not cloned yet, or an empty one, gives a sentence to show, never an err
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -59,9 +60,11 @@ async def overview(svc: Services, repo: RepositoryRecord, *, base_url: str) -> d
         "tag_count": 0,
         "history_note": None,
     }
-    try:
-        commits = await svc.history.commits(repo.id, repo.name, None, RECENT_COMMITS)
-        tags = await svc.history.tags(repo.id, repo.name)
+    try:  # side by side: each may be a git process
+        commits, tags = await asyncio.gather(
+            svc.history.commits(repo.id, repo.name, None, RECENT_COMMITS),
+            svc.history.tags(repo.id, repo.name),
+        )
     except NotFound:
         context["history_note"] = "Not cloned yet: its commits and tags show once it is."
         return context
