@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -325,24 +324,3 @@ async def test_a_sandboxed_reader_dies_with_its_parent(tmp_path: Path) -> None:
     parent.wait()
     parent.stdout.close()
     await eventually(lambda: _processes_with_env(marker) == [])
-
-
-async def test_git_exits_are_watched_without_a_thread_per_process(tmp_path: Path) -> None:
-    runner = _runner(tmp_path)
-    repo = generate(tmp_path / "r.git", Spec(commits=3))
-    head = git("--git-dir", str(repo), "rev-parse", "main").strip()
-    threads = set(threading.enumerate())
-    seen: set[threading.Thread] = set()
-
-    async def one() -> str:
-        result = await runner.run(["rev-parse", "main"], git_dir=repo)
-        seen.update(threading.enumerate())
-        return result.stdout.decode().strip()
-
-    assert await asyncio.gather(*(one() for _ in range(20))) == [head] * 20
-    assert seen <= threads  # no waitpid thread was started for any of the 20
-
-    def in_a_thread() -> str:  # a loop of its own, in another thread, starts git too
-        return asyncio.run(runner.run(["rev-parse", "main"], git_dir=repo)).stdout.decode()
-
-    assert (await asyncio.to_thread(in_a_thread)).strip() == head

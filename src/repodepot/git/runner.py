@@ -12,10 +12,6 @@ runs inside bubblewrap, which sees only the system's binaries and that repositor
 read-only, at `/repo`. Commands that write or talk to the network (clone, fetch,
 maintenance) run outside it. Without a sandbox, git still runs in the repository.
 
-Each process's exit is watched through a pidfd on the event loop (`_watch_exits`), not by
-a thread per process (Python 3.11's default, which also made every start wait for that
-thread to run).
-
 Inside a `background()` block (a loop's fetch or maintenance, and the tasks it starts),
 the git it runs yields to the foreground: `nice -n 10` and the idle I/O class
 (`ionice -c 3`), wrapped around the whole command line (the sandbox included).
@@ -30,7 +26,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
@@ -226,7 +221,6 @@ class GitRunner:
         self._launcher = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
         self._prlimit = shutil.which("prlimit", path=path)  # util-linux, like setpriv
         self._lowered = _lowering(path)
-        _watch_exits()
 
     def _build_env(self, path: str, schemes: tuple[str, ...]) -> dict[str, str]:
         env = {
@@ -609,76 +603,6 @@ async def _feed(process: asyncio.subprocess.Process, chunks: AsyncIterator[bytes
     finally:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             process.stdin.close()
-
-
-def _watch_exits() -> None:
-    """Have asyncio learn of child exits from a pidfd on the loop (Linux 5.3+).
-
-    Python 3.11's default watcher starts a thread per child that blocks in waitpid, and
-    the start waits until that thread runs: under load about half of a process start,
-    and a hundred git processes were a hundred threads taking turns at the GIL. From
-    3.12 on asyncio watches through pidfds by itself, as `_PidfdWatcher` does here.
-    """
-    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
-        return
-    if isinstance(asyncio.get_child_watcher(), _PidfdWatcher):
-        return
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:  # a kernel or seccomp policy without pidfds: keep the threads
-        return
-    asyncio.set_child_watcher(_PidfdWatcher())
-
-
-class _PidfdWatcher(asyncio.AbstractChildWatcher):
-    """Python 3.12's pidfd child watcher: any running loop, no thread, no loop to attach.
-
-    (3.11's `PidfdChildWatcher` serves only the loop it was attached to, so a loop run
-    in another thread could not start a process.)
-    """
-
-    def add_child_handler(  # type: ignore[override]  # typeshed types the args variadically
-        self, pid: int, callback: Callable[..., object], *args: Any
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        pidfd = os.pidfd_open(pid)
-        loop.add_reader(pidfd, self._reap, loop, pid, pidfd, callback, args)
-
-    @staticmethod
-    def _reap(
-        loop: asyncio.AbstractEventLoop,
-        pid: int,
-        pidfd: int,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-    ) -> None:
-        loop.remove_reader(pidfd)
-        try:
-            _, status = os.waitpid(pid, 0)
-            returncode = os.waitstatus_to_exitcode(status)
-        except ChildProcessError:  # reaped elsewhere: its status is lost
-            returncode = 255
-        finally:
-            os.close(pidfd)
-        callback(pid, returncode, *args)
-
-    def remove_child_handler(self, pid: int) -> bool:
-        return True
-
-    def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        pass
-
-    def is_active(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _PidfdWatcher:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        pass
 
 
 def _alternates(git_dir: Path) -> list[Path]:
