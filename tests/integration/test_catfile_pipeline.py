@@ -30,6 +30,19 @@ def _shas(repo: Path) -> list[str]:
     return git("--git-dir", str(repo), "rev-list", "main").split()
 
 
+def _pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, commits: int
+) -> tuple[Path, list[str], _Starts, CommitReader]:
+    """A repository of `commits`, its shas, the starts counted, and a pool (no in-process)."""
+    repo = generate(tmp_path / "r.git", Spec(commits=commits))
+    return (
+        repo,
+        _shas(repo),
+        _Starts(monkeypatch),
+        CommitReader(_runner(tmp_path), in_process=False),
+    )
+
+
 class _Starts:
     """Every `cat-file --batch` the pool starts, and every write of questions to them."""
 
@@ -134,11 +147,8 @@ async def test_concurrent_askers_share_one_process_and_each_gets_its_own_answer(
 async def test_past_the_pending_bound_askers_wait_for_room(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = generate(tmp_path / "r.git", Spec(commits=12))
-    shas = _shas(repo)
-    starts = _Starts(monkeypatch)
+    repo, shas, starts, reader = _pool(tmp_path, monkeypatch, 12)
     monkeypatch.setattr(_batch, "MAX_PENDING", 5)
-    reader = CommitReader(_runner(tmp_path), in_process=False)
     lookups: list[asyncio.Task[CommitInfo]] = []
     try:
         await reader.commit(repo, "main")
@@ -157,10 +167,7 @@ async def test_past_the_pending_bound_askers_wait_for_room(
 async def test_a_cancelled_asker_shifts_no_answer_and_keeps_the_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = generate(tmp_path / "r.git", Spec(commits=20))
-    shas = _shas(repo)
-    starts = _Starts(monkeypatch)
-    reader = CommitReader(_runner(tmp_path), in_process=False)
+    repo, shas, starts, reader = _pool(tmp_path, monkeypatch, 20)
     lookups: list[asyncio.Task[CommitInfo]] = []
     try:
         await reader.commit(repo, "main")
@@ -187,10 +194,7 @@ async def test_a_cancelled_asker_shifts_no_answer_and_keeps_the_process(
 async def test_a_reader_killed_mid_batch_answers_every_asker_from_a_new_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = generate(tmp_path / "r.git", Spec(commits=30))
-    shas = _shas(repo)
-    starts = _Starts(monkeypatch)
-    reader = CommitReader(_runner(tmp_path), in_process=False)
+    repo, shas, starts, reader = _pool(tmp_path, monkeypatch, 30)
     lookups: list[asyncio.Task[CommitInfo]] = []
     try:
         await reader.commit(repo, "main")
@@ -211,11 +215,8 @@ async def test_a_reader_killed_mid_batch_answers_every_asker_from_a_new_process(
 async def test_a_reader_that_stops_answering_is_replaced_and_its_askers_answered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = generate(tmp_path / "r.git", Spec(commits=5))
-    shas = _shas(repo)
-    starts = _Starts(monkeypatch)
+    repo, shas, starts, reader = _pool(tmp_path, monkeypatch, 5)
     monkeypatch.setattr(_batch, "ANSWER_TIMEOUT", 0.2)
-    reader = CommitReader(_runner(tmp_path), in_process=False)
     lookups: list[asyncio.Task[CommitInfo]] = []
     try:
         await reader.commit(repo, "main")

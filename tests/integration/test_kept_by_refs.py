@@ -63,13 +63,19 @@ def fetched(layout: Layout, branch: str) -> str:
     return sha
 
 
-async def test_the_log_is_asked_of_git_once_while_the_refs_stay_and_again_when_they_move(
-    tmp_path: Path,
-) -> None:
+def settled(tmp_path: Path) -> tuple[Layout, History, Counter[str]]:
+    """The laid-out mirror, settled; History over it; the git commands it started."""
     layout = laid_out(tmp_path)
     started: Counter[str] = Counter()
     reads = history(tmp_path, layout.path, started)
     settle(layout.path)
+    return layout, reads, started
+
+
+async def test_the_log_is_asked_of_git_once_while_the_refs_stay_and_again_when_they_move(
+    tmp_path: Path,
+) -> None:
+    layout, reads, started = settled(tmp_path)
 
     first = await reads.commits(1, "r", None, 20)
     assert [await reads.commits(1, "r", None, 20) for _ in range(5)] == [first] * 5
@@ -91,10 +97,7 @@ async def test_the_log_is_asked_of_git_once_while_the_refs_stay_and_again_when_t
 async def test_a_new_or_moved_tag_shows_at_once_and_a_branch_moving_keeps_the_tags(
     tmp_path: Path,
 ) -> None:
-    layout = laid_out(tmp_path)
-    started: Counter[str] = Counter()
-    reads = history(tmp_path, layout.path, started)
-    settle(layout.path)
+    layout, reads, started = settled(tmp_path)
 
     before = await reads.tags(1, "r")
     assert [tag.name for tag in before] == ["v1.1.0", "v1.0.0"]
