@@ -8,16 +8,23 @@ less than a second after the last change is not kept.
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 from repodepot.git import commands
 from repodepot.git.commands import Tag
-from repodepot.git.refstate import SETTLED, refs_state
+from repodepot.git.refstate import KeptByRefs
 from repodepot.git.runner import GitRunner
 
 MAX_REPOS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """A mirror's tags, and the commit of each by name."""
+
+    tags: list[Tag]
+    commits: dict[str, str]
 
 
 class TagLister:
@@ -25,8 +32,7 @@ class TagLister:
 
     def __init__(self, git: GitRunner) -> None:
         self._git = git
-        self._cache: OrderedDict[Path, tuple[tuple[int, ...], list[Tag]]] = OrderedDict()
-        self._by_name: dict[Path, tuple[list[Tag], dict[str, str]]] = {}
+        self._kept: KeptByRefs[_Listing] = KeptByRefs(("refs/tags",), size=MAX_REPOS)
 
     async def tags(
         self, git_dir: Path, *, points_at: str | None = None, merged: str | None = None
@@ -37,27 +43,15 @@ class TagLister:
         """
         if points_at is not None or merged is not None:
             return await commands.tags(self._git, git_dir, points_at=points_at, merged=merged)
-        state, newest = refs_state(git_dir, ("refs/tags",))
-        cached = self._cache.get(git_dir)
-        if cached is not None and cached[0] == state:
-            self._cache.move_to_end(git_dir)
-            return cached[1]
-        listed = await commands.tags(self._git, git_dir)
-        if time.time() - newest > SETTLED:
-            self._cache[git_dir] = (state, listed)
-            self._cache.move_to_end(git_dir)
-            while len(self._cache) > MAX_REPOS:
-                self._cache.popitem(last=False)
-        return listed
+        return (await self._listing(git_dir)).tags
 
     async def commit_of(self, git_dir: Path, name: str) -> str | None:
         """The commit tag `name` (without `refs/tags/`) points to, peeled; None if none."""
-        listed = await self.tags(git_dir)
-        indexed = self._by_name.get(git_dir)
-        if indexed is None or indexed[0] is not listed:
-            indexed = (listed, {tag.name: tag.commit for tag in listed})
-            if git_dir in self._cache:  # indexed as long as the listing is kept
-                self._by_name[git_dir] = indexed
-        for gone in [path for path in self._by_name if path not in self._cache]:
-            del self._by_name[gone]
-        return indexed[1].get(name)
+        return (await self._listing(git_dir)).commits.get(name)
+
+    async def _listing(self, git_dir: Path) -> _Listing:
+        async def read() -> _Listing:
+            listed = await commands.tags(self._git, git_dir)
+            return _Listing(listed, {tag.name: tag.commit for tag in listed})
+
+        return await self._kept.get(git_dir, None, read)
