@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from repodepot import composition
-from repodepot.db import migrate
+from repodepot.db import base, migrate
 from repodepot.db.base import create_engine, read_engine, session_factory, write_engine
 from repodepot.db.maintenance import SqliteMaintenance
 from repodepot.metrics import Metrics
@@ -317,3 +317,21 @@ async def test_a_write_waits_for_the_lock_without_holding_the_loop_then_runs_inl
     # Once the lock was taken, the transaction's statements ran on the loop's thread: no
     # turn of the loop between them with the lock held.
     assert set(threads) == {threading.current_thread().name}
+
+
+async def test_a_write_that_never_gets_the_lock_fails_as_a_database_error(
+    engine: AsyncEngine, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base, "WRITE_WAIT", 0.2)
+    sessions = session_factory(engine)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            async with sessions.begin() as session:
+                await session.execute(text("INSERT INTO users (name, role) VALUES ('x', 'member')"))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    async with sessions.begin() as session:  # the connection is still good once it is free
+        await session.execute(text("INSERT INTO users (name, role) VALUES ('x', 'member')"))

@@ -48,9 +48,11 @@ READS = "repodepot_reads"
 # most a second (WAL readers wait only while another connection recovers or closes the
 # database, a few milliseconds).
 SQLITE_READ_PRAGMAS = (CACHE_SIZE, "PRAGMA query_only=1", "PRAGMA busy_timeout=1000")
+# SQLite connections for inline writes: no busy timeout, the lock is waited for, asleep,
+# in `_sqlite_begin`.
+SQLITE_WRITE_PRAGMAS = (*SQLITE_PRAGMAS, "PRAGMA busy_timeout=0")
 # How long an inline write transaction waits for SQLite's write lock (as busy_timeout
 # did), retrying after sleeps that double from the first to the most.
-SQLITE_WRITE_PRAGMAS = (*SQLITE_PRAGMAS, "PRAGMA busy_timeout=0")  # waited in `_sqlite_begin`
 WRITE_WAIT = 30.0
 WRITE_RETRY_FIRST = 0.0005
 WRITE_RETRY_MOST = 0.02
@@ -143,15 +145,18 @@ def _sqlite_begin(connection: Connection) -> None:
     # without holding the loop (this runs in SQLAlchemy's greenlet, so it may await).
     raw, delay = driver.sqlite, WRITE_RETRY_FIRST
     deadline = time.monotonic() + WRITE_WAIT
-    while True:
+    while time.monotonic() < deadline:
         try:
             raw.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() >= deadline:
-                raise
+            if "locked" not in str(error):
+                break
         await_only(asyncio.sleep(delay))
         delay = min(delay * 2, WRITE_RETRY_MOST)
+    # Once more through SQLAlchemy: a failure then reaches the caller as its other
+    # database errors do (sqlalchemy.exc.OperationalError, "database is locked").
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def autocommit(engine: AsyncEngine) -> AsyncEngine:
