@@ -103,7 +103,7 @@ class Metrics:
         )
         self.commit_reads = Counter(
             "repodepot_commit_reads_total",
-            "Commits asked for by id: answered in-process from the packs, or left to git.",
+            "Commits asked for: read in-process from the packs (a full id), or asked of git.",
             ["by"],
             registry=self.registry,
         )
@@ -157,7 +157,7 @@ class Metrics:
         self.registry.register(_CacheCollector(stats))
 
     def commit_read(self, *, in_process: bool) -> None:
-        """Count one commit asked for by id (a `catfile.PoolObserver`)."""
+        """Count one commit asked for (a `catfile.PoolObserver`)."""
         self.commit_reads.labels("in-process" if in_process else "git").inc()
 
     def render(self) -> bytes:

@@ -98,7 +98,7 @@ class PoolObserver(Protocol):
         """The pool now holds `readers`, last measured at `resident_bytes` together."""
 
     def commit_read(self, *, in_process: bool) -> None:
-        """A commit by id: read in-process, or left to the pool (not answered there)."""
+        """A commit asked for: read in-process (a full id in the packs), or of the pool."""
 
 
 class _Unobserved:
