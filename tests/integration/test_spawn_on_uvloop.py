@@ -1,8 +1,8 @@
 """git processes on uvloop, the server's event loop, as on asyncio's own.
 
-The runner starts processes with `subprocess.Popen` (vfork) and sees them exit through a
-pidfd the loop watches, rather than through uvloop's spawn (a fork of the whole server
-on the loop's thread). The suite's tests run on asyncio's loop; these run the runner's
+The runner starts processes with `subprocess.Popen` (vfork) and waits for their exit in
+a thread, rather than through uvloop's spawn (a fork of the whole server on the loop's
+thread). The suite's tests run on asyncio's loop; these run the runner's
 three ways of starting git on uvloop, with what can go wrong around a process's exit:
 many at once, input, early close, timeouts, cancels, and nothing left unreaped.
 """
@@ -167,3 +167,30 @@ def test_timeouts_and_cancels_leave_no_process(tmp_path: Path, repo: Path) -> No
 async def _cat_forever(runner: GitRunner, repo: Path, stdin: AsyncIterator[bytes]) -> None:
     async for _ in runner.stream(["cat-file", "--batch"], git_dir=repo, stdin=stdin):
         pass
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_input_git_does_not_read_is_dropped_and_git_answers(
+    tmp_path: Path, repo: Path, loop: str
+) -> None:
+    # uvloop raised RuntimeError ("the handler is closed") writing to the stdin of a git
+    # that had exited; asyncio's loop a broken pipe. Git's own answer is what counts.
+    runner = _runner(tmp_path)
+    head = git("rev-parse", "HEAD", cwd=repo).strip()
+
+    async def scenario() -> None:
+        for _ in range(20):
+            result = await runner.run(["rev-parse", "HEAD"], git_dir=repo, stdin=b"x" * 300_000)
+            assert result.stdout.decode().strip() == head
+            streamed = runner.stream(["rev-parse", "HEAD"], git_dir=repo, stdin=_lots())
+            assert b"".join([c async for c in streamed]).decode().strip() == head
+
+    if loop == "uvloop":
+        _on_uvloop(scenario)
+    else:
+        asyncio.run(scenario())
+
+
+async def _lots() -> AsyncIterator[bytes]:
+    for _ in range(50):
+        yield b"x" * 65536

@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from asyncio import base_subprocess
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -564,10 +565,7 @@ class GitRunner:
     async def _read_stdout(self, process: asyncio.subprocess.Process, stdin: bytes | None) -> bytes:
         assert process.stdout is not None
         if stdin is not None:
-            assert process.stdin is not None
-            process.stdin.write(stdin)
-            await process.stdin.drain()
-            process.stdin.close()
+            await _feed(process, _once(stdin))
         chunks: list[bytes] = []
         size = 0
         while chunk := await process.stdout.read(1 << 16):
@@ -585,12 +583,10 @@ async def _exec(argv: list[str], **options: Any) -> asyncio.subprocess.Process:
     are copied on the event loop's thread, about 20 ms for a server of 200 MiB, and the
     loop waits until the child has called exec. `subprocess.Popen` uses vfork, 0.5 ms.
     Under the load plan a third of the loop's time went to fork, and every request
-    waited behind it. The process's exit is seen through a pidfd the loop watches, as
-    the standard library's `PidfdChildWatcher` does, so both loops take this path;
-    without pidfd (Linux before 5.3) it is the loop's own way.
+    waited behind it. The pipes are the loop's, as asyncio connects them; the exit is
+    waited for in a thread (`_wait_in_thread`), as asyncio's `ThreadedChildWatcher`
+    does, so both loops take this path and no file descriptor is added for it.
     """
-    if not hasattr(os, "pidfd_open"):
-        return await asyncio.create_subprocess_exec(*argv, **options)
     loop = asyncio.get_running_loop()
     protocol = asyncio.subprocess.SubprocessStreamProtocol(limit=_STREAM_LIMIT, loop=loop)
     waiter = loop.create_future()
@@ -611,8 +607,6 @@ _STREAM_LIMIT = 1 << 16  # asyncio's own default for a subprocess's StreamReader
 
 
 class _PopenTransport(base_subprocess.BaseSubprocessTransport):
-    """asyncio's subprocess transport over `subprocess.Popen`, its exit seen by a pidfd."""
-
     def _start(
         self,
         args: Any,
@@ -626,30 +620,34 @@ class _PopenTransport(base_subprocess.BaseSubprocessTransport):
         self._proc = subprocess.Popen(  # noqa: S603 - argv from _argv, no shell
             args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr, bufsize=bufsize, **kwargs
         )
-        pid = self._proc.pid
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:  # no pidfd after all: kill it rather than never see its exit
-            self._proc.kill()
-            self._proc.wait()
-            raise
-        loop = self._loop
+        threading.Thread(
+            target=_wait_in_thread,
+            args=(self._loop, self, self._proc.pid),
+            name=f"repodepot-wait-{self._proc.pid}",
+            daemon=True,
+        ).start()
 
-        def exited() -> None:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-            try:
-                _, status = os.waitpid(pid, 0)
-                code = os.waitstatus_to_exitcode(status)
-            except ChildProcessError:  # reaped by `Popen.poll()` (a closed transport)
-                code = (
-                    255
-                    if self._proc is None or self._proc.returncode is None
-                    else self._proc.returncode
-                )
-            self._process_exited(code)
+    def exited(self, code: int | None) -> None:
+        """On the loop: the child ended with `code` (None: reaped by `Popen.poll()`)."""
+        if self._returncode is not None:
+            return
+        if code is None:  # a closed transport's poll() reaped it and kept the code
+            code = (
+                255
+                if self._proc is None or self._proc.returncode is None
+                else self._proc.returncode
+            )
+        self._process_exited(code)
 
-        loop.add_reader(pidfd, exited)
+
+def _wait_in_thread(loop: asyncio.AbstractEventLoop, transport: _PopenTransport, pid: int) -> None:
+    try:
+        _, status = os.waitpid(pid, 0)
+        code: int | None = os.waitstatus_to_exitcode(status)
+    except ChildProcessError:
+        code = None
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(transport.exited, code)
 
 
 async def _read_stderr(
@@ -668,16 +666,29 @@ async def _read_stderr(
 
 
 async def _feed(process: asyncio.subprocess.Process, chunks: AsyncIterator[bytes]) -> None:
-    assert process.stdin is not None
+    """Write `chunks` to git's stdin, then close it; a git that stops reading ends it.
+
+    Git that exits without reading all its input says why in its exit code and stderr,
+    so the write's error is dropped: a broken pipe on asyncio's loop, and on uvloop a
+    pipe whose transport closed already (writing to it raises RuntimeError).
+    """
+    stdin = process.stdin
+    assert stdin is not None
     try:
         async for chunk in chunks:
-            process.stdin.write(chunk)
-            await process.stdin.drain()
+            if stdin.is_closing():
+                return  # git stopped reading: its answer tells why
+            stdin.write(chunk)
+            await stdin.drain()
     except (BrokenPipeError, ConnectionResetError):
-        return  # git stopped reading: its answer tells why
+        return
     finally:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            process.stdin.close()
+            stdin.close()
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _alternates(git_dir: Path) -> list[Path]:
