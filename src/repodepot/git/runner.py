@@ -26,9 +26,7 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
-from asyncio import base_subprocess
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -408,8 +406,8 @@ class GitRunner:
         started = time.monotonic()
         outcome = "error"
         try:
-            process = await _exec(
-                argv,
+            process = await asyncio.create_subprocess_exec(
+                *argv,
                 cwd=_directory(git_dir),
                 env=env,
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
@@ -457,7 +455,7 @@ class GitRunner:
         """
         argv, options = self._piped(args, git_dir, die_with_us=False)
         try:
-            process = await _exec(argv, **options)
+            process = await asyncio.create_subprocess_exec(*argv, **options)
         except FileNotFoundError:
             raise GitNotInstalled(f"{self.binary} was not found on PATH") from None
         self._started(args)
@@ -526,8 +524,8 @@ class GitRunner:
     ) -> GitResult:
         started = time.monotonic()
         try:
-            process = await _exec(
-                argv,
+            process = await asyncio.create_subprocess_exec(
+                *argv,
                 cwd=cwd,
                 env=env,
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
@@ -574,80 +572,6 @@ class GitRunner:
                 raise GitOutputTooLarge(f"git wrote more than {self.stdout_cap} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
-
-
-async def _exec(argv: list[str], **options: Any) -> asyncio.subprocess.Process:
-    """`asyncio.create_subprocess_exec(*argv, **options)`, started by `subprocess.Popen`.
-
-    uvloop, the server's loop, starts a process with fork(): the server's page tables
-    are copied on the event loop's thread, about 20 ms for a server of 200 MiB, and the
-    loop waits until the child has called exec. `subprocess.Popen` uses vfork, 0.5 ms.
-    Under the load plan a third of the loop's time went to fork, and every request
-    waited behind it. The pipes are the loop's, as asyncio connects them; the exit is
-    waited for in a thread (`_wait_in_thread`), as asyncio's `ThreadedChildWatcher`
-    does, so both loops take this path and no file descriptor is added for it.
-    """
-    loop = asyncio.get_running_loop()
-    protocol = asyncio.subprocess.SubprocessStreamProtocol(limit=_STREAM_LIMIT, loop=loop)
-    waiter = loop.create_future()
-    stdio = {key: options.pop(key, None) for key in ("stdin", "stdout", "stderr")}
-    transport = _PopenTransport(
-        loop, protocol, argv, False, **stdio, bufsize=0, waiter=waiter, **options
-    )
-    try:
-        await waiter  # the pipes are connected
-    except BaseException:
-        transport.close()
-        await transport._wait()
-        raise
-    return asyncio.subprocess.Process(transport, protocol, loop)
-
-
-_STREAM_LIMIT = 1 << 16  # asyncio's own default for a subprocess's StreamReaders
-
-
-class _PopenTransport(base_subprocess.BaseSubprocessTransport):
-    def _start(
-        self,
-        args: Any,
-        shell: bool,
-        stdin: Any,
-        stdout: Any,
-        stderr: Any,
-        bufsize: int,
-        **kwargs: Any,
-    ) -> None:
-        self._proc = subprocess.Popen(  # noqa: S603 - argv from _argv, no shell
-            args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr, bufsize=bufsize, **kwargs
-        )
-        threading.Thread(
-            target=_wait_in_thread,
-            args=(self._loop, self, self._proc.pid),
-            name=f"repodepot-wait-{self._proc.pid}",
-            daemon=True,
-        ).start()
-
-    def exited(self, code: int | None) -> None:
-        """On the loop: the child ended with `code` (None: reaped by `Popen.poll()`)."""
-        if self._returncode is not None:
-            return
-        if code is None:  # a closed transport's poll() reaped it and kept the code
-            code = (
-                255
-                if self._proc is None or self._proc.returncode is None
-                else self._proc.returncode
-            )
-        self._process_exited(code)
-
-
-def _wait_in_thread(loop: asyncio.AbstractEventLoop, transport: _PopenTransport, pid: int) -> None:
-    try:
-        _, status = os.waitpid(pid, 0)
-        code: int | None = os.waitstatus_to_exitcode(status)
-    except ChildProcessError:
-        code = None
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-        loop.call_soon_threadsafe(transport.exited, code)
 
 
 async def _read_stderr(

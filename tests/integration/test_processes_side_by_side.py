@@ -1,16 +1,19 @@
-"""git processes on uvloop, the server's event loop, as on asyncio's own.
+"""Many git processes at once, on the event loop and in worker threads, as the server runs them.
 
-The runner starts processes with `subprocess.Popen` (vfork) and waits for their exit in
-a thread, rather than through uvloop's spawn (a fork of the whole server on the loop's
-thread). The suite's tests run on asyncio's loop; these run the runner's
-three ways of starting git on uvloop, with what can go wrong around a process's exit:
-many at once, input, early close, timeouts, cancels, and nothing left unreaped.
+The server runs on asyncio's own loop (`repodepot serve`): uvloop started each git
+process with a fork() of the whole server on the loop's thread, and feeding its pipes
+from `subprocess.Popen` instead closed descriptors other threads were using (a module
+zip's reader failed with EBADF, then the server aborted). These run the runner's three
+ways of starting git side by side with the blocking readers module zips use, with what
+can go wrong around a process's exit: many at once, input git does not read, early
+close, timeouts, cancels, and nothing left unreaped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -53,9 +56,12 @@ def _with_env(marker: str) -> list[int]:
     return found
 
 
-def _on_uvloop(scenario: Callable[[], Awaitable[None]]) -> None:
+def _on_loop(scenario: Callable[[], Awaitable[None]], loop: str = "asyncio") -> None:
     before = set(_children())
-    uvloop.run(scenario())
+    if loop == "uvloop":
+        uvloop.run(scenario())
+    else:
+        asyncio.run(scenario())
     assert set(_children()) - before == set()  # every git it started was reaped
 
 
@@ -78,7 +84,7 @@ def test_many_processes_at_once_each_answer_their_own(tmp_path: Path, repo: Path
             assert result.returncode == 0
             assert result.stdout.decode().strip() == expected[tag]
 
-    _on_uvloop(scenario)
+    _on_loop(scenario)
 
 
 def test_input_output_and_exit_codes(tmp_path: Path, repo: Path) -> None:
@@ -100,7 +106,7 @@ def test_input_output_and_exit_codes(tmp_path: Path, repo: Path) -> None:
         with pytest.raises(GitCommandError):
             await runner.run(["rev-parse", "--verify", "nope"], git_dir=repo)
 
-    _on_uvloop(scenario)
+    _on_loop(scenario)
 
 
 def test_a_stream_read_to_the_end_and_one_left_early(tmp_path: Path, repo: Path) -> None:
@@ -117,7 +123,7 @@ def test_a_stream_read_to_the_end_and_one_left_early(tmp_path: Path, repo: Path)
             async for _ in runner.stream(["cat-file", "-p", "0" * 40], git_dir=repo):
                 pass
 
-    _on_uvloop(scenario)
+    _on_loop(scenario)
 
 
 def test_a_long_lived_reader_answers_then_stops(tmp_path: Path, repo: Path) -> None:
@@ -134,7 +140,7 @@ def test_a_long_lived_reader_answers_then_stops(tmp_path: Path, repo: Path) -> N
         await runner.stop(process)
         assert process.returncode is not None
 
-    _on_uvloop(scenario)
+    _on_loop(scenario)
 
 
 def test_timeouts_and_cancels_leave_no_process(tmp_path: Path, repo: Path) -> None:
@@ -161,7 +167,7 @@ def test_timeouts_and_cancels_leave_no_process(tmp_path: Path, repo: Path) -> No
             await waiting
         assert _with_env(marker) == []
 
-    _on_uvloop(scenario)
+    _on_loop(scenario)
 
 
 async def _cat_forever(runner: GitRunner, repo: Path, stdin: AsyncIterator[bytes]) -> None:
@@ -185,12 +191,72 @@ def test_input_git_does_not_read_is_dropped_and_git_answers(
             streamed = runner.stream(["rev-parse", "HEAD"], git_dir=repo, stdin=_lots())
             assert b"".join([c async for c in streamed]).decode().strip() == head
 
-    if loop == "uvloop":
-        _on_uvloop(scenario)
-    else:
-        asyncio.run(scenario())
+    _on_loop(scenario, loop)
 
 
 async def _lots() -> AsyncIterator[bytes]:
     for _ in range(50):
         yield b"x" * 65536
+
+
+def test_loop_processes_beside_blocking_readers_in_threads(tmp_path: Path, repo: Path) -> None:
+    # A module zip reads a `popen()` cat-file in a worker thread while the loop starts
+    # and ends other git processes: no descriptor of one may be closed by the other.
+    runner = _runner(tmp_path)
+    head = git("rev-parse", "HEAD", cwd=repo).strip()
+    stop, failures, read = threading.Event(), [], [0]
+
+    def zip_reader() -> None:
+        while not stop.is_set():
+            process = runner.popen(["cat-file", "--batch"], git_dir=repo)
+            try:
+                assert process.stdin is not None and process.stdout is not None
+                for _ in range(20):
+                    process.stdin.write(b"HEAD\n")
+                    process.stdin.flush()
+                    header = process.stdout.readline().split()
+                    assert header[0].decode() == head
+                    process.stdout.read(int(header[2]) + 1)
+                read[0] += 1
+            except Exception as error:
+                failures.append(repr(error))
+            finally:
+                GitRunner.kill_group(process)
+
+    async def scenario() -> None:
+        async def one(index: int) -> None:
+            if index % 3 == 0:
+                process = await runner.start(["cat-file", "--batch-check"], git_dir=repo)
+                assert process.stdin is not None and process.stdout is not None
+                process.stdin.write(b"HEAD\n")
+                await process.stdin.drain()
+                assert (await process.stdout.readline()).decode().startswith(head)
+                await runner.stop(process)
+            elif index % 3 == 1:
+                result = await runner.run(["rev-parse", "HEAD"], git_dir=repo)
+                assert result.stdout.decode().strip() == head
+            else:
+                lines = runner.stream(["log", "--format=%H"], git_dir=repo)
+                assert (await anext(lines)).decode().startswith(head)
+                await lines.aclose()
+
+        gate = asyncio.Semaphore(20)
+
+        async def bounded(index: int) -> None:
+            async with gate:
+                await one(index)
+
+        await asyncio.gather(*(bounded(index) for index in range(600)))
+
+    before = set(_children())
+    threads = [threading.Thread(target=zip_reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        asyncio.run(scenario())
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == [] and read[0] > 0
+    assert set(_children()) - before == set()
