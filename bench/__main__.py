@@ -21,6 +21,7 @@ from bench import (
     pool,
     runner,
     sandbox,
+    spawn,
     sqlite,
     sync,
 )
@@ -44,6 +45,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
         "branch status: ahead/behind, a fetch's parts, sync-status under load",
         branches.run,
     ),
+    "spawn": ("the event loop: what starting a git process costs it", spawn.run),
     "http": ("HTTP throughput: wrk against each endpoint and /healthz", http.run),
     "pool": ("reader pool: a commit lookup cold against hot (seed benchmark 1)", pool.run),
     "sqlite": (

@@ -196,7 +196,7 @@ def serve(
     """Run the server: API, pages and every background role, in this process."""
     import uvicorn
 
-    from repodepot.web.app import create_app
+    from repodepot.web.app import create_app, settle_heap
 
     try:
         settings = _settings(
@@ -214,8 +214,10 @@ def serve(
         f"(data in {settings.data_dir.resolve()})",
         highlight=False,
     )
+    app = create_app(settings)
+    settle_heap()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         # asyncio's own loop, not uvloop: uvloop starts every git process with fork(),
