@@ -40,10 +40,10 @@ from bench.common import ADMIN, bench_settings, percentile
 from bench.http import serving
 from bench.loadsim import FlakyUpstream, Kind, ProcWatch, Record, clones, users
 from bench.syncstatus import _advance
+from bench.upstream import Upstream
 from repodepot.accounts import operator
 from repodepot.db.models import Visibility
 from repodepot.services import Services
-from tests.support.githttp import GitHttpServer
 from tests.support.postgres import PostgresCluster
 from tests.support.repogen import HERMETIC, Spec, generate, git
 from tests.support.seed import seed_mirror
@@ -283,7 +283,7 @@ async def _gate(base: str, until: float) -> Counter[str]:
 
 
 async def _phase(
-    server: ServeProcess, remote: GitHttpServer, tokens: list[str], world: World, served: Path
+    server: ServeProcess, remote: Upstream, tokens: list[str], world: World, served: Path
 ) -> Phase:
     """The users, the clones and the churn for WARMUP + DURATION seconds."""
     record = Record()
@@ -385,7 +385,7 @@ class Outcome:
 
 
 async def _one(
-    database: str, root: Path, served: Path, remote: GitHttpServer, shas: tuple[str, str]
+    database: str, root: Path, served: Path, remote: Upstream, shas: tuple[str, str]
 ) -> Outcome:
     """Seed, run each of PHASES, check what held after the outage."""
     base = f"http://127.0.0.1:{remote.port}"
@@ -438,7 +438,7 @@ async def run() -> list[str]:
         served = root / "served"
         shas = await asyncio.to_thread(_make_served, served)
         made = time.monotonic() - started
-        with GitHttpServer(served) as remote:
+        with Upstream(served, root / "upstream-requests.log") as remote:
             outcomes = [
                 await _one(database, root, served, remote, shas)
                 for database in ("postgresql", "sqlite")

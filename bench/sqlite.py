@@ -61,6 +61,7 @@ from repodepot.db.models import (
     UpstreamSync,
     User,
 )
+from repodepot.web.app import settle_heap
 
 REPOSITORIES = 1000
 USERS = 100
@@ -115,6 +116,7 @@ async def run() -> list[str]:
     with tempfile.TemporaryDirectory(prefix="repodepot-bench-sqlite-") as scratch:
         seeded = Path(scratch) / "seed.db"
         await _seed(seeded)
+        settle_heap()  # as `repodepot serve` does once started
         async with contextlib.AsyncExitStack() as stack:
             runs = []
             for number, configuration in enumerate(CONFIGURATIONS):

@@ -1,4 +1,4 @@
-"""Background git yields to the foreground: nice 10, the idle I/O class, a bounded count."""
+"""Background git yields to the foreground: nice 19, the idle I/O class, a bounded count."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ async def fetching_from(url: str) -> list[int]:
     return await eventually(both)
 
 
-async def test_background_git_runs_at_nice_10_in_the_idle_io_class(
+async def test_background_git_runs_at_nice_19_in_the_idle_io_class(
     tmp_path: Path, git_root: Path, stalling: GitHttpServer
 ) -> None:
     generate(git_root / "busy.git", Spec(commits=3))
@@ -64,7 +64,7 @@ async def test_background_git_runs_at_nice_10_in_the_idle_io_class(
         fetch = asyncio.create_task(runner.run(["clone", "--mirror", url, str(tmp_path / "bg")]))
     async with running(fetch):
         pids = await fetching_from(url)
-        assert [procs.niceness(pid) for pid in pids] == [10] * len(pids)
+        assert [procs.niceness(pid) for pid in pids] == [19] * len(pids)
         assert [procs.io_class(pid) for pid in pids] == ["idle"] * len(pids)
 
     # The same command outside the block (an import's clone) keeps the server's priority.
@@ -96,6 +96,6 @@ async def test_the_update_loop_clones_in_the_background_one_at_a_time(
         pids = await eventually(lambda: [pid for url in urls for pid in procs.with_argument(url)])
         status = await services.gitserver.status()
         assert (status.running, status.queued) == (1, 1)  # the other one waits its turn
-        assert {procs.niceness(pid) for pid in pids} == {10}
+        assert {procs.niceness(pid) for pid in pids} == {19}
         assert {procs.io_class(pid) for pid in pids} == {"idle"}
         await loop.stop()

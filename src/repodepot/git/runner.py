@@ -13,7 +13,7 @@ read-only, at `/repo`. Commands that write or talk to the network (clone, fetch,
 maintenance) run outside it. Without a sandbox, git still runs in the repository.
 
 Inside a `background()` block (a loop's fetch or maintenance, and the tasks it starts),
-the git it runs yields to the foreground: `nice -n 10` and the idle I/O class
+the git it runs yields to the foreground: `nice -n 19` and the idle I/O class
 (`ionice -c 3`), wrapped around the whole command line (the sandbox included).
 """
 
@@ -150,7 +150,7 @@ _background: ContextVar[bool] = ContextVar("repodepot_git_background", default=F
 
 @contextlib.contextmanager
 def background(enabled: bool = True) -> Iterator[None]:
-    """Within this block, `run` and `stream` start git with `nice 10` and the idle I/O class.
+    """Within this block, `run` and `stream` start git with `nice 19` and the idle I/O class.
 
     Tasks created inside the block inherit it. `enabled=False` (setting
     `background_nice` off) leaves priorities alone. The long-lived readers of `start()`
@@ -629,7 +629,7 @@ def _alternates(git_dir: Path) -> list[Path]:
 
 
 def _lowering(path: str) -> list[str]:
-    """`nice -n 10 ionice -t -c 3 --`: the prefix of background git, from what is installed.
+    """`nice -n 19 ionice -t -c 3 --`: the prefix of background git, from what is installed.
 
     Both exec the next program in the same process (its pid, its process group), so the
     launcher's death signal and a kill of the group still reach git. `-t`: a kernel or
@@ -643,7 +643,7 @@ def _lowering(path: str) -> list[str]:
             " and ".join(name for name, found in (("nice", nice), ("ionice", ionice)) if not found),
             extra={"action": "git.priority"},
         )
-    prefix = [nice, "-n", "10"] if nice else []
+    prefix = [nice, "-n", "19"] if nice else []
     return prefix + ([ionice, "-t", "-c", "3", "--"] if ionice else [])
 
 
