@@ -110,6 +110,22 @@ def test_from_the_limit_on_a_mirror_is_failing_and_retried_at_the_maximum(failur
         assert _after_failure(failures) == Next(MAXIMUM, ScheduleReason.failing)
 
 
+@pytest.mark.usefixtures("no_jitter")
+@pytest.mark.parametrize("kind", ["network", "timeout"])
+def test_a_host_out_of_reach_is_tried_again_within_sixteen_minimums(kind: str) -> None:
+    # An outage of minutes must not leave its mirrors hours behind once the host is back.
+    intervals = [
+        after_failure(n, minimum=MINIMUM, maximum=MAXIMUM, limit=LIMIT, kind=kind).interval
+        for n in range(1, LIMIT)
+    ]
+    assert intervals == [MINIMUM * 2 ** min(n - 1, 4) for n in range(1, LIMIT)]
+    assert after_failure(LIMIT, minimum=MINIMUM, maximum=MAXIMUM, limit=LIMIT, kind=kind) == Next(
+        MAXIMUM, ScheduleReason.failing
+    )
+    other = after_failure(LIMIT - 1, minimum=MINIMUM, maximum=MAXIMUM, limit=LIMIT, kind="auth")
+    assert other.interval == 256 * MINIMUM  # a refused credential keeps backing off
+
+
 def test_one_below_the_limit_still_backs_off() -> None:
     assert _after_failure(LIMIT - 1).reason == "backoff"
 

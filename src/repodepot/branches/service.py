@@ -625,6 +625,7 @@ class Branches:
                     minimum=min(60.0, record.interval_seconds),
                     maximum=max(record.interval_seconds, self._settings.upstream_max_interval),
                     limit=self._settings.update_failures_before_failing,
+                    kind=outcome.error[0],
                 ).interval
             fetch_ms = None
             if outcome.fetch_ms is not None:

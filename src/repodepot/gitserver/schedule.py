@@ -3,7 +3,10 @@
 - After a successful update: half the time since its refs last changed, clamped to
   [min, max], with ±10% jitter so repositories cloned together drift apart.
 - After a failure: min * 2^(failures-1), capped at max; after N failures in a row the
-  mirror is `failing` and retried only at max, until something asks for it.
+  mirror is `failing` and retried only at max, until something asks for it. A host that
+  could not be reached (a `network` or `timeout` failure) is tried again at most
+  min * 2^TRANSIENT_DOUBLINGS later: an outage of a few minutes must not leave its
+  mirrors hours behind once the host is back, and a refused connection costs nothing.
 """
 
 from __future__ import annotations
@@ -62,11 +65,20 @@ def after_success(
     return Next(_jitter(age / 2, minimum, maximum), ScheduleReason.last_change)
 
 
-def after_failure(failures: int, *, minimum: float, maximum: float, limit: int) -> Next:
-    """Exponential backoff with a cap; `failing` from `limit` failures on."""
+TRANSIENT = frozenset({"network", "timeout"})  # failure kinds of a host out of reach
+TRANSIENT_DOUBLINGS = 4  # their backoff stops growing at 16 x the minimum
+
+
+def after_failure(
+    failures: int, *, minimum: float, maximum: float, limit: int, kind: str | None = None
+) -> Next:
+    """Exponential backoff with a cap (a lower one for TRANSIENT kinds); `failing` from `limit`."""
     if failures >= limit:
         return Next(maximum, ScheduleReason.failing)
-    return Next(_jitter(minimum * 2 ** (failures - 1), minimum, maximum), ScheduleReason.backoff)
+    doublings = failures - 1
+    if kind in TRANSIENT:
+        doublings = min(doublings, TRANSIENT_DOUBLINGS)
+    return Next(_jitter(minimum * 2**doublings, minimum, maximum), ScheduleReason.backoff)
 
 
 def _jitter(seconds: float, minimum: float, maximum: float) -> float:

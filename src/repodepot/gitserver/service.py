@@ -508,6 +508,7 @@ class Gitserver:
             minimum=settings.update_min_interval,
             maximum=settings.update_max_interval,
             limit=settings.update_failures_before_failing,
+            kind=kind,
         )
         status = (
             CloneStatus.cloned if due.clone_status is CloneStatus.cloned else CloneStatus.failed
