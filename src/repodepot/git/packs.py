@@ -3,9 +3,10 @@
 No process: the one hot question, "the commit with this full id", answered from the
 repository's files (packs through their v2 `.idx`, deltas resolved, then loose objects),
 so a lookup on a repository with no `cat-file` running costs a few stats and reads
-instead of a sandboxed git. Anything else is git's.
+instead of a sandboxed git. `read_object` gives any object by full id, unpeeled, for the
+walks of `git.walk` (a log, the dated tags). Anything else is git's.
 
-An answer is only ever a body whose SHA-1 (`commit <len> NUL <body>`) is the id asked for,
+An answer is only ever a body whose SHA-1 (`<kind> <len> NUL <body>`) is the id asked for,
 so corrupt or hostile files cannot produce a wrong one. None means "ask git", never
 "missing": it is what this reader says for an unknown id, an object it cannot read and
 a repository it does not understand (alternates, an `[extensions]` or `[include]` in
@@ -40,8 +41,10 @@ MAX_DEPTH = 64
 MAX_PEEL = 8
 
 _COMMIT, _TREE, _BLOB, _TAG, _OFS_DELTA, _REF_DELTA = 1, 2, 3, 4, 6, 7
-_KINDS = {b"commit": _COMMIT, b"tag": _TAG}
-_NAMES = {_COMMIT: b"commit", _TAG: b"tag"}
+_KINDS = {b"commit": _COMMIT, b"tree": _TREE, b"blob": _BLOB, b"tag": _TAG}
+_NAMES = {kind: name for name, kind in _KINDS.items()}
+_COMMIT_OR_TAG = frozenset((_COMMIT, _TAG))
+_ANY = frozenset(_NAMES)
 _IDX_MAGIC = b"\377tOc\0\0\0\2"
 _NAMES_AT = 8 + 256 * 4
 _FANOUT = struct.Struct(">256I")
@@ -170,7 +173,7 @@ class _Repo:
 
 
 class ObjectStore:
-    """Commits by full id from bare repositories' object files; one per process, synchronous.
+    """Objects by full id from bare repositories' object files; one per user, synchronous.
 
     Not thread-safe (one event loop uses it). `close()` releases every kept file.
     """
@@ -206,6 +209,34 @@ class ObjectStore:
         except _UNREADABLE:
             return None
         return None
+
+    def read_object(self, repo: Path, sha: str, limit: int) -> tuple[str, bytes] | None:
+        """The object `sha` (40 lowercase hex) in bare repository `repo`: (its kind, its body).
+
+        The kind is git's name (`commit`, `tree`, `blob`, `tag`); tags are not peeled.
+        None when this reader cannot answer (see the module docstring): ask git. Never
+        raises for what the repository's files hold; bodies over `limit` are None.
+        """
+        if not _SHA.fullmatch(sha):
+            return None
+        try:
+            state = self._state(repo)
+            found = _object(state, sha, limit, _ANY) if state.understood else None
+        except _UNREADABLE:
+            return None
+        if found is None:
+            return None
+        return _NAMES[found[0]].decode(), found[1]
+
+    def understands(self, repo: Path) -> bool:
+        """Whether this reader reads `repo` as git would (see the module docstring).
+
+        False also when the repository cannot be read at all.
+        """
+        try:
+            return self._state(repo).understood
+        except _UNREADABLE:
+            return False
 
     def close(self) -> None:
         """Close every kept index and pack."""
@@ -270,19 +301,21 @@ def _understood(root: str) -> bool:
     return True
 
 
-def _object(state: _Repo, sha: str, limit: int) -> tuple[int, bytes] | None:
-    """A commit or tag `sha` whose content hashes to `sha`, from a pack or loose; else None."""
+def _object(
+    state: _Repo, sha: str, limit: int, kinds: frozenset[int] = _COMMIT_OR_TAG
+) -> tuple[int, bytes] | None:
+    """An object of `kinds` whose content hashes to `sha`, from a pack or loose; else None."""
     name = bytes.fromhex(sha)
     for pack in state.packs.values():
         offset = pack.find(name)
         if offset is None:
             continue
         with contextlib.suppress(*_UNREADABLE):
-            found = _unpack(pack, offset, limit)
+            found = _unpack(pack, offset, limit, kinds)
             if found is not None and _hashes_to(name, *found):
                 return found
     with contextlib.suppress(*_UNREADABLE):
-        found = _loose(f"{state.root}/objects/{sha[:2]}/{sha[2:]}", limit)
+        found = _loose(f"{state.root}/objects/{sha[:2]}/{sha[2:]}", limit, kinds)
         if found is not None and _hashes_to(name, *found):
             return found
     return None
@@ -294,11 +327,13 @@ def _hashes_to(name: bytes, kind: int, body: bytes) -> bool:
     return digest.digest() == name
 
 
-def _unpack(pack: _Pack, offset: int, limit: int) -> tuple[int, bytes] | None:
-    """The commit or tag at `offset`, its deltas applied; None for other kinds or too much.
+def _unpack(
+    pack: _Pack, offset: int, limit: int, kinds: frozenset[int]
+) -> tuple[int, bytes] | None:
+    """The object at `offset`, its deltas applied; None for a kind not in `kinds` or too much.
 
-    The chain's headers are walked first: nothing is inflated unless its base is a
-    commit or tag, and the declared sizes to inflate sum to at most 4 * `limit`.
+    The chain's headers are walked first: nothing is inflated unless its base is of
+    `kinds`, and the declared sizes to inflate sum to at most 4 * `limit`.
     """
     deltas: list[tuple[int, int, bytes]] = []  # (offset, size, bytes read) nearest first
     for _ in range(MAX_DEPTH + 1):
@@ -318,7 +353,7 @@ def _unpack(pack: _Pack, offset: int, limit: int) -> tuple[int, bytes] | None:
         offset = base
     else:
         return None  # too deep, or a chain through itself
-    if kind not in _NAMES or size > limit:
+    if kind not in kinds or size > limit:
         return None
     if size + sum(delta[1] for delta in deltas) > 4 * limit:
         return None
@@ -432,8 +467,8 @@ def _patch(base: bytes, delta: bytes, limit: int) -> bytes | None:
     return bytes(out) if len(out) == target_size else None
 
 
-def _loose(path: str, limit: int) -> tuple[int, bytes] | None:
-    """A loose commit or tag (zlib of `<kind> <size> NUL <body>`), or None."""
+def _loose(path: str, limit: int, kinds: frozenset[int]) -> tuple[int, bytes] | None:
+    """A loose object of `kinds` (zlib of `<kind> <size> NUL <body>`), or None."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         stored = os.fstat(fd).st_size
@@ -446,7 +481,12 @@ def _loose(path: str, limit: int) -> tuple[int, bytes] | None:
     head = inflate.decompress(data, 32)
     space, nul = head.find(b" "), head.find(b"\0")
     kind = _KINDS.get(head[:space])
-    if kind is None or not 0 < space < nul or not head[space + 1 : nul].isdigit():
+    if (
+        kind is None
+        or kind not in kinds
+        or not 0 < space < nul
+        or not head[space + 1 : nul].isdigit()
+    ):
         return None
     size = int(head[space + 1 : nul])
     if size > limit:
