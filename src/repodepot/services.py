@@ -169,6 +169,7 @@ class Services:
         if self.relay is not None:
             await self.relay.stop()
         await self.reads.close()
+        self.history.close()
         await self.engine.dispose()
         await self.worker_engine.dispose()
 

@@ -42,7 +42,8 @@ def history(tmp_path: Path, repo: Path, started: Counter[str]) -> History:
             started[command] += 1
 
     runner = GitRunner(runtime_dir=tmp_path / "run", path=process_path(), observer=observe)
-    return History(git=runner, reads=cast(Reads, OneMirror(repo)))
+    # Git's answers are what is kept here; the in-process reader would start none.
+    return History(git=runner, reads=cast(Reads, OneMirror(repo)), in_process=False)
 
 
 def laid_out(tmp_path: Path) -> Layout:

@@ -1,5 +1,9 @@
 """A repository's recent commits and its tags, read from the mirror, for the API and the page.
 
+HEAD's log and the tags are read in-process from the mirror's files first (`git.walk`,
+no process: a page's first view of a mirror otherwise starts two or three sandboxed
+gits); whatever that reader leaves, and every ref a user names, is asked of git.
+
 The ref a user names is a plain revision (`git.revisions`) and never one in the upstream
 namespace of branch status (`refs/upstream/…`): clients never see those refs, and git
 would read `upstream/main` as `refs/upstream/main`.
@@ -7,10 +11,13 @@ would read `upstream/main` as `refs/upstream/main`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from repodepot.exceptions import InvalidInput, NotFound
-from repodepot.git import history
+from repodepot.git import history, walk
 from repodepot.git.errors import RevisionNotFound
 from repodepot.git.history import DatedTag, LogEntry
+from repodepot.git.packs import ObjectStore
 from repodepot.git.refstate import KeptByRefs
 from repodepot.git.revisions import PLAIN_REVISION, is_plain_revision, names_hidden
 from repodepot.git.runner import GitRunner
@@ -24,12 +31,14 @@ class History:
     """The log of a ref and the dated tags of a repository's mirror.
 
     Both are kept while the mirror's refs are unchanged (`KeptByRefs`): a repository page
-    asks for them on every view, and each costs a git process.
+    asks for them on every view. `in_process=False` asks git every time it reads.
+    `close()` releases the files the in-process reader keeps open.
     """
 
-    def __init__(self, *, git: GitRunner, reads: Reads) -> None:
+    def __init__(self, *, git: GitRunner, reads: Reads, in_process: bool = True) -> None:
         self._git = git
         self._reads = reads
+        self._objects = ObjectStore() if in_process else None
         self._logs: KeptByRefs[list[LogEntry]] = KeptByRefs(("refs",), files=("HEAD",), size=KEPT)
         self._tags: KeptByRefs[list[DatedTag]] = KeptByRefs(("refs/tags",), size=KEPT)
 
@@ -53,6 +62,10 @@ class History:
         path = self._reads.mirror_dir(repository_id, name)
         rev = ref or "HEAD"
         try:
+            if ref is None:
+                return await self._logs.get(
+                    path, (rev, per_page), lambda: self._head(path, per_page)
+                )
             return await self._logs.get(
                 path, (rev, per_page), lambda: history.log(self._git, path, rev, limit=per_page)
             )
@@ -64,7 +77,28 @@ class History:
     async def tags(self, repository_id: int, name: str) -> list[DatedTag]:
         """Every tag of a commit with its date, newest first; NotFound before the first clone."""
         path = self._reads.mirror_dir(repository_id, name)
-        return await self._tags.get(path, None, lambda: history.dated_tags(self._git, path))
+        return await self._tags.get(path, None, lambda: self._dated_tags(path))
+
+    def close(self) -> None:
+        """Close the files kept open for in-process reads."""
+        if self._objects is not None:
+            self._objects.close()
+
+    async def _head(self, path: Path, limit: int) -> list[LogEntry]:
+        """HEAD's log, in-process when the mirror's files allow, else from git."""
+        if self._objects is not None:
+            entries = walk.log_head(self._objects, path, limit)
+            if entries is not None:
+                return entries
+        return await history.log(self._git, path, "HEAD", limit=limit)
+
+    async def _dated_tags(self, path: Path) -> list[DatedTag]:
+        """The dated tags, in-process when the mirror's files allow, else from git."""
+        if self._objects is not None:
+            tags = walk.dated_tags(self._objects, path)
+            if tags is not None:
+                return tags
+        return await history.dated_tags(self._git, path)
 
 
 def _check_ref(ref: str) -> None:
