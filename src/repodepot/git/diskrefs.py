@@ -5,7 +5,7 @@ ref winning over a packed one of the same name. Only what git itself writes into
 mirror is understood: a symbolic ref other than HEAD, a symlink, a name git would reject,
 a file that is not one id on one line, all mean None, "ask git". A repository whose refs
 git reads otherwise (reftable, replace refs, shallow, grafts) is the caller's to refuse
-(`packs.ObjectStore.understands` and `walk`).
+(`packs.ObjectStore.snapshot` and `walk`).
 """
 
 from __future__ import annotations

@@ -217,26 +217,20 @@ class ObjectStore:
         None when this reader cannot answer (see the module docstring): ask git. Never
         raises for what the repository's files hold; bodies over `limit` are None.
         """
-        if not _SHA.fullmatch(sha):
-            return None
-        try:
-            state = self._state(repo)
-            found = _object(state, sha, limit, _ANY) if state.understood else None
-        except _UNREADABLE:
-            return None
-        if found is None:
-            return None
-        return _NAMES[found[0]].decode(), found[1]
+        objects = self.snapshot(repo)
+        return objects.read(sha, limit) if objects is not None else None
 
-    def understands(self, repo: Path) -> bool:
-        """Whether this reader reads `repo` as git would (see the module docstring).
+    def snapshot(self, repo: Path) -> Objects | None:
+        """`repo`'s objects as its files are now, for many reads in a row without a stat each.
 
-        False also when the repository cannot be read at all.
+        None when this reader does not read `repo` as git would. Use it at once (no
+        await in between): the store may close what it holds at its next call.
         """
         try:
-            return self._state(repo).understood
+            state = self._state(repo)
         except _UNREADABLE:
-            return False
+            return None
+        return Objects(state) if state.understood else None
 
     def close(self) -> None:
         """Close every kept index and pack."""
@@ -266,6 +260,23 @@ class ObjectStore:
             self._packs -= len(evicted.packs)
             evicted.close()
         return fresh
+
+
+class Objects:
+    """One repository's objects as `ObjectStore.snapshot` found its files."""
+
+    def __init__(self, state: _Repo) -> None:
+        self._state = state
+
+    def read(self, sha: str, limit: int) -> tuple[str, bytes] | None:
+        """As `ObjectStore.read_object`, without looking at the files' state again."""
+        if not _SHA.fullmatch(sha):
+            return None
+        try:
+            found = _object(self._state, sha, limit, _ANY)
+        except _UNREADABLE:
+            return None
+        return (_NAMES[found[0]].decode(), found[1]) if found is not None else None
 
 
 def _stamp(path: str) -> Stamp:

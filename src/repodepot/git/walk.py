@@ -21,7 +21,7 @@ from pathlib import Path
 
 from repodepot.git import diskrefs
 from repodepot.git.history import DatedTag, LogEntry
-from repodepot.git.packs import MAX_PEEL, ObjectStore
+from repodepot.git.packs import MAX_PEEL, Objects, ObjectStore
 from repodepot.types import Sha
 
 BODY_BYTES = 1 << 20
@@ -68,22 +68,21 @@ class _Commit:
 
 def log_head(store: ObjectStore, repo: Path, limit: int) -> list[LogEntry] | None:
     """What `history.log(runner, repo, "HEAD", limit=limit)` answers, or None: ask git."""
-    root = os.fspath(repo)
-    if not _plain(store, root):
+    objects = _plain(store, repo)
+    start = diskrefs.head(os.fspath(repo)) if objects is not None else None
+    if objects is None or start is None:
         return None
-    start = diskrefs.head(root)
-    if start is None:
-        return None
-    first = _read_commit(store, repo, start)
+    first = _read_commit(objects, start)
     if first is None or _reencoded(first):
         return None
-    return _walk(store, repo, first, limit)
+    return _walk(objects, first, limit)
 
 
 def dated_tags(store: ObjectStore, repo: Path) -> list[DatedTag] | None:
     """What `history.dated_tags(runner, repo)` answers, or None: ask git."""
     root = os.fspath(repo)
-    if not _plain(store, root):
+    objects = _plain(store, repo)
+    if objects is None:
         return None
     try:
         refs = diskrefs.packed(root)
@@ -95,7 +94,7 @@ def dated_tags(store: ObjectStore, repo: Path) -> list[DatedTag] | None:
         return None
     dated: list[tuple[int, bytes, DatedTag]] = []
     for name, sha in refs.items():
-        found = _dated_tag(store, repo, name, sha)
+        found = _dated_tag(objects, name, sha)
         if found is None:
             return None
         if found is not _LEFT_OUT:
@@ -104,14 +103,14 @@ def dated_tags(store: ObjectStore, repo: Path) -> list[DatedTag] | None:
     return [tag for _, _, tag in dated]
 
 
-def _plain(store: ObjectStore, root: str) -> bool:
-    """Whether git walks this repository's history from its objects alone, as this does."""
-    if any(os.path.lexists(f"{root}/{name}") for name in ("shallow", "info/grafts")):
-        return False
-    return store.understands(Path(root))
+def _plain(store: ObjectStore, repo: Path) -> Objects | None:
+    """The repository's objects if git walks its history from them alone, as this does."""
+    if any(os.path.lexists(f"{repo}/{name}") for name in ("shallow", "info/grafts")):
+        return None
+    return store.snapshot(repo)
 
 
-def _walk(store: ObjectStore, repo: Path, first: _Commit, limit: int) -> list[LogEntry] | None:
+def _walk(objects: Objects, first: _Commit, limit: int) -> list[LogEntry] | None:
     """The order of git log by default: pop the newest, queue its unseen parents by committer date.
 
     The queue is git's `commit_list_insert_by_date`: a parent goes after every queued
@@ -128,7 +127,7 @@ def _walk(store: ObjectStore, repo: Path, first: _Commit, limit: int) -> list[Lo
             if parent in seen:
                 continue
             seen.add(parent)
-            read = _read_commit(store, repo, parent)
+            read = _read_commit(objects, parent)
             if read is None or _reencoded(read):
                 return None
             bisect.insort(queue, read, key=lambda queued: -queued.committer.seconds)
@@ -149,9 +148,9 @@ _LEFT_OUT: tuple[int, DatedTag] = (0, DatedTag(name="", commit=Sha(""), tagged_a
 """A tag of a tree or blob, which `history.dated_tags` leaves out."""
 
 
-def _dated_tag(store: ObjectStore, repo: Path, ref: bytes, sha: str) -> tuple[int, DatedTag] | None:
+def _dated_tag(objects: Objects, ref: bytes, sha: str) -> tuple[int, DatedTag] | None:
     """(seconds, the tag) for ref `ref` at `sha`; _LEFT_OUT past a tree or blob; None: ask git."""
-    found = store.read_object(repo, sha, BODY_BYTES)
+    found = objects.read(sha, BODY_BYTES)
     if found is None:
         return None
     kind, body = found
@@ -170,7 +169,7 @@ def _dated_tag(store: ObjectStore, repo: Path, ref: bytes, sha: str) -> tuple[in
             name=name, commit=Sha(sha), tagged_at=date.when, subject=subject
         )
     tagger = _tagger(body)
-    peeled = _peel(store, repo, body)
+    peeled = _peel(objects, body)
     if tagger is None or peeled is None:
         return None
     if not peeled:
@@ -179,7 +178,7 @@ def _dated_tag(store: ObjectStore, repo: Path, ref: bytes, sha: str) -> tuple[in
     return tagger.seconds, tag
 
 
-def _peel(store: ObjectStore, repo: Path, body: bytes) -> str | None:
+def _peel(objects: Objects, body: bytes) -> str | None:
     """The commit a tag object ends at, "" when it ends at a tree or blob; None: ask git.
 
     The commit itself is not read: its id is all a dated tag needs.
@@ -193,7 +192,7 @@ def _peel(store: ObjectStore, repo: Path, body: bytes) -> str | None:
             return target
         if kind != b"tag":
             return ""
-        found = store.read_object(repo, target, BODY_BYTES)
+        found = objects.read(target, BODY_BYTES)
         if found is None or found[0] != "tag":
             return None
         body = found[1]
@@ -208,8 +207,8 @@ def _tagger(body: bytes) -> _Ident | None:
     return None
 
 
-def _read_commit(store: ObjectStore, repo: Path, sha: str) -> _Commit | None:
-    found = store.read_object(repo, sha, BODY_BYTES)
+def _read_commit(objects: Objects, sha: str) -> _Commit | None:
+    found = objects.read(sha, BODY_BYTES)
     if found is None or found[0] != "commit":
         return None
     return _parse_commit(sha, found[1])
