@@ -15,8 +15,9 @@ import asyncio
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvloop
@@ -56,7 +57,7 @@ def _with_env(marker: str) -> list[int]:
     return found
 
 
-def _on_loop(scenario: Callable[[], Awaitable[None]], loop: str = "asyncio") -> None:
+def _on_loop(scenario: Callable[[], Coroutine[Any, Any, None]], loop: str = "asyncio") -> None:
     before = set(_children())
     if loop == "uvloop":
         uvloop.run(scenario())

@@ -41,6 +41,11 @@ CONNECTION_RESET = (
     CLONING + "fatal: unable to access 'http://127.0.0.1:40463/x.git/': "
     "Recv failure: Connection reset by peer\n"
 )
+# A fetch whose connection was accepted and closed unanswered (the load test's upstream
+# released from a stall), as `repodepot serve`'s log showed it.
+EMPTY_REPLY = (
+    "fatal: unable to access 'http://127.0.0.1:57159/r/0000.git/': Empty reply from server\n"
+)
 DROPPED_MID_PACK = (
     CLONING + "error: RPC failed; curl 18 transfer closed with outstanding read data remaining\n"
     "fatal: early EOF\n"

@@ -21,6 +21,7 @@ from tests.support.gitstderr import clone_failed
         ("CONNECTION_REFUSED", FailureKind.network),
         ("UNRESOLVABLE", FailureKind.network),
         ("CONNECTION_RESET", FailureKind.network),
+        ("EMPTY_REPLY", FailureKind.network),
         ("DROPPED_MID_PACK", FailureKind.network),
         ("DROPPED_IN_REF_LISTING", FailureKind.network),
         ("PROGRESS_THEN_DROPPED", FailureKind.network),

@@ -26,7 +26,7 @@ from repodepot.types import Sha
 
 BODY_BYTES = 1 << 20
 """Objects read in-process up to this size (as `gitserver.catfile.IN_PROCESS_BYTES`)."""
-MAX_TAGS = 10_000
+MAX_TAGS = 1_000
 """More tags than this are left to git: reading them would hold the event loop too long."""
 
 _TREE = re.compile(rb"tree [0-9a-f]{40}")

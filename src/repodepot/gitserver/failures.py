@@ -47,6 +47,7 @@ _SIGNS = (
     ("unexpected disconnect", FailureKind.network),
     ("remote end hung up", FailureKind.network),
     ("transfer closed", FailureKind.network),
+    ("Empty reply from server", FailureKind.network),  # curl: the connection closed unanswered
     ("RPC failed", FailureKind.network),
     ("returned error: 5", FailureKind.network),
 )
