@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from repodepot.git import diskrefs
 from repodepot.git.errors import RevisionNotFound
 from repodepot.git.runner import Credentials, GitRunner, StderrSink
 from repodepot.types import Sha
@@ -143,9 +145,30 @@ async def is_empty(runner: GitRunner, repo: Path) -> bool:
 
 
 async def refs_digest(runner: GitRunner, repo: Path) -> str:
-    """A digest of every ref and the object it points to: equal digests, equal refs."""
+    """A digest of every ref and the object it points to: equal digests, equal refs.
+
+    The sha256 of `for-each-ref --format='%(objectname) %(refname)'`'s output, built from
+    the ref files when they can be read in-process (the same bytes), else from git's:
+    digests stored by either way compare equal.
+    """
+    listed = _refs_from_files(repo, "refs/")
+    if listed is not None:
+        output = b"".join(b"%s %s\n" % (sha.encode(), name) for name, sha in listed)
+        return hashlib.sha256(output).hexdigest()
     result = await runner.run(["for-each-ref", "--format=%(objectname) %(refname)"], git_dir=repo)
     return hashlib.sha256(result.stdout).hexdigest()
+
+
+def _refs_from_files(repo: Path, prefix: str) -> list[tuple[bytes, str]] | None:
+    """The refs under `prefix` as for-each-ref lists them, read from the files; None: ask git.
+
+    Outside the runner's sandbox, so `diskrefs` reads only plain files, never through a
+    symlink, and bounded; cheap enough for the event loop (no process started).
+    """
+    try:
+        return diskrefs.listed(os.fspath(repo), prefix)
+    except (OSError, diskrefs.Unreadable):
+        return None
 
 
 async def is_connected(runner: GitRunner, repo: Path) -> bool:
@@ -247,11 +270,20 @@ def parse_ls_tree(output: bytes) -> list[TreeEntry]:
 
 
 async def tag_names(runner: GitRunner, repo: Path) -> list[str]:
-    """The name of every tag, without `refs/tags/`, in ref order; raises GitCommandError."""
-    result = await runner.run(
-        ["for-each-ref", "--format=%(refname:lstrip=2)", "refs/tags/"], git_dir=repo
-    )
-    return result.stdout.decode(errors="replace").splitlines()
+    """The name of every tag, without `refs/tags/`, in ref order; raises GitCommandError.
+
+    Read from the ref files when they can be (see `refs_digest`), else asked of git;
+    the same lines either way.
+    """
+    listed = _refs_from_files(repo, "refs/tags/")
+    if listed is not None:
+        output = b"".join(name.removeprefix(b"refs/tags/") + b"\n" for name, _ in listed)
+    else:
+        result = await runner.run(
+            ["for-each-ref", "--format=%(refname:lstrip=2)", "refs/tags/"], git_dir=repo
+        )
+        output = result.stdout
+    return output.decode(errors="replace").splitlines()
 
 
 async def tags(

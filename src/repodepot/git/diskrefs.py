@@ -5,7 +5,8 @@ ref winning over a packed one of the same name. Only what git itself writes into
 mirror is understood: a symbolic ref other than HEAD, a symlink, a name git would reject,
 a file that is not one id on one line, all mean None, "ask git". A repository whose refs
 git reads otherwise (reftable, replace refs, shallow, grafts) is the caller's to refuse
-(`packs.ObjectStore.snapshot` and `walk`).
+(`packs.ObjectStore.snapshot` and `walk`), except for `listed`, which refuses what would
+change a plain listing of names and ids (reftable, config includes, a linked worktree).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import stat
 
 MAX_PACKED_BYTES = 16 << 20
 """A `packed-refs` larger than this is left to git (a read runs on the event loop)."""
+MAX_REFS = 100_000
+"""More refs than this under one prefix are left to git by `listed`."""
 _REF_BYTES = 256
 _ID = re.compile(rb"([0-9a-f]{40})\n?")
 _PACKED = re.compile(rb"([0-9a-f]{40}) (refs/[^\n]+)")
@@ -26,6 +29,12 @@ _PEELED = re.compile(rb"\^[0-9a-f]{40}")
 _NAME = re.compile(rb"[A-Za-z0-9._+,=@#%&!'();<>|$\x80-\xff/-]+")
 _HEAD = re.compile(rb"ref: (refs/heads/[^\n]+)\n?")
 _OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+# Config sections that may change how refs are stored (`extensions.refStorage`) or pull in
+# another file this reader does not follow.
+_CONFIG_NOT_UNDERSTOOD = re.compile(
+    rb"^[ \t]*\[[ \t]*(extensions|include)", re.MULTILINE | re.IGNORECASE
+)
+_CONFIG_BYTES = 1 << 20
 
 
 class Unreadable(Exception):
@@ -56,6 +65,38 @@ def head(root: str) -> str | None:
         return ref(root, branch[1])
     except (OSError, Unreadable):
         return None
+
+
+def listed(root: str, prefix: str) -> list[tuple[bytes, str]]:
+    """Every ref under `prefix` (`refs/`, `refs/tags/`) as `git for-each-ref` lists (name, id).
+
+    Loose refs and `packed-refs`, a loose ref winning, sorted by name as bytes (git's
+    default order). Replace refs are listed as they are, as for-each-ref lists them.
+    Raises Unreadable or OSError for whatever git may read otherwise: reftable or an
+    include in the config, a symbolic ref, a symlink, a name git would reject, a file
+    that is not one id, more than MAX_REFS refs.
+    """
+    if not prefix.startswith("refs/") or not prefix.endswith("/"):
+        raise ValueError(f"prefix {prefix!r} is not a directory under refs/")
+    _check_storage(root)
+    wanted = os.fsencode(prefix)
+    refs = {name: sha for name, sha in packed(root).items() if name.startswith(wanted)}
+    refs |= loose_under(root, prefix.rstrip("/"), MAX_REFS)  # loose wins
+    if len(refs) > MAX_REFS:
+        raise Unreadable(f"more than {MAX_REFS} refs under {prefix}")
+    return sorted(refs.items())
+
+
+def _check_storage(root: str) -> None:
+    """Unreadable unless the refs are git's files backend in this very directory."""
+    if os.path.lexists(f"{root}/commondir"):
+        raise Unreadable("a linked worktree's refs live elsewhere")
+    try:
+        config = _bounded_file(f"{root}/config", _CONFIG_BYTES)
+    except FileNotFoundError:
+        return
+    if _CONFIG_NOT_UNDERSTOOD.search(config):
+        raise Unreadable("the config has extensions or includes")
 
 
 def ref(root: str, name: bytes) -> str | None:
@@ -99,6 +140,7 @@ def loose_under(root: str, prefix: str, most: int) -> dict[bytes, str]:
     Names starting with `.` or ending with `.lock` are skipped, as git skips them (lock
     files, editors' litter). Raises Unreadable for anything else git may read otherwise.
     """
+    _no_symlink_to(root, prefix)
     refs: dict[bytes, str] = {}
     stack = [prefix]
     while stack:
@@ -116,10 +158,24 @@ def loose_under(root: str, prefix: str, most: int) -> dict[bytes, str]:
             if stat.S_ISDIR(mode):
                 stack.append(name)
                 continue
-            refs[_loose_name(name, mode)] = _loose_id(entry.path)
+            checked = _loose_name(name, mode)  # before the read: a symlink is refused
+            refs[checked] = _loose_id(entry.path)
             if len(refs) > most:
                 raise Unreadable(f"more than {most} refs under {prefix}")
     return refs
+
+
+def _no_symlink_to(root: str, directory: str) -> None:
+    """Unreadable if a component of `directory` is a symlink: git would not descend into it."""
+    path = root
+    for part in directory.split("/"):
+        path = f"{path}/{part}"
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(mode):
+            raise Unreadable(f"{directory!r} goes through a symlink")
 
 
 def _loose_name(name: str, mode: int) -> bytes:
@@ -155,5 +211,17 @@ def _small_file(path: str) -> bytes:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise IsADirectoryError(path)
         return os.read(fd, _REF_BYTES)
+    finally:
+        os.close(fd)
+
+
+def _bounded_file(path: str, most: int) -> bytes:
+    """All of regular file `path`, never through a symlink; Unreadable past `most` bytes."""
+    fd = os.open(path, _OPEN)
+    try:
+        size = os.fstat(fd).st_size
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or size > most:
+            raise Unreadable(f"{path!r} is not a small regular file")
+        return os.pread(fd, size, 0)
     finally:
         os.close(fd)
