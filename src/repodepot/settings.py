@@ -232,7 +232,7 @@ class Settings(BaseSettings):
     )
     background_nice: bool = Field(
         True,
-        description="Run background git with nice 19 (the lowest priority) and the idle I/O class (ionice -c3).",
+        description="Run background git with nice 19 and the idle I/O class (ionice -c3).",
     )
     backpressure_load: float = Field(
         default_factory=lambda: float(os.cpu_count() or 1),
