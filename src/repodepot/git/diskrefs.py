@@ -67,23 +67,23 @@ def head(root: str) -> str | None:
         return None
 
 
-def listed(root: str, prefix: str) -> list[tuple[bytes, str]]:
+def listed(root: str, prefix: str, most: int = MAX_REFS) -> list[tuple[bytes, str]]:
     """Every ref under `prefix` (`refs/`, `refs/tags/`) as `git for-each-ref` lists (name, id).
 
     Loose refs and `packed-refs`, a loose ref winning, sorted by name as bytes (git's
     default order). Replace refs are listed as they are, as for-each-ref lists them.
     Raises Unreadable or OSError for whatever git may read otherwise: reftable or an
     include in the config, a symbolic ref, a symlink, a name git would reject, a file
-    that is not one id, more than MAX_REFS refs.
+    that is not one id, more than `most` refs.
     """
     if not prefix.startswith("refs/") or not prefix.endswith("/"):
         raise ValueError(f"prefix {prefix!r} is not a directory under refs/")
     _check_storage(root)
     wanted = os.fsencode(prefix)
     refs = {name: sha for name, sha in packed(root).items() if name.startswith(wanted)}
-    refs |= loose_under(root, prefix.rstrip("/"), MAX_REFS)  # loose wins
-    if len(refs) > MAX_REFS:
-        raise Unreadable(f"more than {MAX_REFS} refs under {prefix}")
+    refs |= loose_under(root, prefix.rstrip("/"), most)  # loose wins
+    if len(refs) > most:
+        raise Unreadable(f"more than {most} refs under {prefix}")
     return sorted(refs.items())
 
 
@@ -113,16 +113,9 @@ def ref(root: str, name: bytes) -> str | None:
 def packed(root: str) -> dict[bytes, str]:
     """Every ref in `packed-refs` (name -> id), peel lines skipped; Unreadable if odd."""
     try:
-        fd = os.open(f"{root}/packed-refs", _OPEN)
+        data = _bounded_file(f"{root}/packed-refs", MAX_PACKED_BYTES)
     except FileNotFoundError:
         return {}
-    try:
-        size = os.fstat(fd).st_size
-        if size > MAX_PACKED_BYTES:
-            raise Unreadable("packed-refs is too large to read here")
-        data = os.pread(fd, size, 0)
-    finally:
-        os.close(fd)
     refs: dict[bytes, str] = {}
     for line in data.splitlines():
         if line.startswith(b"#") or _PEELED.fullmatch(line):
@@ -219,9 +212,9 @@ def _bounded_file(path: str, most: int) -> bytes:
     """All of regular file `path`, never through a symlink; Unreadable past `most` bytes."""
     fd = os.open(path, _OPEN)
     try:
-        size = os.fstat(fd).st_size
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or size > most:
-            raise Unreadable(f"{path!r} is not a small regular file")
-        return os.pread(fd, size, 0)
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_size > most:
+            raise Unreadable(f"{path!r} is not a regular file of at most {most} bytes")
+        return os.pread(fd, status.st_size, 0)
     finally:
         os.close(fd)

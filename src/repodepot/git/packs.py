@@ -3,8 +3,8 @@
 No process: the one hot question, "the commit with this full id", answered from the
 repository's files (packs through their v2 `.idx`, deltas resolved, then loose objects),
 so a lookup on a repository with no `cat-file` running costs a few stats and reads
-instead of a sandboxed git. `read_object` gives any object by full id, unpeeled, for the
-walks of `git.walk` (a log, the dated tags). Anything else is git's.
+instead of a sandboxed git. `snapshot(...).read` gives any object by full id, unpeeled,
+for the walks of `git.walk` (a log, the dated tags). Anything else is git's.
 
 An answer is only ever a body whose SHA-1 (`<kind> <len> NUL <body>`) is the id asked for,
 so corrupt or hostile files cannot produce a wrong one. None means "ask git", never
@@ -210,16 +210,6 @@ class ObjectStore:
             return None
         return None
 
-    def read_object(self, repo: Path, sha: str, limit: int) -> tuple[str, bytes] | None:
-        """The object `sha` (40 lowercase hex) in bare repository `repo`: (its kind, its body).
-
-        The kind is git's name (`commit`, `tree`, `blob`, `tag`); tags are not peeled.
-        None when this reader cannot answer (see the module docstring): ask git. Never
-        raises for what the repository's files hold; bodies over `limit` are None.
-        """
-        objects = self.snapshot(repo)
-        return objects.read(sha, limit) if objects is not None else None
-
     def snapshot(self, repo: Path) -> Objects | None:
         """`repo`'s objects as its files are now, for many reads in a row without a stat each.
 
@@ -269,7 +259,11 @@ class Objects:
         self._state = state
 
     def read(self, sha: str, limit: int) -> tuple[str, bytes] | None:
-        """As `ObjectStore.read_object`, without looking at the files' state again."""
+        """The object `sha` (40 lowercase hex): (its kind, its body), or None: ask git.
+
+        The kind is git's name (`commit`, `tree`, `blob`, `tag`); tags are not peeled.
+        Never raises for what the files hold; bodies over `limit` are None.
+        """
         if not _SHA.fullmatch(sha):
             return None
         try:

@@ -85,15 +85,11 @@ def dated_tags(store: ObjectStore, repo: Path) -> list[DatedTag] | None:
     if objects is None:
         return None
     try:
-        refs = diskrefs.packed(root)
-        refs = {name: sha for name, sha in refs.items() if name.startswith(b"refs/tags/")}
-        refs |= diskrefs.loose_under(root, "refs/tags", MAX_TAGS)  # loose wins
+        refs = diskrefs.listed(root, "refs/tags/", most=MAX_TAGS)
     except (OSError, diskrefs.Unreadable):
         return None
-    if len(refs) > MAX_TAGS:
-        return None
     dated: list[tuple[int, bytes, DatedTag]] = []
-    for name, sha in refs.items():
+    for name, sha in refs:
         found = _dated_tag(objects, name, sha)
         if found is None:
             return None
