@@ -62,12 +62,14 @@ class History:
         path = self._reads.mirror_dir(repository_id, name)
         rev = ref or "HEAD"
         try:
-            if ref is None:
-                return await self._logs.get(
-                    path, (rev, per_page), lambda: self._head(path, per_page)
-                )
             return await self._logs.get(
-                path, (rev, per_page), lambda: history.log(self._git, path, rev, limit=per_page)
+                path,
+                (rev, per_page),
+                lambda: (
+                    self._head(path, per_page)
+                    if ref is None
+                    else history.log(self._git, path, rev, limit=per_page)
+                ),
             )
         except RevisionNotFound:
             if ref is None:

@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
+from repodepot.gitserver.failures import FailureKind
+
 JITTER = 0.1
 
 
@@ -65,7 +67,7 @@ def after_success(
     return Next(_jitter(age / 2, minimum, maximum), ScheduleReason.last_change)
 
 
-TRANSIENT = frozenset({"network", "timeout"})  # failure kinds of a host out of reach
+TRANSIENT = frozenset({FailureKind.network, FailureKind.timeout})  # a host out of reach
 TRANSIENT_DOUBLINGS = 4  # their backoff stops growing at 16 x the minimum
 
 
