@@ -57,11 +57,11 @@ def announce_admin_token(token: str) -> None:
 def settle_heap() -> None:
     """Keep what start-up made out of the garbage collector's way for the process's life.
 
-    Modules, routes, the ORM's mappers and the settings live as long as the server; a
-    full collection walked every one of them, a pause of about 100 ms in the middle of
-    requests. After one collection they are frozen (`gc.freeze`): later collections see
-    only what requests and loops make. `repodepot serve` calls it once the app is built
-    (not the lifespan: tests build many apps in one process).
+    Modules, routes, the ORM's mappers and the settings live as long as the server, yet
+    every full collection walks all of them, in the middle of requests. After one
+    collection they are frozen (`gc.freeze`): later collections see only what requests
+    and loops make. `repodepot serve` calls it once the app is built (not the lifespan:
+    tests build many apps in one process).
     """
     gc.collect()
     gc.freeze()
