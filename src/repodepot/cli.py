@@ -221,10 +221,11 @@ def serve(
         host=settings.host,
         port=settings.port,
         # asyncio's own loop, not uvloop: uvloop starts every git process with fork(),
-        # which copies the server's page tables on the event loop's thread (20 ms at
-        # 200 MiB, against 0.5 ms for asyncio's vfork); under the load plan that was a
-        # third of the loop's time and a p50 of 900 ms. Feeding uvloop's pipes from
-        # `subprocess.Popen` instead closed other threads' descriptors under load.
+        # which copies the server's page tables on the event loop's thread (p50 16 ms at
+        # 200 MiB, against 1.5 ms for asyncio's vfork: `python -m bench spawn`); under the
+        # load plan that was a third of the loop's time and a p50 of 900 ms. Feeding
+        # uvloop's pipes from `subprocess.Popen` instead closed other threads'
+        # descriptors under load.
         loop="asyncio",
         log_config=None,
         proxy_headers=False,
