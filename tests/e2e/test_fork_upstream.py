@@ -108,13 +108,7 @@ async def test_a_synced_fork_tracks_its_mirrored_parent_and_github_is_asked_once
         first = await sync(client, admin_headers, host_id)
         assert first["repo_count"] == 3  # other/up is left out
 
-        # Forks are handed over once the sync is recorded: a moment after it shows.
-        async def tracked() -> Any:
-            found = await upstream_of(client, admin_headers, "alice/lib")
-            assert found is not None, "alice/lib does not track its parent yet"
-            return found
-
-        upstream = await eventually(tracked)
+        upstream = await upstream_of(client, admin_headers, "alice/lib")  # as the sync shows
         assert (upstream["repository"], upstream["url"], upstream["automatic"]) == (
             "acme/lib",
             None,

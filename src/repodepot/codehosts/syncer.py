@@ -1,7 +1,7 @@
 """The syncer: one sync of one connection makes `repositories` equal to what it yields.
 
 A sync lists the connection's source, plans the difference against the rows of that
-host (`planner`, pure) and applies it (`store`), in a single transaction:
+host (`planner`, pure) and applies it (`store`) in a single transaction, then records it:
 
 - new repositories are inserted and their mirrors queued, changed ones updated, and
   rows no connection yields any more are soft-deleted (`deleted_at`), all in batched
@@ -11,7 +11,8 @@ host (`planner`, pure) and applies it (`store`), in a single transaction:
 - `max_repos_per_site`: a sync that would exceed it changes nothing, and a listing
   longer than it is stopped there (a host can list without end) and applies nothing.
 
-After the write, each listed fork whose parent is a live repository here, from the
+After the write and before the record (so a sync shown as finished has its forks
+tracking), each listed fork whose parent is a live repository here, from the
 same host, is handed with it to `on_fork_parents` (the composition root sets it to
 the branch status service, which makes the parent the fork's upstream): one query
 for the ids, whatever the number of forks. The parents GitHub needs a call each for
@@ -115,10 +116,13 @@ class Syncer:
             outcome.status, outcome.error = SyncStatus.failed, _unexpected(error)
         outcome.yielded = len(listed)
         try:
-            async with self._sessions.begin() as session:
-                if connection is not None:
+            if connection is not None:
+                async with self._sessions.begin() as session:
                     await self._apply(session, connection, listed, outcome)
-                outcome.duration_ms = int((time.monotonic() - clock) * 1000)
+                # Before the record: a sync shown as finished has its forks tracking too.
+                await self._fork_parents(connection, listed)
+            outcome.duration_ms = int((time.monotonic() - clock) * 1000)
+            async with self._sessions.begin() as session:
                 await self._record(session, host_id, started, outcome)
         except Exception as error:
             outcome = SyncOutcome(
@@ -130,8 +134,6 @@ class Syncer:
             )
             async with self._sessions.begin() as session:
                 await self._record(session, host_id, started, outcome)
-        if connection is not None:
-            await self._fork_parents(connection, listed)
         _log(host_id, outcome)
         return outcome
 
