@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,7 @@ from repodepot.accounts import operator
 from repodepot.branches import store
 from repodepot.branches.store import PairRow
 from repodepot.clock import now
+from repodepot.db.base import in_transaction
 from repodepot.db.models import Visibility
 from repodepot.services import Services
 from tests.support.githttp import GitHttpServer
@@ -112,7 +114,7 @@ async def _seed_rows(services: Services) -> list[str]:
                 )
                 for branch in branches
             ]
-            record = await store.get(session, repository_id)
+            record = await in_transaction(session, partial(store.get, repository_id=repository_id))
             assert record is not None
             await store.record_pairs(
                 session, repository_id, pairs, at, generation=record.generation

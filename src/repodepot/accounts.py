@@ -17,10 +17,9 @@ from typing import cast
 
 from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from repodepot.caches import IDENTITY, Caches, Lookup
-from repodepot.db.base import uncached
+from repodepot.db.base import AnyRow, Sessions, uncached
 from repodepot.db.models import ApiToken, LoginSession, Role, User
 from repodepot.exceptions import (
     AlreadyExists,
@@ -61,8 +60,8 @@ class UserRecord:
     disabled: bool
 
     @classmethod
-    def from_row(cls, user: User) -> UserRecord:
-        """Build from a `users` row."""
+    def from_row(cls, user: User | AnyRow) -> UserRecord:
+        """Build from a `users` row (an object or Core columns)."""
         return cls(
             id=user.id,
             name=user.name,
@@ -153,6 +152,23 @@ class _Holder:
     last_used_at: datetime | None
 
 
+# Who holds a live token (`key`: its hash), with when it was last used: a hot read
+# (`Sessions.read`, every API request before its cache holds it), built once.
+_HOLDER = (
+    select(
+        ApiToken.id.label("token_id"),
+        ApiToken.last_used_at,
+        *(User.id, User.name, User.role, User.created_at, User.disabled_at),
+    )
+    .join(User)
+    .where(
+        ApiToken.token_hash == bindparam("key"),
+        ApiToken.revoked_at.is_(None),
+        User.disabled_at.is_(None),
+    )
+)
+
+
 class Accounts:
     """Users and tokens, over a session factory.
 
@@ -161,9 +177,7 @@ class Accounts:
     changes within a second (repodepot.caches).
     """
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, caches: Caches | None = None
-    ) -> None:
+    def __init__(self, sessions: Sessions, *, caches: Caches | None = None) -> None:
         self._sessions = sessions
         self._caches = caches or Caches(ttl=0)
         self._tokens: Lookup[str, _Holder] = self._caches.lookup(IDENTITY, "tokens")
@@ -289,22 +303,13 @@ class Accounts:
         return holder.principal
 
     async def _holder(self, key: str) -> _Holder | None:
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(ApiToken.id, ApiToken.last_used_at, User)
-                    .join(User)
-                    .where(
-                        ApiToken.token_hash == key,
-                        ApiToken.revoked_at.is_(None),
-                        User.disabled_at.is_(None),
-                    )
-                )
-            ).one_or_none()
+        row = await self._sessions.read(
+            lambda connection: connection.execute(_HOLDER, {"key": key}).one_or_none()
+        )
         if row is None:
             return None
-        token_id, last_used_at, user = row
-        return _Holder(Principal(user=UserRecord.from_row(user), token_id=token_id), last_used_at)
+        principal = Principal(user=UserRecord.from_row(row), token_id=row.token_id)
+        return _Holder(principal, row.last_used_at)
 
     async def flush_uses(self) -> None:
         """Write the tokens' last uses recorded in memory (after a flush under way ends).

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from repodepot.db.base import READS, read_engine, write_engine
+from repodepot.db.base import READS, direct_read_engine, read_engine, write_engine
 from repodepot.db.models import Visibility
 from repodepot.services import Services
 from repodepot.settings import Settings
@@ -43,7 +43,7 @@ class Statements:
 
 @contextlib.contextmanager
 def counted(services: Services) -> Iterator[Statements]:
-    """Count the statements sent through the app's two engines, with their inline pools."""
+    """Count the statements sent through the app's two engines, with their SQLite pools."""
     statements = Statements()
 
     def before(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
@@ -57,9 +57,15 @@ def counted(services: Services) -> Iterator[Statements]:
 
     engines = list(
         {
-            id(each.sync_engine): each.sync_engine
+            id(each): each
             for engine in (services.engine, services.worker_engine)
-            for each in (engine, read_engine(engine), write_engine(engine))
+            for each in (
+                engine.sync_engine,
+                read_engine(engine).sync_engine,
+                write_engine(engine).sync_engine,
+                direct_read_engine(engine),
+            )
+            if each is not None
         }.values()
     )
     for engine in engines:

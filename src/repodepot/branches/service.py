@@ -28,10 +28,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Connection
 
 from repodepot import audit, repositories
 from repodepot.accounts import Principal
@@ -39,6 +40,7 @@ from repodepot.branches import store, trace2, tracking
 from repodepot.branches.counts import Counter, Pair
 from repodepot.branches.store import PairRow, Sealed, StatusRow, UpstreamRecord
 from repodepot.clock import now
+from repodepot.db.base import Sessions, in_transaction
 from repodepot.exceptions import InvalidInput, NotFound, RepodepotError
 from repodepot.git import commands
 from repodepot.git.commands import AheadBehind, RefHead
@@ -179,7 +181,7 @@ class Branches:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: Sessions,
         repositories: Repositories,
         git: GitRunner,
         storage: Storage,
@@ -456,18 +458,26 @@ class Branches:
     async def sync_status(self, principal: Principal, name: str) -> SyncStatus:
         """The upstream and each tracked pair, from the table (no git, no network)."""
         repo = await self._repositories.get(principal, name)
-        async with self._sessions() as session:
-            record = await store.get(session, repo.id)
+
+        def read(
+            connection: Connection,
+        ) -> tuple[UpstreamRecord, list[StatusRow], str | None] | None:
+            record = store.get(connection, repo.id)
             if record is None:
-                return SyncStatus(upstream=None, branches=[])
-            rows = await store.rows(session, repo.id)
-            hidden, upstream_name = False, None
+                return None
+            upstream_name = None
             if (theirs := record.upstream_repository_id) is not None:
-                names = await repositories.readable_names_of(session, principal, [theirs])
+                names = repositories.readable_names_of(connection, principal, [theirs])
                 upstream_name = names.get(theirs)
-                # An upstream repository the caller may not read is neither named nor
-                # its commits shown: only the counts against it.
-                hidden = upstream_name is None
+            return record, store.rows(connection, repo.id), upstream_name
+
+        found = await self._sessions.read(read)
+        if found is None:
+            return SyncStatus(upstream=None, branches=[])
+        record, rows, upstream_name = found
+        # An upstream repository the caller may not read is neither named nor its commits
+        # shown: only the counts against it.
+        hidden = record.upstream_repository_id is not None and upstream_name is None
         stale = record.last_error is not None
         return SyncStatus(
             upstream=self._info(record, upstream_name),
@@ -518,8 +528,13 @@ class Branches:
                 for repository_id, kept in (await store.kept_of(session, ids)).items()
                 if kept.upstream_repository_id is not None
             }
-            readable = await repositories.readable_names_of(
-                session, principal, sorted(set(theirs.values()))
+            readable = await in_transaction(
+                session,
+                partial(
+                    repositories.readable_names_of,
+                    principal=principal,
+                    ids=sorted(set(theirs.values())),
+                ),
             )
         hidden = {mine for mine, other in theirs.items() if other not in readable}
         return OrgPage(
@@ -603,7 +618,7 @@ class Branches:
         # The pairs and the fetch's outcome commit together: no reader sees counts from a
         # fetch that is not recorded yet.
         async with self._sessions.begin() as session:
-            record = await store.get(session, repository_id)
+            record = await in_transaction(session, partial(store.get, repository_id=repository_id))
             if record is None:
                 return outcome  # removed meanwhile
             if outcome.pairs is not None:
@@ -656,8 +671,7 @@ class Branches:
 
     async def recount(self, repository_id: int) -> None:
         """Recompute the pairs after the mirror's own branches moved (no upstream fetch)."""
-        async with self._sessions() as session:
-            record = await store.get(session, repository_id)
+        record = await self._sessions.read(partial(store.get, repository_id=repository_id))
         path = self._storage.path(repository_id)
         copy = self._storage.upstream_path(repository_id)
         if record is None or not path.is_dir() or not copy.is_dir():
@@ -672,7 +686,7 @@ class Branches:
 
     async def _fetch_and_count(self, repository_id: int) -> FetchOutcome:
         async with self._sessions() as session:
-            record = await store.get(session, repository_id)
+            record = await in_transaction(session, partial(store.get, repository_id=repository_id))
             sealed = await store.sealed(session, repository_id)
             found = await repositories.sources_of(
                 session,
@@ -853,12 +867,12 @@ class Branches:
 
     async def _warm(self, repository_id: int) -> None:
         """Teach the pair cache what the table knows (after a restart, nothing is lost)."""
-        async with self._sessions() as session:
-            for row in await store.known_pairs(session, repository_id):
-                if row.local_sha and row.upstream_sha and row.ahead is not None:
-                    self.counter.remember(
-                        row.local_sha, row.upstream_sha, AheadBehind(row.ahead, row.behind or 0)
-                    )
+        known = await self._sessions.read(partial(store.known_pairs, repository_id=repository_id))
+        for row in known:
+            if row.local_sha and row.upstream_sha and row.ahead is not None:
+                self.counter.remember(
+                    row.local_sha, row.upstream_sha, AheadBehind(row.ahead, row.behind or 0)
+                )
 
     async def _upstream_copy(self, repository_id: int, mirror: Path) -> Path:
         """The repository's upstream copy, created (empty, borrowing the mirror's objects)."""

@@ -16,10 +16,24 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, and_, delete, false, func, or_, select, text, true, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from repodepot.db import leases
+from repodepot.db.base import AnyRow
 from repodepot.db.models import BranchSyncStatus, UpstreamSync
 
 LEASE = timedelta(minutes=2)
@@ -49,7 +63,7 @@ class UpstreamRecord:
     fetch_ms: dict[str, int] | None
 
     @classmethod
-    def from_row(cls, row: UpstreamSync) -> UpstreamRecord:
+    def from_row(cls, row: UpstreamSync | AnyRow) -> UpstreamRecord:
         """Build from a row."""
         parts = (row.network_ms, row.pack_ms, row.refs_ms, row.db_ms)
         return cls(
@@ -118,7 +132,7 @@ class StatusRow:
     computed_at: datetime
 
     @classmethod
-    def from_row(cls, row: BranchSyncStatus) -> StatusRow:
+    def from_row(cls, row: BranchSyncStatus | AnyRow) -> StatusRow:
         """Build from a row."""
         return cls(
             repository_id=row.repository_id,
@@ -139,9 +153,18 @@ class StatusRow:
 # The upstream's configuration ----------------------------------------------------------------
 
 
-async def get(session: AsyncSession, repository_id: int) -> UpstreamRecord | None:
-    """The repository's upstream, if it has one."""
-    row = await session.get(UpstreamSync, repository_id)
+# The hot reads of sync status (`Sessions.read`), built once.
+_UPSTREAM = select(*UpstreamSync.__table__.c).where(UpstreamSync.repository_id == bindparam("id"))
+_PAIRS = (
+    select(*BranchSyncStatus.__table__.c)
+    .where(BranchSyncStatus.repository_id == bindparam("id"), BranchSyncStatus.deleted_at.is_(None))
+    .order_by(BranchSyncStatus.branch, BranchSyncStatus.upstream_branch)
+)
+
+
+def get(connection: Connection, repository_id: int) -> UpstreamRecord | None:
+    """The repository's upstream, if it has one (a reader for `Sessions.read`)."""
+    row = connection.execute(_UPSTREAM, {"id": repository_id}).one_or_none()
     return None if row is None or row.dismissed else UpstreamRecord.from_row(row)
 
 
@@ -446,15 +469,9 @@ async def finish(
 # The pairs -----------------------------------------------------------------------------------
 
 
-async def rows(session: AsyncSession, repository_id: int) -> list[StatusRow]:
-    """The repository's live pairs, by branch."""
-    found = await session.scalars(
-        select(BranchSyncStatus)
-        .where(
-            BranchSyncStatus.repository_id == repository_id, BranchSyncStatus.deleted_at.is_(None)
-        )
-        .order_by(BranchSyncStatus.branch, BranchSyncStatus.upstream_branch)
-    )
+def rows(connection: Connection, repository_id: int) -> list[StatusRow]:
+    """The repository's live pairs, by branch (a reader for `Sessions.read`)."""
+    found = connection.execute(_PAIRS, {"id": repository_id})
     return [StatusRow.from_row(row) for row in found]
 
 
@@ -526,11 +543,11 @@ async def record_pairs(
     return written
 
 
-async def known_pairs(session: AsyncSession, repository_id: int) -> list[StatusRow]:
+def known_pairs(connection: Connection, repository_id: int) -> list[StatusRow]:
     """The live pairs with both commits and counts (to warm the pair cache)."""
     return [
         row
-        for row in await rows(session, repository_id)
+        for row in rows(connection, repository_id)
         if row.ahead is not None and row.behind is not None
     ]
 

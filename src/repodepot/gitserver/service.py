@@ -19,16 +19,28 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, case, delete, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from repodepot import repositories
 from repodepot.caches import MIRRORS, Caches, Lookup
 from repodepot.clock import now
 from repodepot.codehosts import tokens
 from repodepot.db import leases
+from repodepot.db.base import AnyRow, Sessions
 from repodepot.db.models import CloneStatus, GitserverRepo
 from repodepot.events import CHANNEL
 from repodepot.gitserver import mirror, schedule
@@ -225,12 +237,16 @@ async def adopt_in(
     await session.flush()
 
 
+# A mirror's row as `state` shows it: built once (a hot read, `Sessions.read`).
+_MIRROR = select(*GitserverRepo.__table__.c).where(GitserverRepo.repository_id == bindparam("id"))
+
+
 class Gitserver:
     """The owner of `gitserver_repos`: the queue, each mirror's state, for everyone."""
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: Sessions,
         *,
         box: SecretBox,
         settings: Settings,
@@ -243,7 +259,7 @@ class Gitserver:
         # Mirror rows as a page shows them: dropped when this process writes any, and
         # kept at most MIRROR_TTL (the updater may be another process; nothing decides
         # access from them).
-        self._rows: Lookup[int, GitserverRepo] = (caches or Caches(ttl=0)).lookup(
+        self._rows: Lookup[int, AnyRow] = (caches or Caches(ttl=0)).lookup(
             MIRRORS, "mirrors", ttl=MIRROR_TTL
         )
         # When this process last queued a visit's update, by repository: at most once
@@ -646,9 +662,11 @@ class Gitserver:
     async def state(self, repository_id: int) -> MirrorState | None:
         """The mirror of a repository, with its schedule in words."""
 
-        async def read() -> GitserverRepo | None:
-            async with self._sessions() as session:
-                return await session.get(GitserverRepo, repository_id)
+        def get(connection: Connection) -> AnyRow | None:
+            return connection.execute(_MIRROR, {"id": repository_id}).one_or_none()
+
+        async def read() -> AnyRow | None:
+            return await self._sessions.read(get)
 
         row = await self._rows.load(repository_id, read)
         if row is None:

@@ -15,14 +15,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Exists, Select, func, insert, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Exists,
+    Select,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from repodepot import audit
 from repodepot.accounts import Principal
 from repodepot.caches import REPOSITORIES, Caches, Lookup
 from repodepot.clock import now
+from repodepot.db.base import AnyRow, Sessions
 from repodepot.db.models import Repository, User, Visibility
 from repodepot.exceptions import AlreadyExists, InvalidInput, NotFound, PermissionDenied
 from repodepot.git.redact import strip_credentials
@@ -56,8 +69,8 @@ class RepositoryRecord:
     go_import_root_custom: bool
 
     @classmethod
-    def from_row(cls, repo: Repository, owner: str | None) -> RepositoryRecord:
-        """Build from a `repositories` row and its owner's name."""
+    def from_row(cls, repo: Repository | AnyRow, owner: str | None) -> RepositoryRecord:
+        """Build from a `repositories` row (an object or Core columns) and its owner's name."""
         return cls(
             id=repo.id,
             name=repo.name,
@@ -103,6 +116,11 @@ class _Kept:
     owner_id: int | None
     read_at: datetime
 
+    @classmethod
+    def of(cls, row: AnyRow, read_at: datetime) -> _Kept:
+        """From a row of `_KEPT`."""
+        return cls(RepositoryRecord.from_row(row, row.owner), row.owner_id, read_at)
+
 
 def readable(principal: Principal) -> Select[int]:
     """The ids of the live repositories `principal` may read, for a caller's `IN (...)`."""
@@ -113,12 +131,25 @@ def _with_owner() -> Select[Repository, str]:
     return select(Repository, User.name).outerjoin(User, Repository.owner_id == User.id)
 
 
+# The hot reads (`Sessions.read`, every request names a repository): Core rows of the
+# columns a record and its access check need, built once.
+_r = Repository
+_KEPT = select(
+    *(_r.id, _r.name, _r.owner_id, _r.visibility, _r.description, _r.source_url),
+    *(_r.default_branch, _r.size_bytes, _r.is_empty, _r.created_at, _r.updated_at),
+    *(_r.fork, _r.archived, _r.external_kind, _r.deleted_at),
+    *(_r.go_import_root, _r.go_default_root),
+    User.name.label("owner"),
+).outerjoin(User, _r.owner_id == User.id)
+_BY_NAME = _KEPT.where(Repository.name == bindparam("name"), Repository.deleted_at.is_(None))
+
+
 class Repositories:
     """Repository rows, filtered by what the asking principal may see."""
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: Sessions,
         *,
         box: SecretBox | None = None,
         caches: Caches | None = None,
@@ -172,12 +203,12 @@ class Repositories:
     async def _load(self, name: str) -> _Kept | None:
         generation = self._by_name.generation
         read_at = now()
-        statement = _with_owner().where(Repository.name == name, Repository.deleted_at.is_(None))
-        async with self._sessions() as session:
-            row = (await session.execute(statement)).one_or_none()
+        row = await self._sessions.read(
+            lambda connection: connection.execute(_BY_NAME, {"name": name}).one_or_none()
+        )
         if row is None:
             return None
-        found = _Kept(RepositoryRecord.from_row(row[0], row[1]), row[0].owner_id, read_at)
+        found = _Kept.of(row, read_at)
         self._by_name.put(name, found, generation)  # also when read for `read_after`
         return found
 
@@ -192,7 +223,7 @@ class Repositories:
 
         async def read() -> list[_Kept]:
             root_of = Repository.go_import_root
-            statement = _with_owner().where(
+            statement = _KEPT.where(
                 Repository.deleted_at.is_(None),
                 or_(
                     root_of.in_(roots),
@@ -200,12 +231,8 @@ class Repositories:
                 ),
             )
             read_at = now()
-            async with self._sessions() as session:
-                rows = (await session.execute(statement)).all()
-            return [
-                _Kept(RepositoryRecord.from_row(row[0], row[1]), row[0].owner_id, read_at)
-                for row in rows
-            ]
+            rows = await self._sessions.read(lambda connection: connection.execute(statement).all())
+            return [_Kept.of(row, read_at) for row in rows]
 
         found = await self._by_roots.load(tuple(roots), read) or []
         return [
@@ -514,13 +541,16 @@ async def live_with_source(session: AsyncSession, *, after: int, limit: int) -> 
     return list(rows)
 
 
-async def readable_names_of(
-    session: AsyncSession, principal: Principal, ids: list[int]
+def readable_names_of(
+    connection: Connection, principal: Principal, ids: list[int]
 ) -> dict[int, str]:
-    """The names of those of `ids` that `principal` may read (live ones only)."""
+    """The names of those of `ids` that `principal` may read (live ones only).
+
+    A reader for `Sessions.read`.
+    """
     if not ids:
         return {}
-    rows = await session.execute(
+    rows = connection.execute(
         select(Repository.id, Repository.name).where(
             Repository.id.in_(ids), Repository.deleted_at.is_(None), visible_to(principal)
         )
