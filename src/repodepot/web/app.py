@@ -100,21 +100,24 @@ def create_app(settings: Settings) -> FastAPI:
         directory=HERE / "templates", context_processors=[csrf.template_context]
     )
     errors.install(app)
+    # A request is matched against the routes in this order, one by one (twice for the
+    # router that holds it): the most asked come first, after the liveness probe. Only
+    # overlapping paths constrain it, as noted; the other routers' paths are disjoint.
     routers = (
         health.router,
-        users.router,
-        tokens.router,
+        goproxy.router,
+        smarthttp.router,
         branches.router,  # before repos: `…/branches` is not part of a repository's name
         repos.router,
+        users.router,
+        tokens.router,
         imports.router,
         codehosts.router,
         scheduler.router,
+        webhooks.router,
         import_pages.router,
         codehost_pages.router,
-        branch_pages.router,
-        smarthttp.router,
-        goproxy.router,
-        webhooks.router,
+        branch_pages.router,  # before pages: `…/upstream` is not part of a repository's name
         apidocs.router,
         pages,
     )
