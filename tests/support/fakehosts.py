@@ -21,6 +21,16 @@ Only what repository listing uses, answered the way each host documents it:
   repository (null for others) in lists and single answers alike; `limit` up to 50, `page`;
   `Link` and `x-total-count`; `Authorization: token …`; 401.
 
+Users with their own tokens (permission sync): `user(name)` returns a new user's token,
+`allow(token, *ids, level=30, affiliation="collaborator")` / `disallow` set what it
+may read, `revoke(token)` makes the host answer it 401 as above. To a user's token,
+GitHub's `/user/repos` lists the allowed repositories whose affiliation is in
+`affiliation` (owner, collaborator, organization_member; all three by default), never
+a public one without an allowance; GitLab's `/projects` with `min_access_level` lists
+those allowed at that level or above (Guest 10, Reporter 20, Developer 30), without it
+also the public ones; Gitea's `/user/repos` the allowed ones; other lists, the allowed
+and the public ones. The connection's own token still sees everything.
+
 Faults are queued per host: `fail_next(status)`, `rate_limit_next(reset_in)`,
 `secondary_limit_next(retry_after)`, `redirect_next(location)`. A host listens on any
 loopback `address` (127.0.0.2 plays "another host"), records every request's headers
@@ -41,6 +51,7 @@ import hashlib
 import http.client
 import json
 import math
+import secrets
 import threading
 import time
 from collections import deque
@@ -98,6 +109,14 @@ class _Repos(dict[int, FakeRepo]):
 
 
 @dataclass
+class _Allowance:
+    """What a user may do on a repository: GitLab's access level, GitHub's affiliation."""
+
+    level: int = 30
+    affiliation: str = "collaborator"
+
+
+@dataclass
 class _Fault:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
@@ -128,7 +147,9 @@ class FakeHost:
         self.latency = latency
         self.token = token
         self.repos = _Repos()
-        self._pages: dict[str, tuple[int, tuple[int, dict[str, str], Any], str]] = {}
+        # By (token, path): users' listings differ.
+        self._pages: dict[tuple[str, str], tuple[int, tuple[int, dict[str, str], Any], str]] = {}
+        self.users: dict[str, dict[int, _Allowance]] = {}  # token: allowances by repo id
         self.rate_limit = rate_limit
         self.used = 0
         self.reset_at = int(time.time()) + 3600
@@ -176,6 +197,33 @@ class FakeHost:
 
     def delete(self, repo_id: int) -> None:
         del self.repos[repo_id]
+
+    # Users with their own tokens; every change bumps `repos.version`, as the host's ETags do.
+    def user(self, name: str) -> str:
+        """A new user on the host, reading nothing yet; returns their token."""
+        token = f"user-{name}-{secrets.token_hex(8)}"
+        with self._lock:
+            self.users[token] = {}
+        return token
+
+    def allow(
+        self, token: str, *repo_ids: int, level: int = 30, affiliation: str = "collaborator"
+    ) -> None:
+        with self._lock:
+            for repo_id in repo_ids:
+                self.users[token][repo_id] = _Allowance(level, affiliation)
+            self.repos.version += 1
+
+    def disallow(self, token: str, *repo_ids: int) -> None:
+        with self._lock:
+            for repo_id in repo_ids:
+                self.users[token].pop(repo_id, None)
+            self.repos.version += 1
+
+    def revoke(self, token: str) -> None:
+        """The token stops working: the host answers it 401."""
+        with self._lock:
+            del self.users[token]
 
     # Faults, answered before anything else, in order.
     def fail_next(self, status: int = 500, times: int = 1) -> None:
@@ -437,6 +485,10 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(payload)
 
         def _authorized(self) -> bool:
+            token = self._token()
+            return token == host.token or token in host.users
+
+        def _token(self) -> str:
             given = self.headers.get("authorization", "")
             if host.kind == "gitlab":
                 token = self.headers.get("private-token") or given.removeprefix("Bearer ")
@@ -444,7 +496,7 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
                 token = given.removeprefix("token ")
             else:
                 token = given.removeprefix("Bearer ").removeprefix("token ")
-            return token == host.token
+            return token
 
         def _answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
             prefix = PREFIX[host.kind]
@@ -457,13 +509,13 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
                 fault = host._faults.popleft()
                 return fault.status, dict(fault.headers), fault.body
             # A real host answers a 304 without building the page; so does this one.
-            key = self.path
+            key = (self._token(), self.path)
             cached = host._pages.get(key)
             if cached is not None and cached[0] == host.repos.version:
                 _, (status, headers, body), etag = cached
                 headers = dict(headers)
             else:
-                found = self._route(path[len(prefix) :], query)
+                found = self._route(path[len(prefix) :], query, host.users.get(key[0]))
                 if found is None:
                     return 404, {}, {"message": "Not Found"}
                 status, headers, body = found
@@ -496,10 +548,16 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
             return {}
 
         def _route(
-            self, route: str, query: dict[str, str]
+            self, route: str, query: dict[str, str], user: dict[int, _Allowance] | None
         ) -> tuple[int, dict[str, str], Any] | None:
+            """`user`: the allowances of a user's token; None for the connection's own."""
             segments = [unquote(part) for part in route.strip("/").split("/")]
             repos = sorted(host.repos.values(), key=lambda repo: repo.id)
+            if user is not None:
+                mine = ["projects"] if host.kind == "gitlab" else ["user", "repos"]
+                if segments == mine and (host.kind != "gitlab" or "min_access_level" in query):
+                    return self._page(self._own(repos, user, query), query)
+                repos = [r for r in repos if r.id in user or not r.private]
             if host.kind == "github":
                 if segments == ["user", "repos"]:
                     return self._page(repos, query)
@@ -540,6 +598,20 @@ def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:
                 if segments[:1] == ["repos"] and len(segments) == 3:
                     return self._one(repos, f"{segments[1]}/{segments[2]}")
             return None
+
+        def _own(
+            self, repos: list[FakeRepo], user: dict[int, _Allowance], query: dict[str, str]
+        ) -> list[FakeRepo]:
+            """What a user's own listing holds: GitHub by affiliation, GitLab by level."""
+            affiliations = query.get("affiliation", "owner,collaborator,organization_member")
+            least = int(query.get("min_access_level", "0"))
+            return [
+                repo
+                for repo in repos
+                if repo.id in user
+                and user[repo.id].level >= least
+                and (host.kind != "github" or user[repo.id].affiliation in affiliations.split(","))
+            ]
 
         def _one(
             self, repos: list[FakeRepo], full_name: str

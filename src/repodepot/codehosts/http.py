@@ -61,6 +61,10 @@ class BadCredentials(CodeHostError):
 
     code = "code_host_bad_credentials"
 
+    def __init__(self, message: str | None = None, *, answer: str = "") -> None:
+        self.answer = answer  # the host's status and message, e.g. "401 Bad credentials"
+        super().__init__(message)
+
 
 class RateLimited(CodeHostError):
     """The code host's rate limit is exhausted for longer than we wait."""
@@ -401,9 +405,11 @@ class HostApi:
                 await self._rate_limit_wait(response, limited)
                 continue
             if status == 401 or status == 403:
+                answer = f"{status} {_message(response)}".strip()
                 raise BadCredentials(
-                    f"{self._what} refused the token ({status} {_message(response)}): "
-                    "check that it is valid and has read access to the repositories"
+                    f"{self._what} refused the token ({answer}): "
+                    "check that it is valid and has read access to the repositories",
+                    answer=answer,
                 )
             if status == 404:
                 raise ApiNotFound(f"{self._what} answered 404 for {_path(url)}")
