@@ -405,7 +405,8 @@ class HostApi:
                 await self._rate_limit_wait(response, limited)
                 continue
             if status == 401 or status == 403:
-                answer = f"{status} {_message(response)}".strip()
+                told = _message(response)  # GitLab's is "401 Unauthorized"
+                answer = told if told.startswith(str(status)) else f"{status} {told}".strip()
                 raise BadCredentials(
                     f"{self._what} refused the token ({answer}): "
                     "check that it is valid and has read access to the repositories",
