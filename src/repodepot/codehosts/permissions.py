@@ -69,9 +69,8 @@ async def readable_by(
     connection and user), so that an unchanged listing costs conditional requests only.
 
     Raises InvalidInput for an `other` connection (no API, so no account to link) or an
-    empty token;
-    TokenRejected when the host refuses the token (401, or 403 without rate-limit
-    signs); ListingTooLong past `most` repositories (the listing is stopped there, never
+    empty token; TokenRejected when the host refuses the token (401, or 403 without
+    rate-limit signs); ListingTooLong past `most` repositories (the listing is stopped there, never
     used in part); the other CodeHostErrors of `HostApi` for network failures, 5xx after
     retries and rate limits longer than we wait.
     """
