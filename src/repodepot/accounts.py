@@ -109,10 +109,29 @@ class Principal:
         """Admins may do everything."""
         return self.user.role is Role.admin
 
+    @property
+    def is_anonymous(self) -> bool:
+        """Nobody signed in: a request without a token or a login (`ANONYMOUS`)."""
+        return self.user.id == ANONYMOUS_ID
+
     def require_admin(self) -> None:
         """Raise PermissionDenied unless an admin is asking."""
         if not self.is_admin:
             raise PermissionDenied("only admins may do this")
+
+
+ANONYMOUS_ID = -1
+# Who asks without a token or a login: may read public repositories only.
+ANONYMOUS = Principal(
+    user=UserRecord(
+        id=ANONYMOUS_ID,
+        name="(anonymous)",
+        role=Role.member,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        disabled=False,
+    ),
+    token_id=0,
+)
 
 
 def operator() -> Principal:

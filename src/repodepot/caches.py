@@ -35,10 +35,11 @@ from repodepot.db.models import CacheEpoch
 K = TypeVar("K")
 V = TypeVar("V")
 
-# The names the triggers of migration 0009 use: one per group of tables.
+# The names the triggers of migrations 0009 and 0010 use: one per group of tables.
 IDENTITY = "identity"  # users, api_tokens, login_sessions
 REPOSITORIES = "repositories"
-NAMES = (IDENTITY, REPOSITORIES)
+ACCESS = "access"  # groups, group_members, repository_grants, repo_sources
+NAMES = (IDENTITY, REPOSITORIES, ACCESS)
 # The event topic of migration 0009's NOTIFYs (PostgreSQL); the data is the group.
 TOPIC = "cache"
 # In this process only (no trigger): what a short ttl keeps close enough elsewhere.
@@ -48,6 +49,10 @@ TABLES = {
     "api_tokens": IDENTITY,
     "sessions": IDENTITY,
     "repositories": REPOSITORIES,
+    "groups": ACCESS,
+    "group_members": ACCESS,
+    "repository_grants": ACCESS,
+    "repo_sources": ACCESS,
     "gitserver_repos": MIRRORS,
 }
 EPOCH_CHECK = 1.0

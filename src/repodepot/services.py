@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from repodepot.access import Access
 from repodepot.accounts import Accounts
 from repodepot.backpressure import Gate
 from repodepot.branches.service import Branches
@@ -50,6 +51,7 @@ class Services:
     caches: Caches
     gate: Gate
     accounts: Accounts
+    access: Access
     repositories: Repositories
     imports: Imports
     codehosts: CodeHosts
@@ -109,7 +111,8 @@ class Services:
         syncer = Syncer(sessions=worker_sessions, box=box, settings=settings)
         gitserver = Gitserver(worker_sessions, box=box, settings=settings, caches=caches)
         reads = Reads(git, storage, gitserver, settings, pool_observer=metrics)
-        repositories = Repositories(sessions, box=box, caches=caches)
+        access = Access(sessions, caches=caches)
+        repositories = Repositories(sessions, box=box, caches=caches, access=access)
         branches = Branches(
             sessions=sessions,
             repositories=repositories,
@@ -134,6 +137,7 @@ class Services:
             # One gate per process: the loops ask it, the scheduler page and API show it.
             gate=Gate.from_settings(settings, metrics),
             accounts=Accounts(sessions, caches=caches),
+            access=access,
             repositories=repositories,
             imports=imports,
             codehosts=CodeHosts(sessions, box=box, settings=settings, syncer=syncer),

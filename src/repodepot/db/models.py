@@ -31,9 +31,14 @@ class Role(enum.StrEnum):
 
 
 class Visibility(enum.StrEnum):
-    """Who may read a repository: `private` its owner and admins, `public` every user."""
+    """Who may read a repository (`repositories.visible_to` decides it).
+
+    `public`: anyone, also without a token; `internal`: every signed-in user;
+    `private`: its owner, admins and those granted it (`repository_grants`).
+    """
 
     private = "private"
+    internal = "internal"
     public = "public"
 
 
@@ -505,3 +510,120 @@ class CacheEpoch(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     epoch: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class Group(Base):
+    """A named set of users that grants are given to (`access` owns it)."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class GroupMember(Base):
+    """A user in a group."""
+
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class GrantRole(enum.StrEnum):
+    """What a grant allows: reading (the only role so far)."""
+
+    read = "read"
+
+
+class GrantSource(enum.StrEnum):
+    """Where a grant comes from: given here, or listed by a code host's permission sync."""
+
+    manual = "manual"
+    codehost = "codehost"
+
+
+class RepositoryGrant(Base):
+    """`role` on one repository to a user or a group, or on every repository of a connection.
+
+    Exactly one of `user_id`/`group_id`, exactly one of `repository_id`/`code_host_id`,
+    and a connection-wide grant goes to a group. The partial unique indexes keep one
+    grant per (target, grantee, source).
+    """
+
+    __tablename__ = "repository_grants"
+    __table_args__ = (
+        Index(
+            "uq_repository_grants_user",
+            "repository_id",
+            "user_id",
+            "source",
+            unique=True,
+            sqlite_where=text("repository_id IS NOT NULL AND user_id IS NOT NULL"),
+            postgresql_where=text("repository_id IS NOT NULL AND user_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_repository_grants_group",
+            "repository_id",
+            "group_id",
+            "source",
+            unique=True,
+            sqlite_where=text("repository_id IS NOT NULL AND group_id IS NOT NULL"),
+            postgresql_where=text("repository_id IS NOT NULL AND group_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_repository_grants_code_host",
+            "code_host_id",
+            "group_id",
+            unique=True,
+            sqlite_where=text("code_host_id IS NOT NULL"),
+            postgresql_where=text("code_host_id IS NOT NULL"),
+        ),
+        Index("ix_repository_grants_user_id", "user_id", "repository_id"),
+        Index("ix_repository_grants_group_id", "group_id", "repository_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int | None] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE")
+    )
+    code_host_id: Mapped[int | None] = mapped_column(
+        ForeignKey("code_hosts.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    role: Mapped[GrantRole] = mapped_column(_enum(GrantRole, "grant_role"))
+    source: Mapped[GrantSource] = mapped_column(_enum(GrantSource, "grant_source"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class CodeHostAccount(Base):
+    """A user's own account on a connection's host: the token permission sync lists with.
+
+    `rejected_since`: when the host first refused the token (its `codehost` grants stop
+    after the grace period); cleared by a sync that succeeds.
+    """
+
+    __tablename__ = "code_host_accounts"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    code_host_id: Mapped[int] = mapped_column(
+        ForeignKey("code_hosts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    sealed_token: Mapped[str] = mapped_column(Text)  # SecretBox-encrypted
+    linked_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    next_sync_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    last_sync_at: Mapped[datetime | None]
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    rejected_since: Mapped[datetime | None]
+    readable: Mapped[int] = mapped_column(server_default="0")  # repositories granted last

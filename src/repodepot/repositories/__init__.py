@@ -31,7 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from repodepot import audit
+from repodepot import access, audit
+from repodepot.access import Access
 from repodepot.accounts import Principal
 from repodepot.caches import REPOSITORIES, Caches, Lookup
 from repodepot.clock import now
@@ -93,18 +94,34 @@ class RepositoryRecord:
 
 
 def visible_to(principal: Principal) -> ColumnElement[bool]:
-    """The condition on `repositories` rows that `principal` may read."""
+    """The condition on `repositories` rows that `principal` may read: the one query.
+
+    Admins: every row. Nobody signed in: `public` ones. A user: `public` and `internal`
+    ones, their own, and those granted to them, to a group of theirs, or through a
+    connection-wide grant to a group of theirs (`access.granted_ids`).
+    """
     if principal.is_admin:
         return true()
-    return (Repository.visibility == Visibility.public) | (Repository.owner_id == principal.user.id)
-
-
-def may_read(principal: Principal, visibility: Visibility, owner_id: int | None) -> bool:
-    """`visible_to` for one row already loaded: whether `principal` may read it."""
+    if principal.is_anonymous:
+        return Repository.visibility == Visibility.public
+    user_id = principal.user.id
     return (
-        principal.is_admin
-        or visibility is Visibility.public
-        or (owner_id is not None and owner_id == principal.user.id)
+        Repository.visibility.in_((Visibility.public, Visibility.internal))
+        | (Repository.owner_id == user_id)
+        | Repository.id.in_(access.granted_ids(user_id))
+    )
+
+
+def readable_without_grants(
+    principal: Principal, visibility: Visibility, owner_id: int | None
+) -> bool:
+    """`visible_to` for one row already loaded, as far as it goes without the grants."""
+    if principal.is_admin or visibility is Visibility.public:
+        return True
+    if principal.is_anonymous:
+        return False
+    return visibility is Visibility.internal or (
+        owner_id is not None and owner_id == principal.user.id
     )
 
 
@@ -153,10 +170,12 @@ class Repositories:
         *,
         box: SecretBox | None = None,
         caches: Caches | None = None,
+        access: Access | None = None,
     ) -> None:
         self._sessions = sessions
         self._box = box
         self._caches = caches or Caches(ttl=0)
+        self.access = access or Access(sessions, caches=self._caches)
         # Live repositories by name, with their owner's id; dropped on any change to
         # `repositories` (repodepot.caches).
         self._by_name: Lookup[str, _Kept] = self._caches.lookup(REPOSITORIES, "repositories")
@@ -196,9 +215,18 @@ class Repositories:
         found = await self._by_name.load(name, lambda: self._load(name))
         if found is not None and read_after is not None and found.read_at < read_after:
             found = await self._load(name)
-        if found is None or not may_read(principal, found.record.visibility, found.owner_id):
+        if found is None or not await self.may_read(principal, found):
             raise NotFound(f"no repository named {name!r}")
         return found.record
+
+    async def may_read(self, principal: Principal, found: _Kept) -> bool:
+        """`visible_to` for one row already loaded: the one decision, for every surface."""
+        record = found.record
+        if readable_without_grants(principal, record.visibility, found.owner_id):
+            return True
+        if principal.is_anonymous:
+            return False
+        return record.id in await self.access.granted(principal)
 
     async def _load(self, name: str) -> _Kept | None:
         generation = self._by_name.generation
@@ -235,11 +263,7 @@ class Repositories:
             return [_Kept.of(row, read_at) for row in rows]
 
         found = await self._by_roots.load(tuple(roots), read) or []
-        return [
-            kept.record
-            for kept in found
-            if may_read(principal, kept.record.visibility, kept.owner_id)
-        ]
+        return [kept.record for kept in found if await self.may_read(principal, kept)]
 
     async def set_go_import_root(
         self, principal: Principal, name: str, root: str | None

@@ -28,6 +28,7 @@ from repodepot.web import (
     webhooks,
 )
 from repodepot.web.api import (
+    access,
     branches,
     codehosts,
     health,
@@ -108,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
         goproxy.router,
         smarthttp.router,
         branches.router,  # before repos: `…/branches` is not part of a repository's name
+        access.router,  # before repos: `…/grants` neither
         repos.router,
         users.router,
         tokens.router,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from repodepot.accounts import Principal
+from repodepot.accounts import ANONYMOUS, Principal
 from repodepot.exceptions import NotAuthenticated
 from repodepot.pagination import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 from repodepot.services import Services
@@ -60,6 +60,21 @@ async def _identify(request: Request, svc: Services) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+async def reader(request: Request, svc: ServicesDep) -> Principal:
+    """Who is reading: as `principal`, but ANONYMOUS when the request names nobody.
+
+    For reads that public repositories answer without a token (`repositories.visible_to`
+    decides what ANONYMOUS sees). A token or login that does not check out is still 401,
+    never a quiet fall back to anonymous.
+    """
+    if request.headers.get("authorization") is None and SESSION_ID not in request.session:
+        return ANONYMOUS
+    return await principal(request, svc)
+
+
+ReaderDep = Annotated[Principal, Depends(reader)]
 
 
 async def admin(caller: PrincipalDep) -> Principal:

@@ -7,7 +7,15 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from repodepot.db.models import CloneStatus, CodeHostKind, Role, SyncStatus, Visibility
+from repodepot.db.models import (
+    CloneStatus,
+    CodeHostKind,
+    GrantRole,
+    GrantSource,
+    Role,
+    SyncStatus,
+    Visibility,
+)
 
 T = TypeVar("T")
 
@@ -448,3 +456,60 @@ class GitLabPush(BaseModel):
 
 PushPayload = GitHubPush | GiteaPush | GitLabPush
 """A push delivery's payload, whichever the host: `external_id` names the repository."""
+
+
+class GroupIn(BaseModel):
+    """A new group of users, that grants can be given to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(examples=["platform"], max_length=64)
+
+
+class GroupOut(_Record):
+    """A group and its members' names."""
+
+    id: int
+    name: str
+    members: list[str]
+    created_at: datetime
+
+
+class MemberIn(BaseModel):
+    """A user to put in a group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(examples=["alice"], max_length=64)
+
+
+class GrantIn(BaseModel):
+    """`read` on a repository to a user or a group (name exactly one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(default=None, examples=["alice"], max_length=64)
+    group: str | None = Field(default=None, examples=["platform"], max_length=64)
+    role: GrantRole = GrantRole.read
+
+
+class ConnectionGrantIn(BaseModel):
+    """`read` on every repository of a code host connection, to a group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(examples=["platform"], max_length=64)
+    role: GrantRole = GrantRole.read
+
+
+class GrantOut(_Record):
+    """A grant: on one repository or a connection's, to a user or a group, from where."""
+
+    id: int
+    repository: str | None = Field(description="The repository's name; null for a connection's")
+    code_host_id: int | None
+    user: str | None
+    group: str | None
+    role: GrantRole
+    source: GrantSource = Field(description="manual, or codehost: kept by permission sync")
+    created_at: datetime

@@ -22,14 +22,12 @@ import base64
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
-from datetime import UTC, datetime
 from typing import IO
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
-from repodepot.accounts import Principal, UserRecord
-from repodepot.db.models import Role
+from repodepot.accounts import ANONYMOUS, Principal
 from repodepot.exceptions import NotAuthenticated, NotFound
 from repodepot.git.errors import GitCommandError, GitError
 from repodepot.web import bodies
@@ -42,12 +40,6 @@ UPLOAD_PACK = "git-upload-pack"
 RECEIVE_PACK = "git-receive-pack"
 MAX_REQUEST = 64 << 20
 READ_ONLY = "repodepot mirrors are read-only: push to the upstream repository instead\n"
-ANONYMOUS = Principal(
-    user=UserRecord(
-        id=-1, name="(anonymous)", role=Role.member, created_at=datetime.now(UTC), disabled=False
-    ),
-    token_id=0,
-)
 
 
 def pkt_line(text: str) -> bytes:
@@ -98,7 +90,7 @@ async def _mirror(request: Request, name: str) -> tuple[int, str] | Response:
     try:
         repo = await svc.repositories.get(caller, name)
     except NotFound:
-        if caller is ANONYMOUS:
+        if caller.is_anonymous:
             return _ask_for_credentials("authentication required\n")
         return PlainTextResponse(f"repository {name!r} not found\n", status_code=404)
     try:

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from repodepot.web.bodies import JsonRoute
-from repodepot.web.deps import PageDep, PrincipalDep, ServicesDep
+from repodepot.web.deps import PageDep, PrincipalDep, ReaderDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES, error_responses
 from repodepot.web.schemas import PageOut
 
@@ -127,7 +127,7 @@ class FetchQueued(BaseModel):
 @router.get("/api/repos/{name:path}/branches", summary="A repository's branches")
 async def list_branches(
     name: str,
-    caller: PrincipalDep,
+    caller: ReaderDep,
     svc: ServicesDep,
     paging: PageDep,
     q: Annotated[str | None, Query(max_length=200, description="Part of the name")] = None,
@@ -175,7 +175,7 @@ async def put_upstream(
 
 
 @router.get("/api/repos/{name:path}/upstream", summary="Show a repository's upstream")
-async def get_upstream(name: str, caller: PrincipalDep, svc: ServicesDep) -> UpstreamOut:
+async def get_upstream(name: str, caller: ReaderDep, svc: ServicesDep) -> UpstreamOut:
     """The upstream and its last fetch; 404 when the repository has none."""
     return UpstreamOut.model_validate(await svc.branches.upstream(caller, name))
 
@@ -202,14 +202,14 @@ async def fetch_upstream(name: str, caller: PrincipalDep, svc: ServicesDep) -> F
 
 
 @router.get("/api/repos/{name:path}/sync-status", summary="Branches against the upstream")
-async def sync_status(name: str, caller: PrincipalDep, svc: ServicesDep) -> SyncStatusOut:
+async def sync_status(name: str, caller: ReaderDep, svc: ServicesDep) -> SyncStatusOut:
     """The upstream and each tracked branch's counts, as of the last fetch (no git runs)."""
     return SyncStatusOut.model_validate(await svc.branches.sync_status(caller, name))
 
 
 @router.get("/api/sync-status", summary="Tracked branches across repositories")
 async def org_sync_status(
-    caller: PrincipalDep,
+    caller: ReaderDep,
     svc: ServicesDep,
     paging: PageDep,
     needs_pull: Annotated[bool | None, Query(description="Behind their upstream")] = None,

@@ -17,7 +17,7 @@ from repodepot.gitserver.service import MirrorState
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 from repodepot.web.bodies import JsonRoute
-from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ServicesDep
+from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ReaderDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES, error_responses
 from repodepot.web.schemas import (
     CommitLogOut,
@@ -39,7 +39,7 @@ router = APIRouter(route_class=JsonRoute, tags=["repositories"], responses=ERROR
 
 @router.get("/api/repos", summary="List repositories")
 async def list_repos(
-    caller: PrincipalDep,
+    caller: ReaderDep,
     svc: ServicesDep,
     paging: PageDep,
     deleted: Annotated[
@@ -56,7 +56,7 @@ async def list_repos(
 @router.get("/api/repos/{name:path}/commits", summary="Recent commits of a ref")
 async def list_commits(
     name: str,
-    caller: PrincipalDep,
+    caller: ReaderDep,
     svc: ServicesDep,
     ref: Annotated[
         str | None, Query(description="A branch, tag or commit; the default branch if omitted")
@@ -74,14 +74,14 @@ async def list_commits(
 
 
 @router.get("/api/repos/{name:path}/tags", summary="Tags with their dates")
-async def list_tags(name: str, caller: PrincipalDep, svc: ServicesDep) -> TagsOut:
+async def list_tags(name: str, caller: ReaderDep, svc: ServicesDep) -> TagsOut:
     """Every tag of a commit, newest first; 404 before the first clone."""
     repo = await svc.repositories.get(caller, name)
     return TagsOut.model_validate({"items": await svc.history.tags(repo.id, repo.name)})
 
 
 @router.get("/api/repos/{name:path}/commits/{rev:path}", summary="EnsureRevision")
-async def get_commit(name: str, rev: str, caller: PrincipalDep, svc: ServicesDep) -> CommitOut:
+async def get_commit(name: str, rev: str, caller: ReaderDep, svc: ServicesDep) -> CommitOut:
     """The commit `rev` names in the mirror.
 
     When it is missing: one fetch (shared by concurrent requests for the repository),
@@ -188,7 +188,7 @@ async def delete_credential(name: str, caller: PrincipalDep, svc: ServicesDep) -
 
 @router.get("/api/repos/{name:path}/go-modules", summary="The Go modules in a repository")
 async def go_modules(
-    name: str, request: Request, caller: PrincipalDep, svc: ServicesDep
+    name: str, request: Request, caller: ReaderDep, svc: ServicesDep
 ) -> list[GoModuleOut]:
     """Modules found from go.mod files at the default branch and from version tags."""
     repo = await svc.repositories.get(caller, name)
@@ -209,7 +209,7 @@ async def patch_repo(
 
 
 @router.get("/api/repos/{name:path}", summary="Show a repository")
-async def get_repo(name: str, caller: PrincipalDep, svc: ServicesDep) -> RepositoryDetail:
+async def get_repo(name: str, caller: ReaderDep, svc: ServicesDep) -> RepositoryDetail:
     """One repository with its mirror; 404 also when it is private and not yours.
 
     Opening it queues an update when the mirror is older than `update_on_visit_after`.
