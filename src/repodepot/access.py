@@ -17,6 +17,7 @@ grants are also its owner's to give. Every change is audited.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -262,6 +263,37 @@ class Access:
             )
             (found,) = await _grants(session, RepositoryGrant.id == grant_id)
         return found
+
+    async def keep_codehost_grants(
+        self, session: AsyncSession, user_id: int, repository_ids: Iterable[int]
+    ) -> tuple[int, int]:
+        """Make `user_id`'s `codehost` grants exactly `repository_ids`, in `session`.
+
+        What permission sync keeps: a grant for each repository the host's listing named,
+        none for the rest. Writes only the difference (nothing when nothing changed);
+        returns how many were added and removed. Manual grants are left alone.
+        """
+        g = RepositoryGrant
+        mine = (g.user_id == user_id, g.source == GrantSource.codehost)
+        held = set(await session.scalars(select(g.repository_id).where(*mine)))
+        wanted = set(repository_ids)
+        added, removed = wanted - held, held - wanted
+        if removed:
+            await session.execute(delete(g).where(*mine, g.repository_id.in_(sorted(removed))))
+        if added:
+            await session.execute(
+                insert(g),
+                [
+                    {
+                        "repository_id": repository_id,
+                        "user_id": user_id,
+                        "role": GrantRole.read,
+                        "source": GrantSource.codehost,
+                    }
+                    for repository_id in sorted(added)
+                ],
+            )
+        return len(added), len(removed)
 
     async def revoke(self, caller: Principal, repository: tuple[int, str], grant_id: int) -> None:
         """Remove one grant of a repository (the caller checked they may); NotFound."""
