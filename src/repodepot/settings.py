@@ -92,6 +92,14 @@ class Settings(BaseSettings):
     sync_poll_interval: float = Field(
         2.0, gt=0, description="Seconds between the syncer's checks for due connections."
     )
+    permissions_sync_interval: float = Field(
+        3600.0, gt=0, description="Seconds between two permission syncs of a linked account."
+    )
+    permissions_rejected_grace: float = Field(
+        86400.0,
+        ge=0,
+        description="Seconds a linked account's grants outlive the host's refusal of its token.",
+    )
     codehost_requests_per_second: float = Field(
         10.0, gt=0, description="API requests per second to one code host connection, at most."
     )
