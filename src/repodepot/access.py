@@ -30,7 +30,6 @@ from repodepot.accounts import Principal
 from repodepot.caches import ACCESS, Caches, Lookup
 from repodepot.db.base import Sessions
 from repodepot.db.models import (
-    CodeHost,
     GrantRole,
     GrantSource,
     Group,
@@ -220,9 +219,9 @@ class Access:
         """Give `role` on a repository (its id and name) or a connection to a user or group.
 
         The caller checked that they may (`Repositories.require_manager`, or an admin for
-        a connection). InvalidInput unless exactly one grantee is named, and for a
-        connection-wide grant to a user; NotFound for an unknown user, group or
-        connection; AlreadyExists for a grant that is there already.
+        a connection, which it also checked exists). InvalidInput unless exactly one
+        grantee is named, and for a connection-wide grant to a user; NotFound for an
+        unknown user or group; AlreadyExists for a grant that is there already.
         """
         if (user is None) == (group is None):
             raise InvalidInput("name either a user or a group", field="user")
@@ -232,8 +231,6 @@ class Access:
         async with self._sessions.begin() as session:
             user_id = await _user_id(session, user) if user is not None else None
             group_id = await _group_id(session, group) if group is not None else None
-            if code_host_id is not None and await session.get(CodeHost, code_host_id) is None:
-                raise NotFound(f"no code host connection with id {code_host_id}")
             try:
                 async with session.begin_nested():
                     grant_id = (
@@ -265,17 +262,27 @@ class Access:
         return found
 
     async def keep_codehost_grants(
-        self, session: AsyncSession, user_id: int, repository_ids: Iterable[int]
+        self,
+        session: AsyncSession,
+        user_id: int,
+        repository_ids: Iterable[int],
+        *,
+        within: Select[tuple[int]] | None = None,
     ) -> tuple[int, int]:
         """Make `user_id`'s `codehost` grants exactly `repository_ids`, in `session`.
 
         What permission sync keeps: a grant for each repository the host's listing named,
         none for the rest. Writes only the difference (nothing when nothing changed);
         returns how many were added and removed. Manual grants are left alone.
+        `within`: the ids (a subquery) of one connection's repositories, which
+        `repository_ids` are among: the grants outside it, another linked account's, stay.
         """
         g = RepositoryGrant
         mine = (g.user_id == user_id, g.source == GrantSource.codehost)
-        held = set(await session.scalars(select(g.repository_id).where(*mine)))
+        held_ids = select(g.repository_id).where(*mine)
+        if within is not None:
+            held_ids = held_ids.where(g.repository_id.in_(within))
+        held = set(await session.scalars(held_ids))
         wanted = set(repository_ids)
         added, removed = wanted - held, held - wanted
         if removed:

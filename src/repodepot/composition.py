@@ -23,6 +23,7 @@ from repodepot.gitserver.service import QUEUED
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.imports.worker import ImportWorker
 from repodepot.loops import BackgroundLoop
+from repodepot.permsync import PermissionSyncLoop
 from repodepot.services import Services
 
 
@@ -49,8 +50,9 @@ class Background:
 def start(services: Services) -> Background:
     """Start the loops of `services.settings.roles`: `worker` imports, `updater` the rest.
 
-    The updater's loops: code host syncs, mirror updates, upstream fetches, the janitor,
-    and on SQLite the database's maintenance (checkpoints, `PRAGMA optimize`).
+    The updater's loops: code host syncs, linked accounts' permission syncs, mirror
+    updates, upstream fetches, the janitor, and on SQLite the database's maintenance
+    (checkpoints, `PRAGMA optimize`).
     """
     roles = services.settings.roles
     background = Background()
@@ -66,6 +68,9 @@ def start(services: Services) -> Background:
         syncs = SyncLoop.from_services(services, changed=DatabaseWatch(url).changed)
         services.codehosts.on_sync_requested = syncs.wake
         background.add(syncs, "sync-loop")
+        permissions = PermissionSyncLoop.from_services(services, changed=DatabaseWatch(url).changed)
+        services.permsync.on_sync_requested = permissions.wake
+        background.add(permissions, "permission-sync-loop")
         updates = UpdateLoop.from_services(services, gate=gate, changed=DatabaseWatch(url).changed)
         services.gitserver.on_enqueued = updates.wake
         services.broker.listen(QUEUED, lambda _event: updates.wake())

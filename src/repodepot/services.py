@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from repodepot.gitserver.service import Gitserver
 from repodepot.goproxy.service import GoProxy
 from repodepot.imports.service import Imports
 from repodepot.metrics import Metrics
+from repodepot.permsync import PermissionSync
 from repodepot.repositories import Repositories
 from repodepot.secrets import SecretBox
 from repodepot.settings import Settings, ensure_secret_key, process_path
@@ -52,6 +54,7 @@ class Services:
     gate: Gate
     accounts: Accounts
     access: Access
+    permsync: PermissionSync
     repositories: Repositories
     imports: Imports
     codehosts: CodeHosts
@@ -108,7 +111,9 @@ class Services:
             box=box,
             settings=settings,
         )
-        syncer = Syncer(sessions=worker_sessions, box=box, settings=settings)
+        # Connections' syncs and accounts' permission syncs share the site's API slots.
+        site_slots = asyncio.Semaphore(settings.codehost_max_concurrent_requests)
+        syncer = Syncer(sessions=worker_sessions, box=box, settings=settings, site_slots=site_slots)
         gitserver = Gitserver(worker_sessions, box=box, settings=settings, caches=caches)
         reads = Reads(git, storage, gitserver, settings, pool_observer=metrics)
         access = Access(sessions, caches=caches)
@@ -138,6 +143,14 @@ class Services:
             gate=Gate.from_settings(settings, metrics),
             accounts=Accounts(sessions, caches=caches),
             access=access,
+            permsync=PermissionSync(
+                sessions=sessions,
+                worker_sessions=worker_sessions,
+                access=access,
+                box=box,
+                settings=settings,
+                site_slots=site_slots,
+            ),
             repositories=repositories,
             imports=imports,
             codehosts=CodeHosts(sessions, box=box, settings=settings, syncer=syncer),

@@ -30,6 +30,7 @@ from repodepot.web import (
 from repodepot.web.api import (
     access,
     branches,
+    codehost_accounts,
     codehosts,
     health,
     imports,
@@ -110,6 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
         smarthttp.router,
         branches.router,  # before repos: `…/branches` is not part of a repository's name
         access.router,  # before repos: `…/grants` neither
+        codehost_accounts.router,
         repos.router,
         users.router,
         tokens.router,
