@@ -75,6 +75,7 @@ class FakeRepo:
     owner: str
     name: str
     private: bool = False
+    internal: bool = False  # every signed-in user of the host may read it
     fork: bool = False
     archived: bool = False
     description: str = ""
@@ -347,8 +348,9 @@ class FakeHost:
             "name": repo.name,
             "full_name": repo.full_name,
             "owner": {"login": repo.owner, "id": 1, "type": "Organization"},
-            "private": repo.private,
-            "visibility": "private" if repo.private else "public",
+            # GitHub Enterprise's internal repositories are `private` with visibility internal.
+            "private": repo.private or repo.internal,
+            "visibility": _visibility(repo),
             "html_url": f"{self.url}/{repo.full_name}",
             "clone_url": repo.clone_url or f"{self.clone_base}/{repo.full_name}.git",
             "description": repo.description or None,
@@ -367,7 +369,7 @@ class FakeHost:
             "http_url_to_repo": repo.clone_url or f"{self.clone_base}/{repo.full_name}.git",
             "web_url": f"{self.url}/{repo.full_name}",
             "description": repo.description or None,
-            "visibility": "private" if repo.private else "public",
+            "visibility": _visibility(repo),
             "archived": repo.archived,
             "default_branch": repo.default_branch,
         }
@@ -384,7 +386,7 @@ class FakeHost:
             "full_name": repo.full_name,
             "owner": {"login": repo.owner},
             "private": repo.private,
-            "internal": False,
+            "internal": repo.internal,
             "clone_url": repo.clone_url or f"{self.clone_base}/{repo.full_name}.git",
             "html_url": f"{self.url}/{repo.full_name}",
             "description": repo.description,
@@ -393,6 +395,11 @@ class FakeHost:
             "archived": repo.archived,
             "default_branch": repo.default_branch,
         }
+
+
+def _visibility(repo: FakeRepo) -> str:
+    """GitHub's and GitLab's `visibility`: internal, private or public."""
+    return "internal" if repo.internal else "private" if repo.private else "public"
 
 
 def _handler(host: FakeHost) -> type[BaseHTTPRequestHandler]:

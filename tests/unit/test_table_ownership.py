@@ -36,10 +36,18 @@ OWNERS = {
     "upstream_syncs": "repodepot.branches.store",
     "branch_sync_status": "repodepot.branches.store",
     "cache_epochs": "repodepot.caches",
+    "groups": "repodepot.access",
+    "group_members": "repodepot.access",
+    "repository_grants": "repodepot.access",
+    "code_host_accounts": "repodepot.permsync",
 }
 # (module, table) a module outside the owner may READ, joined into its own query, and why.
 READS = {
     ("repodepot.repositories", "users"): "a repository's owner is shown by name, in one query",
+    ("repodepot.access", "users"): "a grant's user and a group's members are shown by name, "
+    "and named users are found by name, in the grant's or membership's own query",
+    ("repodepot.access", "repo_sources"): "a connection-wide grant covers the repositories "
+    "the connection yields: one subquery of the one readable query (`granted_ids`)",
 }
 MODELS = {"repodepot.db.models"}
 # Where tables are defined and migrated: outside the rule.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import re2
@@ -59,6 +59,10 @@ _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a refused pattern is the admin's 422, not a log line
 
 
+# The `privateVisibility` a connection gives its host's private repositories here.
+PrivateVisibility = Literal["private", "internal"]
+
+
 class Exclude(BaseModel):
     """One exclusion rule: by exact name, by regular expression, all forks or all archived.
 
@@ -101,6 +105,9 @@ class HostConfig(BaseModel):
     url: str
     exclude: list[Exclude] = Field(default_factory=list)
     repositoryPathPattern: str = ""
+    # What the host's private repositories are here: `internal` opens them to every
+    # signed-in user (a company's own code host); its internal ones are internal anyway.
+    privateVisibility: PrivateVisibility = "private"
 
     @field_validator("url")
     @classmethod
@@ -187,6 +194,7 @@ class OtherConfig(BaseModel):
     repos: list[str] = Field(min_length=1)
     exclude: list[Exclude] = Field(default_factory=list)
     repositoryPathPattern: str = ""
+    privateVisibility: PrivateVisibility = "private"  # every repository listed is private
 
     @field_validator("repositoryPathPattern")
     @classmethod

@@ -178,7 +178,7 @@ def draft(
             plan.skip(f"{repo.name_with_owner}: name {name!r} is yielded twice")
             continue
         url = strip_credentials(repo.clone_url)
-        fields = _fields(repo, name, url)
+        fields = _fields(repo, name, url, connection.config.privateVisibility)
         if row is None:
             plan.claims[name] = external_id
             plan.inserts.append(
@@ -281,11 +281,20 @@ def _unfit(repo: SourceRepo, name: str, origins: frozenset[Origin] | None) -> st
     return None
 
 
-def _fields(repo: SourceRepo, name: str, url: str) -> Fields:
+def visibility_of(repo: SourceRepo, private_visibility: str) -> Visibility:
+    """What a listed repository is here: the host's level, its private ones as configured."""
+    if not repo.private:
+        return Visibility.public
+    if repo.internal:
+        return Visibility.internal
+    return Visibility(private_visibility)
+
+
+def _fields(repo: SourceRepo, name: str, url: str, private_visibility: str) -> Fields:
     return Fields(
         name=name,
         description=repo.description,
-        visibility=Visibility.private if repo.private else Visibility.public,
+        visibility=visibility_of(repo, private_visibility),
         fork=repo.fork,
         archived=repo.archived,
         source_url=url,

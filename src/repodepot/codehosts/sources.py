@@ -57,6 +57,7 @@ class SourceRepo:
     fork: bool = False
     archived: bool = False
     private: bool = True
+    internal: bool = False  # GitLab's and GitHub Enterprise's `internal`, Gitea's `internal`
     default_branch: str | None = None
     parent_external_id: str | None = None  # a fork's parent, when the host says which
 
@@ -219,6 +220,7 @@ class GitHubSource(_QuerySource):
             fork=bool(item.get("fork")),
             archived=bool(item.get("archived")),
             private=bool(item.get("private")) or item.get("visibility") == "internal",
+            internal=item.get("visibility") == "internal",
             default_branch=_optional(item, "default_branch"),
             parent_external_id=_parent(item, "parent", "node_id", "id"),
         )
@@ -286,6 +288,7 @@ class GitLabSource(_ApiSource):
             fork="forked_from_project" in item,
             archived=bool(item.get("archived")),
             private=item.get("visibility", "private") != "public",
+            internal=item.get("visibility") == "internal",
             default_branch=_optional(item, "default_branch"),
             parent_external_id=_parent(item, "forked_from_project", "id"),
         )
@@ -317,6 +320,7 @@ class GiteaSource(_QuerySource):
             fork=bool(item.get("fork")),
             archived=bool(item.get("archived")),
             private=bool(item.get("private")) or bool(item.get("internal")),
+            internal=bool(item.get("internal")) and not item.get("private"),
             default_branch=_optional(item, "default_branch") or None,
             parent_external_id=_parent(item, "parent", "id"),
         )

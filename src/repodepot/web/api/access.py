@@ -101,6 +101,7 @@ async def add_connection_grant(
     host_id: RecordId, body: ConnectionGrantIn, caller: AdminDep, svc: ServicesDep
 ) -> GrantOut:
     """`read` on each repository the connection yields, now and later, to a group (admins)."""
+    await svc.codehosts.get(caller, host_id)  # 404 for a connection that is not there
     grant = await svc.access.grant(caller, code_host_id=host_id, group=body.group, role=body.role)
     return _out(grant, None)
 
