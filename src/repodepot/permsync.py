@@ -134,7 +134,8 @@ class PermissionSync:
         key = (caller.user.id, code_host_id)
         async with self._sessions.begin() as session:
             host = await _linkable(session, code_host_id)
-            values = {"sealed_token": self._box.seal(token), "next_sync_at": now()}
+            at = now()
+            values = {"sealed_token": self._box.seal(token), "linked_at": at, "next_sync_at": at}
             row = await session.get(CodeHostAccount, key)
             if row is None:
                 session.add(CodeHostAccount(user_id=key[0], code_host_id=key[1], **values))
