@@ -11,99 +11,25 @@ API, as an owner or admin would, and taken back the same way.
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
 from repodepot.accounts import operator
-from repodepot.db.models import GrantSource, Visibility
+from repodepot.db.models import Visibility
 from repodepot.services import Services
-from tests.support.eventually import eventually
+from tests.e2e.test_branch_status import wait_fetch
+from tests.support.accessworld import (
+    CLOSED,
+    INNER,
+    MISSING,
+    OPEN,
+    READS,
+    callers,
+    hosted_repository,
+)
 from tests.support.githttp import GitHttpServer
-from tests.support.members import member, user_id
 from tests.support.repogen import generate, git
 from tests.support.seed import seed_mirror
-
-OPEN, INNER, CLOSED = "acme/open", "acme/inner", "acme/closed"
-MISSING = "acme/nothing-here"
-# Who reads what (besides `hosted`, which only `connection grant` and admins read).
-READS = {
-    "anonymous": {OPEN},
-    "member": {OPEN, INNER},
-    "user grant": {OPEN, INNER, CLOSED},
-    "group grant": {OPEN, INNER, CLOSED},
-    "codehost grant": {OPEN, INNER, CLOSED},
-    "connection grant": {OPEN, INNER},
-    "owner": {OPEN, INNER, CLOSED},
-}
-
-
-async def hosted_repository(services: Services, git_server: GitHttpServer) -> tuple[int, str]:
-    """A private repository that an `other` connection yields: its connection and name."""
-    generate(git_server.root / "hosted.git")
-    created = await services.codehosts.create(
-        operator(),
-        kind="other",
-        name="hosted",
-        config={"repos": [git_server.url("hosted.git")], "repositoryPathPattern": "{host}/hosted"},
-    )
-
-    async def synced() -> str:  # a new connection's first sync starts at once
-        names = [
-            repo.name
-            for repo in (await services.repositories.list(operator())).items
-            if repo.name.endswith("/hosted")
-        ]
-        assert names, "the connection's first sync has not added its repository yet"
-        return names[0]
-
-    return created.id, await eventually(synced)
-
-
-async def callers(
-    client: httpx.AsyncClient, admin: dict[str, str], services: Services, host_id: int
-) -> dict[str, dict[str, str]]:
-    """Each caller of the matrix with its headers, and the grants that make it one."""
-    found: dict[str, dict[str, str]] = {"anonymous": {}}
-    for name in ("member", "user grant", "group grant", "connection grant", "codehost grant"):
-        found[name] = await member(client, admin, name.replace(" ", "-"))
-    found["owner"] = await member(client, admin, "owner")
-    closed = await seed_mirror(
-        services, CLOSED, visibility=Visibility.private, owner_id=await user_id(services, "owner")
-    )
-
-    async def ok(answer: httpx.Response, status: int = 201) -> Any:
-        assert answer.status_code == status, answer.text
-        return answer.json()
-
-    for group, user in (("readers", "group-grant"), ("platform", "connection-grant")):
-        await ok(await client.post("/api/groups", json={"name": group}, headers=admin))
-        added = await client.post(
-            f"/api/groups/{group}/members", json={"user": user}, headers=admin
-        )
-        assert user in (await ok(added, 200))["members"]
-    # The owner grants their own repository; an admin grants a connection.
-    owner = found["owner"]
-    await ok(
-        await client.post(f"/api/repos/{CLOSED}/grants", json={"user": "user-grant"}, headers=owner)
-    )
-    await ok(
-        await client.post(f"/api/repos/{CLOSED}/grants", json={"group": "readers"}, headers=owner)
-    )
-    await ok(
-        await client.post(
-            f"/api/codehosts/{host_id}/grants", json={"group": "platform"}, headers=admin
-        )
-    )
-    # What a code host's permission sync keeps: a grant with source `codehost`.
-    await services.access.grant(
-        operator(),
-        repository=(closed.id, CLOSED),
-        user="codehost-grant",
-        source=GrantSource.codehost,
-    )
-    return found
 
 
 @pytest.fixture
@@ -263,3 +189,39 @@ async def test_bad_group_names_are_refused(
 ) -> None:
     answer = await client.post("/api/groups", json={"name": name}, headers=admin_headers)
     assert answer.status_code == 422, answer.text
+
+
+async def test_exec_runs_for_those_who_may_read_and_needs_a_token(
+    client: httpx.AsyncClient,
+    world: tuple[dict[str, dict[str, str]], str, dict[str, str]],
+) -> None:
+    found, _, _ = world
+    for who, headers in found.items():
+        for name in (OPEN, INNER, CLOSED):
+            answer = await client.post(
+                f"/api/repos/{name}/exec", json={"args": ["rev-parse", "HEAD"]}, headers=headers
+            )
+            want = 401 if who == "anonymous" else 200 if name in READS[who] else 404
+            assert answer.status_code == want, (who, name, answer.text)
+
+
+async def test_the_org_wide_sync_status_lists_only_what_each_caller_reads(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    git_server: GitHttpServer,
+    world: tuple[dict[str, dict[str, str]], str, dict[str, str]],
+) -> None:
+    found, _, _ = world
+    generate(git_server.root / "up.git")
+    for name in (OPEN, INNER, CLOSED):
+        put = await client.put(
+            f"/api/repos/{name}/upstream",
+            json={"url": git_server.url("up.git")},
+            headers=admin_headers,
+        )
+        assert put.status_code == 200, put.text
+        await wait_fetch(client, name, admin_headers, lambda status: status["branches"] or None)
+    for who, headers in found.items():
+        listed = await client.get("/api/sync-status", params={"per_page": 100}, headers=headers)
+        assert listed.status_code == 200, listed.text
+        assert {row["repository"] for row in listed.json()["items"]} == READS[who], who
