@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from repodepot import __version__
+from repodepot.access import GrantRecord
 from repodepot.accounts import operator
 from repodepot.branches.service import (
     MAX_PER_PAGE,
@@ -78,9 +79,16 @@ upstream_app = typer.Typer(
 codehosts_app = typer.Typer(
     help="Code host connections: where repositories are discovered.", no_args_is_help=True
 )
+groups_app = typer.Typer(help="Groups of users, that grants are given to.", no_args_is_help=True)
+grants_app = typer.Typer(
+    help="Who besides its owner and admins may read a private repository.",
+    no_args_is_help=True,
+)
 for sub, name in (
     (db_app, "db"),
     (users_app, "users"),
+    (groups_app, "groups"),
+    (grants_app, "grants"),
     (tokens_app, "tokens"),
     (repos_app, "repos"),
     (goproxy_app, "goproxy"),
@@ -301,6 +309,132 @@ def users_list(ctx: typer.Context, data_dir: DataDirOpt = None, as_json: JsonOpt
     out.print(table)
 
 
+@groups_app.command("create")
+def groups_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Lowercase group name.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create an empty group."""
+    settings = _cli_settings(ctx, data_dir)
+    _run(_with_services(settings, lambda svc: svc.access.create_group(operator(), name)))
+    out.print(f"created group {name!r}")
+
+
+@groups_app.command("list")
+def groups_list(ctx: typer.Context, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List groups with their members."""
+    settings = _cli_settings(ctx, data_dir)
+    groups = _run(_with_services(settings, lambda svc: svc.access.groups(operator())))
+    if as_json:
+        _print_json([asdict(group) for group in groups])
+        return
+    table = Table("name", "members")
+    for group in groups:
+        table.add_row(group.name, ", ".join(group.members))
+    out.print(table)
+
+
+@groups_app.command("add")
+def groups_add(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Argument(help="The group.")],
+    user: Annotated[str, typer.Argument(help="The user to put in it.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Put a user in a group: the group's grants open to them at once."""
+    settings = _cli_settings(ctx, data_dir)
+    _run(_with_services(settings, lambda svc: svc.access.add_member(operator(), group, user)))
+    out.print(f"{user!r} is in group {group!r}")
+
+
+@groups_app.command("remove")
+def groups_remove(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Argument(help="The group.")],
+    user: Annotated[str, typer.Argument(help="The user to take out of it.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Take a user out of a group: what its grants opened to them closes at once."""
+    settings = _cli_settings(ctx, data_dir)
+    _run(_with_services(settings, lambda svc: svc.access.remove_member(operator(), group, user)))
+    out.print(f"{user!r} is no longer in group {group!r}")
+
+
+@grants_app.command("list")
+def grants_list(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The repository's grants: to whom, from where (manual, or a code host's sync)."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> list[GrantRecord]:
+        repo = await svc.repositories.get(operator(), name)
+        return await svc.access.grants_on(repo.id)
+
+    grants = _run(_with_services(settings, work))
+    if as_json:
+        _print_json([asdict(grant) for grant in grants])
+        return
+    table = Table("id", "user", "group", "role", "source", "since")
+    for grant in grants:
+        table.add_row(
+            str(grant.id),
+            grant.user or "",
+            grant.group or "",
+            grant.role.value,
+            grant.source.value,
+            f"{grant.created_at:%Y-%m-%d %H:%M}",
+        )
+    out.print(table)
+
+
+@grants_app.command("add")
+def grants_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    user: Annotated[str | None, typer.Option(help="Grant to this user.")] = None,
+    group: Annotated[str | None, typer.Option(help="Grant to this group.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Let a user or a group (name one) read the repository."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> GrantRecord:
+        repo = await svc.repositories.get(operator(), name)
+        return await svc.access.grant(
+            operator(), repository=(repo.id, repo.name), user=user, group=group
+        )
+
+    grant = _run(_with_services(settings, work))
+    out.print(f"{name}: grant {grant.id} lets {_grantee(grant)} read it")
+
+
+@grants_app.command("remove")
+def grants_remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The repository's name.")],
+    grant_id: Annotated[int, typer.Argument(help="The grant's id (`grants list`).")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Take a grant back: it closes at once."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> None:
+        repo = await svc.repositories.get(operator(), name)
+        await svc.access.revoke(operator(), (repo.id, repo.name), grant_id)
+
+    _run(_with_services(settings, work))
+    out.print(f"{name}: grant {grant_id} removed")
+
+
+def _grantee(grant: GrantRecord) -> str:
+    return f"user {grant.user!r}" if grant.user is not None else f"group {grant.group!r}"
+
+
 @tokens_app.command("create")
 def tokens_create(
     ctx: typer.Context,
@@ -439,6 +573,24 @@ def codehosts_add(
     )
     token = "with a token" if record.token_set else "without a token"
     out.print(f"added {record.kind.value} connection {record.id} {record.name!r} ({token})")
+
+
+@codehosts_app.command("grant")
+def codehosts_grant(
+    ctx: typer.Context,
+    host_id: Annotated[int, typer.Argument(help="The connection's id (`codehosts list`).")],
+    group: Annotated[str, typer.Option(help="The group that may read its repositories.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Let a group read every repository the connection yields, now and later."""
+    settings = _cli_settings(ctx, data_dir)
+
+    async def work(svc: Services) -> GrantRecord:
+        await svc.codehosts.get(operator(), host_id)
+        return await svc.access.grant(operator(), code_host_id=host_id, group=group)
+
+    grant = _run(_with_services(settings, work))
+    out.print(f"code host {host_id}: grant {grant.id} lets {_grantee(grant)} read its repositories")
 
 
 @codehosts_app.command("list")
@@ -1007,7 +1159,7 @@ def import_repository(
             "as the repository's fetch credential, so later updates can fetch.",
         ),
     ] = False,
-    visibility: Annotated[Visibility, typer.Option(help="private or public.")] = (
+    visibility: Annotated[Visibility, typer.Option(help="private, internal or public.")] = (
         Visibility.private
     ),
     server: ServerOpt = "http://127.0.0.1:8080",

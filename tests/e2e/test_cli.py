@@ -40,6 +40,16 @@ COMMANDS = [
     ["scheduler", "status"],
     ["version"],
     ["import"],
+    ["groups"],
+    ["groups", "create"],
+    ["groups", "list"],
+    ["groups", "add"],
+    ["groups", "remove"],
+    ["grants"],
+    ["grants", "list"],
+    ["grants", "add"],
+    ["grants", "remove"],
+    ["codehosts", "grant"],
 ]
 
 
