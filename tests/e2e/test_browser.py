@@ -65,7 +65,14 @@ async def test_log_in_browse_and_log_out(
     page = await browser.new_page()
     violations = csp_violations(page)
 
+    # Without a login: the public repositories, and a way to log in.
     await page.goto(server.url + "/")
+    await expect(page).to_have_url(server.url + "/repos")
+    public = page.locator("#repos tbody tr")
+    await expect(public).to_have_count(1)
+    await expect(public.nth(0)).to_contain_text("acme/widgets")
+    await expect(page.locator("#current-user")).to_have_count(0)
+    await page.click("#login-link")
     await expect(page).to_have_url(server.url + "/login?next=/repos")
 
     await page.fill("#token", "rdp_wrong-token-000000000000000")
@@ -98,7 +105,8 @@ async def test_log_in_browse_and_log_out(
     await page.click("#logout")
     await expect(page).to_have_url(server.url + "/login")
     await page.goto(server.url + "/repos")
-    await expect(page).to_have_url(server.url + "/login?next=/repos")
+    await expect(page.locator("#login-link")).to_be_visible()  # logged out: the public list
+    await expect(page.locator("#repos tbody tr")).to_have_count(1)
     # The server ended the session: a copy of the cookie taken before logging out is useless.
     thief = await browser.new_context()
     await thief.add_cookies(copied)  # type: ignore[arg-type]

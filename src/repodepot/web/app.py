@@ -17,6 +17,7 @@ from repodepot.metrics import Metrics
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
 from repodepot.web import (
+    access_pages,
     apidocs,
     branch_pages,
     codehost_pages,
@@ -122,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
         import_pages.router,
         codehost_pages.router,
         branch_pages.router,  # before pages: `…/upstream` is not part of a repository's name
+        access_pages.router,
         apidocs.router,
         pages,
     )

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from repodepot.accounts import Principal
+from repodepot.accounts import Principal, UserRecord
 from repodepot.db.models import Visibility
 from repodepot.exceptions import NotAuthenticated
 from repodepot.gitserver.schedule import QueueReason
@@ -19,7 +19,13 @@ from repodepot.services import Services
 from repodepot.web import repo_tabs
 from repodepot.web.api.repos import repository_with_mirror
 from repodepot.web.csrf import require_same_origin
-from repodepot.web.deps import SESSION_ID, AdminDep, PageDep, PrincipalDep, ServicesDep
+from repodepot.web.deps import (
+    SESSION_ID,
+    AdminDep,
+    PageDep,
+    ReaderDep,
+    ServicesDep,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -101,21 +107,26 @@ async def logout(request: Request, svc: ServicesDep) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
+def shown_user(caller: Principal) -> UserRecord | None:
+    """Who the page says is signed in: nobody for ANONYMOUS (the page offers to log in)."""
+    return None if caller.is_anonymous else caller.user
+
+
 @router.get("/repos", response_class=HTMLResponse)
 async def repo_list(
-    request: Request, caller: PrincipalDep, svc: ServicesDep, paging: PageDep
+    request: Request, caller: ReaderDep, svc: ServicesDep, paging: PageDep
 ) -> Response:
-    """The repositories the caller may read."""
+    """The repositories the caller may read (without a login: the public ones)."""
     page = await svc.repositories.list(caller, page=paging.page, per_page=paging.per_page)
     last = max(1, -(-page.total // page.per_page))
-    return render(request, "repos.html", user=caller.user, page=page, last=last)
+    return render(request, "repos.html", user=shown_user(caller), page=page, last=last)
 
 
 @router.get("/repos/{name:path}", response_class=HTMLResponse)
 async def repo_page(
     request: Request,
     name: str,
-    caller: PrincipalDep,
+    caller: ReaderDep,
     svc: ServicesDep,
     tab: repo_tabs.Tab = "overview",
     q: Annotated[str | None, Query(max_length=200)] = None,
@@ -152,8 +163,10 @@ async def show_repo(
         context.update(
             modules=modules,
             proxy_url=proxy_url,
-            # Whether it has a fetch credential is for those who may change it.
+            # Whether it has a fetch credential, and who may read it, are for those who
+            # may change them.
             has_credential=may_change and await svc.repositories.has_credential(repo.id),
+            grants=await svc.access.grants_on(repo.id) if may_change else None,
         )
     elif tab == "branches":
         filters = filters or repo_tabs.BranchFilters()
@@ -164,7 +177,7 @@ async def show_repo(
         request,
         "repo.html",
         status_code=status_code,
-        user=caller.user,
+        user=shown_user(caller),
         repo=repo,
         mirror=mirror,
         tab=tab,
