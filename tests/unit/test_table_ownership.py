@@ -46,6 +46,11 @@ READS = {
     ("repodepot.repositories", "users"): "a repository's owner is shown by name, in one query",
     ("repodepot.access", "users"): "a grant's user and a group's members are shown by name, "
     "and named users are found by name, in the grant's or membership's own query",
+    ("repodepot.permsync", "users"): "a linked account's user is shown by name, in the "
+    "account's own query",
+    ("repodepot.permsync", "code_hosts"): "a linked account's connection is shown by name and "
+    "kind in the account's own query, and a link reads the connection's kind to refuse one "
+    "without an API",
     ("repodepot.access", "repo_sources"): "a connection-wide grant covers the repositories "
     "the connection yields: one subquery of the one readable query (`granted_ids`)",
 }
