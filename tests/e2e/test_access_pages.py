@@ -3,7 +3,8 @@
 Without a login the repository list holds the public repositories and offers to log
 in; internal and private ones are the same 404 page as a name that does not exist. A
 repository's owner sees "Who may read it" and grants a user from the form, who then
-reads it; an admin puts a user in a group from the groups page and takes them out.
+reads it; an admin puts a user in a group from the groups page and takes them out. A
+member links their code host account on their page and is told when the host refuses it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from fastapi import FastAPI
 from repodepot.db.models import Visibility
 from repodepot.services import Services
 from tests.conftest import ADMIN_TOKEN
+from tests.e2e.test_permission_sync import connect
+from tests.support.eventually import eventually
+from tests.support.fakehosts import FakeHost
 from tests.support.members import member, user_id
 from tests.support.seed import seed_mirror
 from tests.support.websession import csrf_of, log_in, same_origin
@@ -116,3 +120,47 @@ async def test_members_may_not_open_the_groups_page(
 ) -> None:
     await log_in(browser, world["reader"])
     assert (await browser.get("/groups")).status_code == 403
+
+
+async def test_a_member_links_their_account_from_the_page_and_sees_a_refusal(
+    browser: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    world: dict[str, str],
+) -> None:
+    with FakeHost("github") as host:
+        lib = host.add("acme", "lib", private=True)
+        host_id = await connect(client, admin_headers, host, "company")
+        token = host.user("reader")
+        host.allow(token, lib.id)
+        csrf = await log_in(browser, world["reader"])
+        page = await browser.get("/account")
+        assert page.status_code == 200 and f'id="link-{host_id}"' in page.text
+
+        linked = await browser.post(
+            f"/account/codehosts/{host_id}",
+            data={"token": token, "csrf_token": csrf},
+            headers=same_origin(browser),
+        )
+        assert linked.status_code == 303, linked.text
+
+        async def synced(status: str) -> str:
+            shown = (await browser.get("/account")).text
+            assert f'<span class="status {status}">' in shown, shown
+            return shown
+
+        shown = await eventually(lambda: synced("success"), timeout=30)
+        assert token not in shown
+        assert (await browser.get("/repos/acme/lib")).status_code == 200
+        everyone = await client.get("/codehost-accounts", headers=admin_headers)
+        assert everyone.status_code == 200 and "reader" in everyone.text
+
+        host.revoke(token)
+        asked = await browser.post(
+            f"/account/codehosts/{host_id}/sync",
+            data={"csrf_token": csrf},
+            headers=same_origin(browser),
+        )
+        assert asked.status_code == 303
+        refused = await eventually(lambda: synced("rejected"), timeout=30)
+        assert "The host refused your token" in refused and token not in refused

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 from collections.abc import Callable
@@ -274,6 +275,19 @@ class CodeHosts:
         async with self._sessions() as session:
             rows = (await session.scalars(select(CodeHost).order_by(CodeHost.name))).all()
             return [await self._record(session, row) for row in rows]
+
+    async def linkable(self) -> builtins.list[tuple[int, str, CodeHostKind]]:
+        """Each connection a user may link their own account on (it has an API), by name.
+
+        Their ids, names and kinds only: what a signed-in user needs to pick one.
+        """
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(CodeHost.id, CodeHost.name, CodeHost.kind)
+                .where(CodeHost.kind != CodeHostKind.other)
+                .order_by(CodeHost.name)
+            )
+            return [(row.id, row.name, row.kind) for row in rows]
 
     async def get(self, caller: Principal, host_id: int) -> CodeHostRecord:
         """One connection with its last sync."""

@@ -124,3 +124,66 @@ async def _groups(
         groups=groups,
         error=error.message if error is not None else None,
     )
+
+
+@router.get("/account", response_class=HTMLResponse)
+async def account_page(request: Request, caller: PrincipalDep, svc: ServicesDep) -> Response:
+    """Your code host accounts: link one with your own token, see its last permission sync."""
+    return await _account(request, caller, svc)
+
+
+@router.post("/account/codehosts/{code_host_id}", response_class=HTMLResponse)
+async def link_account(
+    request: Request,
+    code_host_id: int,
+    caller: PrincipalDep,
+    svc: ServicesDep,
+    token: Annotated[str, Form(max_length=4096)] = "",
+) -> Response:
+    """Link (or replace) your account on a connection; the token is never sent back."""
+    try:
+        await svc.permsync.link(caller, code_host_id, token)
+    except RepodepotError as error:
+        return await _account(request, caller, svc, error=error)
+    return RedirectResponse("/account", status_code=303)
+
+
+@router.post("/account/codehosts/{code_host_id}/sync", response_class=HTMLResponse)
+async def sync_account(code_host_id: int, caller: PrincipalDep, svc: ServicesDep) -> Response:
+    """Ask for your account's permission sync now."""
+    await svc.permsync.request_sync(caller, code_host_id)
+    return RedirectResponse("/account", status_code=303)
+
+
+@router.post("/account/codehosts/{code_host_id}/remove", response_class=HTMLResponse)
+async def unlink_account(code_host_id: int, caller: PrincipalDep, svc: ServicesDep) -> Response:
+    """Unlink your account: the grants it gave you end at once."""
+    await svc.permsync.unlink(caller, code_host_id)
+    return RedirectResponse("/account", status_code=303)
+
+
+@router.get("/codehost-accounts", response_class=HTMLResponse)
+async def all_accounts_page(request: Request, caller: AdminDep, svc: ServicesDep) -> Response:
+    """Every user's linked accounts with their last permission sync (admins)."""
+    return render(
+        request,
+        "codehost_accounts.html",
+        user=caller.user,
+        accounts=await svc.permsync.all_accounts(caller),
+    )
+
+
+async def _account(
+    request: Request, caller: Principal, svc: Services, *, error: RepodepotError | None = None
+) -> Response:
+    accounts = await svc.permsync.accounts(caller)
+    linked = {account.code_host_id for account in accounts}
+    return render(
+        request,
+        "account.html",
+        status_code=200 if error is None else status_of(error),
+        user=caller.user,
+        accounts=accounts,
+        connections=[each for each in await svc.codehosts.linkable() if each[0] not in linked],
+        error=error.message if error is not None else None,
+    )
