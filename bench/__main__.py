@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from bench import (
+    access,
     branches,
     clones,
     gitserver,
@@ -55,6 +56,10 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "load": (
         "load test: 100 users, 1,000 repositories, background fetches, a failing upstream",
         load.run,
+    ),
+    "access": (
+        "access: 20,000 repositories, 200,000 grants; a permission sync of 1,000 accounts",
+        access.run,
     ),
 }
 
