@@ -19,6 +19,7 @@ from repodepot.services import Services
 from repodepot.web.deps import AdminDep, PrincipalDep, ServicesDep
 from repodepot.web.errors import status_of
 from repodepot.web.pages import render, show_repo
+from repodepot.web.params import RecordId
 
 router = APIRouter(include_in_schema=False)
 
@@ -57,7 +58,7 @@ async def add_grant(
 
 @router.post("/repos/{name:path}/grants/{grant_id}/remove", response_class=HTMLResponse)
 async def remove_grant(
-    name: str, grant_id: int, caller: PrincipalDep, svc: ServicesDep
+    name: str, grant_id: RecordId, caller: PrincipalDep, svc: ServicesDep
 ) -> Response:
     """Take a grant back (its owner or an admin)."""
     repo = await svc.repositories.owned(caller, name)
@@ -135,7 +136,7 @@ async def account_page(request: Request, caller: PrincipalDep, svc: ServicesDep)
 @router.post("/account/codehosts/{code_host_id}", response_class=HTMLResponse)
 async def link_account(
     request: Request,
-    code_host_id: int,
+    code_host_id: RecordId,
     caller: PrincipalDep,
     svc: ServicesDep,
     token: Annotated[str, Form(max_length=4096)] = "",
@@ -149,14 +150,16 @@ async def link_account(
 
 
 @router.post("/account/codehosts/{code_host_id}/sync", response_class=HTMLResponse)
-async def sync_account(code_host_id: int, caller: PrincipalDep, svc: ServicesDep) -> Response:
+async def sync_account(code_host_id: RecordId, caller: PrincipalDep, svc: ServicesDep) -> Response:
     """Ask for your account's permission sync now."""
     await svc.permsync.request_sync(caller, code_host_id)
     return RedirectResponse("/account", status_code=303)
 
 
 @router.post("/account/codehosts/{code_host_id}/remove", response_class=HTMLResponse)
-async def unlink_account(code_host_id: int, caller: PrincipalDep, svc: ServicesDep) -> Response:
+async def unlink_account(
+    code_host_id: RecordId, caller: PrincipalDep, svc: ServicesDep
+) -> Response:
     """Unlink your account: the grants it gave you end at once."""
     await svc.permsync.unlink(caller, code_host_id)
     return RedirectResponse("/account", status_code=303)
