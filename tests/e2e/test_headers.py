@@ -20,7 +20,8 @@ PROXY = "10.20.0.7"
     ("path", "bearer", "status"),
     [
         ("/login", False, 200),  # a page
-        ("/repos", False, 303),  # a redirect to log in
+        ("/repos", False, 200),  # the public repositories, without a login
+        ("/imports", False, 303),  # a redirect to log in
         ("/repos/acme/missing", True, 404),  # an HTML error page
         ("/api/user", True, 200),  # the API
         ("/api/repos/acme/missing", True, 404),  # a JSON error
