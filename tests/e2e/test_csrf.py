@@ -25,6 +25,14 @@ PAGE_CHANGES = [
     ("POST", "/codehosts/1/confirm-deletions"),
     ("POST", "/codehosts/1/remove"),
     ("POST", "/repos/acme/tool/update"),
+    ("POST", "/repos/acme/tool/grants"),
+    ("POST", "/repos/acme/tool/grants/1/remove"),
+    ("POST", "/groups"),
+    ("POST", "/groups/x/members"),
+    ("POST", "/groups/x/members/admin/remove"),
+    ("POST", "/account/codehosts/1"),
+    ("POST", "/account/codehosts/1/sync"),
+    ("POST", "/account/codehosts/1/remove"),
 ]
 API_CHANGES = [
     ("POST", "/api/users"),
@@ -40,6 +48,15 @@ API_CHANGES = [
     ("DELETE", "/api/codehosts/1"),
     ("POST", "/api/codehosts/1/sync"),
     ("POST", "/api/codehosts/1/held-deletions/confirm"),
+    ("POST", "/api/groups"),
+    ("POST", "/api/groups/x/members"),
+    ("DELETE", "/api/groups/x/members/admin"),
+    ("POST", "/api/repos/acme/tool/grants"),
+    ("DELETE", "/api/repos/acme/tool/grants/1"),
+    ("POST", "/api/codehosts/1/grants"),
+    ("PUT", "/api/user/codehost-accounts/1"),
+    ("DELETE", "/api/user/codehost-accounts/1"),
+    ("POST", "/api/user/codehost-accounts/1/sync"),
 ]
 # What a page on another site can send without a preflight: a form, or text/plain.
 CROSS_SITE = [
