@@ -30,9 +30,11 @@ from repodepot.accounts import operator
 from repodepot.db.models import User, Visibility
 from repodepot.services import Services
 from tests.conftest import ADMIN_TOKEN
+from tests.e2e.test_access_codehosts import synced
 from tests.e2e.test_branch_status import wait_fetch
 from tests.e2e.test_goproxy import widget_repo
 from tests.support.eventually import eventually
+from tests.support.fakehosts import FakeHost
 from tests.support.members import member, user_id
 from tests.support.seed import seed_mirror
 from tests.support.websession import COOKIE, log_in, same_origin
@@ -618,3 +620,69 @@ async def test_an_upstream_the_reader_may_not_read_is_not_named_anywhere(
             upstream,
         ):
             assert HIDDEN not in answer.text and world.head not in answer.text, who
+
+
+# A repository closed on the host, or by its connection -------------------------------------
+
+
+async def test_a_repository_closed_on_the_host_or_by_its_connection_closes_at_once(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    dev = await member(client, admin_headers, "dev")
+    with FakeHost("github") as host:
+        lib = host.add("acme", "lib")
+        config = {
+            "url": host.url,
+            "token": host.token,
+            "repositoryPathPattern": "{nameWithOwner}",
+            "repositoryQuery": ["affiliated"],
+            "privateVisibility": "internal",
+        }
+        created = await client.post(
+            "/api/codehosts",
+            json={"kind": "github", "name": "company", "config": config},
+            headers=admin_headers,
+        )
+        assert created.status_code == 201, created.text
+        host_id = created.json()["id"]
+        assert await synced(client, admin_headers, host_id) == {"acme/lib": "public"}
+
+        async def reads() -> dict[str, int]:
+            return {
+                who: (await client.get("/api/repos/acme/lib", headers=caller)).status_code
+                for who, caller in (("anonymous", {}), ("member", dev))
+            }
+
+        async def lists() -> dict[str, list[str]]:
+            return {
+                who: [
+                    item["name"]
+                    for item in (await client.get("/api/repos", headers=caller)).json()["items"]
+                ]
+                for who, caller in (("anonymous", {}), ("member", dev))
+            }
+
+        # Every lookup warm with "public" first.
+        assert await reads() == {"anonymous": 200, "member": 200}
+        assert await lists() == {"anonymous": ["acme/lib"], "member": ["acme/lib"]}
+        assert (await client.get("/repos/acme/lib")).status_code == 200
+
+        lib.private = True  # made private on the host: the connection makes it internal
+        host.repos.version += 1
+        assert await synced(client, admin_headers, host_id) == {"acme/lib": "internal"}
+        assert await reads() == {"anonymous": 404, "member": 200}
+        assert await lists() == {"anonymous": [], "member": ["acme/lib"]}
+        assert (await client.get("/repos/acme/lib")).status_code == 404
+
+        # The admin closes the connection's private repositories to those granted.
+        closed = {key: value for key, value in config.items() if key != "token"}
+        patched = await client.patch(
+            f"/api/codehosts/{host_id}",
+            json={"config": {**closed, "privateVisibility": "private"}},
+            headers=admin_headers,
+        )
+        assert patched.status_code == 200, patched.text
+        assert await synced(client, admin_headers, host_id) == {"acme/lib": "private"}
+        assert await reads() == {"anonymous": 404, "member": 404}
+        assert await lists() == {"anonymous": [], "member": []}
+        assert (await client.get("/repos/acme/lib", headers=dev)).status_code == 404
