@@ -4,7 +4,7 @@ and PostgreSQL, through every read the API answers.
 Three seeded mirrors, `acme/open` (public), `acme/inner` (internal) and `acme/closed`
 (private, owned by `owner`), and `hosted`, a private repository an `other` connection
 yields. Each caller of the matrix asks for each repository's entry, the listing,
-EnsureRevision, the branches and the sync status: what it may read answers 200, the
+EnsureRevision, the branches, the sync status and the page: what it may read answers 200, the
 rest is the same 404 as a repository that does not exist. Grants are given through the
 API, as an owner or admin would, and taken back the same way.
 """
@@ -79,6 +79,8 @@ async def test_each_caller_reads_what_it_may_and_the_rest_is_not_found(
         for path in (f"/commits/{head}", "/branches", "/sync-status", "/tags"):
             answer = await client.get(f"/api/repos/{name}{path}", headers=headers)
             assert answer.status_code == want, (name, path, answer.text)
+        page = await client.get(f"/repos/{name}", headers=headers)  # the page takes a token too
+        assert page.status_code == want, (name, "page")
 
 
 async def test_admins_read_everything_and_see_each_level(
