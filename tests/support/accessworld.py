@@ -4,6 +4,7 @@ one, and one caller for each way of being allowed to read (tests/e2e/test_access
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,15 +55,27 @@ async def hosted_repository(services: Services, git_server: GitHttpServer) -> tu
 
 
 async def callers(
-    client: httpx.AsyncClient, admin: dict[str, str], services: Services, host_id: int
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    services: Services,
+    host_id: int,
+    *,
+    closed_source: Path | None = None,
 ) -> dict[str, dict[str, str]]:
-    """Each caller of the matrix with its headers, and the grants that make it one."""
+    """Each caller of the matrix with its headers, and the grants that make it one.
+
+    `acme/closed` is a mirror of `closed_source` if given, else of a generated history.
+    """
     found: dict[str, dict[str, str]] = {"anonymous": {}}
     for name in ("member", "user grant", "group grant", "connection grant", "codehost grant"):
         found[name] = await member(client, admin, name.replace(" ", "-"))
     found["owner"] = await member(client, admin, "owner")
     closed = await seed_mirror(
-        services, CLOSED, visibility=Visibility.private, owner_id=await user_id(services, "owner")
+        services,
+        CLOSED,
+        source=closed_source,
+        visibility=Visibility.private,
+        owner_id=await user_id(services, "owner"),
     )
 
     async def ok(answer: httpx.Response, status: int = 201) -> Any:
