@@ -21,8 +21,11 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from datetime import datetime
+
+from repodepot.clock import now
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,30 @@ def died_here(worker_id: str | None) -> bool:
     except PermissionError:
         return False  # someone else's live process
     return False
+
+
+def until_due(at: datetime | None, *, busy: bool, interval: float) -> float | None:
+    """What a loop's `step` returns for `at`, the next due item's time (None: none).
+
+    An item due but not started (no free slot, or its claim lost a race) is looked at
+    again when a running one ends (`busy`), else after `interval`.
+    """
+    if at is None:
+        return None
+    due_in = (at - now()).total_seconds()
+    if due_in <= 0:
+        return None if busy else interval
+    return due_in
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait for each to end (a loop's `stopped`)."""
+    running = list(tasks)
+    for task in running:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class BackgroundLoop:

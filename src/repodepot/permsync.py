@@ -21,7 +21,6 @@ due row (so two processes never sync one account at once), renewed while it runs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from repodepot.codehosts.planner import Connection
 from repodepot.db.base import Sessions
 from repodepot.db.models import CodeHost, CodeHostAccount, CodeHostKind, User
 from repodepot.exceptions import InvalidInput, NotFound
-from repodepot.loops import BackgroundLoop, renewing
+from repodepot.loops import BackgroundLoop, cancel_all, renewing, until_due
 from repodepot.outbound import Policy
 from repodepot.repositories import synced
 from repodepot.secrets import SecretBox, SecretUnreadable
@@ -111,7 +110,7 @@ class PermissionSync:
         self._settings = settings
         self._slots = site_slots or asyncio.Semaphore(settings.codehost_max_concurrent_requests)
         self._policy = Policy.from_settings(settings)
-        self._limits = _limits(settings)
+        self._limits = ApiLimits.from_settings(settings)
         self._caches: dict[Key, dict[str, CachedPage]] = {}  # each account's last pages
         self._random = random.Random()
         self.on_sync_requested: Callable[[], None] | None = None
@@ -441,20 +440,11 @@ class PermissionSyncLoop(BackgroundLoop):
                 task = asyncio.create_task(self._sync(key), name=f"permissions-sync-{key}")
                 self._running[key] = task
         at = await self._permsync.next_due()
-        if at is None:
-            return None
-        due_in = (at - now()).total_seconds()
-        if due_in <= 0:  # due but not started: no free slot, or its claim lost a race
-            return None if self._running else self.interval
-        return due_in
+        return until_due(at, busy=bool(self._running), interval=self.interval)
 
     async def stopped(self) -> None:
         """Cancel running syncs (their claims expire, so they run again)."""
-        for task in list(self._running.values()):
-            task.cancel()
-        for task in list(self._running.values()):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._running.values())
 
     async def _sync(self, key: Key) -> None:
         try:
@@ -482,20 +472,6 @@ async def _linkable(session: AsyncSession, code_host_id: int) -> CodeHost:
 
 def _is(key: Key) -> ColumnElement[bool]:
     return and_(CodeHostAccount.user_id == key[0], CodeHostAccount.code_host_id == key[1])
-
-
-def _limits(settings: Settings) -> ApiLimits:
-    """The syncs' limits: a user's listing is paced and bounded like a connection's."""
-    return ApiLimits(
-        requests_per_second=settings.codehost_requests_per_second,
-        max_concurrent=settings.codehost_max_concurrent_requests,
-        timeout=settings.codehost_request_timeout,
-        retries=settings.codehost_retries,
-        retry_base=settings.codehost_retry_base,
-        max_rate_limit_wait=settings.codehost_max_rate_limit_wait,
-        max_response_bytes=settings.codehost_max_response_bytes,
-        max_items=settings.max_repos_per_site,
-    )
 
 
 def _extra(key: Key, action: str) -> dict[str, object]:

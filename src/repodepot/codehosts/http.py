@@ -41,6 +41,7 @@ from repodepot.exceptions import InvalidInput, RepodepotError
 from repodepot.inflate import gzip_stream, steps
 from repodepot.jsonbound import loads
 from repodepot.outbound import GuardedTransport, OutboundRefused, Policy, origin
+from repodepot.settings import Settings
 
 _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([^";]+)"?')
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -175,6 +176,20 @@ class ApiLimits:
     max_rate_limit_wait: float
     max_response_bytes: int
     max_items: int  # per listing, counted before deduplication
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiLimits:
+        """The settings' `codehost_*` limits; a listing is bounded by `max_repos_per_site`."""
+        return cls(
+            requests_per_second=settings.codehost_requests_per_second,
+            max_concurrent=settings.codehost_max_concurrent_requests,
+            timeout=settings.codehost_request_timeout,
+            retries=settings.codehost_retries,
+            retry_base=settings.codehost_retry_base,
+            max_rate_limit_wait=settings.codehost_max_rate_limit_wait,
+            max_response_bytes=settings.codehost_max_response_bytes,
+            max_items=settings.max_repos_per_site,
+        )
 
 
 def next_link(headers: Mapping[str, str]) -> str | None:

@@ -10,7 +10,6 @@ files (no query) every `sync_poll_interval` that shows a commit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ from repodepot.clock import now
 from repodepot.codehosts import store
 from repodepot.codehosts.syncer import Syncer
 from repodepot.db.base import session_factory
-from repodepot.loops import BackgroundLoop, new_worker_id
+from repodepot.loops import BackgroundLoop, cancel_all, new_worker_id, until_due
 from repodepot.settings import Settings
 
 if TYPE_CHECKING:
@@ -85,20 +84,11 @@ class SyncLoop(BackgroundLoop):
         await self._start_due()
         async with self._sessions() as session:
             at = await store.next_due(session, now())
-        if at is None:
-            return None
-        due_in = (at - now()).total_seconds()
-        if due_in <= 0:  # due but not started: no free slot, or its claim lost a race
-            return None if self._running else self.interval
-        return due_in
+        return until_due(at, busy=bool(self._running), interval=self.interval)
 
     async def stopped(self) -> None:
         """Cancel running syncs (their leases expire, so they run again)."""
-        for task in list(self._running.values()):
-            task.cancel()
-        for task in list(self._running.values()):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._running.values())
 
     async def _start_due(self) -> None:
         free = self._concurrency - len(self._running)

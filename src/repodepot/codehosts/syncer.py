@@ -81,16 +81,7 @@ class Syncer:
             minimum=settings.sync_purge_threshold_min,
             percent=settings.sync_purge_threshold_percent,
         )
-        self._limits = ApiLimits(
-            requests_per_second=settings.codehost_requests_per_second,
-            max_concurrent=settings.codehost_max_concurrent_requests,
-            timeout=settings.codehost_request_timeout,
-            retries=settings.codehost_retries,
-            retry_base=settings.codehost_retry_base,
-            max_rate_limit_wait=settings.codehost_max_rate_limit_wait,
-            max_response_bytes=settings.codehost_max_response_bytes,
-            max_items=settings.max_repos_per_site,
-        )
+        self._limits = ApiLimits.from_settings(settings)
 
     async def load(self, host_id: int) -> Connection:
         """The connection with its token opened; raises InvalidInput if its config is stale."""
