@@ -13,14 +13,8 @@ import httpx
 import pytest
 
 from tests.e2e.test_codehosts import wait_for_sync
-from tests.support.fakehosts import FakeHost, Kind
+from tests.support.fakehosts import LISTING, FakeHost, Kind
 from tests.support.members import member
-
-LISTING = {
-    "github": {"repositoryQuery": ["affiliated"]},
-    "gitlab": {"projectQuery": ["?membership=true"]},
-    "gitea": {"repositoryQuery": ["affiliated"]},
-}
 
 
 async def synced(client: httpx.AsyncClient, admin: dict[str, str], host_id: int) -> dict[str, str]:

@@ -22,17 +22,12 @@ from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.e2e.test_codehosts import wait_for_sync
 from tests.support.eventually import eventually
-from tests.support.fakehosts import PREFIX, FakeHost, Kind
+from tests.support.fakehosts import LISTING, PREFIX, FakeHost, Kind
 from tests.support.githttp import GitHttpServer
 from tests.support.history_repo import T0, build, commit
 from tests.support.repogen import generate, git
 
 Json = dict[str, Any]
-LISTING: dict[Kind, Json] = {
-    "github": {"repositoryQuery": ["affiliated"]},
-    "gitlab": {"projectQuery": ["?membership=true"]},
-    "gitea": {"repositoryQuery": ["affiliated"]},
-}
 
 
 @pytest.fixture

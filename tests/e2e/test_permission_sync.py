@@ -25,17 +25,12 @@ from repodepot.settings import Settings
 from tests.e2e.test_codehosts import wait_for_sync
 from tests.e2e.test_reads_never_write import counted
 from tests.support.eventually import eventually
-from tests.support.fakehosts import FakeHost, Kind
+from tests.support.fakehosts import LISTING, FakeHost
 from tests.support.members import member
 
 Json = dict[str, Any]
 Headers = dict[str, str]
 ONE, TWO, THREE = "acme/one", "acme/two", "acme/three"
-LISTING: dict[Kind, Json] = {
-    "github": {"repositoryQuery": ["affiliated"]},
-    "gitlab": {"projectQuery": ["?membership=true"]},
-    "gitea": {"repositoryQuery": ["affiliated"]},
-}
 
 
 @pytest.fixture

@@ -65,6 +65,12 @@ Kind = Literal["github", "gitlab", "gitea"]
 PREFIX = {"github": "/api/v3", "gitlab": "/api/v4", "gitea": "/api/v1"}
 MAX_PAGE = {"github": 100, "gitlab": 100, "gitea": 50}
 DEFAULT_PAGE = {"github": 30, "gitlab": 20, "gitea": 30}
+# A connection's config keys that list every repository its token is affiliated with.
+LISTING: dict[Kind, dict[str, list[str]]] = {
+    "github": {"repositoryQuery": ["affiliated"]},
+    "gitlab": {"projectQuery": ["?membership=true"]},
+    "gitea": {"repositoryQuery": ["affiliated"]},
+}
 
 
 @dataclass
