@@ -214,7 +214,6 @@ class Access:
         user: str | None = None,
         group: str | None = None,
         role: GrantRole = GrantRole.read,
-        source: GrantSource = GrantSource.manual,
     ) -> GrantRecord:
         """Give `role` on a repository (its id and name) or a connection to a user or group.
 
@@ -242,7 +241,7 @@ class Access:
                                 user_id=user_id,
                                 group_id=group_id,
                                 role=role,
-                                source=source,
+                                source=GrantSource.manual,
                                 created_by=caller.user.id or None,
                             )
                             .returning(RepositoryGrant.id)
@@ -256,33 +255,24 @@ class Access:
                 caller.user.id,
                 "grant.add",
                 target,
-                {"user": user, "group": group, "role": role.value, "source": source.value},
+                {"user": user, "group": group, "role": role.value},
             )
             (found,) = await _grants(session, RepositoryGrant.id == grant_id)
         return found
 
     async def keep_codehost_grants(
-        self,
-        session: AsyncSession,
-        user_id: int,
-        repository_ids: Iterable[int],
-        *,
-        within: Select[tuple[int]] | None = None,
+        self, session: AsyncSession, user_id: int, code_host_id: int, repository_ids: Iterable[int]
     ) -> tuple[int, int]:
-        """Make `user_id`'s `codehost` grants exactly `repository_ids`, in `session`.
+        """Make the `codehost` grants `code_host_id` keeps for `user_id` `repository_ids`.
 
-        What permission sync keeps: a grant for each repository the host's listing named,
-        none for the rest. Writes only the difference (nothing when nothing changed);
-        returns how many were added and removed. Manual grants are left alone.
-        `within`: the ids (a subquery) of one connection's repositories, which
-        `repository_ids` are among: the grants outside it, another linked account's, stay.
+        In `session`. What permission sync keeps: a grant for each repository the host's
+        listing named, none for the rest. Writes only the difference (none when nothing changed);
+        returns how many were added and removed. Manual grants, and those another
+        connection keeps, are left alone; deleting the connection deletes its grants.
         """
         g = RepositoryGrant
-        mine = (g.user_id == user_id, g.source == GrantSource.codehost)
-        held_ids = select(g.repository_id).where(*mine)
-        if within is not None:
-            held_ids = held_ids.where(g.repository_id.in_(within))
-        held = set(await session.scalars(held_ids))
+        mine = (g.user_id == user_id, g.kept_by == code_host_id)
+        held = set(await session.scalars(select(g.repository_id).where(*mine)))
         wanted = set(repository_ids)
         added, removed = wanted - held, held - wanted
         if removed:
@@ -296,6 +286,7 @@ class Access:
                         "user_id": user_id,
                         "role": GrantRole.read,
                         "source": GrantSource.codehost,
+                        "kept_by": code_host_id,
                     }
                     for repository_id in sorted(added)
                 ],

@@ -167,9 +167,7 @@ class PermissionSync:
             gone = await session.execute(delete(CodeHostAccount).where(_is(key)))
             if not gone.rowcount:  # type: ignore[attr-defined]
                 raise NotFound(f"no linked account on code host connection {code_host_id}")
-            await self._access.keep_codehost_grants(
-                session, key[0], (), within=store.linked_ids(code_host_id)
-            )
+            await self._access.keep_codehost_grants(session, key[0], code_host_id, ())
             name = await session.scalar(select(CodeHost.name).where(CodeHost.id == code_host_id))
             await audit.record(
                 session,
@@ -207,7 +205,7 @@ class PermissionSync:
             row = await session.get(CodeHostAccount, key)
             if row is None:
                 return None
-            rejected_since = row.rejected_since
+            rejected_since, linked_at = row.rejected_since, row.linked_at
             try:
                 connection = await store.load(session, code_host_id, self._box)
                 token = self._box.open(row.sealed_token)
@@ -225,18 +223,30 @@ class PermissionSync:
                 most=self._settings.max_repos_per_site,
             )
         except TokenRejected as error:
-            return await self._rejected(key, connection, started, rejected_since, error.message)
+            return await self._rejected(
+                key, connection, started, (rejected_since, linked_at), error.message
+            )
         except (CodeHostError, InvalidInput) as error:
             return await self._record(key, started, Outcome(status="failed", error=error.message))
         except Exception:  # a bug still ends in a recorded sync, and the grants stay
             logger.exception("permission sync crashed", extra=_extra(key, "permissions.sync"))
             outcome = Outcome(status="failed", error="an unexpected error: see the server log")
             return await self._record(key, started, outcome)
-        return await self._keep(key, connection, started, readable.external_ids)
+        return await self._keep(key, connection, started, linked_at, readable.external_ids)
 
     async def _keep(
-        self, key: Key, connection: Connection, started: datetime, external_ids: frozenset[str]
-    ) -> Outcome:
+        self,
+        key: Key,
+        connection: Connection,
+        started: datetime,
+        linked_at: datetime,
+        external_ids: frozenset[str],
+    ) -> Outcome | None:
+        """Write the listing's grants; None if the account is no longer the one read.
+
+        Unlinked (or linked anew) while the host answered: its row is written first, in
+        the same transaction, and only the account this sync read gets grants.
+        """
         kind, host = connection.identity
         async with self._worker_sessions.begin() as session:
             found = await synced.live_ids_of(
@@ -244,11 +254,13 @@ class PermissionSync:
             )
             mine = set(await store.linked(session, connection.id))
             wanted = mine.intersection(found.values())
+            outcome = Outcome(status="success", readable=len(wanted))
+            if not await self._write_outcome(session, key, started, outcome, linked_at=linked_at):
+                return None
             added, removed = await self._access.keep_codehost_grants(
-                session, key[0], wanted, within=store.linked_ids(connection.id)
+                session, key[0], connection.id, wanted
             )
             outcome = Outcome(status="success", readable=len(wanted), added=added, removed=removed)
-            await self._write_outcome(session, key, started, outcome)
         _log(key, outcome)
         return outcome
 
@@ -257,21 +269,33 @@ class PermissionSync:
         key: Key,
         connection: Connection,
         started: datetime,
-        since: datetime | None,
+        read: tuple[datetime | None, datetime],
         message: str,
-    ) -> Outcome:
-        since = since or started
+    ) -> Outcome | None:
+        """Record the refusal; past the grace, remove the grants.
+
+        Only for the account this sync read, as `_keep` (None otherwise).
+        """
+        since, linked_at = read[0] or started, read[1]
         grace = timedelta(seconds=self._settings.permissions_rejected_grace)
         async with self._worker_sessions.begin() as session:
-            removed = 0
+            outcome = Outcome(status="rejected", error=message)
+            written = await self._write_outcome(
+                session,
+                key,
+                started,
+                outcome,
+                rejected_since=since,
+                due_by=since + grace,
+                linked_at=linked_at,
+            )
+            if not written:
+                return None
             if started >= since + grace:  # the grace is over: the token's grants stop
                 _, removed = await self._access.keep_codehost_grants(
-                    session, key[0], (), within=store.linked_ids(connection.id)
+                    session, key[0], connection.id, ()
                 )
-            outcome = Outcome(status="rejected", removed=removed, error=message)
-            await self._write_outcome(
-                session, key, started, outcome, rejected_since=since, due_by=since + grace
-            )
+                outcome = Outcome(status="rejected", removed=removed, error=message)
         _log(key, outcome)
         return outcome
 
@@ -290,8 +314,12 @@ class PermissionSync:
         *,
         rejected_since: datetime | None = None,
         due_by: datetime | None = None,
-    ) -> None:
+        linked_at: datetime | None = None,
+    ) -> bool:
         """The account's bookkeeping; a "sync now" asked while it ran stays due.
+
+        Whether the account is still there (and, with `linked_at`, still the one linked
+        then): the row this writes is also what a concurrent unlink waits for.
 
         The next sync is an interval away (±10%), or at `due_by` if that comes first
         and has not passed (a refused token's grants end on time).
@@ -314,7 +342,11 @@ class PermissionSync:
             values["readable"] = outcome.readable
         elif outcome.status == "failed":
             del values["rejected_since"]  # a failure says nothing about the token
-        await session.execute(update(CodeHostAccount).where(_is(key)).values(**values))
+        still = [_is(key)]
+        if linked_at is not None:
+            still.append(CodeHostAccount.linked_at == linked_at)
+        written = await session.execute(update(CodeHostAccount).where(*still).values(**values))
+        return bool(written.rowcount)  # type: ignore[attr-defined]
 
     # The loop's side --------------------------------------------------------------------------
 

@@ -107,7 +107,7 @@ async def link(client: httpx.AsyncClient, headers: Headers, host_id: int, token:
     assert linked.status_code == 200, linked.text
     assert token not in linked.text
     assert linked.json()["has_token"] is True
-    return await synced_since(client, headers, host_id, linked.json()["next_sync_at"])
+    return await synced_since(client, headers, host_id, linked.json()["linked_at"])
 
 
 async def sync_now(client: httpx.AsyncClient, headers: Headers, host_id: int) -> Json:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from repodepot.accounts import operator
-from repodepot.db.models import GrantSource, Visibility
+from repodepot.db.models import Visibility
 from repodepot.services import Services
 from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
@@ -101,11 +101,9 @@ async def callers(
             f"/api/codehosts/{host_id}/grants", json={"group": "platform"}, headers=admin
         )
     )
-    # What a code host's permission sync keeps: a grant with source `codehost`.
-    await services.access.grant(
-        operator(),
-        repository=(closed.id, CLOSED),
-        user="codehost-grant",
-        source=GrantSource.codehost,
-    )
+    # What a code host's permission sync keeps: a grant with source `codehost`, kept by
+    # the connection (tests/e2e/test_permission_sync.py syncs real ones).
+    async with services.sessions.begin() as session:
+        codehost_grant = await user_id(services, "codehost-grant")
+        await services.access.keep_codehost_grants(session, codehost_grant, host_id, [closed.id])
     return found

@@ -549,12 +549,17 @@ class GrantSource(enum.StrEnum):
     codehost = "codehost"
 
 
+MANUAL_USER_GRANT = "repository_id IS NOT NULL AND user_id IS NOT NULL AND source = 'manual'"
+
+
 class RepositoryGrant(Base):
     """`role` on one repository to a user or a group, or on every repository of a connection.
 
     Exactly one of `user_id`/`group_id`, exactly one of `repository_id`/`code_host_id`,
-    and a connection-wide grant goes to a group. The partial unique indexes keep one
-    grant per (target, grantee, source).
+    and a connection-wide grant goes to a group. A `codehost` grant names the connection
+    whose permission sync keeps it (`kept_by`): it goes with that connection, and one
+    connection's sync never touches another's. The partial unique indexes keep one
+    manual grant per (repository, grantee) and one `codehost` grant per connection.
     """
 
     __tablename__ = "repository_grants"
@@ -563,10 +568,18 @@ class RepositoryGrant(Base):
             "uq_repository_grants_user",
             "repository_id",
             "user_id",
-            "source",
             unique=True,
-            sqlite_where=text("repository_id IS NOT NULL AND user_id IS NOT NULL"),
-            postgresql_where=text("repository_id IS NOT NULL AND user_id IS NOT NULL"),
+            sqlite_where=text(MANUAL_USER_GRANT),
+            postgresql_where=text(MANUAL_USER_GRANT),
+        ),
+        Index(
+            "uq_repository_grants_kept",
+            "kept_by",
+            "user_id",
+            "repository_id",
+            unique=True,
+            sqlite_where=text("kept_by IS NOT NULL"),
+            postgresql_where=text("kept_by IS NOT NULL"),
         ),
         Index(
             "uq_repository_grants_group",
@@ -602,6 +615,7 @@ class RepositoryGrant(Base):
     source: Mapped[GrantSource] = mapped_column(_enum(GrantSource, "grant_source"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    kept_by: Mapped[int | None] = mapped_column(ForeignKey("code_hosts.id", ondelete="CASCADE"))
 
 
 class CodeHostAccount(Base):

@@ -107,7 +107,17 @@ def upgrade() -> None:
             sa.ForeignKey("users.id", ondelete="SET NULL"),
             nullable=True,
         ),
+        sa.Column(
+            "kept_by",
+            sa.Integer(),
+            sa.ForeignKey("code_hosts.id", ondelete="CASCADE"),
+            nullable=True,
+        ),
         sa.CheckConstraint("(user_id IS NULL) <> (group_id IS NULL)", name="one_grantee"),
+        sa.CheckConstraint(
+            "(source = 'codehost') = (kept_by IS NOT NULL AND user_id IS NOT NULL)",
+            name="kept_by_its_connection",
+        ),
         sa.CheckConstraint("(repository_id IS NULL) <> (code_host_id IS NULL)", name="one_target"),
         sa.CheckConstraint(
             "code_host_id IS NULL OR group_id IS NOT NULL", name="connection_to_group"
@@ -116,8 +126,13 @@ def upgrade() -> None:
     for name, columns, where in (
         (
             "uq_repository_grants_user",
-            ["repository_id", "user_id", "source"],
-            "repository_id IS NOT NULL AND user_id IS NOT NULL",
+            ["repository_id", "user_id"],
+            "repository_id IS NOT NULL AND user_id IS NOT NULL AND source = 'manual'",
+        ),
+        (
+            "uq_repository_grants_kept",
+            ["kept_by", "user_id", "repository_id"],
+            "kept_by IS NOT NULL",
         ),
         (
             "uq_repository_grants_group",
