@@ -18,8 +18,10 @@ calls, and the clone URLs that hosts' APIs name.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -206,6 +208,16 @@ def git_pins(target: Origin, addresses: Sequence[str]) -> list[tuple[str, str]]:
     return [*pins, ("http.followRedirects", "false")]
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The system's CA bundle, verifying, made once: loading it costs the loop ~35 ms.
+
+    Every transport used to load it anew (one per code host listing: a permission sync of
+    1,000 accounts spent most of its time here, `python -m bench access`).
+    """
+    return httpx.create_ssl_context()
+
+
 class GuardedTransport(httpx.AsyncBaseTransport):
     """An httpx transport that connects each request to an address the policy checked.
 
@@ -218,7 +230,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, policy: Policy, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self._policy = policy
-        self._inner = inner or httpx.AsyncHTTPTransport(trust_env=False)
+        self._inner = inner or httpx.AsyncHTTPTransport(trust_env=False, verify=tls_context())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Check the request's host, then send it to the address checked."""

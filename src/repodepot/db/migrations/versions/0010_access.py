@@ -8,6 +8,8 @@ procedure SQLite documents for it (https://www.sqlite.org/lang_altertable.html,
 edited in place and the schema version bumped, in one transaction; every existing row
 satisfies the looser constraint. PostgreSQL drops and adds the constraint.
 
+Lists page through live repositories by name (`ix_repositories_live_by_name`).
+
 Groups, their members and the grants tell other processes' access caches of a change
 as 0009's tables do (group `access`); so do `repo_sources`, which say which repositories
 a connection-wide grant covers.
@@ -159,6 +161,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_repository_grants_group_id", "repository_grants", ["group_id", "repository_id"]
     )
+    op.create_index("ix_repositories_live_by_name", "repositories", ["deleted_at", "name"])
     op.create_table(
         "code_host_accounts",
         sa.Column(
@@ -193,6 +196,7 @@ def downgrade() -> None:
     op.drop_table("repository_grants")
     op.drop_table("group_members")
     op.drop_table("groups")
+    op.drop_index("ix_repositories_live_by_name", "repositories")
     op.execute("UPDATE repositories SET visibility = 'private' WHERE visibility = 'internal'")
     op.execute("UPDATE import_jobs SET visibility = 'private' WHERE visibility = 'internal'")
     _set_check(NEW_CHECK, OLD_CHECK)
