@@ -58,7 +58,6 @@ from repodepot import permsync as permsync_module
 from repodepot.accounts import operator
 from repodepot.clock import now
 from repodepot.codehosts.permissions import Readable, readable_by
-from repodepot.db.base import direct_read_engine, read_engine, write_engine
 from repodepot.db.maintenance import SqliteMaintenance
 from repodepot.db.models import (
     CodeHost,
@@ -79,6 +78,7 @@ from repodepot.repositories import visible_to
 from repodepot.secrets import SecretBox
 from repodepot.services import Services
 from repodepot.settings import ensure_secret_key
+from tests.support.engines import app_engines
 from tests.support.fakehosts import FakeHost
 from tests.support.postgres import PostgresCluster
 
@@ -541,19 +541,7 @@ def counted(services: Services) -> Iterator[Statements]:
     def before(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
         statements.seen.append(_verb_table(sql))
 
-    engines = list(
-        {
-            id(each): each
-            for engine in (services.engine, services.worker_engine)
-            for each in (
-                engine.sync_engine,
-                read_engine(engine).sync_engine,
-                write_engine(engine).sync_engine,
-                direct_read_engine(engine),
-            )
-            if each is not None
-        }.values()
-    )
+    engines = app_engines(services)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", before)
     try:

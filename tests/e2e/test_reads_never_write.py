@@ -15,10 +15,11 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from repodepot.db.base import READS, direct_read_engine, read_engine, write_engine
+from repodepot.db.base import READS
 from repodepot.db.models import Visibility
 from repodepot.services import Services
 from repodepot.settings import Settings
+from tests.support.engines import app_engines
 from tests.support.members import member
 from tests.support.seed import age_mirror, seed_mirror
 
@@ -55,19 +56,7 @@ def counted(services: Services) -> Iterator[Statements]:
         if not conn.get_execution_options().get(READS):
             statements.seen.append("BEGIN (transaction)")
 
-    engines = list(
-        {
-            id(each): each
-            for engine in (services.engine, services.worker_engine)
-            for each in (
-                engine.sync_engine,
-                read_engine(engine).sync_engine,
-                write_engine(engine).sync_engine,
-                direct_read_engine(engine),
-            )
-            if each is not None
-        }.values()
-    )
+    engines = app_engines(services)
     for engine in engines:
         event.listen(engine, "before_cursor_execute", before)
         event.listen(engine, "begin", began)
