@@ -171,7 +171,7 @@ BAD_INPUT = [
     ({"slug": "a..b"}, "slug", "without '..'"),
     ({"owner": "a/b"}, "owner", "letters, digits"),
     ({"owner": "x" * 101}, "owner", "1-100"),
-    ({"visibility": "secret"}, "visibility", "'private' or 'public'"),
+    ({"visibility": "secret"}, "visibility", "'private', 'internal' or 'public'"),
 ]
 
 
