@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from repodepot import audit
-from repodepot.accounts import Principal
+from repodepot.accounts import USER_NAME, Principal
 from repodepot.caches import ACCESS, Caches, Lookup
 from repodepot.db.base import Sessions
 from repodepot.db.models import (
@@ -341,14 +341,19 @@ async def _grants(session: AsyncSession, condition: object) -> list[GrantRecord]
 
 
 async def _group_id(session: AsyncSession, name: str) -> int:
-    found = await session.scalar(select(Group.id).where(Group.name == name))
+    # A name no group can have is not asked for (PostgreSQL refuses a NUL in text: a 500).
+    found = None
+    if GROUP_NAME.fullmatch(name):
+        found = await session.scalar(select(Group.id).where(Group.name == name))
     if found is None:
         raise NotFound(f"no group named {name!r}")
     return found
 
 
 async def _user_id(session: AsyncSession, name: str) -> int:
-    found = await session.scalar(select(User.id).where(User.name == name))
+    found = None
+    if USER_NAME.fullmatch(name):
+        found = await session.scalar(select(User.id).where(User.name == name))
     if found is None:
         raise NotFound(f"no user named {name!r}")
     return found

@@ -167,6 +167,8 @@ async def test_only_owners_and_admins_manage_grants_and_only_admins_groups(
         ({}, 422, "user"),
         ({"user": "nobody"}, 404, None),
         ({"group": "nobody"}, 404, None),
+        ({"user": "nul\u0000"}, 404, None),  # PostgreSQL refuses a NUL in text: never a 500
+        ({"group": "nul\u0000"}, 404, None),
         ({"user": "user-grant"}, 409, None),
         ({"user": "member", "role": "write"}, 422, None),
     ],
