@@ -46,7 +46,11 @@ async def list_repos(
         bool, Query(description="List soft-deleted repositories instead of live ones")
     ] = False,
 ) -> PageOut[RepositoryOut]:
-    """Public repositories, your own, and (admins) all, by name."""
+    """The repositories you may read, by name.
+
+    Public ones (also without a token), internal ones, your own, those granted to you or
+    to a group of yours, and (admins) all.
+    """
     page = await svc.repositories.list(
         caller, page=paging.page, per_page=paging.per_page, deleted=deleted
     )
