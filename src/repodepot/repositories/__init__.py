@@ -70,12 +70,12 @@ class RepositoryRecord:
     go_import_root_custom: bool
 
     @classmethod
-    def from_row(cls, repo: Repository | AnyRow, owner: str | None) -> RepositoryRecord:
-        """Build from a `repositories` row (an object or Core columns) and its owner's name."""
+    def from_row(cls, repo: AnyRow) -> RepositoryRecord:
+        """Build from a row of `_KEPT` (the columns it needs and its owner's name)."""
         return cls(
             id=repo.id,
             name=repo.name,
-            owner=owner,
+            owner=repo.owner,
             visibility=repo.visibility,
             description=repo.description,
             source_url=repo.source_url,
@@ -136,7 +136,7 @@ class _Kept:
     @classmethod
     def of(cls, row: AnyRow, read_at: datetime) -> _Kept:
         """From a row of `_KEPT`."""
-        return cls(RepositoryRecord.from_row(row, row.owner), row.owner_id, read_at)
+        return cls(RepositoryRecord.from_row(row), row.owner_id, read_at)
 
 
 def readable(principal: Principal) -> Select[int]:
@@ -144,12 +144,9 @@ def readable(principal: Principal) -> Select[int]:
     return select(Repository.id).where(Repository.deleted_at.is_(None), visible_to(principal))
 
 
-def _with_owner() -> Select[Repository, str]:
-    return select(Repository, User.name).outerjoin(User, Repository.owner_id == User.id)
-
-
-# The hot reads (`Sessions.read`, every request names a repository): Core rows of the
-# columns a record and its access check need, built once.
+# A repository as a record and its access check need it: Core rows of those columns and
+# the owner's name, built once (the hot reads run it through `Sessions.read`; building
+# ORM objects cost more than the query).
 _r = Repository
 _KEPT = select(
     *(_r.id, _r.name, _r.owner_id, _r.visibility, _r.description, _r.source_url),
@@ -193,14 +190,14 @@ class Repositories:
     ) -> Page[RepositoryRecord]:
         """The repositories `principal` may read, by name; soft-deleted ones when `deleted`."""
         state = Repository.deleted_at.is_not(None) if deleted else Repository.deleted_at.is_(None)
-        statement = _with_owner().where(visible_to(principal), state).order_by(Repository.name)
+        statement = _KEPT.where(visible_to(principal), state).order_by(Repository.name)
         async with self._sessions() as session:
             return await paginate(
                 session,
                 statement,
                 page=page,
                 per_page=per_page,
-                convert=lambda row: RepositoryRecord.from_row(*row),
+                convert=lambda row: RepositoryRecord.from_row(row),
             )
 
     async def get(
@@ -323,8 +320,8 @@ class Repositories:
                 source_url=source_url,
                 description=description,
             )
-            row = (await session.execute(_with_owner().where(Repository.id == repository_id))).one()
-        return RepositoryRecord.from_row(row[0], row[1])
+            row = (await session.execute(_KEPT.where(Repository.id == repository_id))).one()
+        return RepositoryRecord.from_row(row)
 
     async def set_credential(
         self, caller: Principal, name: str, *, username: str | None, token: str
