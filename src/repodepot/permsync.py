@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,6 +55,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_TOKEN = 1000
+# Accounts whose last listing is kept for conditional requests (a listing holds up to
+# `max_repos_per_site` repositories); the others list again in full.
+CACHED_ACCOUNTS = 2_000
 LEASE = timedelta(seconds=60)
 IDLE_CEILING = 60.0
 """Seconds an idle permission sync loop sleeps at most without a look at the table."""
@@ -111,7 +115,9 @@ class PermissionSync:
         self._slots = site_slots or asyncio.Semaphore(settings.codehost_max_concurrent_requests)
         self._policy = Policy.from_settings(settings)
         self._limits = ApiLimits.from_settings(settings)
-        self._caches: dict[Key, dict[str, CachedPage]] = {}  # each account's last pages
+        # Each account's last pages, for conditional requests; the least recently synced
+        # accounts' go first past CACHED_ACCOUNTS (pages hold a whole listing each).
+        self._caches: OrderedDict[Key, dict[str, CachedPage]] = OrderedDict()
         self._random = random.Random()
         self.on_sync_requested: Callable[[], None] | None = None
 
@@ -219,7 +225,7 @@ class PermissionSync:
                 policy=self._policy,
                 limits=self._limits,
                 site_slots=self._slots,
-                cache=self._caches.setdefault(key, {}),
+                cache=self._pages_of(key),
                 most=self._settings.max_repos_per_site,
             )
         except TokenRejected as error:
@@ -431,6 +437,16 @@ class PermissionSync:
             )
             for row, user, host, kind in rows
         ]
+
+    def _pages_of(self, key: Key) -> dict[str, CachedPage]:
+        """The account's cached pages, now the most recently used; the oldest dropped."""
+        pages = self._caches.pop(key, None)
+        if pages is None:
+            pages = {}
+        self._caches[key] = pages
+        while len(self._caches) > CACHED_ACCOUNTS:
+            self._caches.popitem(last=False)
+        return pages
 
     def _wake(self) -> None:
         if self.on_sync_requested is not None:

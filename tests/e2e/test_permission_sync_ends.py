@@ -92,3 +92,16 @@ async def test_a_codehost_grant_ends_with_the_connection_that_kept_it(
         assert (await client.get("/api/user/codehost-accounts", headers=dev)).json() == []
         answer = await client.get("/api/repos/acme/lib", headers=dev)
         assert answer.status_code == 404, "a grant nothing keeps in step any more still opens it"
+
+
+async def test_the_pages_kept_for_conditional_requests_are_bounded_by_account(
+    app_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory does not grow with the number of linked accounts: the least recent go."""
+    monkeypatch.setattr("repodepot.permsync.CACHED_ACCOUNTS", 2)
+    sync = app_services.permsync
+    first = sync._pages_of((1, 1))
+    sync._pages_of((2, 1))
+    assert sync._pages_of((1, 1)) is first  # used again: now the most recent
+    sync._pages_of((3, 1))
+    assert set(sync._caches) == {(1, 1), (3, 1)}
