@@ -210,10 +210,11 @@ def git_pins(target: Origin, addresses: Sequence[str]) -> list[tuple[str, str]]:
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """The system's CA bundle, verifying, made once: loading it costs the loop ~35 ms.
+    """The CA bundle, verifying, loaded once per process instead of once per transport.
 
-    Every transport used to load it anew (one per code host listing: a permission sync of
-    1,000 accounts spent most of its time here, `python -m bench access`).
+    Every code host listing built a transport that loaded it anew, on the event loop: a
+    permission sync of 1,000 accounts took 49 to 64 s with it and 30 to 36 s without
+    (`python -m bench access`).
     """
     return httpx.create_ssl_context()
 
