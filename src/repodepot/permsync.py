@@ -258,8 +258,8 @@ class PermissionSync:
             found = await synced.live_ids_of(
                 session, kind=kind, host=host, external_ids=sorted(external_ids)
             )
-            mine = set(await store.linked(session, connection.id))
-            wanted = mine.intersection(found.values())
+            # Only the listed ones are asked for: not every repository of the connection.
+            wanted = await store.linked_among(session, connection.id, list(found.values()))
             outcome = Outcome(status="success", readable=len(wanted))
             if not await self._write_outcome(session, key, started, outcome, linked_at=linked_at):
                 return None

@@ -74,6 +74,16 @@ async def linked(session: AsyncSession, host_id: int) -> list[int]:
     return list(await session.scalars(linked_ids(host_id)))
 
 
+async def linked_among(session: AsyncSession, host_id: int, ids: Sequence[int]) -> set[int]:
+    """Those of `ids` that connection `host_id` yields (a batch at a time)."""
+    found: set[int] = set()
+    for batch in chunks(sorted(ids)):
+        found.update(
+            await session.scalars(linked_ids(host_id).where(_SOURCES.c.repository_id.in_(batch)))
+        )
+    return found
+
+
 async def snapshot(session: AsyncSession, connection: Connection) -> Snapshot:
     """The rows a sync of `connection` diffs, their links and the peers naming them."""
     kind, host = connection.identity
