@@ -143,12 +143,18 @@ class Caches:
         self.read_epochs: Callable[[], Awaitable[dict[str, int]]] | None = None
 
     def lookup(
-        self, group: str, name: str, *, size: int = 10_000, ttl: float | None = None
+        self,
+        group: str | tuple[str, ...],
+        name: str,
+        *,
+        size: int = 10_000,
+        ttl: float | None = None,
     ) -> Lookup[K, V]:
-        """A new lookup dropped whenever `group`'s tables change; `ttl` at most the caches'."""
+        """A new lookup dropped whenever a `group`'s tables change; `ttl` at most the caches'."""
         kept = self.ttl if ttl is None else min(ttl, self.ttl)
         found: Lookup[K, V] = Lookup(name, ttl=kept, size=size)
-        self._groups[group].append(found)  # type: ignore[arg-type]
+        for each in (group,) if isinstance(group, str) else group:
+            self._groups[each].append(found)  # type: ignore[arg-type]
         return found
 
     def changed(self, groups: Iterable[str]) -> None:

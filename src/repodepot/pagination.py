@@ -1,4 +1,8 @@
-"""Pages of results: `page` and `per_page` (at most 100) in, `{items, total, page, per_page}`."""
+"""Pages of results: `page` and `per_page` (at most 100) in, `{items, total, page, per_page}`.
+
+A listing may also continue after a key (`rows`: the listing's statement narrowed to the
+keys after it), so a deep page is an index range, not an OFFSET walking every row before.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ class Page(Generic[T]):
     total: int
     page: int
     per_page: int
+    more: bool = False  # rows follow this page
 
 
 async def paginate(
@@ -33,12 +38,26 @@ async def paginate(
     page: int,
     per_page: int,
     convert: Callable[[Any], T],
+    rows: Select[*tuple[Any, ...]] | None = None,
+    total: int | None = None,
 ) -> Page[T]:
-    """Run `statement` for one page (1-based) and count all its rows."""
-    total = await session.scalar(
-        select(func.count()).select_from(statement.order_by(None).subquery())
-    )
-    rows = await session.execute(statement.limit(per_page).offset((page - 1) * per_page))
+    """Run `statement` (or `rows`, a part of it) for one page (1-based); count all of it.
+
+    `total`: the count, known already (kept by the caller); not asked again.
+    """
+    if total is None:
+        total = await session.scalar(
+            select(func.count()).select_from(statement.order_by(None).subquery())
+        )
+    found = (
+        await session.execute(
+            (statement if rows is None else rows).limit(per_page + 1).offset((page - 1) * per_page)
+        )
+    ).all()
     return Page(
-        items=[convert(row) for row in rows], total=total or 0, page=page, per_page=per_page
+        items=[convert(row) for row in found[:per_page]],
+        total=total or 0,
+        page=page,
+        per_page=per_page,
+        more=len(found) > per_page,
     )

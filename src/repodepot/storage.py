@@ -32,8 +32,8 @@ MAX_NAME = 255
 MAX_SEGMENTS = 24  # a host, GitLab's nested groups (up to 20) and a name
 
 
-def validate_repo_name(name: str) -> RepoName:
-    """Return `name` as a RepoName, or raise InvalidInput naming the `name` field.
+def validate_repo_name(name: str, *, field: str = "name") -> RepoName:
+    """Return `name` as a RepoName, or raise InvalidInput naming `field`.
 
     A name is 1 to 4 `/`-separated segments of letters, digits, `.`, `_` and `-`,
     none starting with `.` or `-` or ending in `.git` or `.lock`.
@@ -53,7 +53,7 @@ def validate_repo_name(name: str) -> RepoName:
             f"{name!r} is not a valid repository name: use 1-{MAX_SEGMENTS} '/'-separated parts "
             "of letters, digits, '.', '_' and '-', not starting with '.' or '-' "
             "nor ending in '.git'",
-            field="name",
+            field=field,
         )
     return RepoName(name)
 

@@ -100,6 +100,77 @@ async def test_lists_are_paged(
     assert zero.json()["error"]["field"] == "page"
 
 
+async def test_a_long_listing_is_walked_by_name_past_what_the_caller_may_not_read(
+    client: httpx.AsyncClient, app_services: Services, repos: dict[str, dict[str, str]]
+) -> None:
+    alice_id = (await app_services.accounts.get_user("alice")).id
+    for index in range(7):  # alice's private ones sit between the ones bob may read
+        await app_services.repositories.create(
+            name=f"org/r{index}",
+            owner_id=alice_id,
+            visibility=Visibility.internal if index % 2 == 0 else Visibility.private,
+        )
+
+    async def walk(headers: dict[str, str]) -> list[list[str]]:
+        pages: list[list[str]] = []
+        after: str | None = None
+        while True:
+            query = {"per_page": "2"} | ({"after": after} if after else {})
+            body = (await client.get("/api/repos", params=query, headers=headers)).json()
+            pages.append([item["name"] for item in body["items"]])
+            after = body["next_after"]
+            if after is None:
+                return pages
+
+    # bob: alice/open and the four internal ones, in name order, each once, then the end
+    # (no empty page after a full last one).
+    assert await walk(repos["bob"]) == [
+        ["alice/open", "org/r0"],
+        ["org/r2", "org/r4"],
+        ["org/r6"],
+    ]
+    assert sum(await walk(repos["alice"]), []) == [
+        "alice/open",
+        "alice/secret",
+        *(f"org/r{index}" for index in range(7)),
+    ]
+    # Continuing after a name bob may not read tells him nothing he could not list.
+    hidden = await client.get(
+        "/api/repos", params={"after": "org/r1", "per_page": "1"}, headers=repos["bob"]
+    )
+    body = hidden.json()
+    assert ([item["name"] for item in body["items"]], body["total"]) == (["org/r2"], 5)
+    assert body["next_after"] == "org/r2"
+    # `page` counts on from `after`.
+    later = await client.get(
+        "/api/repos",
+        params={"after": "alice/open", "page": "2", "per_page": "2"},
+        headers=repos["bob"],
+    )
+    assert [item["name"] for item in later.json()["items"]] == ["org/r4", "org/r6"]
+    # The count a caller's listing keeps follows a new repository and a grant at once.
+    await app_services.repositories.create(
+        name="org/r8", owner_id=alice_id, visibility=Visibility.internal
+    )
+    granted = await client.post(
+        "/api/repos/org/r1/grants", json={"user": "bob", "role": "read"}, headers=repos["alice"]
+    )
+    assert granted.status_code == 201, granted.text
+    body = (await client.get("/api/repos", params={"after": "org/r0"}, headers=repos["bob"])).json()
+    assert body["total"] == 7
+    assert [item["name"] for item in body["items"]] == [
+        "org/r1",
+        "org/r2",
+        "org/r4",
+        "org/r6",
+        "org/r8",
+    ]
+    for bad in ("org/\x00r1", "../etc", "a" * 256, "org//r1"):
+        refused = await client.get("/api/repos", params={"after": bad}, headers=repos["bob"])
+        assert refused.status_code in (400, 422), (bad, refused.text)
+        assert refused.json()["error"]["field"] == "after", bad
+
+
 async def test_token_lifecycle_over_the_api(
     client: httpx.AsyncClient, repos: dict[str, dict[str, str]]
 ) -> None:

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from repodepot import access, audit
 from repodepot.access import Access
 from repodepot.accounts import Principal
-from repodepot.caches import REPOSITORIES, Caches, Lookup
+from repodepot.caches import ACCESS, REPOSITORIES, Caches, Lookup
 from repodepot.clock import now
 from repodepot.db.base import AnyRow, Sessions
 from repodepot.db.models import Repository, User, Visibility
@@ -45,6 +45,7 @@ from repodepot.pagination import Page, paginate
 from repodepot.repositories import credentials
 from repodepot.secrets import SecretBox
 from repodepot.storage import validate_repo_name
+from repodepot.types import RepoName
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -110,6 +111,13 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
         | (Repository.owner_id == user_id)
         | Repository.id.in_(access.granted_ids(user_id))
     )
+
+
+def _listing_key(principal: Principal) -> int | str:
+    """Whose listing `visible_to(principal)` is: one for admins, one for nobody, a user's."""
+    if principal.is_admin:
+        return "admins"
+    return "anonymous" if principal.is_anonymous else principal.user.id
 
 
 def readable_without_grants(
@@ -179,6 +187,12 @@ class Repositories:
         self._by_roots: Lookup[tuple[str, ...], list[_Kept]] = self._caches.lookup(
             REPOSITORIES, "go roots"
         )
+        # How many a caller may list (admins, nobody signed in, or a user's id; deleted or
+        # not): counting 5,000 readable rows was half a page's time. Dropped on any
+        # change to `repositories` or to grants, groups and links (access).
+        self._totals: Lookup[tuple[int | str, bool], int] = self._caches.lookup(
+            (REPOSITORIES, ACCESS), "listing totals", size=2_000
+        )
 
     async def list(
         self,
@@ -187,18 +201,30 @@ class Repositories:
         page: int = 1,
         per_page: int = 30,
         deleted: bool = False,
+        after: RepoName | None = None,
     ) -> Page[RepositoryRecord]:
-        """The repositories `principal` may read, by name; soft-deleted ones when `deleted`."""
+        """The repositories `principal` may read, by name; soft-deleted ones when `deleted`.
+
+        `after` continues the listing after that name (an index range, however deep); `page`
+        then counts from there. `total` is always the whole listing's.
+        """
         state = Repository.deleted_at.is_not(None) if deleted else Repository.deleted_at.is_(None)
         statement = _KEPT.where(visible_to(principal), state).order_by(Repository.name)
+        await self._caches.refresh()
+        key = (_listing_key(principal), deleted)
+        generation = self._totals.generation
         async with self._sessions() as session:
-            return await paginate(
+            found = await paginate(
                 session,
                 statement,
                 page=page,
                 per_page=per_page,
                 convert=lambda row: RepositoryRecord.from_row(row),
+                rows=None if after is None else statement.where(Repository.name > after),
+                total=self._totals.get(key),
             )
+        self._totals.put(key, found.total, generation)
+        return found
 
     async def get(
         self, principal: Principal, name: str, *, read_after: datetime | None = None

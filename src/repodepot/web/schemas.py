@@ -43,6 +43,17 @@ class PageOut(BaseModel, Generic[T]):
     per_page: int
 
 
+class RepositoryPageOut(PageOut["RepositoryOut"]):
+    """One page of repositories, and where the next one starts."""
+
+    next_after: str | None = Field(
+        None,
+        description="Pass as `after` for the next page (an index range however deep); "
+        "null on the last page",
+        examples=["acme/widgets"],
+    )
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

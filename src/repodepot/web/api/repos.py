@@ -16,6 +16,7 @@ from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.service import MirrorState
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
+from repodepot.storage import MAX_NAME, validate_repo_name
 from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ReaderDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES, error_responses
@@ -26,9 +27,9 @@ from repodepot.web.schemas import (
     CredentialSet,
     ExecIn,
     GoModuleOut,
-    PageOut,
     RepositoryDetail,
     RepositoryOut,
+    RepositoryPageOut,
     RepositoryPatch,
     TagsOut,
     UpdateRequested,
@@ -45,16 +46,31 @@ async def list_repos(
     deleted: Annotated[
         bool, Query(description="List soft-deleted repositories instead of live ones")
     ] = False,
-) -> PageOut[RepositoryOut]:
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_NAME,
+            description="Continue after this repository name (the last page's `next_after`); "
+            "`page` then counts from there",
+        ),
+    ] = None,
+) -> RepositoryPageOut:
     """The repositories you may read, by name.
 
     Public ones (also without a token), internal ones, your own, those granted to you or
-    to a group of yours, and (admins) all.
+    to a group of yours, and (admins) all. To walk a long listing, follow `next_after`:
+    each page is then as quick as the first.
     """
     page = await svc.repositories.list(
-        caller, page=paging.page, per_page=paging.per_page, deleted=deleted
+        caller,
+        page=paging.page,
+        per_page=paging.per_page,
+        deleted=deleted,
+        after=None if after is None else validate_repo_name(after, field="after"),
     )
-    return PageOut[RepositoryOut].model_validate(page, from_attributes=True)
+    out = RepositoryPageOut.model_validate(page, from_attributes=True)
+    out.next_after = page.items[-1].name if page.more else None
+    return out
 
 
 @router.get("/api/repos/{name:path}/commits", summary="Recent commits of a ref")
