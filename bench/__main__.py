@@ -19,6 +19,7 @@ from bench import (
     http,
     imports,
     load,
+    nodes,
     pool,
     runner,
     sandbox,
@@ -60,6 +61,10 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "access": (
         "access: 20,000 repositories, 200,000 grants; a permission sync of 1,000 accounts",
         access.run,
+    ),
+    "nodes": (
+        "storage nodes: rendezvous placement of 100,000 repositories, 10 → 11 nodes",
+        nodes.run,
     ),
 }
 

@@ -60,6 +60,16 @@ class DatabaseUnavailable(RepodepotError):
     code = "database_unavailable"
 
 
+class Unavailable(RepodepotError):
+    """Not answerable now; try again shortly."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class TooManyRequests(RepodepotError):
     """Too many requests at once; try again shortly."""
 

@@ -30,6 +30,7 @@ STATUS: dict[type[exc.RepodepotError], int] = {
     exc.NotFound: 404,
     exc.AlreadyExists: 409,
     exc.DatabaseUnavailable: 503,
+    exc.Unavailable: 503,
     exc.TooManyRequests: 429,
     GitError: 502,
 }
@@ -101,7 +102,7 @@ async def _domain_error(request: Request, error: Exception) -> Response:
     if status >= 500:
         logger.error("request failed: %s", error.message, extra={"action": "http.error"})
     headers = None
-    if isinstance(error, exc.TooManyRequests):
+    if isinstance(error, exc.TooManyRequests | exc.Unavailable):
         headers = {"Retry-After": str(error.retry_after)}
     return _answer(request, status, error.code, error.message, error.field, headers)
 
