@@ -1,7 +1,7 @@
 """The `repodepot` command: serve, and administer the database on this machine.
 
-Administrative commands (`users`, `tokens`, `repos`, `codehosts`, `db`) work on the database
-named by the settings directly, so they work before the server is up.
+Administrative commands (`users`, `tokens`, `repos`, `codehosts`, `nodes`, `db`) work on the
+database named by the settings directly, so they work before the server is up.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from repodepot.gitserver.schedule import QueueReason
 from repodepot.goproxy.records import ModuleSummary
 from repodepot.logs import configure_logging
 from repodepot.loops import new_worker_id
+from repodepot.nodes.registry import NodeRecord
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 from repodepot.settings import Settings, load_settings
@@ -80,6 +81,9 @@ codehosts_app = typer.Typer(
     help="Code host connections: where repositories are discovered.", no_args_is_help=True
 )
 groups_app = typer.Typer(help="Groups of users, that grants are given to.", no_args_is_help=True)
+nodes_app = typer.Typer(
+    help="Storage nodes: the gitserver processes that hold the mirrors.", no_args_is_help=True
+)
 grants_app = typer.Typer(
     help="Who besides its owner and admins may read a private repository.",
     no_args_is_help=True,
@@ -94,6 +98,7 @@ for sub, name in (
     (goproxy_app, "goproxy"),
     (codehosts_app, "codehosts"),
     (scheduler_app, "scheduler"),
+    (nodes_app, "nodes"),
     (upstream_app, "upstream"),
 ):
     app.add_typer(sub, name=name)
@@ -200,8 +205,16 @@ def serve(
         str | None,
         typer.Option(help="HOST:PORT to listen on [env REPODEPOT_LISTEN; default 127.0.0.1:8080]."),
     ] = None,
+    roles: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated: web (API, pages, git reads), worker (imports), updater "
+            "(code host and permission syncs, once per cluster), gitserver (this node's "
+            "mirrors and heartbeat) [env REPODEPOT_ROLES; default all four].",
+        ),
+    ] = None,
 ) -> None:
-    """Run the server: API, pages and every background role, in this process."""
+    """Run the server: API, pages and the background roles asked for (all by default)."""
     import uvicorn
 
     from repodepot.web.app import create_app, settle_heap
@@ -211,6 +224,7 @@ def serve(
             ctx,
             data_dir=data_dir,
             listen=listen,
+            roles=roles,
             log_format=ctx.obj["log_format"],
             log_level=ctx.obj["log_level"],
         )
@@ -219,7 +233,8 @@ def serve(
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     err.print(
         f"repodepot {__version__} on http://{settings.listen} "
-        f"(data in {settings.data_dir.resolve()})",
+        f"(roles {','.join(settings.roles)}; node {settings.node_name}; "
+        f"data in {settings.data_dir.resolve()})",
         highlight=False,
     )
     app = create_app(settings)
@@ -693,6 +708,84 @@ def scheduler_status(
         f"{status.next_due_at:%Y-%m-%d %H:%M:%S}" if status.next_due_at else "—",
     )
     out.print(table)
+
+
+@nodes_app.command("list")
+def nodes_list(ctx: typer.Context, data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """The storage nodes: state, repositories, free disk, last heartbeat."""
+    settings = _cli_settings(ctx, data_dir)
+    nodes = _run(_with_services(settings, lambda svc: svc.nodes.listing(operator())))
+    if as_json:
+        _print_json([_node_json(node) for node in nodes])
+        return
+    table = Table("name", "state", "weight", "repositories", "free", "heartbeat", "url")
+    for node in nodes:
+        table.add_row(
+            node.name,
+            node.state.value,
+            f"{node.weight:g}",
+            str(node.repositories),
+            "?" if node.free_bytes is None else f"{node.free_bytes / (1 << 30):.1f} GiB",
+            f"{node.heartbeat_at:%Y-%m-%d %H:%M:%S}",
+            node.url or "",
+        )
+    out.print(table)
+
+
+def _node_json(node: NodeRecord) -> dict[str, Any]:
+    # The contract of `nodes list --json` (and GET /api/nodes): exactly these keys.
+    return {
+        "name": node.name,
+        "url": node.url,
+        "state": node.state.value,
+        "repositories": node.repositories,
+        "free_bytes": node.free_bytes,
+        "heartbeat_at": node.heartbeat_at.isoformat(),
+    }
+
+
+NodeArg = Annotated[str, typer.Argument(help="The node's name (REPODEPOT_NODE_NAME).")]
+
+
+@nodes_app.command("drain")
+def nodes_drain(ctx: typer.Context, name: NodeArg, data_dir: DataDirOpt = None) -> None:
+    """Take no new repositories on a node, and move its own to the others."""
+    settings = _cli_settings(ctx, data_dir)
+    node = _run(_with_services(settings, lambda svc: svc.nodes.drain(operator(), name)))
+    out.print(f"node {name!r} is draining; it owns {node.repositories} repositories")
+
+
+@nodes_app.command("activate")
+def nodes_activate(ctx: typer.Context, name: NodeArg, data_dir: DataDirOpt = None) -> None:
+    """Let a draining node take repositories again."""
+    settings = _cli_settings(ctx, data_dir)
+    _run(_with_services(settings, lambda svc: svc.nodes.activate(operator(), name)))
+    out.print(f"node {name!r} is active")
+
+
+@nodes_app.command("remove")
+def nodes_remove(ctx: typer.Context, name: NodeArg, data_dir: DataDirOpt = None) -> None:
+    """Forget a node that owns no repository (drain it first), or a dead one."""
+    settings = _cli_settings(ctx, data_dir)
+    _run(_with_services(settings, lambda svc: svc.nodes.remove(operator(), name)))
+    out.print(f"node {name!r} removed")
+
+
+@nodes_app.command("weight")
+def nodes_weight(
+    ctx: typer.Context,
+    name: NodeArg,
+    weight: Annotated[
+        float, typer.Argument(help="Its share of repositories relative to the others' (> 0).")
+    ],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Set a node's weight: a node of weight 2 owns twice the repositories of one of 1."""
+    settings = _cli_settings(ctx, data_dir)
+    node = _run(
+        _with_services(settings, lambda svc: svc.nodes.set_weight(operator(), name, weight))
+    )
+    out.print(f"node {name!r} has weight {node.weight:g}")
 
 
 @repos_app.command("update")

@@ -5,6 +5,11 @@ process's roles ask for and connects their wake-ups (a "sync now" wakes the sync
 an enqueue wakes the update loop), and `Background.stop()` ends them in order. The web
 application starts it in its lifespan; nothing else builds a loop. The web layer itself
 receives only the domain services.
+
+Roles split by where the work's data lives: `updater` runs what is once per cluster
+(the code host and permission syncs, and SQLite's maintenance), `gitserver` what lives
+on this node's disk (its mirrors' updates, upstream fetches and janitor, and its
+heartbeat in `storage_nodes`). One process runs all four roles by default.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from repodepot.gitserver.service import QUEUED
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.imports.worker import ImportWorker
 from repodepot.loops import BackgroundLoop
+from repodepot.nodes.heartbeat import NodeHeartbeat
 from repodepot.permsync import PermissionSyncLoop
 from repodepot.services import Services
 
@@ -48,53 +54,68 @@ class Background:
 
 
 def start(services: Services) -> Background:
-    """Start the loops of `services.settings.roles`: `worker` imports, `updater` the rest.
+    """Start the loops of `services.settings.roles`; the Background that stops them.
 
-    The updater's loops: code host syncs, linked accounts' permission syncs, mirror
-    updates, upstream fetches, the janitor, and on SQLite the database's maintenance
-    (checkpoints, `PRAGMA optimize`).
+    `worker`: the import worker. `updater`, what runs once per cluster: code host syncs,
+    linked accounts' permission syncs, and on SQLite the database's maintenance
+    (checkpoints, `PRAGMA optimize`). `gitserver`, what lives on this node's disk: mirror
+    updates (a fetch that moved refs recounts branch status), upstream fetches, the
+    janitor, and the node's heartbeat. `web` starts no loop.
     """
     roles = services.settings.roles
     background = Background()
     # Backpressure: background work starts only while the foreground is not suffering.
-    gate = services.gate
-    gate.export()
+    services.gate.export()
     if "worker" in roles:
         background.add(ImportWorker.from_services(services), "import-worker")
     if "updater" in roles:
-        # Idle loops sleep until due or woken: in this process by the services' hooks,
-        # from others by NOTIFY (PostgreSQL) or by a look at the database's files (SQLite).
-        url = services.settings.sqlalchemy_url
-        syncs = SyncLoop.from_services(services, changed=DatabaseWatch(url).changed)
-        services.codehosts.on_sync_requested = syncs.wake
-        background.add(syncs, "sync-loop")
-        permissions = PermissionSyncLoop.from_services(services, changed=DatabaseWatch(url).changed)
-        services.permsync.on_sync_requested = permissions.wake
-        background.add(permissions, "permission-sync-loop")
-        updates = UpdateLoop.from_services(services, gate=gate, changed=DatabaseWatch(url).changed)
-        services.gitserver.on_enqueued = updates.wake
-        services.broker.listen(QUEUED, lambda _event: updates.wake())
-        background.add(updates, "update-loop")
-        upstreams = UpstreamLoop.from_services(
-            services, gate=gate, changed=DatabaseWatch(url).changed
-        )
-        services.branches.on_request(upstreams.wake)
-        branches = services.branches
-
-        async def mirror_moved(repository_id: int) -> None:
-            # Its branches moved: their pairs against the upstream, and the upstreams
-            # of repositories that track this one.
-            await branches.recount(repository_id)
-            await branches.request_dependents(repository_id)
-
-        updates.on_changed = mirror_moved
-        background.add(upstreams, "upstream-loop")
-        background.add(Janitor.from_services(services, gate=gate), "janitor")
-        if is_sqlite(services.settings.sqlalchemy_url):
-            maintenance = SqliteMaintenance(
-                services.worker_engine,
-                optimize_interval=services.settings.sqlite_optimize_interval,
-                metrics=services.metrics,
-            )
-            background.add(maintenance, "sqlite-maintenance")
+        _updater(services, background)
+    if "gitserver" in roles:
+        _gitserver(services, background)
     return background
+
+
+# Idle loops sleep until due or woken: in this process by the services' hooks, from
+# others by NOTIFY (PostgreSQL) or by a look at the database's files (SQLite).
+
+
+def _updater(services: Services, background: Background) -> None:
+    """The cluster's singletons: code host and permission syncs, SQLite's maintenance."""
+    url = services.settings.sqlalchemy_url
+    syncs = SyncLoop.from_services(services, changed=DatabaseWatch(url).changed)
+    services.codehosts.on_sync_requested = syncs.wake
+    background.add(syncs, "sync-loop")
+    permissions = PermissionSyncLoop.from_services(services, changed=DatabaseWatch(url).changed)
+    services.permsync.on_sync_requested = permissions.wake
+    background.add(permissions, "permission-sync-loop")
+    if is_sqlite(url):
+        maintenance = SqliteMaintenance(
+            services.worker_engine,
+            optimize_interval=services.settings.sqlite_optimize_interval,
+            metrics=services.metrics,
+        )
+        background.add(maintenance, "sqlite-maintenance")
+
+
+def _gitserver(services: Services, background: Background) -> None:
+    """The node's own loops: its heartbeat, mirror updates, upstream fetches, the janitor."""
+    url = services.settings.sqlalchemy_url
+    gate = services.gate
+    background.add(NodeHeartbeat.from_services(services), "node-heartbeat")
+    updates = UpdateLoop.from_services(services, gate=gate, changed=DatabaseWatch(url).changed)
+    services.gitserver.on_enqueued = updates.wake
+    services.broker.listen(QUEUED, lambda _event: updates.wake())
+    background.add(updates, "update-loop")
+    upstreams = UpstreamLoop.from_services(services, gate=gate, changed=DatabaseWatch(url).changed)
+    services.branches.on_request(upstreams.wake)
+    branches = services.branches
+
+    async def mirror_moved(repository_id: int) -> None:
+        # Its branches moved: their pairs against the upstream, and the upstreams
+        # of repositories that track this one.
+        await branches.recount(repository_id)
+        await branches.request_dependents(repository_id)
+
+    updates.on_changed = mirror_moved
+    background.add(upstreams, "upstream-loop")
+    background.add(Janitor.from_services(services, gate=gate), "janitor")

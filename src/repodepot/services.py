@@ -28,6 +28,7 @@ from repodepot.gitserver.service import Gitserver
 from repodepot.goproxy.service import GoProxy
 from repodepot.imports.service import Imports
 from repodepot.metrics import Metrics
+from repodepot.nodes.registry import NodeRegistry
 from repodepot.permsync import PermissionSync
 from repodepot.repositories import Repositories
 from repodepot.secrets import SecretBox
@@ -59,6 +60,7 @@ class Services:
     imports: Imports
     codehosts: CodeHosts
     gitserver: Gitserver
+    nodes: NodeRegistry
     reads: Reads
     goproxy: GoProxy
     branches: Branches
@@ -155,6 +157,8 @@ class Services:
             imports=imports,
             codehosts=CodeHosts(sessions, box=box, settings=settings, syncer=syncer),
             gitserver=gitserver,
+            # Background writes (heartbeats) and admins' changes, beside the mirrors'.
+            nodes=NodeRegistry(worker_sessions, gitserver=gitserver, settings=settings),
             reads=reads,
             goproxy=GoProxy(
                 sessions=sessions,

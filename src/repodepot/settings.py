@@ -12,8 +12,16 @@ import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -25,7 +33,13 @@ from pydantic_settings import (
 from repodepot.exceptions import ConfigurationError
 
 ENV_PREFIX = "REPODEPOT_"
-ROLES = frozenset({"web", "worker", "updater"})
+ROLES = frozenset({"web", "worker", "updater", "gitserver"})
+NODE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
+NODE_NAME_RULE = (
+    "a node name is 1-64 lowercase letters, digits, '.', '_' or '-', "
+    "starting and ending with a letter or digit"
+)
+INTERNAL_SECRET_MIN = 32
 SUPPORTED_SCHEMES = frozenset({"https", "http", "ssh", "git"})
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+")
 
@@ -35,7 +49,11 @@ CommaList = Annotated[list[str], NoDecode]
 class Settings(BaseSettings):
     """repodepot's configuration; see README "Configuration" for each variable."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+    # validate_by_name: `node_name` has aliases (its environment names), and overrides,
+    # the TOML file and model_copy still give it by name.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_by_name=True
+    )
 
     data_dir: Path = Field(
         Path("./repodepot-data"),
@@ -59,8 +77,10 @@ class Settings(BaseSettings):
         [], description="Hosts or CIDR networks reachable although loopback or private."
     )
     roles: CommaList = Field(
-        ["web", "worker", "updater"],
-        description="What this process runs: web, worker (imports), updater (code host syncs).",
+        ["web", "worker", "updater", "gitserver"],
+        description="What this process runs: web (API, pages, git reads), worker (imports), "
+        "updater (once per cluster: code host and permission syncs), gitserver (this node's "
+        "mirrors: updates, upstream fetches, the janitor, its heartbeat).",
     )
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -159,7 +179,32 @@ class Settings(BaseSettings):
     update_poll_interval: float = Field(
         1.0, gt=0, description="Seconds between the updater's looks for due mirrors."
     )
-    shard: str = Field("local", description="This storage node's name in gitserver_repos.shard.")
+    # REPODEPOT_SHARD is the setting's old name: a deployment that set it keeps its node.
+    node_name: str = Field(
+        "local",
+        validation_alias=AliasChoices(f"{ENV_PREFIX}NODE_NAME", f"{ENV_PREFIX}SHARD"),
+        description="This storage node's name: the owner of the mirrors in its data dir "
+        "(gitserver_repos.shard), its row in storage_nodes (REPODEPOT_SHARD: the old name).",
+    )
+    node_url: str | None = Field(
+        None,
+        validate_default=True,
+        description="This gitserver process's internal base URL, http(s)://HOST:PORT, that "
+        "other processes reach it at; optional when the process also has the web role.",
+    )
+    internal_secret: SecretStr | None = Field(
+        None,
+        description=f"Carried by the internal calls between processes, at least "
+        f"{INTERNAL_SECRET_MIN} characters; the same in every process of a cluster.",
+    )
+    node_dead_after: float = Field(
+        60.0, gt=0, description="Seconds without a heartbeat after which a node is dead."
+    )
+    node_heartbeat_interval: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds between a gitserver's heartbeats: under half of node_dead_after.",
+    )
     janitor_interval: float = Field(
         600.0, gt=0, description="Seconds between two passes of the janitor."
     )
@@ -354,6 +399,49 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("node_name")
+    @classmethod
+    def _node_name(cls, value: str) -> str:
+        if not NODE_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a node name (REPODEPOT_NODE_NAME, or its old name "
+                f"REPODEPOT_SHARD): {NODE_NAME_RULE}"
+            )
+        return value
+
+    @field_validator("node_url")
+    @classmethod
+    def _node_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        roles = info.data.get("roles") or []
+        if value is None:
+            if "gitserver" in roles and "web" not in roles:
+                raise ValueError(
+                    "a gitserver process without the web role needs its internal address "
+                    "(http://HOST:PORT), where the web processes reach it"
+                )
+            return None
+        return internal_url(value)
+
+    @field_validator("internal_secret")
+    @classmethod
+    def _secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < INTERNAL_SECRET_MIN:
+            raise ValueError(f"must be at least {INTERNAL_SECRET_MIN} characters long")
+        return value
+
+    @field_validator("node_heartbeat_interval")
+    @classmethod
+    def _beats_before_death(cls, value: float, info: ValidationInfo) -> float:
+        # At least two beats within node_dead_after: one may be late or lost (a slow
+        # database, a pause) without a live node being taken for dead.
+        dead_after = info.data.get("node_dead_after")
+        if dead_after is not None and value >= dead_after / 2:
+            raise ValueError(
+                f"{value:g} s must be less than half of REPODEPOT_NODE_DEAD_AFTER "
+                f"({dead_after:g} s), so that one late heartbeat does not make a node dead"
+            )
+        return value
+
     @field_validator("outbound_allowlist")
     @classmethod
     def _hosts_or_networks(cls, value: list[str]) -> list[str]:
@@ -403,6 +491,27 @@ def split_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def internal_url(value: str) -> str:
+    """`http(s)://HOST[:PORT]` without a trailing slash; raises ValueError naming the problem.
+
+    No path, query, fragment or user info: internal calls add their own paths, and a
+    credential in the URL would end up in logs.
+    """
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{value!r} is not a URL like http://10.0.0.5:8081") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{value!r} carries user info; internal calls use the internal secret")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{value!r} has a path, query or fragment; give only scheme, host, port")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
 def _is_network(entry: str) -> bool:
     try:
         ipaddress.ip_network(entry, strict=False)
@@ -431,8 +540,17 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return cls(**given)
     except ValidationError as exc:
         error = exc.errors()[0]
-        name = ENV_PREFIX + str(error["loc"][0]).upper() if error["loc"] else "settings"
+        name = _variable(error["loc"])
         raise ConfigurationError(f"{name}: {error['msg']}", field=name) from None
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a validation error's location names ("settings": several)."""
+    if not loc:
+        return "settings"
+    name = str(loc[0]).upper()
+    # A field with aliases is reported by its first alias: the variable's full name already.
+    return name if name.startswith(ENV_PREFIX) else ENV_PREFIX + name
 
 
 def ensure_secret_key(settings: Settings) -> str:

@@ -110,7 +110,8 @@ async def test_an_enqueue_in_another_process_wakes_the_updater_through_postgresq
         secret_key="test-secret-key-" + "x" * 32,
         allowed_schemes=["http"],
         outbound_allowlist=["127.0.0.1"],
-        roles=["updater"],
+        roles=["updater", "gitserver"],  # gitserver: the mirrors' updates
+        node_url="http://127.0.0.1:8081",  # its internal address, never called here
         update_poll_interval=3600.0,
         backpressure_load=0,  # a busy test machine must not hold the fetch back
         backpressure_p99=0,

@@ -60,7 +60,7 @@ async def seed_mirror(
         await adopt_in(
             session,
             record.id,
-            shard=services.settings.shard,
+            shard=services.settings.node_name,
             at=datetime.now(UTC),
             interval=0.0,
         )

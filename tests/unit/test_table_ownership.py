@@ -40,6 +40,7 @@ OWNERS = {
     "group_members": "repodepot.access",
     "repository_grants": "repodepot.access",
     "code_host_accounts": "repodepot.permsync",
+    "storage_nodes": "repodepot.nodes.registry",
 }
 # (module, table) a module outside the owner may READ, joined into its own query, and why.
 READS = {

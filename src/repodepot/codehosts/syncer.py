@@ -228,7 +228,7 @@ class Syncer:
             if refused is not None:
                 outcome.status, outcome.error = SyncStatus.over_limit, refused
                 return
-        await store.write(session, connection, plan, at=now(), shard=self._settings.shard)
+        await store.write(session, connection, plan, at=now(), shard=self._settings.node_name)
         outcome.added, outcome.modified, outcome.deleted = (
             plan.added,
             plan.modified,

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Enum,
     ForeignKey,
     Index,
@@ -359,6 +360,8 @@ class GitserverRepo(Base):
     repository_id: Mapped[int] = mapped_column(
         ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
     )
+    # The owning storage node's name (`storage_nodes.name`, no foreign key: a mirror's row
+    # outlives its node's removal until it is placed again). Named before nodes existed.
     shard: Mapped[str] = mapped_column(String(64), server_default="local")
     clone_status: Mapped[CloneStatus] = mapped_column(
         _enum(CloneStatus, "clone_status"), server_default="not_cloned"
@@ -644,3 +647,36 @@ class CodeHostAccount(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     rejected_since: Mapped[datetime | None]
     readable: Mapped[int] = mapped_column(server_default="0")  # repositories granted last
+
+
+class NodeState(enum.StrEnum):
+    """Where a storage node is: active, draining or dead.
+
+    `active` takes repositories, `draining` gives its own away (an admin's word), `dead`
+    missed its heartbeats for `node_dead_after` (its repositories go elsewhere).
+    """
+
+    active = "active"
+    draining = "draining"
+    dead = "dead"
+
+
+class StorageNode(Base):
+    """A gitserver process with its own data dir: where mirrors live (`nodes.registry`).
+
+    Registered by the process as it starts; its heartbeat (with the data dir's free
+    space) every `node_heartbeat_interval`. `weight` scales its share of repositories.
+    """
+
+    __tablename__ = "storage_nodes"
+    __table_args__ = (CheckConstraint("weight > 0", name="weight_positive"),)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str | None] = mapped_column(String(300))  # internal base URL, if given
+    state: Mapped[NodeState] = mapped_column(
+        _enum(NodeState, "node_state"), server_default="active"
+    )
+    weight: Mapped[float] = mapped_column(server_default="1")
+    heartbeat_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    free_bytes: Mapped[int | None] = mapped_column(BigInteger)  # its data dir's file system
+    registered_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -77,7 +77,8 @@ class MirrorState:
     """A mirror as its repository's page and API entry show it."""
 
     clone_status: CloneStatus
-    shard: str
+    node: str  # the storage node that owns the mirror (`gitserver_repos.shard`)
+    shard: str  # the same, by its name before storage nodes (the API keeps it, deprecated)
     last_fetched_at: datetime | None
     last_changed_at: datetime | None
     last_error: str | None
@@ -237,6 +238,12 @@ async def adopt_in(
     await session.flush()
 
 
+async def mirrors_on_in(session: AsyncSession, node: str) -> int:
+    """How many mirror rows `node` owns, in `session`'s transaction (a node's removal)."""
+    statement = select(func.count()).select_from(GitserverRepo).where(GitserverRepo.shard == node)
+    return int(await session.scalar(statement) or 0)
+
+
 # A mirror's row as `state` shows it: built once (a hot read, `Sessions.read`).
 _MIRROR = select(*GitserverRepo.__table__.c).where(GitserverRepo.repository_id == bindparam("id"))
 
@@ -291,7 +298,7 @@ class Gitserver:
                 missing = [key for key in ids if key not in known]
                 if missing:
                     added += await enqueue_in(
-                        session, missing, QueueReason.new, shard=self._settings.shard
+                        session, missing, QueueReason.new, shard=self._settings.node_name
                     )
             after = ids[-1]
 
@@ -307,7 +314,7 @@ class Gitserver:
                 select(
                     g.repository_id, g.clone_status, g.refs_digest, g.last_changed_at, g.failures
                 )
-                .where(condition, g.shard == self._settings.shard, _lease_free(at))
+                .where(condition, g.shard == self._settings.node_name, _lease_free(at))
                 .order_by(*order)
                 .limit(slots * 4)
             )
@@ -397,7 +404,7 @@ class Gitserver:
             func.count().filter(and_(g.queued_priority.is_not(None), free)),
             func.min(g.next_update_at).filter(and_(g.queued_priority.is_(None), free)),
             func.min(g.lease_until).filter(g.lease_until >= at, g.lease_owner != owner),
-        ).where(g.shard == self._settings.shard)
+        ).where(g.shard == self._settings.node_name)
         async with self._sessions() as session:
             row = (await session.execute(statement)).one()
         if row[0]:
@@ -461,7 +468,7 @@ class Gitserver:
         """
         async with self._sessions.begin() as session:
             return await leases.release_dead(
-                session, GitserverRepo, now(), GitserverRepo.shard == self._settings.shard
+                session, GitserverRepo, now(), GitserverRepo.shard == self._settings.node_name
             )
 
     async def renew(self, owner: str, repository_id: int) -> None:
@@ -576,7 +583,7 @@ class Gitserver:
         self, ids: Iterable[int], reason: QueueReason, *, priority: int | None = None
     ) -> int:
         """Queue the mirrors of `ids`, giving rows to those without; returns how many."""
-        return await self._enqueue(ids, reason, shard=self._settings.shard, priority=priority)
+        return await self._enqueue(ids, reason, shard=self._settings.node_name, priority=priority)
 
     async def enqueue_existing(self, repository_id: int, reason: QueueReason) -> bool:
         """Queue a mirror that already has a row; False when it has none yet."""
@@ -674,6 +681,7 @@ class Gitserver:
         at = now()
         return MirrorState(
             clone_status=row.clone_status,
+            node=row.shard,
             shard=row.shard,
             last_fetched_at=row.last_fetched_at,
             last_changed_at=row.last_changed_at,
@@ -704,7 +712,7 @@ class Gitserver:
                 (
                     await session.execute(
                         select(g)
-                        .where(g.shard == self._settings.shard)
+                        .where(g.shard == self._settings.node_name)
                         .order_by(func.coalesce(g.queued_priority, 9), g.next_update_at)
                         .limit(limit * 2)
                     )
@@ -743,7 +751,7 @@ class Gitserver:
                         func.count().filter(g.failing),
                         func.count().filter(g.clone_status == CloneStatus.cloned),
                         func.min(g.next_update_at).filter(g.queued_priority.is_(None)),
-                    ).where(g.shard == self._settings.shard)
+                    ).where(g.shard == self._settings.node_name)
                 )
             ).one()
         return SchedulerStatus(
@@ -756,6 +764,13 @@ class Gitserver:
             next_due_at=row[6],
         )
 
+    async def counts_by_node(self) -> dict[str, int]:
+        """How many mirrors each storage node owns, by node name (nodes owning none absent)."""
+        g = GitserverRepo
+        async with self._sessions() as session:
+            rows = await session.execute(select(g.shard, func.count()).group_by(g.shard))
+            return {shard: count for shard, count in rows}
+
     # The janitor's questions -------------------------------------------------------------
 
     async def due_maintenance(self, before: datetime, limit: int) -> list[int]:
@@ -765,7 +780,7 @@ class Gitserver:
             rows = await session.scalars(
                 select(g.repository_id)
                 .where(
-                    g.shard == self._settings.shard,
+                    g.shard == self._settings.node_name,
                     g.clone_status == CloneStatus.cloned,
                     or_(g.maintained_at.is_(None), g.maintained_at < before),
                 )
@@ -794,7 +809,7 @@ class Gitserver:
     async def known(self, ids: list[int], *, any_node: bool = False) -> set[int]:
         """Which of `ids` have a mirror row on this node (`any_node`: on any node)."""
         g = GitserverRepo
-        here = [] if any_node else [g.shard == self._settings.shard]
+        here = [] if any_node else [g.shard == self._settings.node_name]
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(g.repository_id).where(g.repository_id.in_(ids), *here)

@@ -431,7 +431,7 @@ class Imports:
                 await adopt_in(
                     session,
                     repository_id,
-                    shard=self._settings.shard,
+                    shard=self._settings.node_name,
                     at=now,
                     interval=self._settings.update_min_interval,
                 )

@@ -306,7 +306,11 @@ class MirrorOut(_Record):
     """A repository's mirror on its storage node, and its update schedule in words."""
 
     clone_status: CloneStatus
-    shard: str
+    node: str = Field(description="The storage node that owns the mirror", examples=["local"])
+    shard: str = Field(
+        description="Deprecated: the same as `node`, by its name before storage nodes",
+        json_schema_extra={"deprecated": True},
+    )
     last_fetched_at: datetime | None
     last_changed_at: datetime | None
     last_error: str | None
