@@ -5,7 +5,7 @@ tiny mirrors of repositories on the loopback git server (a share with tracked
 upstreams, a few Go modules) and one mirror of 1,000,000 commits. 100 simulated users
 (each with a token, a think time) read repository pages, branch lists, sync status,
 EnsureRevision and the Go proxy, and a few clones run, for a fixed time, three times
-(PHASES): with no background work (the server without its `updater` role), with the
+(PHASES): with no background work (the server without `updater`, `gitserver`), with the
 update loop fetching as shipped (the backpressure gate holds it while the foreground
 suffers), and at full rate (the gate off), while new commits land upstream; in the
 last, one upstream goes down (connection refused, then stalled) and comes back. Then:
@@ -67,7 +67,7 @@ REFETCH_WAIT = 90.0 if QUICK else 150.0  # after the run, how long the came-back
 TINY = Spec(commits=30, files=10, tags=3, branches=2)
 VERSION = "v1.2.0"
 BACKGROUND = {"REPODEPOT_UPDATE_MIN_INTERVAL": "1", "REPODEPOT_UPSTREAM_INTERVAL": "60"}
-# The same users against: no background work (the server without its `updater` role);
+# The same users against: no background work (the server without `updater`, `gitserver`);
 # background fetching as shipped (the backpressure gate holds it while the foreground
 # suffers); background fetching at full rate (the gate off).
 PHASES = {
@@ -554,7 +554,7 @@ def _report(outcomes: list[Outcome], made: float, total: float) -> list[str]:
         f"{THINK:g} s ± 50% between requests, {DURATION:g} s measured after {WARMUP:g} s; "
         f"a clone every {CLONE_EVERY:g} s (at most {CLONES}); a new upstream commit every "
         f"{CHURN_EVERY:g} s. Three phases, each on a fresh server process: background "
-        "off (the server without its `updater` role); on (every mirror due at start, "
+        "off (the server without `updater`, `gitserver`); on (every mirror due at start, "
         "`REPODEPOT_UPDATE_MIN_INTERVAL=1`, upstreams every 60 s, the backpressure gate as "
         "shipped); full rate (the same with the gate off), during which the upstream of "
         f"{FLAKY} mirrors (one also tracked) refuses connections from 25% of the run, "

@@ -213,7 +213,7 @@ async def test_the_upstream_tab_sets_fetches_and_shows_each_tracked_branch(
     git("clone", "-q", "--bare", str(upstream), str(git_root / "up.git"))
 
     env = {
-        "REPODEPOT_ROLES": "web,updater",
+        "REPODEPOT_ROLES": "web,updater,gitserver",
         "REPODEPOT_ALLOWED_SCHEMES": "http",
         "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1",
     }
