@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
 from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
+from tests.support.loops import running
 from tests.support.repogen import Spec, generate, git
 from tests.support.seed import connected_mirror
 
@@ -42,18 +43,6 @@ def counting(*engines: AsyncEngine) -> Iterator[list[str]]:
     finally:
         for engine in engines:
             event.remove(engine.sync_engine, "before_cursor_execute", record)
-
-
-@contextlib.asynccontextmanager
-async def looping(loop: UpdateLoop) -> AsyncIterator[None]:
-    task = asyncio.create_task(loop.run())
-    try:
-        yield
-    finally:
-        await loop.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def cloned_mirror(services: Services, server: GitHttpServer, root: Path) -> int:
@@ -91,7 +80,7 @@ async def test_an_idle_update_loop_sends_almost_no_statements(
         services, changed=DatabaseWatch(services.settings.sqlalchemy_url).changed
     )
     stepped = watch_steps(loop)
-    async with looping(loop):
+    async with running(loop):
         await asyncio.wait_for(stepped.wait(), 30)
         with counting(services.engine, services.worker_engine) as statements:
             await asyncio.sleep(3)  # idle: what it sends meanwhile is counted, not timed

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from repodepot.services import Services
 from repodepot.settings import Settings
 from tests.support.engines import app_engines
 from tests.support.eventually import eventually
+from tests.support.loops import running
 
 ADMIN = operator()
 
@@ -310,18 +311,6 @@ def transactions(services: Services) -> Iterator[list[str]]:
     finally:
         for engine in engines:
             event.remove(engine, "begin", begin)
-
-
-@contextlib.asynccontextmanager
-async def running(loop: NodeHeartbeat) -> AsyncIterator[None]:
-    task = asyncio.create_task(loop.run())
-    try:
-        yield
-    finally:
-        await loop.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def heartbeat(services: Services, node: str = "alive") -> NodeHeartbeat:
