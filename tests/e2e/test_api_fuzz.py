@@ -37,6 +37,9 @@ def database_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
 
 
+# Its budget grows with the API (every operation, mode and identity): 245 s under
+# coverage on 2 shared cores at 59 operations, near the suite's 300 s for a hung test.
+@pytest.mark.timeout(900)
 async def test_no_generated_request_gets_a_5xx_or_an_answer_outside_the_schema(
     settings: Settings, live_server: Callable[..., Awaitable[LiveApp]]
 ) -> None:
