@@ -3,8 +3,9 @@
 A gitserver process registers its node as it starts and beats every
 `node_heartbeat_interval` (`nodes.heartbeat`); a node whose heartbeat is older than
 `node_dead_after` is marked dead by whichever process looks first (one conditional
-UPDATE, so several processes never mark one node twice). Admins drain a node (it takes
-no new repositories and gives its own away), make it active again, weigh it, and remove
+UPDATE, so several processes never mark one node twice). Admins drain a node (it is
+placed no new repository; giving its own away waits for moves), make it active again,
+weigh it, and remove
 it once it owns nothing or is dead; those changes are audited. How many repositories a
 node owns is `gitserver_repos`' to say (`Gitserver.counts_by_node`).
 """
@@ -185,10 +186,10 @@ class NodeRegistry:
         return [_record(row, counts.get(row.name, 0)) for row in rows]
 
     async def drain(self, caller: Principal, name: str) -> NodeRecord:
-        """Node `name` takes no new repositories and gives its own to the others (admins).
+        """Node `name` is placed no new repository (admins); its own stay until moves exist.
 
         Draining twice changes nothing. Raises NotFound for an unknown node, NodeConflict
-        for a dead one (its repositories go to the others already), PermissionDenied.
+        for a dead one, PermissionDenied.
         """
         return await self._set_state(caller, name, NodeState.draining, "node.drain")
 
