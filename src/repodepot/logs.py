@@ -76,3 +76,6 @@ def configure_logging(*, log_format: str = "text", level: str = "info") -> None:
         logging.getLogger(name).propagate = True
     # Our own middleware logs each request with its id; uvicorn's access line would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx says "HTTP Request: GET …" at INFO for every call: a forwarded read or a code
+    # host page would each add a line beside the request's own.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

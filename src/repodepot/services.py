@@ -28,6 +28,7 @@ from repodepot.gitserver.service import Gitserver
 from repodepot.goproxy.service import GoProxy
 from repodepot.imports.service import Imports
 from repodepot.metrics import Metrics
+from repodepot.nodes.forward import Forwarder
 from repodepot.nodes.registry import NodeRegistry
 from repodepot.permsync import PermissionSync
 from repodepot.repositories import Repositories
@@ -61,6 +62,7 @@ class Services:
     codehosts: CodeHosts
     gitserver: Gitserver
     nodes: NodeRegistry
+    forwarder: Forwarder
     reads: Reads
     goproxy: GoProxy
     branches: Branches
@@ -130,6 +132,10 @@ class Services:
         )
         # A synced fork whose parent is mirrored here tracks it (CLI syncs too).
         syncer.on_fork_parents = branches.track_parents
+        # Background writes (heartbeats) and admins' changes, beside the mirrors'.
+        nodes = NodeRegistry(worker_sessions, gitserver=gitserver, settings=settings)
+        gitserver.active_nodes = nodes.active  # new mirrors go to their node
+        syncer.placement = gitserver.placement  # a sync's new mirrors too
         return cls(
             settings=settings,
             engine=engine,
@@ -157,8 +163,8 @@ class Services:
             imports=imports,
             codehosts=CodeHosts(sessions, box=box, settings=settings, syncer=syncer),
             gitserver=gitserver,
-            # Background writes (heartbeats) and admins' changes, beside the mirrors'.
-            nodes=NodeRegistry(worker_sessions, gitserver=gitserver, settings=settings),
+            nodes=nodes,
+            forwarder=Forwarder.from_settings(settings, nodes.addresses),
             reads=reads,
             goproxy=GoProxy(
                 sessions=sessions,
@@ -190,6 +196,7 @@ class Services:
         if self.relay is not None:
             await self.relay.stop()
         await self.reads.close()
+        await self.forwarder.close()
         self.history.close()
         await self.engine.dispose()
         await self.worker_engine.dispose()

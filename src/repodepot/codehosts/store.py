@@ -36,7 +36,7 @@ from repodepot.db import leases
 from repodepot.db.models import CodeHost, CodeHostSync, RepoSource, SyncStatus
 from repodepot.exceptions import InvalidInput
 from repodepot.gitserver.schedule import QueueReason
-from repodepot.gitserver.service import enqueue_in
+from repodepot.gitserver.service import Placement, enqueue_in
 from repodepot.repositories import synced
 from repodepot.secrets import SecretBox
 
@@ -123,7 +123,12 @@ async def _peers(
 
 
 async def write(
-    session: AsyncSession, connection: Connection, plan: Plan, *, at: datetime, shard: str
+    session: AsyncSession,
+    connection: Connection,
+    plan: Plan,
+    *,
+    at: datetime,
+    shard: str | Placement,
 ) -> None:
     """Apply `plan`: the repositories, their links, and a queued mirror for each new one."""
     created = await synced.apply(

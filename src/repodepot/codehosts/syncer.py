@@ -43,6 +43,7 @@ from repodepot.codehosts.planner import Connection, listing_digest
 from repodepot.codehosts.sources import ParentMemory, SourceRepo, api_settings, make_source
 from repodepot.db.models import SyncStatus
 from repodepot.exceptions import AlreadyExists, InvalidInput
+from repodepot.gitserver.service import Placement
 from repodepot.loops import new_worker_id, renewing
 from repodepot.outbound import Policy
 from repodepot.repositories import synced
@@ -77,6 +78,9 @@ class Syncer:
         self._caches: dict[str, dict[str, CachedPage]] = {}
         self._parents: dict[int, ParentMemory] = {}  # by connection id
         self.on_fork_parents: ForkParents | None = None
+        # Where new mirror rows go (the composition of Services sets it to the gitserver's
+        # rendezvous placement over the active nodes); unset, this process's node.
+        self.placement: Callable[[], Awaitable[Placement]] | None = None
         self._purge = planner.Purge(
             minimum=settings.sync_purge_threshold_min,
             percent=settings.sync_purge_threshold_percent,
@@ -108,8 +112,13 @@ class Syncer:
         outcome.yielded = len(listed)
         try:
             if connection is not None:
+                # Where new mirrors go, read before the write transaction begins: on SQLite
+                # it holds the one writer, and the read needs a connection of its own.
+                where = (
+                    self._settings.node_name if self.placement is None else await self.placement()
+                )
                 async with self._sessions.begin() as session:
-                    await self._apply(session, connection, listed, outcome)
+                    await self._apply(session, connection, listed, outcome, where)
                 # Before the record: a sync shown as finished has its forks tracking too.
                 await self._fork_parents(connection, listed)
             outcome.duration_ms = int((time.monotonic() - clock) * 1000)
@@ -207,8 +216,9 @@ class Syncer:
         connection: Connection,
         listed: dict[str, SourceRepo],
         outcome: SyncOutcome,
+        where: str | Placement,
     ) -> None:
-        """Plan and write, unless the listing is the one applied last, recently."""
+        """Plan and write (new mirrors go `where`), unless the listing was applied lately."""
         digest = listing_digest(connection, listed)
         if self._unchanged(connection, digest, outcome):
             outcome.unchanged = len(listed)
@@ -228,7 +238,7 @@ class Syncer:
             if refused is not None:
                 outcome.status, outcome.error = SyncStatus.over_limit, refused
                 return
-        await store.write(session, connection, plan, at=now(), shard=self._settings.node_name)
+        await store.write(session, connection, plan, at=now(), shard=where)
         outcome.added, outcome.modified, outcome.deleted = (
             plan.added,
             plan.modified,

@@ -5,6 +5,11 @@ queues twice. A row is due when it is queued (`queued_priority`: 0 newly discove
 1 asked for by a webhook, a visit or an admin) or its `next_update_at` has passed;
 due rows go out by priority, then by due time, under a lease (so a restart loses
 nothing and a crashed updater's work runs again once the lease expires).
+
+A new row goes to the storage node that owns its repository: the rendezvous owner of the
+repository's id among the active nodes (`Placement`), or this process's node while none
+is registered (a single process before its first heartbeat, the CLI). A row is never
+placed again here: it changes node only through a move.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +50,8 @@ from repodepot.db.models import CloneStatus, GitserverRepo
 from repodepot.events import CHANNEL
 from repodepot.gitserver import mirror, schedule
 from repodepot.gitserver.schedule import QueueReason
+from repodepot.nodes import placement
+from repodepot.nodes.placement import Candidate
 from repodepot.repositories import MirrorFacts, credentials
 from repodepot.secrets import SecretBox
 from repodepot.settings import Settings
@@ -56,6 +63,29 @@ QUEUED = "gitserver:queued"
 """The event topic of a queued mirror (PostgreSQL NOTIFY, for updaters elsewhere)."""
 MIRROR_TTL = 1.0
 MAX_VISITED = 100_000
+NODES_TTL = 5.0
+"""Seconds the active nodes read for placement are kept: a node that joins, drains or dies
+is seen by new placements within this (rows placed on a node meanwhile are moved as the
+ones it held)."""
+ActiveNodes = Callable[[], Awaitable[list[Candidate]]]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Placement:
+    """Where new mirror rows go: each one's rendezvous owner among `nodes`.
+
+    With no active node (none registered yet), every row goes to `fallback`, this
+    process's node, as before storage nodes.
+    """
+
+    nodes: tuple[Candidate, ...]
+    fallback: str
+
+    def node_of(self, repository_id: int) -> str:
+        """The node a new mirror row of `repository_id` is given."""
+        if not self.nodes:
+            return self.fallback
+        return placement.owner(repository_id, self.nodes)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -139,16 +169,17 @@ async def enqueue_in(
     ids: Iterable[int],
     reason: QueueReason,
     *,
-    shard: str | None,
+    shard: str | Placement | None,
     priority: int | None = None,
 ) -> int:
     """Queue the mirrors of `ids` in `session`'s transaction; returns how many rows it touched.
 
-    A repository without a mirror row gets one on `shard` (with None, only mirrors that
-    have a row are queued). Enqueueing only ever raises a mirror's priority (lower
-    comes first): a queued `new` clone is not demoted by a visit. A webhook or an admin
-    also lifts `failing`. The one way into the queue. On PostgreSQL the transaction
-    also notifies `QUEUED` when it commits: updaters in other processes wake up.
+    A repository without a mirror row gets one on `shard`: that node, or the node a
+    `Placement` gives it (with None, only mirrors that have a row are queued).
+    Enqueueing only ever raises a mirror's priority (lower comes first): a queued `new`
+    clone is not demoted by a visit. A webhook or an admin also lifts `failing`. The one
+    way into the queue. On PostgreSQL the transaction also notifies `QUEUED` when it
+    commits: updaters in other processes wake up.
     """
     wanted = sorted(set(ids))
     if not wanted:
@@ -160,7 +191,7 @@ async def enqueue_in(
         rows = [
             {
                 "repository_id": key,
-                "shard": shard,
+                "shard": shard if isinstance(shard, str) else shard.node_of(key),
                 "queued_priority": level,
                 "queued_reason": reason.value,
             }
@@ -178,7 +209,7 @@ async def enqueue_in(
             session, GitserverRepo.repository_id.in_(rest), reason, level
         )
     if queued:
-        await _notify_queued(session, shard)
+        await _notify_queued(session, shard if isinstance(shard, str) else None)
     return queued
 
 
@@ -263,6 +294,11 @@ class Gitserver:
         self._box = box
         self._settings = settings
         self.on_enqueued: Callable[[], None] | None = None
+        # The registry's `active` (wired by Services: the registry is built on this
+        # service); without it every new row goes to this process's node.
+        self.active_nodes: ActiveNodes | None = None
+        self._placement: Placement | None = None
+        self._placed_at = 0.0
         # Mirror rows as a page shows them: dropped when this process writes any, and
         # kept at most MIRROR_TTL (the updater may be another process; nothing decides
         # access from them).
@@ -278,8 +314,10 @@ class Gitserver:
         """Give every live repository with a source a mirror row, queued first; returns how many.
 
         Creators queue their repositories themselves (`enqueue_in` in their transaction);
-        this walk at start-up catches rows made before that, or by hand.
+        this walk at start-up catches rows made before that, or by hand. Each new row goes
+        to its repository's node (`placement`).
         """
+        where = await self.placement()
         added, after = 0, 0
         while True:
             async with self._sessions.begin() as session:
@@ -297,9 +335,7 @@ class Gitserver:
                 )
                 missing = [key for key in ids if key not in known]
                 if missing:
-                    added += await enqueue_in(
-                        session, missing, QueueReason.new, shard=self._settings.node_name
-                    )
+                    added += await enqueue_in(session, missing, QueueReason.new, shard=where)
             after = ids[-1]
 
     async def claim(self, owner: str, slots: int, busy: dict[str, int], per_host: int) -> list[Due]:
@@ -582,8 +618,25 @@ class Gitserver:
     async def enqueue(
         self, ids: Iterable[int], reason: QueueReason, *, priority: int | None = None
     ) -> int:
-        """Queue the mirrors of `ids`, giving rows to those without; returns how many."""
-        return await self._enqueue(ids, reason, shard=self._settings.node_name, priority=priority)
+        """Queue the mirrors of `ids`, giving rows to those without; returns how many.
+
+        A new row goes to its repository's node (`placement`).
+        """
+        where = await self.placement()
+        return await self._enqueue(ids, reason, shard=where, priority=priority)
+
+    async def placement(self) -> Placement:
+        """Where new mirror rows go now: the active nodes, read at most once per NODES_TTL.
+
+        They change rarely (a node joins, drains or dies), and a batch of rows needs them
+        once; this process's node alone while `active_nodes` is not wired.
+        """
+        at = time.monotonic()
+        if self._placement is None or at - self._placed_at >= NODES_TTL:
+            nodes = await self.active_nodes() if self.active_nodes is not None else []
+            self._placement = Placement(nodes=tuple(nodes), fallback=self._settings.node_name)
+            self._placed_at = at
+        return self._placement
 
     async def enqueue_existing(self, repository_id: int, reason: QueueReason) -> bool:
         """Queue a mirror that already has a row; False when it has none yet."""
@@ -594,7 +647,7 @@ class Gitserver:
         ids: Iterable[int],
         reason: QueueReason,
         *,
-        shard: str | None,
+        shard: str | Placement | None,
         priority: int | None = None,
     ) -> int:
         async with self._sessions.begin() as session:

@@ -185,6 +185,16 @@ class NodeRegistry:
         counts = await self._gitserver.counts_by_node()
         return [_record(row, counts.get(row.name, 0)) for row in rows]
 
+    async def addresses(self) -> list[NodeRecord]:
+        """Every node by name with its URL and state, for this process to forward reads.
+
+        No caller: the process asks for itself. `repositories` is 0 (not counted: that is
+        the admins' listing's).
+        """
+        async with self._sessions() as session:
+            rows = list(await session.scalars(select(StorageNode).order_by(StorageNode.name)))
+        return [_record(row, 0) for row in rows]
+
     async def drain(self, caller: Principal, name: str) -> NodeRecord:
         """Node `name` is placed no new repository (admins); its own stay until moves exist.
 

@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from repodepot import __version__, composition
 from repodepot.metrics import Metrics
+from repodepot.nodes import internal
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
 from repodepot.web import (
@@ -131,6 +132,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
+    if "gitserver" in settings.roles:  # the node's own reads, for the web processes
+        app.include_router(internal.router)
     app.mount(apidocs.ASSETS_PATH, StaticFiles(directory=apidocs.ASSETS_DIR), name="swagger")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(

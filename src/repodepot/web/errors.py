@@ -36,7 +36,7 @@ STATUS: dict[type[exc.RepodepotError], int] = {
 }
 
 JSON_PREFIXES = ("/api/", "/webhooks/", "/healthz", "/readyz", "/metrics", "/openapi.json")
-PLAIN_PREFIXES = ("/git/",)  # git shows a plain text answer as it is
+PLAIN_PREFIXES = ("/git/", "/internal/")  # git (and a forwarding web process) read text
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

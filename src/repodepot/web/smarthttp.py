@@ -9,6 +9,12 @@ The two requests of a fetch (gitprotocol-http(5)):
   `git upload-pack --stateless-rpc`, whose answer, the pack, is streamed back as git
   writes it; a request git refuses outright (not pkt-lines) is 400 with git's words.
 
+A mirror another storage node owns (or, in a process without the gitserver role, one
+not on this process's disk) is read there: the request goes to that node's internal
+API and its answer streams back (`nodes.forward`); 503 with Retry-After while the node
+cannot answer. The internal API (`nodes.internal`) answers with this module's
+`advertisement` and `pack`.
+
 Pushes (`git-receive-pack`) get 403. Authentication is a token as the basic-auth
 password (what git sends from a credential helper or `.netrc`) or a Bearer header;
 without one only public repositories answer, and the rest ask for credentials with
@@ -26,10 +32,12 @@ from typing import IO
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from repodepot.accounts import ANONYMOUS, Principal
 from repodepot.exceptions import NotAuthenticated, NotFound
 from repodepot.git.errors import GitCommandError, GitError
+from repodepot.gitserver.reads import Reads
 from repodepot.web import bodies
 from repodepot.web.deps import services
 
@@ -80,7 +88,7 @@ async def request_caller(request: Request) -> Principal:
 
 
 async def _mirror(request: Request, name: str) -> tuple[int, str] | Response:
-    """The id and name of the repository whose mirror answers, or the answer to give instead."""
+    """The id and name of the repository the caller may read, or the answer to give instead."""
     svc = services(request)
     try:
         caller = await request_caller(request)
@@ -93,18 +101,36 @@ async def _mirror(request: Request, name: str) -> tuple[int, str] | Response:
         if caller.is_anonymous:
             return _ask_for_credentials("authentication required\n")
         return PlainTextResponse(f"repository {name!r} not found\n", status_code=404)
-    try:
-        svc.reads.mirror_dir(repo.id, name)
-    except NotFound as error:
-        return _not_cloned(error)
     return repo.id, name
+
+
+async def _node_of(request: Request, repository_id: int) -> str | None:
+    """The storage node to forward the read to; None when this process reads its own disk.
+
+    The owner is the mirror row's (kept a second, `Gitserver.state`). This process reads
+    the mirrors of its own node (`node_name`); without the gitserver role only those on
+    its disk (web and gitserver processes sharing one data dir on one host), so a web
+    process that merely has the same name as a node forwards. A repository with no row
+    yet is looked for here: there is nowhere else to look.
+    """
+    svc = services(request)
+    settings = svc.settings
+    state = await svc.gitserver.state(repository_id)
+    if state is None:
+        return None
+    if state.node == settings.node_name and (
+        "gitserver" in settings.roles or svc.storage.path(repository_id).is_dir()
+    ):
+        return None
+    return state.node
 
 
 def _not_cloned(error: NotFound) -> Response:
     return PlainTextResponse(f"repository {error.message}\n", status_code=404)
 
 
-def _protocol(request: Request) -> str | None:
+def git_protocol(request: Request) -> str | None:
+    """The client's `Git-Protocol` header when well-formed (passed to git), else None."""
     value = request.headers.get("git-protocol")
     return value if value and _PROTOCOL.fullmatch(value) else None
 
@@ -122,11 +148,24 @@ async def advertise(request: Request, name: str, service: str | None = None) -> 
     if isinstance(found, Response):
         return found
     repository_id, name = found
-    protocol = _protocol(request)
+    svc = services(request)
+    protocol = git_protocol(request)
     try:
-        output = services(request).reads.advertise_refs(repository_id, name, protocol)
-    except NotFound as error:  # removed since `_mirror` looked
+        node = await _node_of(request, repository_id)
+        if node is not None:
+            return await svc.forwarder.advertise(node, repository_id, name, protocol)
+        return advertisement(svc.reads, repository_id, name, protocol)
+    except NotFound as error:  # not cloned yet
         return _not_cloned(error)
+
+
+def advertisement(reads: Reads, repository_id: int, name: str, protocol: str | None) -> Response:
+    """The ref advertisement of the mirror on this node's disk, streamed.
+
+    `protocol` is the client's checked `Git-Protocol`. Raises NotFound (naming `name`)
+    when this node has no mirror of the repository.
+    """
+    output = reads.advertise_refs(repository_id, name, protocol)
 
     async def body() -> AsyncIterator[bytes]:
         if not (protocol or "").startswith("version=2"):
@@ -150,20 +189,47 @@ async def upload_pack(request: Request, name: str) -> Response:
     if isinstance(found, Response):
         return found
     repository_id, name = found
-    reads = services(request).reads
+    svc = services(request)
+    protocol = git_protocol(request)
+    try:
+        node = await _node_of(request, repository_id)
+        if node is not None:
+            # Streamed to the node as it arrives: the node reads it whole before it
+            # answers, so the relayed answer's disconnect watch takes none of it.
+            return await svc.forwarder.upload_pack(node, repository_id, name, request, protocol)
+        return await pack(request, svc.reads, repository_id, name, protocol)
+    except NotFound as error:  # not cloned yet
+        return _not_cloned(error)
+
+
+async def pack(
+    request: Request, reads: Reads, repository_id: int, name: str, protocol: str | None
+) -> Response:
+    """The answer to the negotiation in `request`'s body from this node's mirror: the pack.
+
+    400 with git's words when git refuses the request. Raises NotFound (naming `name`)
+    when this node has no mirror of the repository, before the body is read; the body's
+    errors (BodyTooLarge, MalformedBody, UnsupportedEncoding) as `bodies.spool` does.
+    """
+    reads.mirror_dir(repository_id, name)
     # Read whole before answering: the streamed answer's disconnect watch would take the
     # body's messages otherwise. Past 1 MiB it waits on disk, never past MAX_REQUEST.
-    negotiation = await bodies.spool(request, limit=MAX_REQUEST, directory=reads.spool_dir)
+    try:
+        negotiation = await bodies.spool(request, limit=MAX_REQUEST, directory=reads.spool_dir)
+    except ClientDisconnect:
+        # The client stopped sending before its body's end (it left, or the web process
+        # forwarding it stopped at its own cap): no one waits for this answer.
+        return PlainTextResponse("the request body ended early\n", status_code=400)
 
     async def request_body() -> AsyncIterator[bytes]:
         while chunk := await asyncio.to_thread(negotiation.read, 1 << 16):
             yield chunk
 
     try:
-        output = reads.upload_pack(repository_id, name, request_body(), _protocol(request))
-    except NotFound as error:  # removed since `_mirror` looked
+        output = reads.upload_pack(repository_id, name, request_body(), protocol)
+    except NotFound:  # removed since the look above
         negotiation.close()
-        return _not_cloned(error)
+        raise
     return await _streamed(output, closing=negotiation)
 
 

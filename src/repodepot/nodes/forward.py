@@ -1,0 +1,273 @@
+"""Smart HTTP reads forwarded to the storage node that holds the mirror, streamed both ways.
+
+Every web process answers every repository's URL. When the mirror lives on another node
+(or this process has no gitserver role), `Forwarder` sends the read to that node's
+internal API (`nodes.internal`) with the internal secret, and relays the node's answer
+as it arrives; the client's body goes to the node as it arrives too, so neither a pack
+nor a negotiation is ever whole in this process. The caller's own token never leaves:
+who may read was decided here, before forwarding.
+
+A node's address and state come from the registry (`NodeDirectory`, kept `ADDRESS_TTL`).
+Its URL is an admin's setting (REPODEPOT_NODE_URL), not user input, so these calls do
+not go through the policy for user-given URLs (`outbound.py`); the client ignores proxy
+variables and `.netrc`, which could send them, and their secret, elsewhere.
+
+A node that is dead, unknown, without a URL, unreachable or slower than `CONNECT_TIMEOUT`
+to connect is `NodeUnavailable` (503 with Retry-After). A node's answer that breaks off
+after it began is cut short at the HTTP level (no end of body, the connection closed),
+so a client never takes part of an answer for the whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+import anyio
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Send
+
+from repodepot.db.models import NodeState
+from repodepot.exceptions import NotFound, Unavailable
+from repodepot.logs import request_id
+from repodepot.nodes.registry import NodeRecord
+from repodepot.settings import Settings
+
+logger = logging.getLogger(__name__)
+ADDRESS_TTL = 2.0
+"""Seconds the nodes' addresses and states are kept: a node marked dead is seen within this."""
+CONNECT_TIMEOUT = 5.0
+UPLOAD_PACK = "git-upload-pack"
+# What of a node's answer reaches the client; the rest (its request id, its server's
+# headers) describes the node, not the answer.
+_RELAYED_HEADERS = ("content-type", "cache-control")
+# The node's answers a client gets as they are: git's words on a request it refuses, and
+# the body limits. Anything else but 200 and 404 means the node cannot answer.
+_CLIENT_ERRORS = frozenset({400, 413, 415})
+
+Addresses = Callable[[], Awaitable[list[NodeRecord]]]
+
+
+class NodeUnavailable(Unavailable):
+    """The storage node holding this repository cannot answer now; try again shortly."""
+
+    code = "node_unavailable"
+
+
+class NodeDirectory:
+    """The storage nodes' addresses and states, read at most once per `ttl` seconds."""
+
+    def __init__(self, load: Addresses, *, ttl: float = ADDRESS_TTL) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._nodes: dict[str, NodeRecord] = {}
+        self._read_at: float | None = None
+        self._reading = asyncio.Lock()  # one read when they expire, not one per request
+
+    async def get(self, name: str) -> NodeRecord | None:
+        """Node `name` as the registry had it at most `ttl` ago; None when not registered."""
+        if self._stale():
+            async with self._reading:
+                if self._stale():
+                    self._nodes = {node.name: node for node in await self._load()}
+                    self._read_at = time.monotonic()
+        return self._nodes.get(name)
+
+    def forget(self) -> None:
+        """Read the nodes again at the next `get` (a node failed: it may be dead, or moved)."""
+        self._read_at = None
+
+    def _stale(self) -> bool:
+        return self._read_at is None or time.monotonic() - self._read_at >= self._ttl
+
+
+class Forwarder:
+    """Sends smart HTTP reads to the node that holds the mirror and relays its answers."""
+
+    def __init__(
+        self, *, client: httpx.AsyncClient, directory: NodeDirectory, secret: str | None
+    ) -> None:
+        self._client = client
+        self._directory = directory
+        self._secret = secret
+
+    @classmethod
+    def from_settings(cls, settings: Settings, addresses: Addresses) -> Forwarder:
+        """A forwarder with its own connection pool; `addresses` lists the nodes."""
+        client = httpx.AsyncClient(
+            # Reading waits on git at the node (counting, compressing a pack) as long as a
+            # git command may run; connecting to a node that is up takes milliseconds.
+            timeout=httpx.Timeout(settings.git_timeout, connect=CONNECT_TIMEOUT),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        secret = settings.internal_secret
+        return cls(
+            client=client,
+            directory=NodeDirectory(addresses),
+            secret=secret.get_secret_value() if secret is not None else None,
+        )
+
+    async def close(self) -> None:
+        """Close the connections to the nodes."""
+        await self._client.aclose()
+
+    async def advertise(
+        self, node: str, repository_id: int, name: str, protocol: str | None
+    ) -> Response:
+        """Node `node`'s ref advertisement of repository `name`, relayed as it arrives.
+
+        Raises NodeUnavailable when the node cannot answer, NotFound when it has no
+        mirror of the repository (not cloned yet).
+        """
+        path = f"/internal/repos/{repository_id}/info/refs?service={UPLOAD_PACK}"
+        upstream = await self._open(node, "GET", path, _headers(protocol), name=name)
+        return _Relayed(upstream, node=node)
+
+    async def upload_pack(
+        self, node: str, repository_id: int, name: str, request: Request, protocol: str | None
+    ) -> Response:
+        """Node `node`'s answer to the client's negotiation (`request`'s body, streamed to it).
+
+        The body goes as it came (a gzipped one stays gzipped: the node inflates and
+        bounds it as for its own clients). Raises NodeUnavailable when the node cannot
+        answer, NotFound when it has no mirror of the repository.
+        """
+        headers = _headers(protocol)
+        headers["content-type"] = f"application/x-{UPLOAD_PACK}-request"
+        if encoding := request.headers.get("content-encoding"):
+            headers["content-encoding"] = encoding
+        path = f"/internal/repos/{repository_id}/{UPLOAD_PACK}"
+        upstream = await self._open(
+            node, "POST", path, headers, name=name, content=request.stream()
+        )
+        return _Relayed(upstream, node=node)
+
+    async def _open(
+        self,
+        node: str,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        *,
+        name: str,
+        content: AsyncIterator[bytes] | None = None,
+    ) -> httpx.Response:
+        """The node's answer, its body not read yet; raises NodeUnavailable, NotFound."""
+        url = await self._url(node, name)
+        headers["authorization"] = f"Bearer {self._secret}"
+        request = self._client.build_request(method, url + path, headers=headers, content=content)
+        try:
+            upstream = await self._client.send(request, stream=True)
+        except httpx.TransportError as error:  # refused, timed out, cut, pool full
+            self._directory.forget()
+            _log_failure(node, f"cannot be reached ({type(error).__name__})", error)
+            raise _unavailable(name, node, "cannot be reached") from error
+        if upstream.status_code == 200 or upstream.status_code in _CLIENT_ERRORS:
+            return upstream
+        await upstream.aclose()
+        if upstream.status_code == 404:
+            raise NotFound(f"{name!r} is not cloned yet; try again shortly")
+        if upstream.status_code == 403:
+            logger.error(
+                "storage node %s refused the internal secret: REPODEPOT_INTERNAL_SECRET "
+                "must be the same in every process",
+                node,
+                extra={"action": "nodes.forward_refused", "node": node},
+            )
+        else:
+            _log_failure(node, f"answered {upstream.status_code}", None)
+        raise _unavailable(name, node, "cannot answer")
+
+    async def _url(self, node: str, name: str) -> str:
+        """The base URL to reach `node` at; NodeUnavailable when it cannot be used now."""
+        found = await self._directory.get(node)
+        if found is None:
+            why = "is not registered"
+        elif found.state is NodeState.dead:
+            why = "is down"
+        elif not found.url:
+            why = "has no internal URL (REPODEPOT_NODE_URL)"
+        elif self._secret is None:
+            why = "cannot be called: this process has no REPODEPOT_INTERNAL_SECRET"
+        else:
+            return found.url.rstrip("/")
+        _log_failure(node, why, None)
+        # The client is told whether the node is down, not how this cluster is set up.
+        shown = why if found is not None and found.state is NodeState.dead else "cannot be reached"
+        raise _unavailable(name, node, shown)
+
+
+def _headers(protocol: str | None) -> dict[str, str]:
+    headers = {"accept-encoding": "identity"}  # relayed as sent: nothing to inflate here
+    if protocol is not None:
+        headers["git-protocol"] = protocol
+    if (rid := request_id.get()) is not None:
+        headers["x-request-id"] = rid  # one id in both processes' logs
+    return headers
+
+
+def _unavailable(name: str, node: str, why: str) -> NodeUnavailable:
+    return NodeUnavailable(
+        f"{name!r} is on storage node {node!r}, which {why} now; try again shortly"
+    )
+
+
+def _log_failure(node: str, what: str, error: BaseException | None) -> None:
+    # The error's text names the node's URL, never the secret (a header).
+    logger.warning(
+        "storage node %s %s%s",
+        node,
+        what,
+        f": {error}" if error is not None and str(error) else "",
+        extra={"action": "nodes.forward_failed", "node": node},
+    )
+
+
+class _Cut(Exception):
+    """The node's answer broke off after it began."""
+
+
+class _Relayed(StreamingResponse):
+    """A node's answer relayed as it arrives; cut short when the node's stream breaks.
+
+    Cut short means no end of body: the server closes the connection and the client sees
+    an unfinished answer (uvicorn logs that the response was not completed).
+    """
+
+    def __init__(self, upstream: httpx.Response, *, node: str) -> None:
+        super().__init__(
+            _chunks(upstream, node),
+            status_code=upstream.status_code,
+            headers=_relayed_headers(upstream.headers),
+        )
+        self._upstream = upstream
+
+    async def stream_response(self, send: Send) -> None:
+        """Send the node's answer; without its end when the node broke it off."""
+        try:
+            await super().stream_response(send)
+        except _Cut:
+            return
+        finally:
+            # Shielded: a client that leaves cancels this, and the node's connection
+            # must still be released.
+            with anyio.CancelScope(shield=True):
+                await self._upstream.aclose()
+
+
+def _relayed_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {key: headers[key] for key in _RELAYED_HEADERS if key in headers}
+
+
+async def _chunks(upstream: httpx.Response, node: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.aiter_raw():
+            yield chunk
+    except httpx.HTTPError as error:
+        _log_failure(node, f"broke off its answer ({type(error).__name__})", error)
+        raise _Cut from error

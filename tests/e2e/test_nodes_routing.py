@@ -1,0 +1,282 @@
+"""Storage nodes' routing: new mirrors placed on their node, clones forwarded to it.
+
+The first test places mirrors in one process (both engines); the second runs two
+gitserver processes and one web process on PostgreSQL, and clones through the web one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from repodepot.accounts import operator
+from repodepot.db.models import Visibility
+from repodepot.gitserver.schedule import QueueReason
+from repodepot.gitserver.service import Placement, enqueue_in
+from repodepot.nodes.placement import Candidate, owner
+from repodepot.services import Services
+from repodepot.settings import Settings
+from repodepot.storage import Storage
+from tests.e2e.conftest import Server
+from tests.e2e.test_bodies import GIB, _gzip_bomb, _zeros
+from tests.e2e.test_bodies import _streamed as _aiter
+from tests.support import servers
+from tests.support.eventually import eventually
+from tests.support.githttp import GitHttpServer
+from tests.support.postgres import free_port
+from tests.support.repogen import HERMETIC, Spec, generate, git
+
+TOKEN = "rdp_routing-admin-token-0123456789"
+SECRET_KEY = "test-secret-key-" + "x" * 32
+INTERNAL = "internal-secret-" + "y" * 32
+NODES = ("gs-a", "gs-b")
+REPOSITORIES = 10
+UPLOAD_PACK = "service=git-upload-pack"
+
+
+def _env(database_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "REPODEPOT_DATABASE_URL": database_url,
+        "REPODEPOT_ADMIN_TOKEN": TOKEN,
+        "REPODEPOT_SECRET_KEY": SECRET_KEY,
+        "REPODEPOT_INTERNAL_SECRET": INTERNAL,
+        "REPODEPOT_ALLOWED_SCHEMES": "http",
+        "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1",
+        "REPODEPOT_UPDATE_POLL_INTERVAL": "0.2",
+        # A killed node is dead after 4 s; a live one beats eight times meanwhile.
+        "REPODEPOT_NODE_DEAD_AFTER": "4",
+        "REPODEPOT_NODE_HEARTBEAT_INTERVAL": "0.5",
+        **extra,
+    }
+
+
+def _node(serve: type[Server], data: Path, name: str, env: dict[str, str]) -> Server:
+    """A gitserver-only process whose internal URL (its own port) is known before it starts."""
+    port = free_port()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(servers, "free_port", lambda: port)
+        node = serve(
+            data,
+            {
+                **env,
+                "REPODEPOT_ROLES": "gitserver",
+                "REPODEPOT_NODE_NAME": name,
+                "REPODEPOT_NODE_URL": f"http://127.0.0.1:{port}",
+            },
+        )
+    assert node.port == port
+    return node
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+async def _seed(database_url: str, tmp_path: Path, sources: GitHttpServer) -> dict[str, int]:
+    """The repositories, public, each with its source; enqueued as new (placed then)."""
+    settings = Settings(
+        data_dir=tmp_path / "seeder", database_url=database_url, secret_key=SECRET_KEY
+    )
+    services = await Services.open(settings)
+    try:
+        ids = {}
+        for index in range(REPOSITORIES):
+            record = await services.repositories.create(
+                name=f"acme/r{index}",
+                owner_id=None,
+                visibility=Visibility.public,
+                source_url=sources.url(f"r{index}.git"),
+            )
+            ids[record.name] = record.id
+        await services.gitserver.enqueue(ids.values(), QueueReason.new)
+    finally:
+        await services.close()
+    return ids
+
+
+def _refs(repository: Path) -> str:
+    return git(
+        "for-each-ref",
+        "--format=%(objectname) %(refname)",
+        "refs/heads",
+        "refs/tags",
+        cwd=repository,
+    )
+
+
+def _clone(url: str, into: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_TERMINAL_PROMPT": "0", **HERMETIC}
+    return subprocess.run(
+        ["git", *options, "clone", "--mirror", "--quiet", url, str(into)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_new_mirrors_go_to_their_rendezvous_node_and_stay_there(services: Services) -> None:
+    ids = [
+        (await services.repositories.create(name=f"acme/p{i}", owner_id=None)).id for i in range(12)
+    ]
+    await services.nodes.register("gs-a", "http://127.0.0.1:8101", None)
+    await services.nodes.register("gs-b", "http://127.0.0.1:8102", None)
+    candidates = [Candidate(name=name, weight=1.0) for name in NODES]
+
+    assert await services.gitserver.enqueue(ids[:8], QueueReason.new) == 8
+    placed = {key: (await services.gitserver.state(key)) for key in ids[:8]}
+    assert {key: state.node for key, state in placed.items() if state is not None} == {
+        key: owner(key, candidates) for key in ids[:8]
+    }
+    assert {owner(key, candidates) for key in ids[:8]} == set(NODES)
+
+    # Rows are never placed again here: another set of nodes only queues them.
+    elsewhere = Placement(nodes=(Candidate(name="gs-c", weight=1.0),), fallback="local")
+    async with services.sessions.begin() as session:
+        assert await enqueue_in(session, ids, QueueReason.admin, shard=elsewhere) == 12
+    nodes_now = {key: getattr(await services.gitserver.state(key), "node", None) for key in ids}
+    assert {nodes_now[key] for key in ids[8:]} == {"gs-c"}
+    assert all(nodes_now[key] == owner(key, candidates) for key in ids[:8])
+
+    # No active node (none registered yet): this process's node, as before nodes.
+    alone = Placement(nodes=(), fallback=services.settings.node_name)
+    assert {alone.node_of(key) for key in ids} == {"local"}
+
+
+async def test_a_code_host_sync_places_its_new_mirrors_on_their_nodes(services: Services) -> None:
+    await services.nodes.register("gs-a", "http://127.0.0.1:8101", None)
+    await services.nodes.register("gs-b", "http://127.0.0.1:8102", None)
+    candidates = [Candidate(name=name, weight=1.0) for name in NODES]
+    config = {"repos": [f"http://127.0.0.1:9/acme/s{index}.git" for index in range(12)]}
+    host = await services.codehosts.create(operator(), kind="other", name="up", config=config)
+    await services.codehosts.syncer.sync(host.id)
+
+    listed = await services.repositories.list(operator(), per_page=100)
+    assert len(listed.items) == 12
+    nodes_of = {
+        repo.id: getattr(await services.gitserver.state(repo.id), "node", None)
+        for repo in listed.items
+    }
+    assert nodes_of == {key: owner(key, candidates) for key in nodes_of}
+    assert set(nodes_of.values()) == set(NODES)
+
+
+async def test_mirrors_live_on_their_rendezvous_node_and_clones_go_through_web(
+    tmp_path: Path, postgres_url: str, serve: type[Server], http: httpx.AsyncClient
+) -> None:
+    served = tmp_path / "served"
+    for index in range(REPOSITORIES):
+        generate(served / f"r{index}.git", Spec(commits=3 + index, branches=1, tags=1, seed=index))
+    env = _env(postgres_url)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with GitHttpServer(served) as sources:
+        web = serve(tmp_path / "web", {**env, "REPODEPOT_ROLES": "web,updater"})
+        nodes = {name: _node(serve, tmp_path / name, name, env) for name in NODES}
+
+        async def both_active() -> None:
+            listed = (await http.get(f"{web.url}/api/nodes", headers=auth)).json()
+            assert sorted((n["name"], n["state"]) for n in listed) == [
+                (name, "active") for name in NODES
+            ]
+
+        await eventually(both_active, timeout=30, interval=0.2)
+        ids = await _seed(postgres_url, tmp_path, sources)
+
+        async def all_cloned() -> dict[str, dict[str, Any]]:
+            found = {}
+            for name in ids:
+                entry = (await http.get(f"{web.url}/api/repos/{name}")).json()
+                assert entry["mirror"]["clone_status"] == "cloned", entry
+                found[name] = entry["mirror"]
+            return found
+
+        mirrors = await eventually(all_cloned, timeout=45, interval=0.3)
+
+        # Placement: each mirror on its rendezvous owner, both nodes used, each copy on
+        # exactly its node's disk.
+        candidates = [Candidate(name=name, weight=1.0) for name in NODES]
+        expected = {name: owner(key, candidates) for name, key in ids.items()}
+        assert {name: mirror["node"] for name, mirror in mirrors.items()} == expected
+        assert set(expected.values()) == set(NODES)
+        for name, key in ids.items():
+            holders = [n for n in NODES if Storage(tmp_path / n).path(key).is_dir()]
+            assert holders == [expected[name]], name
+            assert not Storage(tmp_path / "web").path(key).exists()
+
+        # Every clone goes through the web process, which holds no mirror: forwarded.
+        for index, name in enumerate(ids):
+            protocol = ("-c", f"protocol.version={index % 3}")  # v0, v1 and v2 alike
+            copy = tmp_path / "clones" / f"r{index}.git"
+            cloned = _clone(f"{web.url}/git/{name}", copy, *protocol)
+            assert cloned.returncode == 0, cloned.stderr
+            assert _refs(copy) == _refs(served / f"r{index}.git")
+
+        # Bodies are bounded as for a local mirror: the web process counts what arrives,
+        # the node what it inflates; both answer 413, the node's relayed.
+        first = next(iter(ids))
+        pack_url = f"{web.url}/git/{first}/git-upload-pack"
+        pack_type = {"Content-Type": "application/x-git-upload-pack-request"}
+        plain = await http.post(pack_url, content=_zeros(GIB), headers=pack_type)
+        assert plain.status_code == 413, plain.text
+        gzipped = {**pack_type, "Content-Encoding": "gzip"}
+        bomb = await http.post(pack_url, content=_aiter(_gzip_bomb(GIB)), headers=gzipped)
+        assert bomb.status_code == 413, bomb.text
+        assert "once inflated" in bomb.text
+
+        # The internal API answers only to the internal secret, the same for any id.
+        node = nodes[NODES[0]]
+        known = next(key for name, key in ids.items() if expected[name] == NODES[0])
+        for key in (known, 999_999):
+            url = f"{node.url}/internal/repos/{key}/info/refs?{UPLOAD_PACK}"
+            for headers in ({}, {"Authorization": "Bearer " + "z" * 48}, auth):
+                refused = await http.get(url, headers=headers)
+                assert refused.status_code == 403
+                assert refused.text == (
+                    "internal calls need 'Authorization: Bearer <REPODEPOT_INTERNAL_SECRET>'\n"
+                )
+            posted = await http.post(
+                f"{node.url}/internal/repos/{key}/git-upload-pack", content=b"0000"
+            )
+            assert posted.status_code == 403
+        inside = {"Authorization": f"Bearer {INTERNAL}"}
+        url = f"{node.url}/internal/repos/{known}/info/refs?{UPLOAD_PACK}"
+        assert (await http.get(url, headers=inside)).status_code == 200
+        missing = f"{node.url}/internal/repos/999999/info/refs?{UPLOAD_PACK}"
+        assert (await http.get(missing, headers=inside)).status_code == 404
+
+        # A node killed: its repositories answer 503 with Retry-After through web, before
+        # and after it is marked dead; the other node's still clone.
+        lost, kept = NODES
+        nodes[lost].process.kill()
+        nodes[lost].process.wait()
+        victim = next(name for name in ids if expected[name] == lost)
+        survivor = next(name for name in ids if expected[name] == kept)
+
+        async def unavailable() -> None:
+            answer = await http.get(f"{web.url}/git/{victim}/info/refs?{UPLOAD_PACK}")
+            assert answer.status_code == 503, answer.text
+            assert int(answer.headers["retry-after"]) > 0
+            assert f"storage node '{lost}'" in answer.text
+
+        await unavailable()
+        failed = _clone(f"{web.url}/git/{victim}", tmp_path / "clones" / "lost.git")
+        assert failed.returncode != 0
+        assert "503" in failed.stderr, failed.stderr
+        assert not (tmp_path / "clones" / "lost.git").exists()
+
+        async def marked_dead() -> None:
+            listed = (await http.get(f"{web.url}/api/nodes", headers=auth)).json()
+            assert {n["name"]: n["state"] for n in listed}[lost] == "dead"
+
+        await eventually(marked_dead, timeout=20, interval=0.2)
+        await unavailable()
+        again = _clone(f"{web.url}/git/{survivor}", tmp_path / "clones" / "kept.git")
+        assert again.returncode == 0, again.stderr

@@ -1,0 +1,224 @@
+"""Forwarding reads to a storage node: which answers reach the client, and how failures look."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from starlette.requests import Request
+from starlette.types import Message
+
+from repodepot.db.models import NodeState
+from repodepot.exceptions import NotFound
+from repodepot.nodes.forward import Forwarder, NodeDirectory, NodeUnavailable
+from repodepot.nodes.registry import NodeRecord
+
+SECRET = "internal-secret-" + "y" * 32
+AT = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def record(name: str, state: NodeState = NodeState.active, url: str | None = None) -> NodeRecord:
+    return NodeRecord(
+        name=name,
+        url=url if url is not None else f"http://{name}.internal:8100/",
+        state=state,
+        weight=1.0,
+        repositories=0,
+        free_bytes=None,
+        heartbeat_at=AT,
+        registered_at=AT,
+    )
+
+
+class Chunks(httpx.AsyncByteStream):
+    """A node's answer as it streams, chunk by chunk (a `content=` answer is read already)."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+
+def answer(status: int, *chunks: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, stream=Chunks(*chunks), headers=headers)
+
+
+class Registry:
+    """The nodes as the registry lists them, and how many times it was asked."""
+
+    def __init__(self, *nodes: NodeRecord) -> None:
+        self.nodes = list(nodes)
+        self.reads = 0
+
+    async def load(self) -> list[NodeRecord]:
+        self.reads += 1
+        return self.nodes
+
+
+def forwarder(
+    handler: Callable[[httpx.Request], httpx.Response],
+    registry: Registry,
+    secret: str | None = SECRET,
+) -> Forwarder:
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return Forwarder(client=client, directory=NodeDirectory(registry.load), secret=secret)
+
+
+async def relayed(response: Any) -> list[Message]:
+    """What the client is sent, message by message (the response run as ASGI)."""
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await response.stream_response(send)
+    return sent
+
+
+def client_request(body: list[bytes], headers: dict[str, str]) -> Request:
+    chunks = iter(body)
+
+    async def receive() -> Message:
+        chunk = next(chunks, None)
+        if chunk is None:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/git/acme/app/git-upload-pack",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "query_string": b"",
+    }
+    return Request(scope, receive)
+
+
+async def test_the_node_gets_the_secret_the_protocol_and_the_body_as_sent() -> None:
+    seen: list[httpx.Request] = []
+    body = gzip.compress(b"0032want " + b"a" * 40 + b"\n00000009done\n")
+
+    def node(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer(
+            200,
+            b"PA",
+            b"CK...",
+            headers={"content-type": "application/x-git-upload-pack-result", "server": "x"},
+        )
+
+    forward = forwarder(node, Registry(record("gs-1")))
+    request = client_request(
+        [body[:10], body[10:]],
+        {
+            "authorization": "Bearer rdp_the-callers-own-token",
+            "content-type": "application/x-git-upload-pack-request",
+            "content-encoding": "gzip",
+        },
+    )
+    response = await forward.upload_pack("gs-1", 1, "acme/app", request, "version=2")
+    sent = await relayed(response)
+
+    (call,) = seen
+    assert str(call.url) == "http://gs-1.internal:8100/internal/repos/1/git-upload-pack"
+    assert call.headers["authorization"] == f"Bearer {SECRET}"  # never the caller's token
+    assert call.headers["git-protocol"] == "version=2"
+    assert call.headers["content-encoding"] == "gzip"
+    assert call.content == body  # as it came: the node inflates and bounds it
+    assert sent[0]["status"] == 200
+    assert dict(sent[0]["headers"]) == {b"content-type": b"application/x-git-upload-pack-result"}
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"PACK..."
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    await forward.close()
+
+
+@pytest.mark.parametrize(
+    ("node", "secret", "logged", "shown"),
+    [
+        (record("gs-1", NodeState.dead), SECRET, "is down", "which is down now"),
+        (record("gs-1", url=""), SECRET, "has no internal URL", "which cannot be reached"),
+        (record("gs-2"), SECRET, "is not registered", "which cannot be reached"),
+        (record("gs-1"), None, "has no REPODEPOT_INTERNAL_SECRET", "which cannot be reached"),
+    ],
+    ids=["dead", "no-url", "unknown", "no-secret"],
+)
+async def test_a_node_that_cannot_be_called_is_unavailable_without_a_request(
+    node: NodeRecord,
+    secret: str | None,
+    logged: str,
+    shown: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"no request should be sent: {request.url}")
+
+    forward = forwarder(refuse, Registry(node), secret)
+    with pytest.raises(NodeUnavailable) as raised:
+        await forward.advertise("gs-1", 7, "acme/app", None)
+    assert shown in raised.value.message
+    assert raised.value.retry_after > 0
+    assert logged in caplog.text  # the reason is the administrator's, in the log
+
+
+async def test_an_unreachable_node_is_unavailable_and_the_nodes_are_read_again() -> None:
+    registry = Registry(record("gs-1"))
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    forward = forwarder(down, registry)
+    for _ in range(2):
+        with pytest.raises(NodeUnavailable, match="which cannot be reached now"):
+            await forward.advertise("gs-1", 7, "acme/app", None)
+    assert registry.reads == 2  # a failure drops the kept addresses: a new URL is seen
+
+
+async def test_the_addresses_are_read_once_while_they_are_fresh() -> None:
+    registry = Registry(record("gs-1"))
+    forward = forwarder(lambda _: answer(200, b"refs"), registry)
+    for _ in range(3):
+        await relayed(await forward.advertise("gs-1", 7, "acme/app", "version=2"))
+    assert registry.reads == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "raised"),
+    [(404, NotFound), (403, NodeUnavailable), (500, NodeUnavailable), (502, NodeUnavailable)],
+)
+async def test_the_node_s_errors_become_not_found_or_unavailable(
+    status: int, raised: type[Exception]
+) -> None:
+    forward = forwarder(lambda _: httpx.Response(status, text="no"), Registry(record("gs-1")))
+    with pytest.raises(raised):
+        await forward.advertise("gs-1", 7, "acme/app", None)
+
+
+async def test_git_s_refusal_reaches_the_client_as_the_node_gave_it() -> None:
+    def refused(_: httpx.Request) -> httpx.Response:
+        return answer(400, b"git refused the request: bad line\n")
+
+    forward = forwarder(refused, Registry(record("gs-1")))
+    sent = await relayed(await forward.advertise("gs-1", 7, "acme/app", None))
+    assert sent[0]["status"] == 400
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"git refused the request: bad line\n"
+
+
+class Breaking(httpx.AsyncByteStream):
+    """A node's answer that breaks off after its first chunk."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"0008NAK\n"
+        raise httpx.ReadError("connection reset by peer")
+
+
+async def test_an_answer_the_node_breaks_off_is_never_ended_as_if_whole() -> None:
+    forward = forwarder(lambda _: httpx.Response(200, stream=Breaking()), Registry(record("gs-1")))
+    sent = await relayed(await forward.advertise("gs-1", 7, "acme/app", None))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[-1] == {"type": "http.response.body", "body": b"0008NAK\n", "more_body": True}
