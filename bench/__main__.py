@@ -19,6 +19,7 @@ from bench import (
     http,
     imports,
     load,
+    noderouting,
     nodes,
     pool,
     runner,
@@ -65,6 +66,10 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
     "nodes": (
         "storage nodes: rendezvous placement of 100,000 repositories, 10 → 11 nodes",
         nodes.run,
+    ),
+    "noderouting": (
+        "storage nodes: a clone through a web process against directly from its node",
+        noderouting.run,
     ),
 }
 
