@@ -26,6 +26,7 @@ from repodepot.web import (
     errors,
     goproxy,
     import_pages,
+    node_pages,
     smarthttp,
     webhooks,
 )
@@ -127,6 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
         codehost_pages.router,
         branch_pages.router,  # before pages: `…/upstream` is not part of a repository's name
         access_pages.router,
+        node_pages.router,
         apidocs.router,
         pages,
     )
