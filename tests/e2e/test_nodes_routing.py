@@ -1,7 +1,8 @@
-"""Storage nodes' routing: new mirrors placed on their node, clones forwarded to it.
+"""Storage nodes' routing: new mirrors placed on their node, reads forwarded to it.
 
 The first test places mirrors in one process (both engines); the second runs two
-gitserver processes and one web process on PostgreSQL, and clones through the web one.
+gitserver processes and one web process on PostgreSQL, and clones and asks EnsureRevision
+through the web one.
 """
 
 from __future__ import annotations
@@ -219,9 +220,26 @@ async def test_mirrors_live_on_their_rendezvous_node_and_clones_go_through_web(
             assert cloned.returncode == 0, cloned.stderr
             assert _refs(copy) == _refs(served / f"r{index}.git")
 
+        # EnsureRevision through the web process, for two repositories on each node.
+        for node_name in NODES:
+            for name in [n for n in ids if expected[n] == node_name][:2]:
+                source = served / f"{name.removeprefix('acme/')}.git"
+                sha = _refs(source).split()[0]
+                answer = await http.get(f"{web.url}/api/repos/{name}/commits/{sha}")
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["sha"] == sha
+                subject = git("log", "-1", "--format=%s", sha, cwd=source).strip()
+                assert answer.json()["subject"] == subject
+        first = next(iter(ids))
+        unknown = await http.get(f"{web.url}/api/repos/{first}/commits/{'0' * 39}1")
+        assert unknown.status_code == 404, unknown.text
+        assert f"in {first!r}, even after a fetch" in unknown.json()["error"]["message"]
+        invalid = await http.get(f"{web.url}/api/repos/{first}/commits/--upload-pack=x")
+        assert invalid.status_code == 422, invalid.text
+        assert invalid.json()["error"]["field"] == "rev"
+
         # Bodies are bounded as for a local mirror: the web process counts what arrives,
         # the node what it inflates; both answer 413, the node's relayed.
-        first = next(iter(ids))
         pack_url = f"{web.url}/git/{first}/git-upload-pack"
         pack_type = {"Content-Type": "application/x-git-upload-pack-request"}
         plain = await http.post(pack_url, content=_zeros(GIB), headers=pack_type)
@@ -235,13 +253,17 @@ async def test_mirrors_live_on_their_rendezvous_node_and_clones_go_through_web(
         node = nodes[NODES[0]]
         known = next(key for name, key in ids.items() if expected[name] == NODES[0])
         for key in (known, 999_999):
-            url = f"{node.url}/internal/repos/{key}/info/refs?{UPLOAD_PACK}"
-            for headers in ({}, {"Authorization": "Bearer " + "z" * 48}, auth):
-                refused = await http.get(url, headers=headers)
-                assert refused.status_code == 403
-                assert refused.text == (
-                    "internal calls need 'Authorization: Bearer <REPODEPOT_INTERNAL_SECRET>'\n"
-                )
+            urls = (
+                f"{node.url}/internal/repos/{key}/info/refs?{UPLOAD_PACK}",
+                f"{node.url}/internal/repos/{key}/commits/HEAD",
+            )
+            for url in urls:
+                for headers in ({}, {"Authorization": "Bearer " + "z" * 48}, auth):
+                    refused = await http.get(url, headers=headers)
+                    assert refused.status_code == 403
+                    assert refused.text == (
+                        "internal calls need 'Authorization: Bearer <REPODEPOT_INTERNAL_SECRET>'\n"
+                    )
             posted = await http.post(
                 f"{node.url}/internal/repos/{key}/git-upload-pack", content=b"0000"
             )
@@ -265,6 +287,9 @@ async def test_mirrors_live_on_their_rendezvous_node_and_clones_go_through_web(
             assert answer.status_code == 503, answer.text
             assert int(answer.headers["retry-after"]) > 0
             assert f"storage node '{lost}'" in answer.text
+            ensured = await http.get(f"{web.url}/api/repos/{victim}/commits/HEAD")
+            assert ensured.status_code == 503, ensured.text
+            assert int(ensured.headers["retry-after"]) > 0
 
         await unavailable()
         failed = _clone(f"{web.url}/git/{victim}", tmp_path / "clones" / "lost.git")

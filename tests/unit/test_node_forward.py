@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,8 +15,9 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from repodepot.db.models import NodeState
-from repodepot.exceptions import NotFound
-from repodepot.nodes.forward import Forwarder, NodeDirectory, NodeUnavailable
+from repodepot.exceptions import InvalidInput, NotFound
+from repodepot.gitserver.reads import Commit
+from repodepot.nodes.forward import MAX_ANSWER, Forwarder, NodeDirectory, NodeUnavailable
 from repodepot.nodes.registry import NodeRecord
 
 SECRET = "internal-secret-" + "y" * 32
@@ -222,3 +225,76 @@ async def test_an_answer_the_node_breaks_off_is_never_ended_as_if_whole() -> Non
     sent = await relayed(await forward.advertise("gs-1", 7, "acme/app", None))
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[-1] == {"type": "http.response.body", "body": b"0008NAK\n", "more_body": True}
+
+
+COMMIT = Commit(
+    sha="a" * 40,
+    author_name="Ada",
+    author_email="ada@example.com",
+    authored_at="2026-12-01T00:00:00+00:00",
+    subject="Fix the thing",
+    fetched=True,
+)
+
+
+async def test_ensure_revision_asks_the_node_with_the_secret_and_the_revision_quoted() -> None:
+    seen: list[httpx.Request] = []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=asdict(COMMIT))
+
+    forward = forwarder(node, Registry(record("gs-1")))
+    assert await forward.ensure_revision("gs-1", 7, "acme/app", "release/v1~2") == COMMIT
+    (call,) = seen
+    assert call.url.raw_path == b"/internal/repos/7/commits/release%2Fv1~2"
+    assert call.headers["authorization"] == f"Bearer {SECRET}"
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "raised", "message"),
+    [
+        (
+            404,
+            "no commit 'deadbeef' in 'repository 7', even after a fetch\n",
+            NotFound,
+            "no commit 'deadbeef' in 'acme/app', even after a fetch",
+        ),
+        (
+            404,
+            "'repository 7' is not cloned yet; try again shortly\n",
+            NotFound,
+            "'acme/app' is not cloned yet; try again shortly",
+        ),
+        (422, "'x' is not a plain revision\n", InvalidInput, "'x' is not a plain revision"),
+        (403, "internal calls need ...\n", NodeUnavailable, "which cannot answer now"),
+        (500, "internal error\n", NodeUnavailable, "which cannot answer now"),
+        (200, '{"sha": "abc"}', NodeUnavailable, "which cannot answer now"),
+        (
+            200,  # a commit, but past the bound: not read whole
+            json.dumps(asdict(replace(COMMIT, subject="x" * MAX_ANSWER))),
+            NodeUnavailable,
+            "which cannot answer now",
+        ),
+    ],
+    ids=["no-commit", "not-cloned", "invalid", "refused", "failed", "not-a-commit", "too-long"],
+)
+async def test_ensure_revision_maps_the_node_s_answers(
+    status: int, text: str, raised: type[Exception], message: str
+) -> None:
+    forward = forwarder(lambda _: answer(status, text.encode()), Registry(record("gs-1")))
+    with pytest.raises(raised) as error:
+        await forward.ensure_revision("gs-1", 7, "acme/app", "deadbeef")
+    assert message in str(error.value)
+    if isinstance(error.value, InvalidInput):
+        assert error.value.field == "rev"
+
+
+async def test_ensure_revision_refuses_a_revision_that_is_not_plain_without_a_request() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"no request should be sent: {request.url}")
+
+    forward = forwarder(refuse, Registry(record("gs-1", NodeState.dead)))
+    with pytest.raises(InvalidInput) as error:
+        await forward.ensure_revision("gs-1", 7, "acme/app", "--upload-pack=x")
+    assert error.value.field == "rev"

@@ -1,11 +1,12 @@
-"""Smart HTTP reads forwarded to the storage node that holds the mirror, streamed both ways.
+"""Reads forwarded to the storage node that holds the mirror: smart HTTP, EnsureRevision.
 
 Every web process answers every repository's URL. When the mirror lives on another node
 (or this process has no gitserver role), `Forwarder` sends the read to that node's
 internal API (`nodes.internal`) with the internal secret, and relays the node's answer
 as it arrives; the client's body goes to the node as it arrives too, so neither a pack
 nor a negotiation is ever whole in this process. The caller's own token never leaves:
-who may read was decided here, before forwarding.
+who may read was decided here, before forwarding. `node_of` says which reads go where.
+EnsureRevision's answer is a small JSON document, read whole (at most `MAX_ANSWER`).
 
 A node's address and state come from the registry (`NodeDirectory`, kept `ADDRESS_TTL`).
 Its URL is an admin's setting (REPODEPOT_NODE_URL), not user input, so these calls do
@@ -21,9 +22,12 @@ so a client never takes part of an answer for the whole.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -32,22 +36,40 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Send
 
 from repodepot.db.models import NodeState
-from repodepot.exceptions import NotFound, Unavailable
+from repodepot.exceptions import InvalidInput, NotFound, Unavailable
+from repodepot.git.revisions import PLAIN_REVISION, is_plain_revision
+from repodepot.gitserver.reads import Commit
 from repodepot.logs import request_id
 from repodepot.nodes.registry import NodeRecord
 from repodepot.settings import Settings
+
+if TYPE_CHECKING:
+    from repodepot.services import Services
 
 logger = logging.getLogger(__name__)
 ADDRESS_TTL = 2.0
 """Seconds the nodes' addresses and states are kept: a node marked dead is seen within this."""
 CONNECT_TIMEOUT = 5.0
 UPLOAD_PACK = "git-upload-pack"
+MAX_ANSWER = 64 << 10
+"""The most of a node's EnsureRevision answer read: a commit's JSON is far smaller."""
 # What of a node's answer reaches the client; the rest (its request id, its server's
 # headers) describes the node, not the answer.
 _RELAYED_HEADERS = ("content-type", "cache-control")
 # The node's answers a client gets as they are: git's words on a request it refuses, and
 # the body limits. Anything else but 200 and 404 means the node cannot answer.
 _CLIENT_ERRORS = frozenset({400, 413, 415})
+_STREAMED = frozenset({200}) | _CLIENT_ERRORS
+# EnsureRevision's: the commit, none, or a revision the node refuses.
+_ENSURED = frozenset({200, 404, 422})
+_COMMIT_FIELDS: dict[str, type] = {
+    "sha": str,
+    "author_name": str,
+    "author_email": str,
+    "authored_at": str,
+    "subject": str,
+    "fetched": bool,
+}
 
 Addresses = Callable[[], Awaitable[list[NodeRecord]]]
 
@@ -56,6 +78,31 @@ class NodeUnavailable(Unavailable):
     """The storage node holding this repository cannot answer now; try again shortly."""
 
     code = "node_unavailable"
+
+
+def internal_name(repository_id: int) -> str:
+    """How a node names a repository it is asked about by id (in its errors' words)."""
+    return f"repository {repository_id}"
+
+
+async def node_of(svc: Services, repository_id: int) -> str | None:
+    """The storage node to forward a read of the repository to; None to read this disk.
+
+    The owner is the mirror row's (kept a second, `Gitserver.state`). This process reads
+    the mirrors of its own node (`node_name`); without the gitserver role only those on
+    its disk (web and gitserver processes sharing one data dir on one host), so a web
+    process that merely has the same name as a node forwards. A repository with no row
+    yet is looked for here: there is nowhere else to look.
+    """
+    settings = svc.settings
+    state = await svc.gitserver.state(repository_id)
+    if state is None:
+        return None
+    if state.node == settings.node_name and (
+        "gitserver" in settings.roles or svc.storage.path(repository_id).is_dir()
+    ):
+        return None
+    return state.node
 
 
 class NodeDirectory:
@@ -125,8 +172,54 @@ class Forwarder:
         mirror of the repository (not cloned yet).
         """
         path = f"/internal/repos/{repository_id}/info/refs?service={UPLOAD_PACK}"
-        upstream = await self._open(node, "GET", path, _headers(protocol), name=name)
+        upstream = await self._open(
+            node, "GET", path, _headers(protocol), name=name, passed=_STREAMED
+        )
         return _Relayed(upstream, node=node)
+
+    async def ensure_revision(self, node: str, repository_id: int, name: str, rev: str) -> Commit:
+        """The commit `rev` names in repository `name`, as node `node` finds it (or fetches).
+
+        Raises InvalidInput (field `rev`) for anything but a plain revision, before any
+        call, as the node would; NotFound in the words a local read gives (naming `name`)
+        when the node has no such commit even after a fetch, or no mirror yet;
+        NodeUnavailable when the node cannot answer, or answers more than `MAX_ANSWER`
+        or not a commit.
+        """
+        if not is_plain_revision(rev):
+            shown = rev if len(rev) <= 80 else rev[:80] + "..."
+            raise InvalidInput(f"{shown!r} is not {PLAIN_REVISION}", field="rev")
+        # Quoted whole: a revision's "/" and any other character reach the node as sent.
+        path = f"/internal/repos/{repository_id}/commits/{quote(rev, safe='')}"
+        headers = _headers(None)
+        headers["accept"] = "application/json"
+        upstream = await self._open(node, "GET", path, headers, name=name, passed=_ENSURED)
+        body = await self._read_small(upstream, node, name)
+        if upstream.status_code == 200:
+            return _commit(body, node, name)
+        # The node's words, naming the repository as the caller knows it, not by its id.
+        message = body.decode(errors="replace").strip()
+        message = message.replace(repr(internal_name(repository_id)), repr(name))
+        if upstream.status_code == 422:
+            raise InvalidInput(message, field="rev")
+        raise NotFound(message)
+
+    async def _read_small(self, upstream: httpx.Response, node: str, name: str) -> bytes:
+        """The node's whole answer, at most MAX_ANSWER bytes; raises NodeUnavailable."""
+        body = bytearray()
+        try:
+            async for chunk in upstream.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER:
+                    _log_failure(node, f"answered more than {MAX_ANSWER} bytes", None)
+                    raise _unavailable(name, node, "cannot answer")
+        except httpx.HTTPError as error:
+            self._directory.forget()
+            _log_failure(node, f"broke off its answer ({type(error).__name__})", error)
+            raise _unavailable(name, node, "cannot be reached") from error
+        finally:
+            await upstream.aclose()
+        return bytes(body)
 
     async def upload_pack(
         self, node: str, repository_id: int, name: str, request: Request, protocol: str | None
@@ -143,7 +236,7 @@ class Forwarder:
             headers["content-encoding"] = encoding
         path = f"/internal/repos/{repository_id}/{UPLOAD_PACK}"
         upstream = await self._open(
-            node, "POST", path, headers, name=name, content=request.stream()
+            node, "POST", path, headers, name=name, content=request.stream(), passed=_STREAMED
         )
         return _Relayed(upstream, node=node)
 
@@ -155,9 +248,13 @@ class Forwarder:
         headers: dict[str, str],
         *,
         name: str,
+        passed: frozenset[int],
         content: AsyncIterator[bytes] | None = None,
     ) -> httpx.Response:
-        """The node's answer, its body not read yet; raises NodeUnavailable, NotFound."""
+        """The node's answer, its body not read yet, when its status is one of `passed`.
+
+        Raises NotFound for another 404 (no mirror there yet), NodeUnavailable otherwise.
+        """
         url = await self._url(node, name)
         headers["authorization"] = f"Bearer {self._secret}"
         request = self._client.build_request(method, url + path, headers=headers, content=content)
@@ -167,7 +264,7 @@ class Forwarder:
             self._directory.forget()
             _log_failure(node, f"cannot be reached ({type(error).__name__})", error)
             raise _unavailable(name, node, "cannot be reached") from error
-        if upstream.status_code == 200 or upstream.status_code in _CLIENT_ERRORS:
+        if upstream.status_code in passed:
             return upstream
         await upstream.aclose()
         if upstream.status_code == 404:
@@ -200,6 +297,20 @@ class Forwarder:
         # The client is told whether the node is down, not how this cluster is set up.
         shown = why if found is not None and found.state is NodeState.dead else "cannot be reached"
         raise _unavailable(name, node, shown)
+
+
+def _commit(body: bytes, node: str, name: str) -> Commit:
+    """The commit in a node's JSON answer; NodeUnavailable when it is not one."""
+    try:
+        found: Any = json.loads(body)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict) or any(
+        not isinstance(found.get(key), kind) for key, kind in _COMMIT_FIELDS.items()
+    ):
+        _log_failure(node, "answered something other than a commit", None)
+        raise _unavailable(name, node, "cannot answer")
+    return Commit(**{key: found[key] for key in _COMMIT_FIELDS})
 
 
 def _headers(protocol: str | None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""A gitserver process's internal API: smart HTTP reads of the mirrors on its disk.
+"""A gitserver process's internal API: reads of the mirrors on its disk.
 
 Mounted only in a process with the gitserver role (`web.app`); web processes forward
 their clients' reads here (`nodes.forward`) once they have decided who may read what,
@@ -10,6 +10,10 @@ so a repository is named by its id and no caller's token comes with it:
 answered as the public smart HTTP routes answer (`web.smarthttp.advertisement`, `pack`:
 the same streaming, the same body bounds). A mirror this node does not hold is 404.
 
+- `GET /internal/repos/{id}/commits/{rev}`: EnsureRevision (`Reads.ensure_revision`),
+  the commit as JSON; 422 for a revision that is not plain, 404 for no commit or no
+  mirror, in the app's words (plain text), naming the repository `forward.internal_name`.
+
 Every request carries `Authorization: Bearer <REPODEPOT_INTERNAL_SECRET>`, compared in
 constant time; without it, with another, or when this process has no secret, the answer
 is 403 before anything else is looked at: not even whether the repository exists.
@@ -18,11 +22,13 @@ is 403 before anything else is looked at: not even whether the repository exists
 from __future__ import annotations
 
 import hmac
+from dataclasses import asdict
 
 from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from repodepot.exceptions import NotFound
+from repodepot.nodes.forward import internal_name
 from repodepot.web.deps import services
 from repodepot.web.smarthttp import MAX_REQUEST, UPLOAD_PACK, advertisement, git_protocol, pack
 
@@ -86,3 +92,18 @@ async def upload_pack(request: Request, repository_id: str) -> Response:
         return await pack(request, reads, key, f"repository {key}", git_protocol(request))
     except NotFound:
         return _not_here(request, key)
+
+
+@router.get("/repos/{repository_id}/commits/{rev:path}")
+async def ensure_revision(request: Request, repository_id: str, rev: str) -> Response:
+    """The commit `rev` names in a mirror on this node, fetched first when it is missing.
+
+    Its errors are the app's (InvalidInput 422, NotFound 404), as plain text.
+    """
+    if (refused := refusal(request)) is not None:
+        return refused
+    key = _repository_id(repository_id)
+    if key is None:
+        return _not_here(request, key)
+    commit = await services(request).reads.ensure_revision(key, internal_name(key), rev)
+    return JSONResponse(asdict(commit))

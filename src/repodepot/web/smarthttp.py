@@ -11,9 +11,9 @@ The two requests of a fetch (gitprotocol-http(5)):
 
 A mirror another storage node owns (or, in a process without the gitserver role, one
 not on this process's disk) is read there: the request goes to that node's internal
-API and its answer streams back (`nodes.forward`); 503 with Retry-After while the node
-cannot answer. The internal API (`nodes.internal`) answers with this module's
-`advertisement` and `pack`.
+API and its answer streams back (`nodes.forward`, whose `node_of` decides which); 503
+with Retry-After while the node cannot answer. The internal API (`nodes.internal`)
+answers with this module's `advertisement` and `pack`.
 
 Pushes (`git-receive-pack`) get 403. Authentication is a token as the basic-auth
 password (what git sends from a credential helper or `.netrc`) or a Bearer header;
@@ -38,6 +38,7 @@ from repodepot.accounts import ANONYMOUS, Principal
 from repodepot.exceptions import NotAuthenticated, NotFound
 from repodepot.git.errors import GitCommandError, GitError
 from repodepot.gitserver.reads import Reads
+from repodepot.nodes.forward import node_of
 from repodepot.web import bodies
 from repodepot.web.deps import services
 
@@ -104,27 +105,6 @@ async def _mirror(request: Request, name: str) -> tuple[int, str] | Response:
     return repo.id, name
 
 
-async def _node_of(request: Request, repository_id: int) -> str | None:
-    """The storage node to forward the read to; None when this process reads its own disk.
-
-    The owner is the mirror row's (kept a second, `Gitserver.state`). This process reads
-    the mirrors of its own node (`node_name`); without the gitserver role only those on
-    its disk (web and gitserver processes sharing one data dir on one host), so a web
-    process that merely has the same name as a node forwards. A repository with no row
-    yet is looked for here: there is nowhere else to look.
-    """
-    svc = services(request)
-    settings = svc.settings
-    state = await svc.gitserver.state(repository_id)
-    if state is None:
-        return None
-    if state.node == settings.node_name and (
-        "gitserver" in settings.roles or svc.storage.path(repository_id).is_dir()
-    ):
-        return None
-    return state.node
-
-
 def _not_cloned(error: NotFound) -> Response:
     return PlainTextResponse(f"repository {error.message}\n", status_code=404)
 
@@ -151,7 +131,7 @@ async def advertise(request: Request, name: str, service: str | None = None) -> 
     svc = services(request)
     protocol = git_protocol(request)
     try:
-        node = await _node_of(request, repository_id)
+        node = await node_of(svc, repository_id)
         if node is not None:
             return await svc.forwarder.advertise(node, repository_id, name, protocol)
         return advertisement(svc.reads, repository_id, name, protocol)
@@ -192,7 +172,7 @@ async def upload_pack(request: Request, name: str) -> Response:
     svc = services(request)
     protocol = git_protocol(request)
     try:
-        node = await _node_of(request, repository_id)
+        node = await node_of(svc, repository_id)
         if node is not None:
             # Streamed to the node as it arrives: the node reads it whole before it
             # answers, so the relayed answer's disconnect watch takes none of it.

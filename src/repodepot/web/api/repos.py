@@ -14,6 +14,7 @@ from repodepot.exceptions import InvalidInput, NotFound
 from repodepot.git.errors import GitError
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.service import MirrorState
+from repodepot.nodes.forward import node_of
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 from repodepot.storage import MAX_NAME, validate_repo_name
@@ -105,10 +106,15 @@ async def get_commit(name: str, rev: str, caller: ReaderDep, svc: ServicesDep) -
     """The commit `rev` names in the mirror.
 
     When it is missing: one fetch (shared by concurrent requests for the repository),
-    then the commit or 404.
+    then the commit or 404. A mirror on another storage node is read there (503 with
+    Retry-After while that node cannot answer).
     """
     repo = await svc.repositories.get(caller, name)
-    commit = await svc.reads.ensure_revision(repo.id, repo.name, rev)
+    node = await node_of(svc, repo.id)
+    if node is None:
+        commit = await svc.reads.ensure_revision(repo.id, repo.name, rev)
+    else:
+        commit = await svc.forwarder.ensure_revision(node, repo.id, repo.name, rev)
     return CommitOut.model_validate(commit)
 
 
