@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from repodepot.exceptions import InvalidInput
+
 MAX_REVISION = 256
 """The longest revision accepted (refs are rarely past 100 characters)."""
 
@@ -63,3 +65,11 @@ def is_plain_revision(rev: str) -> bool:
         return False
     cut = min((at for at in (rev.find("~"), rev.find("^")) if at >= 0), default=len(rev))
     return is_ref_name(rev[:cut]) and _SUFFIXES.fullmatch(rev[cut:]) is not None
+
+
+def check_plain_revision(rev: str) -> str:
+    """`rev` when `is_plain_revision`; else InvalidInput naming the field `rev`."""
+    if not is_plain_revision(rev):
+        shown = rev if len(rev) <= 80 else rev[:80] + "..."
+        raise InvalidInput(f"{shown!r} is not {PLAIN_REVISION}", field="rev")
+    return rev

@@ -24,10 +24,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from repodepot.exceptions import InvalidInput, NotFound, RepodepotError, TooManyRequests
+from repodepot.exceptions import NotFound, RepodepotError, TooManyRequests
 from repodepot.git import commands
 from repodepot.git.errors import GitError, RevisionNotFound
-from repodepot.git.revisions import PLAIN_REVISION, is_plain_revision
+from repodepot.git.revisions import check_plain_revision
 from repodepot.git.runner import GitRunner
 from repodepot.gitserver import mirror
 from repodepot.gitserver.adverts import Advertisements
@@ -98,9 +98,7 @@ class Reads:
         this repository started less than `ensure_fetch_interval` seconds ago. Raises
         InvalidInput (field `rev`) for anything but a plain revision, without a fetch.
         """
-        if not is_plain_revision(rev):
-            shown = rev if len(rev) <= 80 else rev[:80] + "..."
-            raise InvalidInput(f"{shown!r} is not {PLAIN_REVISION}", field="rev")
+        check_plain_revision(rev)
         path = self.mirror_dir(repository_id, name)
         fetched = False
         try:

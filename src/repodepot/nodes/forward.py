@@ -37,7 +37,7 @@ from starlette.types import Send
 
 from repodepot.db.models import NodeState
 from repodepot.exceptions import InvalidInput, NotFound, Unavailable
-from repodepot.git.revisions import PLAIN_REVISION, is_plain_revision
+from repodepot.git.revisions import check_plain_revision
 from repodepot.gitserver.reads import Commit
 from repodepot.logs import request_id
 from repodepot.nodes.registry import NodeRecord
@@ -186,9 +186,7 @@ class Forwarder:
         NodeUnavailable when the node cannot answer, or answers more than `MAX_ANSWER`
         or not a commit.
         """
-        if not is_plain_revision(rev):
-            shown = rev if len(rev) <= 80 else rev[:80] + "..."
-            raise InvalidInput(f"{shown!r} is not {PLAIN_REVISION}", field="rev")
+        check_plain_revision(rev)
         # Quoted whole: a revision's "/" and any other character reach the node as sent.
         path = f"/internal/repos/{repository_id}/commits/{quote(rev, safe='')}"
         headers = _headers(None)

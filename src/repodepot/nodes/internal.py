@@ -72,7 +72,7 @@ async def advertise(request: Request, repository_id: str, service: str | None = 
         return _not_here(request, key)
     try:
         reads = services(request).reads
-        return advertisement(reads, key, f"repository {key}", git_protocol(request))
+        return advertisement(reads, key, internal_name(key), git_protocol(request))
     except NotFound:
         return _not_here(request, key)
 
@@ -89,7 +89,7 @@ async def upload_pack(request: Request, repository_id: str) -> Response:
         return _not_here(request, key)
     try:
         reads = services(request).reads
-        return await pack(request, reads, key, f"repository {key}", git_protocol(request))
+        return await pack(request, reads, key, internal_name(key), git_protocol(request))
     except NotFound:
         return _not_here(request, key)
 
