@@ -8,8 +8,8 @@ as long as one gitserver process runs.
 
 On SQLite (one process, one node: the default) the node registers at start and does not
 beat: nothing else could notice its silence, and every write to the database's files
-wakes the other idle loops of the process to look (`db.watch`), 22 statements every
-20 s for nothing.
+wakes the other idle loops of the process to look (`db.watch`): reads for nothing at
+every beat.
 """
 
 from __future__ import annotations
