@@ -355,7 +355,15 @@ class GitserverRepo(Base):
     __tablename__ = "gitserver_repos"
 
     # The queue's two walks: queued by priority, then due by time (NULL priority).
-    __table_args__ = (Index("ix_gitserver_repos_queue", "queued_priority", "next_update_at"),)
+    __table_args__ = (
+        Index("ix_gitserver_repos_queue", "queued_priority", "next_update_at"),
+        Index(
+            "ix_gitserver_repos_moves",
+            "move_to",
+            postgresql_where=text("move_to IS NOT NULL"),
+            sqlite_where=text("move_to IS NOT NULL"),
+        ),
+    )
 
     repository_id: Mapped[int] = mapped_column(
         ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
@@ -383,6 +391,11 @@ class GitserverRepo(Base):
     queued_reason: Mapped[str | None] = mapped_column(String(16))
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None]
+    # A move (`nodes.moves`): the node the mirror is being copied to, the node it was on
+    # before its last move or relocation, and when `shard` last changed.
+    move_to: Mapped[str | None] = mapped_column(String(64))
+    moved_from: Mapped[str | None] = mapped_column(String(64))
+    placed_at: Mapped[datetime | None]
 
 
 class GoVersion(Base):

@@ -41,10 +41,12 @@ async def clone_bare(
     mirror: bool = False,
     timeout: float | None = None,
     config: Sequence[tuple[str, str]] = (),
+    node_secret: str | None = None,
 ) -> None:
     """Clone `url` into the new bare repository `dest` (HEAD follows the remote's default).
 
-    `config` reaches git through the environment (the outbound pins among it).
+    `config` reaches git through the environment (the outbound pins among it);
+    `node_secret` authenticates a clone from another storage node's internal URL.
     Raises GitCommandError (with credentials redacted) when the clone fails.
     """
     mode = "--mirror" if mirror else "--bare"
@@ -54,6 +56,7 @@ async def clone_bare(
         on_stderr=on_progress,
         timeout=timeout,
         config=config,
+        node_secret=node_secret,
     )
 
 
@@ -70,6 +73,7 @@ async def fetch(
     trace2: Path | None = None,
     local_source: bool = False,
     follow_tags: bool = True,
+    node_secret: str | None = None,
 ) -> None:
     """Fetch `refspecs` from `url` into `repo`, pruned and atomic: every ref moves or none.
 
@@ -77,7 +81,8 @@ async def fetch(
 
     `config` reaches git through the environment (the outbound pins among it); `trace2`
     is a file for git's trace2 events (`GIT_TRACE2_EVENT`); `local_source` lets `url` be
-    the path of another mirror on this node. Raises GitCommandError (with credentials
+    the path of another mirror on this node; `node_secret` authenticates a fetch from
+    another storage node's internal URL. Raises GitCommandError (with credentials
     redacted) when the fetch fails.
     """
     await runner.run(
@@ -99,6 +104,7 @@ async def fetch(
         config=config,
         trace2=trace2,
         local_source=local_source,
+        node_secret=node_secret,
     )
 
 

@@ -327,10 +327,15 @@ class GitRunner:
         config: Sequence[tuple[str, str]] = (),
         trace2: Path | None = None,
         local_source: bool = False,
+        node_secret: str | None = None,
     ) -> GitResult:
         """Run `git [--git-dir=DIR] ARGS...` and wait for it.
 
         `config` adds settings through the environment (`GIT_CONFIG_KEY_n`), not argv.
+        `node_secret` is the internal secret for a clone or fetch from another storage
+        node's internal smart HTTP (a move's copy): sent as an `Authorization` header set
+        through the environment, never argv, masked in errors; `http` and `https` are
+        allowed for this command only (a node's URL is an admin's setting).
         `trace2` is a file git (and its children) append trace2 events to, as JSON lines.
         `local_source` allows the `file` protocol for this command only: a fetch from
         another mirror on this node, whose path the caller built (never a user's URL).
@@ -344,6 +349,9 @@ class GitRunner:
         argv = self._argv(args, git_dir, lowered=_background.get())
         cwd = cwd if cwd is not None else _directory(git_dir)
         secrets = [credentials.password, credentials.username] if credentials else []
+        if node_secret is not None:
+            secrets.append(node_secret)
+            config = [*config, ("http.extraHeader", f"Authorization: Bearer {node_secret}")]
         shown = [redact(arg, secrets) for arg in args]
         limit = self.timeout if timeout is None else timeout
         started = time.monotonic()
@@ -354,6 +362,8 @@ class GitRunner:
                 env["GIT_TRACE2_EVENT"] = str(trace2)
             if local_source:
                 env["GIT_ALLOW_PROTOCOL"] += ":file"
+            if node_secret is not None:
+                env["GIT_ALLOW_PROTOCOL"] += ":http:https"
             result = await self._spawn(argv, shown, cwd, env, limit, stdin, on_stderr, secrets)
             outcome = "ok" if result.returncode == 0 else "failed"
         except GitTimeout:

@@ -119,6 +119,15 @@ class MirrorState:
     failing: bool
     queued: str | None
     schedule: str
+    # A move: the node the mirror is being copied to (reads stay on `node` until it is
+    # done), and the node it was on before its last move or relocation.
+    move_to: str | None = None
+    moved_from: str | None = None
+
+    @property
+    def relocating(self) -> bool:
+        """Its node was lost and it is being cloned again on `node`: not readable yet."""
+        return self.moved_from is not None and self.clone_status is not CloneStatus.cloned
 
 
 def stale(state: MirrorState, older_than: float, at: datetime) -> bool:
@@ -745,6 +754,8 @@ class Gitserver:
             failures=row.failures,
             failing=row.failing,
             queued=row.queued_reason,
+            move_to=row.move_to,
+            moved_from=row.moved_from,
             schedule=schedule.explain(
                 now=at,
                 next_update_at=row.next_update_at,

@@ -92,12 +92,20 @@ async def node_of(svc: Services, repository_id: int) -> str | None:
     the mirrors of its own node (`node_name`); without the gitserver role only those on
     its disk (web and gitserver processes sharing one data dir on one host), so a web
     process that merely has the same name as a node forwards. A repository with no row
-    yet is looked for here: there is nowhere else to look.
+    yet is looked for here: there is nowhere else to look. Raises NodeUnavailable while
+    the mirror is cloned again after its node was lost (`MirrorState.relocating`).
     """
     settings = svc.settings
     state = await svc.gitserver.state(repository_id)
     if state is None:
         return None
+    if state.relocating:
+        # Its node was lost: the copy being cloned on its new node answers once it is
+        # whole; until then no node has it, and the old one's answer may be stale.
+        raise NodeUnavailable(
+            "the repository is being cloned again on storage node "
+            f"{state.node!r} after node {state.moved_from!r} was lost; try again shortly"
+        )
     if state.node == settings.node_name and (
         "gitserver" in settings.roles or svc.storage.path(repository_id).is_dir()
     ):
@@ -159,6 +167,11 @@ class Forwarder:
             secret=secret.get_secret_value() if secret is not None else None,
         )
 
+    @property
+    def secret(self) -> str | None:
+        """The internal secret this process sends (None: it has none, and forwards nothing)."""
+        return self._secret
+
     async def close(self) -> None:
         """Close the connections to the nodes."""
         await self._client.aclose()
@@ -172,7 +185,7 @@ class Forwarder:
         mirror of the repository (not cloned yet).
         """
         path = f"/internal/repos/{repository_id}/info/refs?service={UPLOAD_PACK}"
-        upstream = await self._open(
+        upstream = await self.open(
             node, "GET", path, _headers(protocol), name=name, passed=_STREAMED
         )
         return _Relayed(upstream, node=node)
@@ -191,8 +204,8 @@ class Forwarder:
         path = f"/internal/repos/{repository_id}/commits/{quote(rev, safe='')}"
         headers = _headers(None)
         headers["accept"] = "application/json"
-        upstream = await self._open(node, "GET", path, headers, name=name, passed=_ENSURED)
-        body = await self._read_small(upstream, node, name)
+        upstream = await self.open(node, "GET", path, headers, name=name, passed=_ENSURED)
+        body = await self.read_small(upstream, node, name)
         if upstream.status_code == 200:
             return _commit(body, node, name)
         # The node's words, naming the repository as the caller knows it, not by its id.
@@ -202,7 +215,7 @@ class Forwarder:
             raise InvalidInput(message, field="rev")
         raise NotFound(message)
 
-    async def _read_small(self, upstream: httpx.Response, node: str, name: str) -> bytes:
+    async def read_small(self, upstream: httpx.Response, node: str, name: str) -> bytes:
         """The node's whole answer, at most MAX_ANSWER bytes; raises NodeUnavailable."""
         body = bytearray()
         try:
@@ -233,12 +246,12 @@ class Forwarder:
         if encoding := request.headers.get("content-encoding"):
             headers["content-encoding"] = encoding
         path = f"/internal/repos/{repository_id}/{UPLOAD_PACK}"
-        upstream = await self._open(
+        upstream = await self.open(
             node, "POST", path, headers, name=name, content=request.stream(), passed=_STREAMED
         )
         return _Relayed(upstream, node=node)
 
-    async def _open(
+    async def open(
         self,
         node: str,
         method: str,
@@ -253,7 +266,7 @@ class Forwarder:
 
         Raises NotFound for another 404 (no mirror there yet), NodeUnavailable otherwise.
         """
-        url = await self._url(node, name)
+        url = await self.url(node, name)
         headers["authorization"] = f"Bearer {self._secret}"
         request = self._client.build_request(method, url + path, headers=headers, content=content)
         try:
@@ -278,7 +291,7 @@ class Forwarder:
             _log_failure(node, f"answered {upstream.status_code}", None)
         raise _unavailable(name, node, "cannot answer")
 
-    async def _url(self, node: str, name: str) -> str:
+    async def url(self, node: str, name: str) -> str:
         """The base URL to reach `node` at; NodeUnavailable when it cannot be used now."""
         found = await self._directory.get(node)
         if found is None:
@@ -295,6 +308,20 @@ class Forwarder:
         # The client is told whether the node is down, not how this cluster is set up.
         shown = why if found is not None and found.state is NodeState.dead else "cannot be reached"
         raise _unavailable(name, node, shown)
+
+
+def relayed(upstream: httpx.Response, node: str) -> Response:
+    """`upstream` (from `Forwarder.open`) relayed to the client as it arrives.
+
+    Cut short when the node breaks it off; only its content type and cache control are
+    passed on.
+    """
+    return _Relayed(upstream, node=node)
+
+
+def request_headers() -> dict[str, str]:
+    """The headers every forwarded call starts from: identity encoding, the request id."""
+    return _headers(None)
 
 
 def _commit(body: bytes, node: str, name: str) -> Commit:
