@@ -749,7 +749,7 @@ NodeArg = Annotated[str, typer.Argument(help="The node's name (REPODEPOT_NODE_NA
 
 @nodes_app.command("drain")
 def nodes_drain(ctx: typer.Context, name: NodeArg, data_dir: DataDirOpt = None) -> None:
-    """Mark a node draining: it is placed no new repository (its own stay until moves exist)."""
+    """Mark a node draining: it is placed no new repository, and its own move to the others."""
     settings = _cli_settings(ctx, data_dir)
     node = _run(_with_services(settings, lambda svc: svc.nodes.drain(operator(), name)))
     out.print(f"node {name!r} is draining; it owns {node.repositories} repositories")

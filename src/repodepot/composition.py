@@ -29,6 +29,7 @@ from repodepot.gitserver.updater import UpdateLoop
 from repodepot.imports.worker import ImportWorker
 from repodepot.loops import BackgroundLoop
 from repodepot.nodes.heartbeat import NodeHeartbeat
+from repodepot.nodes.moves import MoveLoop
 from repodepot.permsync import PermissionSyncLoop
 from repodepot.services import Services
 
@@ -60,7 +61,7 @@ def start(services: Services) -> Background:
     linked accounts' permission syncs, and on SQLite the database's maintenance
     (checkpoints, `PRAGMA optimize`). `gitserver`, what lives on this node's disk: mirror
     updates (a fetch that moved refs recounts branch status), upstream fetches, the
-    janitor, and the node's heartbeat. `web` starts no loop.
+    janitor, the node's heartbeat and, on PostgreSQL, its moves. `web` starts no loop.
     """
     roles = services.settings.roles
     background = Background()
@@ -98,10 +99,15 @@ def _updater(services: Services, background: Background) -> None:
 
 
 def _gitserver(services: Services, background: Background) -> None:
-    """The node's own loops: its heartbeat, mirror updates, upstream fetches, the janitor."""
+    """The node's own loops: its heartbeat, moves, mirror updates, upstream fetches, the janitor.
+
+    The moves loop plans moves for the whole cluster in the one process holding its lock.
+    """
     url = services.settings.sqlalchemy_url
     gate = services.gate
     background.add(NodeHeartbeat.from_services(services), "node-heartbeat")
+    if not is_sqlite(url):  # one SQLite process is one node: nothing to move
+        background.add(MoveLoop.from_services(services), "node-moves")
     updates = UpdateLoop.from_services(services, gate=gate, changed=DatabaseWatch(url).changed)
     services.gitserver.on_enqueued = updates.wake
     services.broker.listen(QUEUED, lambda _event: updates.wake())

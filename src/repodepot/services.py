@@ -19,6 +19,7 @@ from repodepot.codehosts.service import CodeHosts
 from repodepot.codehosts.syncer import Syncer
 from repodepot.db import migrate
 from repodepot.db.base import create_engine, is_sqlite, read_engine, session_factory
+from repodepot.db.leader import Leadership
 from repodepot.events import Broker, PostgresRelay, asyncpg_dsn
 from repodepot.git.runner import GitRunner
 from repodepot.git.sandbox import Sandbox
@@ -63,6 +64,7 @@ class Services:
     gitserver: Gitserver
     nodes: NodeRegistry
     forwarder: Forwarder
+    leader: Leadership
     reads: Reads
     goproxy: GoProxy
     branches: Branches
@@ -165,6 +167,8 @@ class Services:
             gitserver=gitserver,
             nodes=nodes,
             forwarder=Forwarder.from_settings(settings, nodes.addresses),
+            # Once per cluster: the move plan, the janitor's passes over the database.
+            leader=Leadership(worker_engine, "repodepot.cluster"),
             reads=reads,
             goproxy=GoProxy(
                 sessions=sessions,
@@ -197,6 +201,7 @@ class Services:
             await self.relay.stop()
         await self.reads.close()
         await self.forwarder.close()
+        await self.leader.close()
         self.history.close()
         await self.engine.dispose()
         await self.worker_engine.dispose()

@@ -205,6 +205,19 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between a gitserver's heartbeats: under half of node_dead_after.",
     )
+    node_moves: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Moves of mirrors between storage nodes in flight at once, cluster-wide "
+        "(each copies one repository from its old node): the rate of a rebalance or a drain.",
+    )
+    node_move_grace: float = Field(
+        600.0,
+        ge=0,
+        description="Seconds a node keeps a mirror's copy after it moved to another node, for "
+        "the reads that were sent to it before the move.",
+    )
     janitor_interval: float = Field(
         600.0, gt=0, description="Seconds between two passes of the janitor."
     )

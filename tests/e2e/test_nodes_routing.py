@@ -274,8 +274,8 @@ async def test_mirrors_live_on_their_rendezvous_node_and_clones_go_through_web(
         missing = f"{node.url}/internal/repos/999999/info/refs?{UPLOAD_PACK}"
         assert (await http.get(missing, headers=inside)).status_code == 404
 
-        # A node killed: its repositories answer 503 with Retry-After through web, before
-        # and after it is marked dead; the other node's still clone.
+        # A node killed: its repositories answer 503 with Retry-After through web until it
+        # is marked dead; the other node's still clone.
         lost, kept = NODES
         nodes[lost].process.kill()
         nodes[lost].process.wait()
@@ -302,6 +302,18 @@ async def test_mirrors_live_on_their_rendezvous_node_and_clones_go_through_web(
             assert {n["name"]: n["state"] for n in listed}[lost] == "dead"
 
         await eventually(marked_dead, timeout=20, interval=0.2)
-        await unavailable()
         again = _clone(f"{web.url}/git/{survivor}", tmp_path / "clones" / "kept.git")
         assert again.returncode == 0, again.stderr
+
+        # Once dead, its repositories go to the other node, cloned from their source: 503
+        # until then, then read as before (tests/e2e/test_nodes_cluster.py: the whole story).
+        async def back() -> None:
+            answer = await http.get(f"{web.url}/git/{victim}/info/refs?{UPLOAD_PACK}")
+            assert answer.status_code in (200, 503), answer.text
+            assert answer.status_code == 200, answer.text
+
+        await eventually(back, timeout=45, interval=0.3)
+        recovered = _clone(f"{web.url}/git/{victim}", tmp_path / "clones" / "recovered.git")
+        assert recovered.returncode == 0, recovered.stderr
+        index = int(victim.removeprefix("acme/r"))
+        assert _refs(tmp_path / "clones" / "recovered.git") == _refs(served / f"r{index}.git")

@@ -437,7 +437,10 @@ async def test_the_updater_runs_the_cluster_singletons_and_the_gitserver_the_nod
     singletons = {"sync-loop", "permission-sync-loop"} | (
         {"sqlite-maintenance"} if on_sqlite else set()
     )
-    per_node = {"node-heartbeat", "update-loop", "upstream-loop", "janitor"}
+    # Moves exist only between the processes of a PostgreSQL cluster.
+    per_node = {"node-heartbeat", "update-loop", "upstream-loop", "janitor"} | (
+        set() if on_sqlite else {"node-moves"}
+    )
     assert await started(settings, ["updater"]) == singletons
     assert await started(settings, ["gitserver"]) == per_node
     assert await started(settings, ["web"]) == set()

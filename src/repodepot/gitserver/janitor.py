@@ -8,7 +8,11 @@ Every `janitor_interval`:
 - mirrors of repositories soft-deleted longer than `deleted_grace` are removed from
   disk, and their rows with them;
 - mirror directories that no mirror row owns (left by a crash, or by the layout before
-  mirrors were kept by id) are removed once untouched for `deleted_grace`, logged.
+  mirrors were kept by id) are removed once untouched for `deleted_grace`, logged; so
+  are those of mirrors another node has owned for over `node_move_grace` (this node
+  was lost and came back, or was down when they moved: the moves loop drops the rest);
+- the passes over the whole database (branch status's aged-out pairs) run in the one
+  process of the cluster that holds its lock (`db.leader`), not on every node.
 (Corrupt mirrors are found by the updater: a failed fetch is followed by fsck.)
 
 Maintenance is background git (`nice`, idle I/O), one mirror at a time, and starts only
@@ -32,7 +36,7 @@ from repodepot.clock import now
 from repodepot.git import commands
 from repodepot.git.errors import GitError
 from repodepot.git.runner import GitRunner, background
-from repodepot.gitserver.service import Gitserver
+from repodepot.gitserver.service import Gitserver, Holder
 from repodepot.loops import BackgroundLoop
 from repodepot.repositories import Repositories
 from repodepot.settings import Settings
@@ -67,12 +71,15 @@ class Janitor(BackgroundLoop):
         *,
         prune: Callable[[], Awaitable[int]] | None = None,
         gate: Gate | None = None,
+        leads: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         super().__init__(interval=settings.janitor_interval)
         self._gate = gate
         self._held = False  # the last pass's maintenance was cut short by the gate
         # Prunes rows of other owners that age out (branch status's deleted branches).
         self._prune = prune
+        # Whether this process does the cluster's passes over the database (None: always).
+        self._leads = leads
         self._gitserver = gitserver
         self._repositories = repositories
         self._git = git
@@ -90,6 +97,7 @@ class Janitor(BackgroundLoop):
             services.settings,
             prune=services.branches.prune_deleted,
             gate=gate,
+            leads=services.leader.held,
         )
 
     async def step(self) -> float | None:
@@ -105,7 +113,7 @@ class Janitor(BackgroundLoop):
         removed = await self.remove_deleted()
         removed += await self.remove_orphans()
         maintained = await self.maintain_due()
-        if self._prune is not None:
+        if self._prune is not None and (self._leads is None or await self._leads()):
             await self._prune()
         return maintained, removed
 
@@ -171,38 +179,55 @@ class Janitor(BackgroundLoop):
         return removed
 
     async def remove_orphans(self) -> int:
-        """Remove mirror directories no mirror row owns, untouched for the grace period.
+        """Remove mirror directories that are not this node's, untouched for the grace period.
 
         A directory appears under `repos/` only by an atomic rename, once its row is
         committed or inside the transaction that commits it, so one without a row on
         any node is left over: by a crash between removing a row and its directory.
         Untouched means its directory's mtime (a clone's last write, kept by the
-        rename) is older than `deleted_grace`, and never less than an hour; the row is
-        looked for again under the mirror's lock just before the removal.
+        rename) is older than `deleted_grace`, and never less than an hour. One whose
+        row names another node, not moving here, since over `node_move_grace` ago is a
+        copy this node kept from before (it was lost, or down when the mirror moved).
+        The row is looked for again under the mirror's lock just before the removal.
         """
         grace = max(self._settings.deleted_grace, ORPHAN_MIN_AGE)
         on_disk = await asyncio.to_thread(lambda: list(self._storage.mirror_ids()))
         removed = 0
         for start in range(0, len(on_disk), BATCH):
             batch = on_disk[start : start + BATCH]
-            owned = await self._gitserver.known(batch, any_node=True)
+            holders = await self._gitserver.holders(batch)
             for repository_id in batch:
-                if repository_id in owned or self.stopping:
+                if self.stopping or not self._removable(holders.get(repository_id)):
                     continue
                 path = self._storage.path(repository_id)
-                if not _untouched_for(path, grace):
+                if repository_id not in holders and not _untouched_for(path, grace):
                     continue
                 async with self._storage.lock(repository_id):
-                    if await self._gitserver.known([repository_id], any_node=True):
+                    again = await self._gitserver.holders([repository_id])
+                    if not self._removable(again.get(repository_id)):
                         continue
                     self._storage.remove(repository_id)
                 removed += 1
+                holder = again.get(repository_id)
                 logger.warning(
-                    "removed mirror directory %s: no repository's mirror is kept there",
+                    "removed mirror directory %s: %s",
                     path,
+                    "no repository's mirror is kept there"
+                    if holder is None
+                    else f"the mirror is on storage node {holder.node} now",
                     extra={"action": "janitor.orphan", "path": str(path)},
                 )
         return removed
+
+    def _removable(self, holder: Holder | None) -> bool:
+        """Whether a directory with this holder is not this node's to keep (see above)."""
+        if holder is None:
+            return True
+        node = self._settings.node_name
+        if node in (holder.node, holder.move_to) or holder.placed_at is None:
+            return False
+        moved_before = now() - timedelta(seconds=self._settings.node_move_grace)
+        return holder.placed_at < moved_before
 
 
 def _untouched_for(path: Path, seconds: float) -> bool:

@@ -18,10 +18,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy import (
@@ -41,6 +41,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from repodepot import repositories
+from repodepot.batches import chunks
 from repodepot.caches import MIRRORS, Caches, Lookup
 from repodepot.clock import now
 from repodepot.codehosts import tokens
@@ -282,6 +283,165 @@ async def mirrors_on_in(session: AsyncSession, node: str) -> int:
     """How many mirror rows `node` owns, in `session`'s transaction (a node's removal)."""
     statement = select(func.count()).select_from(GitserverRepo).where(GitserverRepo.shard == node)
     return int(await session.scalar(statement) or 0)
+
+
+# Moves between storage nodes (`nodes.moves` plans them and copies) ---------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Holding:
+    """Where a mirror is, as the move planner sees it."""
+
+    repository_id: int
+    node: str
+    move_to: str | None
+    cloned: bool
+    leased: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Move:
+    """A claimed move: copy the mirror from `source`'s internal smart HTTP to this node."""
+
+    repository_id: int
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MoveEntry:
+    """A move in flight, for the nodes page."""
+
+    repository_id: int
+    source: str
+    target: str
+    copying: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Holder:
+    """Who owns a mirror found on a node's disk, and since when."""
+
+    node: str
+    move_to: str | None
+    placed_at: datetime | None
+
+
+Pairs = dict[tuple[str, str], list[int]]
+
+
+class Plan(Protocol):
+    """What a pass of the move planner changes (`nodes.moves.Decisions`)."""
+
+    relocate: Pairs  # (lost node, new node): mirrors to clone anew there
+    replace: Pairs  # (node, new node): mirrors not cloned yet, given to another
+    start: Pairs  # (node, new node): moves to start
+    cancel: list[int]  # planned moves no longer wanted
+
+
+PlanT = TypeVar("PlanT", bound=Plan)
+
+
+async def holdings_in(session: AsyncSession) -> list[Holding]:
+    """Every mirror row's node, move and state, by repository id (the planner's pass)."""
+    g = GitserverRepo
+    at = now()
+    rows = await session.execute(
+        select(g.repository_id, g.shard, g.move_to, g.clone_status, g.lease_until).order_by(
+            g.repository_id
+        )
+    )
+    return [
+        Holding(
+            repository_id=row.repository_id,
+            node=row.shard,
+            move_to=row.move_to,
+            cloned=row.clone_status is CloneStatus.cloned,
+            leased=row.lease_until is not None and row.lease_until >= at,
+        )
+        for row in rows
+    ]
+
+
+async def relocate_in(session: AsyncSession, ids: Sequence[int], *, lost: str, to: str) -> int:
+    """Give node `to` the mirrors of `ids` that the lost node `lost` held, to clone anew.
+
+    They are cloned from their upstream first thing (queued `new`); until then reads
+    answer 503 (`MirrorState.relocating`). A move or update under way is dropped with its
+    lease: its node is gone. Only rows still on `lost` change; returns how many.
+    """
+    g = GitserverRepo
+    at = now()
+    result = await session.execute(
+        update(g)
+        .where(g.repository_id.in_(ids), g.shard == lost)
+        .values(
+            shard=to,
+            moved_from=lost,
+            placed_at=at,
+            move_to=None,
+            clone_status=CloneStatus.not_cloned,
+            refs_digest=None,
+            lease_owner=None,
+            lease_until=None,
+            maintained_at=None,
+            queued_priority=QueueReason.new.priority,
+            queued_reason=QueueReason.new.value,
+            updated_at=at,
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def replace_in(session: AsyncSession, ids: Sequence[int], *, was: str, to: str) -> int:
+    """Give node `to` the mirrors of `ids` not cloned yet on live node `was`, nothing running.
+
+    There is nothing to copy: `to` clones them from their upstream as it would have.
+    Returns how many rows changed.
+    """
+    g = GitserverRepo
+    at = now()
+    result = await session.execute(
+        update(g)
+        .where(
+            g.repository_id.in_(ids),
+            g.shard == was,
+            g.clone_status != CloneStatus.cloned,
+            _lease_free(at),
+        )
+        .values(shard=to, placed_at=at, move_to=None, updated_at=at)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def start_moves_in(session: AsyncSession, ids: Sequence[int], *, was: str, to: str) -> int:
+    """Mark the cloned mirrors of `ids` on `was` to be copied to `to`; returns how many.
+
+    Nothing changes for readers: the mirror stays on `was` until the copy is whole and one
+    UPDATE flips it (`Gitserver.moved`).
+    """
+    g = GitserverRepo
+    result = await session.execute(
+        update(g)
+        .where(
+            g.repository_id.in_(ids),
+            g.shard == was,
+            g.move_to.is_(None),
+            g.clone_status == CloneStatus.cloned,
+        )
+        .values(move_to=to)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def cancel_moves_in(session: AsyncSession, ids: Sequence[int]) -> int:
+    """Drop the planned moves of `ids` that no copy is running for (their target changed)."""
+    g = GitserverRepo
+    result = await session.execute(
+        update(g)
+        .where(g.repository_id.in_(ids), g.move_to.is_not(None), _lease_free(now()))
+        .values(move_to=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 # A mirror's row as `state` shows it: built once (a hot read, `Sessions.read`).
@@ -834,6 +994,168 @@ class Gitserver:
         async with self._sessions() as session:
             rows = await session.execute(select(g.shard, func.count()).group_by(g.shard))
             return {shard: count for shard, count in rows}
+
+    # Moves: the plan, and this node's copies of mirrors that come to it ------------------
+
+    async def replan(self, decide: Callable[[list[Holding]], PlanT]) -> PlanT:
+        """Read every mirror's holding, `decide`, and apply the plan: one transaction.
+
+        Relocated mirrors are queued to clone (their new node is woken at commit).
+        """
+        async with self._sessions.begin() as session:
+            plan = decide(await holdings_in(session))
+            for (lost, to), ids in plan.relocate.items():
+                for batch in chunks(ids):
+                    await relocate_in(session, batch, lost=lost, to=to)
+            for (was, to), ids in plan.replace.items():
+                for batch in chunks(ids):
+                    await replace_in(session, batch, was=was, to=to)
+            for (was, to), ids in plan.start.items():
+                for batch in chunks(ids):
+                    await start_moves_in(session, batch, was=was, to=to)
+            for batch in chunks(plan.cancel):
+                await cancel_moves_in(session, batch)
+            if plan.relocate or plan.replace:
+                await _notify_queued(session, None)
+        if (plan.relocate or plan.replace) and self.on_enqueued is not None:
+            self.on_enqueued()
+        return plan
+
+    # Moves: this node's copies of mirrors that come to it --------------------------------
+
+    async def claim_moves(self, owner: str, slots: int) -> list[Move]:
+        """Lease up to `slots` mirrors planned to move to this node, nothing else running.
+
+        The lease keeps the old node's updater off the mirror while it is copied, so the
+        copy is of a mirror that does not change under it.
+        """
+        at = now()
+        g = GitserverRepo
+        node = self._settings.node_name
+        async with self._sessions.begin() as session:
+            rows = list(
+                await session.execute(
+                    select(g.repository_id, g.shard)
+                    .where(g.move_to == node, _lease_free(at))
+                    .order_by(g.repository_id)
+                    .limit(slots)
+                )
+            )
+            taken = []
+            for row in rows:
+                claimed = await session.execute(
+                    update(g)
+                    .where(g.repository_id == row.repository_id, g.move_to == node, _lease_free(at))
+                    .values(lease_owner=owner, lease_until=at + LEASE)
+                )
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    taken.append(Move(repository_id=row.repository_id, source=row.shard))
+        return taken
+
+    async def moved(self, owner: str, move: Move, *, digest: str) -> bool:
+        """Flip the mirror's owner to this node: its copy here is whole. One UPDATE.
+
+        True when the row was still this move's (on `move.source`, moving here, leased by
+        `owner`); False when the plan changed meanwhile (the copy is not the mirror's).
+        Reads go to this node from now on; the old node keeps its copy for the grace
+        period, for reads sent to it just before.
+        """
+        at = now()
+        g = GitserverRepo
+        node = self._settings.node_name
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(g)
+                .where(
+                    g.repository_id == move.repository_id,
+                    g.shard == move.source,
+                    g.move_to == node,
+                    g.lease_owner == owner,
+                )
+                .values(
+                    shard=node,
+                    moved_from=move.source,
+                    placed_at=at,
+                    move_to=None,
+                    lease_owner=None,
+                    lease_until=None,
+                    refs_digest=digest,
+                    maintained_at=None,  # this node's janitor repacks its copy soon
+                    updated_at=at,
+                )
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def move_failed(self, owner: str, move: Move, *, retry_in: float) -> None:
+        """A copy failed: the move stays planned and is tried again in `retry_in` seconds.
+
+        The old node may update the mirror meanwhile (its lease is released).
+        """
+        g = GitserverRepo
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(g)
+                .where(g.repository_id == move.repository_id, g.lease_owner == owner)
+                .values(lease_owner=None, lease_until=now() + timedelta(seconds=retry_in))
+            )
+
+    async def moved_away(self, before: datetime, *, since: datetime, limit: int) -> list[int]:
+        """Mirrors that left this node between `since` and `before` (their copies may go)."""
+        g = GitserverRepo
+        node = self._settings.node_name
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(g.repository_id)
+                .where(
+                    g.moved_from == node,
+                    g.shard != node,
+                    or_(g.move_to.is_(None), g.move_to != node),
+                    g.placed_at < before,
+                    g.placed_at >= since,
+                )
+                .order_by(g.placed_at)
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def holders(self, ids: list[int]) -> dict[int, Holder]:
+        """Who owns each of `ids` that has a mirror row (any node)."""
+        g = GitserverRepo
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(g.repository_id, g.shard, g.move_to, g.placed_at).where(
+                    g.repository_id.in_(ids)
+                )
+            )
+            return {
+                row.repository_id: Holder(
+                    node=row.shard, move_to=row.move_to, placed_at=row.placed_at
+                )
+                for row in rows
+            }
+
+    async def moves(self, limit: int = 100) -> list[MoveEntry]:
+        """The moves planned or copying now, by repository id (the nodes page)."""
+        at = now()
+        g = GitserverRepo
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(g.repository_id, g.shard, g.move_to, g.lease_owner, g.lease_until)
+                .where(g.move_to.is_not(None))
+                .order_by(g.repository_id)
+                .limit(limit)
+            )
+            return [
+                MoveEntry(
+                    repository_id=row.repository_id,
+                    source=row.shard,
+                    target=row.move_to,
+                    copying=row.lease_owner is not None
+                    and row.lease_until is not None
+                    and row.lease_until >= at,
+                )
+                for row in rows
+            ]
 
     # The janitor's questions -------------------------------------------------------------
 

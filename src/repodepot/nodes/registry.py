@@ -4,9 +4,9 @@ A gitserver process registers its node as it starts and beats every
 `node_heartbeat_interval` (`nodes.heartbeat`); a node whose heartbeat is older than
 `node_dead_after` is marked dead by whichever process looks first (one conditional
 UPDATE, so several processes never mark one node twice). Admins drain a node (it is
-placed no new repository; giving its own away waits for moves), make it active again,
-weigh it, and remove
-it once it owns nothing or is dead; those changes are audited. How many repositories a
+placed no new repository, and its own move to the others: `nodes.moves`), make it
+active again, weigh it, and remove it once it owns nothing or is dead; those changes are
+audited. How many repositories a
 node owns is `gitserver_repos`' to say (`Gitserver.counts_by_node`).
 """
 
@@ -196,7 +196,7 @@ class NodeRegistry:
         return [_record(row, 0) for row in rows]
 
     async def drain(self, caller: Principal, name: str) -> NodeRecord:
-        """Node `name` is placed no new repository (admins); its own stay until moves exist.
+        """Node `name` is placed no new repository, and its own move away (admins).
 
         Draining twice changes nothing. Raises NotFound for an unknown node, NodeConflict
         for a dead one, PermissionDenied.

@@ -326,6 +326,14 @@ class MirrorOut(_Record):
     schedule: str = Field(
         examples=["next update in 12 min, because its refs last changed 25 min ago"]
     )
+    move_to: str | None = Field(
+        None,
+        description="The storage node the mirror is being copied to; reads stay on `node` "
+        "until the copy is whole",
+    )
+    moved_from: str | None = Field(
+        None, description="The storage node that held the mirror before its last move"
+    )
 
 
 class RepositoryDetail(RepositoryOut):

@@ -1,0 +1,296 @@
+"""Moves between storage nodes: the plan (once per cluster) and each node's copies.
+
+Every mirror belongs on its rendezvous owner among the active nodes (`placement.owner`).
+When the nodes change (one joins, drains, dies, comes back, is weighed again), the plan
+(`decide`, pure) says what each mirror not on its owner needs:
+
+- its node is **lost** (dead, or not registered any more): `relocate` gives it to its owner,
+  which clones it from its upstream first thing; reads answer 503 until it is cloned
+  (`MirrorState.relocating`);
+- it is **not cloned yet** on a live node and nothing runs on it: `replace` gives it to its
+  owner, which clones it as it would have;
+- it is **cloned** on a live node (active or draining): a **move** copies it. The owner
+  claims the row's lease (so the old node does not fetch meanwhile), clones it from the
+  old node's internal smart HTTP, catches up with a fetch, renames it into place, then one
+  UPDATE flips the row to itself (`Gitserver.moved`). Reads go to the old node until that
+  UPDATE, and to the new one after; the old node keeps its copy for `node_move_grace` for
+  the reads sent to it just before, then drops it (`MoveLoop.drop_moved_away`).
+
+At most `node_moves` moves are in flight at once, cluster-wide: a rebalance or a drain
+copies that many repositories at a time. The plan runs in the process that holds the
+cluster's lock (`db.leader`); each gitserver process copies the moves that come to it and
+drops what left it. Only on PostgreSQL: a SQLite deployment is one process, one node.
+
+The branch status's upstream copies (`upstreams/`) do not move: the new node fetches its
+own at the next upstream fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from repodepot.clock import now
+from repodepot.db.leader import Leadership
+from repodepot.db.models import NodeState
+from repodepot.exceptions import RepodepotError
+from repodepot.git import commands
+from repodepot.git.errors import GitError
+from repodepot.git.runner import GitRunner, background
+from repodepot.gitserver import mirror
+from repodepot.gitserver.service import LEASE, Gitserver, Holding, Move
+from repodepot.loops import BackgroundLoop, new_worker_id, renewing
+from repodepot.nodes.forward import Forwarder, internal_name
+from repodepot.nodes.placement import Candidate, owner
+from repodepot.nodes.registry import NodeRecord, NodeRegistry
+from repodepot.settings import Settings
+from repodepot.storage import Storage
+
+if TYPE_CHECKING:
+    from repodepot.services import Services
+
+logger = logging.getLogger(__name__)
+RETRY = 30.0
+"""Seconds before a failed copy is tried again (its old node may be restarting)."""
+DROP_WINDOW = timedelta(days=1)
+"""How far back a node looks for mirrors that left it (older ones: the janitor's walk)."""
+DROP_BATCH = 500
+
+
+Pairs = dict[tuple[str, str], list[int]]
+
+
+@dataclass(kw_only=True)
+class Decisions:
+    """What a pass of the plan changes, by (from node, to node), each list by id."""
+
+    relocate: Pairs = field(default_factory=lambda: defaultdict(list))
+    replace: Pairs = field(default_factory=lambda: defaultdict(list))
+    start: Pairs = field(default_factory=lambda: defaultdict(list))
+    cancel: list[int] = field(default_factory=list)
+    in_flight: int = 0
+
+    @property
+    def empty(self) -> bool:
+        """True when the pass changes nothing."""
+        return not (self.relocate or self.replace or self.start or self.cancel)
+
+
+def decide(
+    holdings: list[Holding], active: list[Candidate], alive: set[str], *, limit: int
+) -> Decisions:
+    """What each mirror not on its owner among `active` needs (see the module docstring).
+
+    `alive` names the nodes that are not dead (active or draining); a node outside it is
+    lost. New moves start while fewer than `limit` are in flight, the rest wait for a
+    later pass. With no active node nothing changes: there is nowhere to go.
+    """
+    decisions = Decisions()
+    if not active:
+        return decisions
+    targets = {candidate.name for candidate in active}
+    waiting: list[tuple[Holding, str]] = []
+    for held in holdings:
+        want = owner(held.repository_id, active)
+        if held.move_to is not None:
+            if held.node not in alive:
+                decisions.relocate[held.node, want].append(held.repository_id)
+            elif held.move_to != want or held.move_to not in targets:
+                if not held.leased:  # a copy under way finishes; the next pass moves it on
+                    decisions.cancel.append(held.repository_id)
+            else:
+                decisions.in_flight += 1
+            continue
+        if held.node == want:
+            continue
+        if held.node not in alive:
+            decisions.relocate[held.node, want].append(held.repository_id)
+        elif not held.cloned:
+            if not held.leased:
+                decisions.replace[held.node, want].append(held.repository_id)
+        else:
+            waiting.append((held, want))
+    room = max(0, limit - decisions.in_flight)
+    for held, want in waiting[:room]:
+        decisions.start[held.node, want].append(held.repository_id)
+    decisions.in_flight += min(room, len(waiting))
+    return decisions
+
+
+class MoveLoop(BackgroundLoop):
+    """A gitserver's moves: the plan when it leads, its own copies, and its drops."""
+
+    name = "nodes.moves"
+
+    def __init__(
+        self,
+        *,
+        gitserver: Gitserver,
+        registry: NodeRegistry,
+        forwarder: Forwarder,
+        leader: Leadership,
+        git: GitRunner,
+        storage: Storage,
+        settings: Settings,
+    ) -> None:
+        super().__init__(interval=settings.node_heartbeat_interval)
+        self._gitserver = gitserver
+        self._registry = registry
+        self._forwarder = forwarder
+        self._leader = leader
+        self._git = git
+        self._storage = storage
+        self._settings = settings
+        self._owner = new_worker_id()
+
+    @classmethod
+    def from_services(cls, services: Services) -> MoveLoop:
+        """The moves loop of this process's node."""
+        return cls(
+            gitserver=services.gitserver,
+            registry=services.nodes,
+            forwarder=services.forwarder,
+            leader=services.leader,
+            git=services.git,
+            storage=services.storage,
+            settings=services.settings,
+        )
+
+    async def step(self) -> float | None:
+        """Plan (when this process leads), copy what comes here, drop what left."""
+        if await self._leader.held():
+            await self.plan()
+        await self.copy_claimed()
+        await self.drop_moved_away()
+        return None
+
+    async def plan(self) -> Decisions:
+        """One pass of the plan over every mirror row; what it changed."""
+        nodes = await self._registry.addresses()
+        decisions = await self._gitserver.replan(
+            lambda holdings: decide(
+                holdings, _active(nodes), _alive(nodes), limit=self._settings.node_moves
+            )
+        )
+        if not decisions.empty:
+            logger.info(
+                "moves planned: %d relocated, %d placed again, %d moves started, "
+                "%d cancelled, %d in flight",
+                sum(map(len, decisions.relocate.values())),
+                sum(map(len, decisions.replace.values())),
+                sum(map(len, decisions.start.values())),
+                len(decisions.cancel),
+                decisions.in_flight,
+                extra={"action": "nodes.plan"},
+            )
+        return decisions
+
+    async def copy_claimed(self) -> int:
+        """Copy the moves planned to this node (at most `node_moves` at once); how many flipped."""
+        claimed = await self._gitserver.claim_moves(self._owner, self._settings.node_moves)
+        done = await asyncio.gather(*(self.copy(move) for move in claimed))
+        return sum(done)
+
+    async def copy(self, move: Move) -> bool:
+        """Copy one mirror from its old node and flip it here; True when it flipped."""
+        key = move.repository_id
+        try:
+            async with renewing(
+                lambda: self._gitserver.renew(self._owner, key), LEASE.total_seconds() / 3
+            ):
+                with background(self._settings.background_nice):
+                    digest = await self._copy(move)
+                flipped = await self._gitserver.moved(self._owner, move, digest=digest)
+        except (GitError, RepodepotError) as error:
+            logger.warning(
+                "copy of repository %d from storage node %s failed: %s",
+                key,
+                move.source,
+                error.message,
+                extra={"action": "nodes.move_failed", "repository_id": key, "node": move.source},
+            )
+            await self._gitserver.move_failed(self._owner, move, retry_in=RETRY)
+            return False
+        if not flipped:  # the plan changed while it copied: this copy is nobody's
+            async with self._storage.lock(key):
+                holder = (await self._gitserver.holders([key])).get(key)
+                if holder is None or holder.node != self._settings.node_name:
+                    self._storage.remove(key)
+            return False
+        logger.info(
+            "repository %d moved here from storage node %s",
+            key,
+            move.source,
+            extra={"action": "nodes.moved", "repository_id": key, "node": move.source},
+        )
+        return True
+
+    async def _copy(self, move: Move) -> str:
+        """Clone from the old node, catch up with a fetch, place it; the refs' digest."""
+        key = move.repository_id
+        base = await self._forwarder.url(move.source, internal_name(key))
+        url = f"{base}/internal/repos/{key}"
+        secret = self._forwarder.secret
+        git, settings = self._git, self._settings
+        async with self._storage.lock(key):
+            if self._storage.exists(key):
+                # A copy left from when this node held it before (it died, or the mirror
+                # moved away and back): older than the mirror, never merged with.
+                self._storage.remove(key)
+            async with self._storage.staging(key, label=f"move-{key}") as staged:
+                await commands.clone_bare(
+                    git, url, staged, mirror=True, timeout=settings.git_timeout, node_secret=secret
+                )
+                await commands.fetch(
+                    git,
+                    staged,
+                    url,
+                    [*mirror.REFSPECS, *settings.fetch_extra_refspecs],
+                    timeout=settings.git_timeout,
+                    node_secret=secret,
+                )
+            return await commands.refs_digest(git, self._storage.path(key))
+
+    async def drop_moved_away(self) -> int:
+        """Remove this node's copies of mirrors that moved away over the grace period ago."""
+        at = now()
+        before = at - timedelta(seconds=self._settings.node_move_grace)
+        gone = await self._gitserver.moved_away(before, since=at - DROP_WINDOW, limit=DROP_BATCH)
+        dropped = 0
+        for key in gone:
+            if self.stopping:
+                break
+            if not self._storage.exists(key):
+                continue
+            async with self._storage.lock(key):
+                holder = (await self._gitserver.holders([key])).get(key)
+                if holder is not None and self._settings.node_name in (
+                    holder.node,
+                    holder.move_to,
+                ):
+                    continue  # it came back meanwhile
+                self._storage.remove(key)
+            dropped += 1
+            logger.info(
+                "dropped the copy of repository %d: it is on storage node %s now",
+                key,
+                holder.node if holder is not None else "none",
+                extra={"action": "nodes.dropped", "repository_id": key},
+            )
+        return dropped
+
+
+def _active(nodes: list[NodeRecord]) -> list[Candidate]:
+    return [
+        Candidate(name=node.name, weight=node.weight)
+        for node in nodes
+        if node.state is NodeState.active
+    ]
+
+
+def _alive(nodes: list[NodeRecord]) -> set[str]:
+    return {node.name for node in nodes if node.state is not NodeState.dead}
