@@ -103,12 +103,16 @@ async def test_registering_again_refreshes_the_row_and_revives_only_a_dead_node(
     await registry.register("gs-2", None, 1)
     assert await registry.mark_dead(after.heartbeat_at + timedelta(hours=1)) == ["gs-1", "gs-2"]
     assert await registry.register("gs-2", None, 1) == "active"
-    assert await registry.heartbeat("gs-1", 1) is True  # dead, beating again: active
+    # Dead, beating again: back, and still draining, as the admin left it.
+    assert await registry.heartbeat("gs-1", 1) is True
     assert {name: node.state for name, node in (await nodes(services)).items()} == {
-        "gs-1": "active",
+        "gs-1": "draining",
         "gs-2": "active",
     }
     assert await registry.heartbeat("gs-1", 1) is False
+    await registry.activate(ADMIN, "gs-1")
+    await registry.mark_dead(after.heartbeat_at + timedelta(hours=2))
+    assert await registry.register("gs-1", None, 1) == "active"  # activated since: active
 
 
 @pytest.mark.parametrize("name", ["", "Gs-1", "-gs", "gs-", "gs 1", "a" * 65, "gs/1"])

@@ -693,3 +693,5 @@ class StorageNode(Base):
     heartbeat_at: Mapped[datetime] = mapped_column(server_default=func.now())
     free_bytes: Mapped[int | None] = mapped_column(BigInteger)  # its data dir's file system
     registered_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # An admin drained it: it is `draining` again, not `active`, when it comes back from dead.
+    drained: Mapped[bool] = mapped_column(server_default=false())

@@ -84,8 +84,7 @@ class NodeRegistry:
         values = {"name": name, "url": url, "free_bytes": free_bytes, "heartbeat_at": at}
         async with self._sessions.begin() as session:
             insert = _upsert(session)(StorageNode).values(registered_at=at, **values)
-            state = StorageNode.__table__.c.state
-            revived = case((state == NodeState.dead.value, NodeState.active.value), else_=state)
+            revived = _revived()
             statement = insert.on_conflict_do_update(
                 index_elements=["name"],
                 set_={
@@ -107,7 +106,8 @@ class NodeRegistry:
     async def heartbeat(self, name: str, free_bytes: int | None) -> bool:
         """Node `name` is alive with `free_bytes` free; True when it was dead until now.
 
-        A dead node that beats again is active (as when it registers). Raises NotFound
+        A dead node that beats again is active, or draining if an admin drained it (as
+        when it registers). Raises NotFound
         when the node has no row (removed while its process ran: it registers again).
         """
         async with self._sessions.begin() as session:
@@ -121,9 +121,7 @@ class NodeRegistry:
                 raise NotFound(f"no storage node named {name!r}")
             if state is NodeState.dead:  # rare: a second statement only then
                 await session.execute(
-                    update(StorageNode)
-                    .where(StorageNode.name == name)
-                    .values(state=NodeState.active)
+                    update(StorageNode).where(StorageNode.name == name).values(state=_revived())
                 )
         return state is NodeState.dead
 
@@ -273,10 +271,19 @@ class NodeRegistry:
             was = row.state
             if was is not state:
                 await session.execute(
-                    update(StorageNode).where(StorageNode.name == name).values(state=state)
+                    update(StorageNode)
+                    .where(StorageNode.name == name)
+                    .values(state=state, drained=state is NodeState.draining)
                 )
                 await audit.record(session, caller.user.id, action, name, {"was": was.value})
             return await _fresh(session, name)
+
+
+def _revived() -> Any:
+    """A node's state as it comes back: a dead one is active, or draining if drained."""
+    state = StorageNode.__table__.c.state
+    back = case((StorageNode.drained, NodeState.draining.value), else_=NodeState.active.value)
+    return case((state == NodeState.dead.value, back), else_=state)
 
 
 def _upsert(session: AsyncSession) -> Any:

@@ -6,6 +6,9 @@ that held the mirror before its last move or relocation, and `placed_at` says wh
 `shard` last changed: the old node removes its copy once that is older than the grace
 period. Rows from before have neither.
 
+`storage_nodes.drained` keeps an admin's drain through a node's death: a drained node that
+comes back is `draining` again, not `active`.
+
 Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-02
@@ -27,6 +30,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("move_to", sa.String(64), nullable=True))
         batch.add_column(sa.Column("moved_from", sa.String(64), nullable=True))
         batch.add_column(sa.Column("placed_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("storage_nodes") as batch:
+        batch.add_column(
+            sa.Column("drained", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
+    op.execute("UPDATE storage_nodes SET drained = true WHERE state = 'draining'")
     # The moves in flight: the planner counts them and each node claims its own.
     op.create_index(
         "ix_gitserver_repos_moves",
@@ -39,6 +47,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_gitserver_repos_moves", table_name="gitserver_repos")
+    with op.batch_alter_table("storage_nodes") as batch:
+        batch.drop_column("drained")
     with op.batch_alter_table("gitserver_repos") as batch:
         batch.drop_column("placed_at")
         batch.drop_column("moved_from")
