@@ -351,7 +351,12 @@ class GitRunner:
         secrets = [credentials.password, credentials.username] if credentials else []
         if node_secret is not None:
             secrets.append(node_secret)
-            config = [*config, ("http.extraHeader", f"Authorization: Bearer {node_secret}")]
+            # Never followed elsewhere: a redirect would carry the header with it.
+            config = [
+                *config,
+                ("http.followRedirects", "false"),
+                ("http.extraHeader", f"Authorization: Bearer {node_secret}"),
+            ]
         shown = [redact(arg, secrets) for arg in args]
         limit = self.timeout if timeout is None else timeout
         started = time.monotonic()
