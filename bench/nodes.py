@@ -5,7 +5,10 @@
 must be at most 1/11 + 1%, and hash-mod-N's (`id % N`, as Sourcegraph places gitserver
 repositories) is printed beside it for the same change. Then one of 11 nodes is removed,
 and a node of weight 2 joins 10 of weight 1 (its share should be 2/12). The cost of one
-`owner()` over 11 nodes is timed call by call, and a whole placement by the wall clock.
+`owner()` over 11 nodes is timed call by call, and a whole placement by the wall clock;
+so is one pass of the move plan (`nodes.moves.decide`) over every repository when the
+eleventh node joins: what the cluster's leader spends when the nodes change (it skips
+the pass while they do not, `MoveLoop.plan`).
 
 `REPODEPOT_BENCH_QUICK=1`: 10,000 repositories.
 """
@@ -16,6 +19,8 @@ import os
 import time
 
 from bench.common import percentile
+from repodepot.gitserver.service import Holding
+from repodepot.nodes.moves import decide
 from repodepot.nodes.placement import Candidate, owner, plan_moves
 
 QUICK = os.environ.get("REPODEPOT_BENCH_QUICK") == "1"
@@ -45,6 +50,22 @@ def _call_times(candidates: list[Candidate]) -> list[float]:
     return taken
 
 
+def _plan_pass(on_ten: dict[int, str], eleven: list[Candidate]) -> tuple[list[float], int]:
+    """Wall seconds of three passes of the move plan as the eleventh node joins; moves."""
+    holdings = [
+        Holding(repository_id=key, node=node, move_to=None, cloned=True, leased=False)
+        for key, node in on_ten.items()
+    ]
+    alive = {candidate.name for candidate in eleven}
+    passes, planned = [], 0
+    for _ in range(3):
+        started = time.perf_counter()
+        decisions = decide(holdings, eleven, alive, limit=len(holdings))
+        passes.append(time.perf_counter() - started)
+        planned = sum(map(len, decisions.start.values()))
+    return passes, planned
+
+
 async def run() -> list[str]:
     ten, eleven = _nodes(10), _nodes(11)
     started = time.perf_counter()
@@ -59,6 +80,7 @@ async def run() -> list[str]:
     added_share = len(added) / REPOS
     only_new = set(added.values()) == {"gitserver-11"}
     only_own = all(on_eleven[i] == "gitserver-4" for i in removed)
+    passes, planned = _plan_pass(on_ten, eleven)
     taken = _call_times(eleven)
     cost = " / ".join(f"{percentile(taken, q):.1f}" for q in (50, 95, 99))
     return [
@@ -80,4 +102,6 @@ async def run() -> list[str]:
         "|---|---|",
         f"| one `owner()` over 11 nodes, p50 / p95 / p99 µs ({TIMED:,} calls) | {cost} |",
         f"| placing all {REPOS:,} repositories over 10 nodes, wall s | {wall:.2f} |",
+        f"| one pass of the move plan as node 11 joins ({planned:,} moves planned), wall s, "
+        f"p50 of 3 | {percentile(passes, 50):.2f} |",
     ]

@@ -212,3 +212,26 @@ async def test_one_process_leads_the_cluster_until_it_stops(services: Services) 
     finally:
         for lead in (first, second, other):
             await lead.close()
+
+
+async def test_the_plan_skips_its_pass_while_the_nodes_stay_as_it_left_them(
+    services: Services,
+) -> None:
+    await _register(services, A)
+    repo = await seed_mirror(services, "acme/settled")
+    await _on(services, repo.id, A)
+    loop = MoveLoop.from_services(services)
+    first = await loop.plan()
+    assert first is not None and first.empty
+    assert await loop.plan() is None  # nothing changed: no read of every row
+
+    await _register(services, B)  # the nodes changed: a pass
+    joined = await loop.plan()
+    assert joined is not None
+    moving = owner(repo.id, _cands(A, B)) == B
+    assert joined.start == ({(A, B): [repo.id]} if moving else {})
+    again = await loop.plan()
+    # A move in flight keeps the passes coming (more may start as it ends).
+    assert (again is not None) is moving
+    forced = await loop.plan(force=True)
+    assert forced is not None
