@@ -33,6 +33,10 @@ PAGE_CHANGES = [
     ("POST", "/account/codehosts/1"),
     ("POST", "/account/codehosts/1/sync"),
     ("POST", "/account/codehosts/1/remove"),
+    ("POST", "/nodes/local/drain"),
+    ("POST", "/nodes/local/activate"),
+    ("POST", "/nodes/local/weight"),
+    ("POST", "/nodes/local/remove"),
 ]
 API_CHANGES = [
     ("POST", "/api/users"),

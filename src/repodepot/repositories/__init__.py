@@ -434,6 +434,16 @@ class Repositories:
             )
             return {row.id: row.name for row in rows}
 
+    async def names_by_id(self, principal: Principal, ids: Sequence[int]) -> dict[int, str]:
+        """The names of those of `ids` that `principal` may read, by id (live ones only).
+
+        Soft-deleted repositories, and ones `principal` may not read, are left out.
+        """
+        wanted = builtins.list(ids)
+        return await self._sessions.read(
+            lambda connection: readable_names_of(connection, principal, wanted)
+        )
+
     async def still_deleted(self, repository_id: int) -> bool:
         """Whether the repository is soft-deleted now (a sync may restore it any time)."""
         async with self._sessions() as session:
