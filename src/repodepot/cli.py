@@ -25,6 +25,7 @@ from rich.table import Table
 from repodepot import __version__
 from repodepot.access import GrantRecord
 from repodepot.accounts import operator
+from repodepot.branches.loop import ClusterSources
 from repodepot.branches.service import (
     MAX_PER_PAGE,
     BranchInfo,
@@ -1103,7 +1104,7 @@ def upstream_fetch(
         owner = new_worker_id()
         if not await svc.branches.claim_one(owner, repo.id):
             raise RepodepotError(f"{name!r}: a fetch of its upstream is running; try again soon")
-        return await svc.branches.refresh(owner, repo.id)
+        return await svc.branches.refresh(owner, repo.id, nodes=ClusterSources(svc))
 
     outcome = _run(_with_services(settings, work))
     if outcome.error is not None:

@@ -138,6 +138,7 @@ class Services:
         nodes = NodeRegistry(worker_sessions, gitserver=gitserver, settings=settings)
         gitserver.active_nodes = nodes.active  # new mirrors go to their node
         syncer.placement = gitserver.placement  # a sync's new mirrors too
+        imports.placement = gitserver.placement  # and an import's, moved from its worker
         return cls(
             settings=settings,
             engine=engine,

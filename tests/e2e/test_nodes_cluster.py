@@ -6,7 +6,8 @@ three gitserver processes, each on exactly one; a clone and an EnsureRevision of
 work through the web process; `kill -9` of a node makes its repositories readable again
 on the others (503 meanwhile, never a 500 or another commit); the node comes back and
 takes back its own; a fourth node takes at most 30% of them while a reader loops and never
-fails; `repodepot nodes drain` empties a node, the reader still looping.
+fails; `repodepot nodes drain` empties a node, the reader still looping; an import lands
+on its worker's node and moves to its own.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.timeout(600)
 COUNT = 60
 FIRST = ("gs-a", "gs-b", "gs-c")
 FOURTH = "gs-d"
+WORKER = "gs-c"  # the one node that also imports
 UPLOAD_PACK = "service=git-upload-pack"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Fast enough for a test: a node is dead 4 s after its last beat, the plan runs every
@@ -119,7 +121,7 @@ async def test_a_cluster_keeps_every_repository_readable_through_loss_growth_and
                     Spec(commits=2 + repo.id % 5, files=5, seed=repo.id),
                 )
             web = serve(tmp_path / "web", {**env, "REPODEPOT_ROLES": "web,updater"})
-            nodes = {name: _node(serve, tmp_path / name, name, env) for name in FIRST}
+            nodes = {name: _start(serve, tmp_path, name, env) for name in FIRST}
             await _all_active(http, web.url, FIRST)
 
             # 1. Sync 60 repositories; each lands on its rendezvous node, and only there.
@@ -188,7 +190,7 @@ async def test_a_cluster_keeps_every_repository_readable_through_loss_growth_and
 
             # 3. The node comes back (same disk): it takes its own repositories back by
             # copy, and what it held of the rest is dropped once the grace has passed.
-            nodes[lost] = _node(serve, tmp_path / lost, lost, env)
+            nodes[lost] = _start(serve, tmp_path, lost, env)
             await _all_active(http, web.url, FIRST)
             await eventually(
                 lambda: _each_on_its_owner(http, web.url, tmp_path, ids, three),
@@ -204,7 +206,7 @@ async def test_a_cluster_keeps_every_repository_readable_through_loss_growth_and
             }
             four = [*three, Candidate(name=FOURTH, weight=1.0)]
             async with reading(reader, http):
-                nodes[FOURTH] = _node(serve, tmp_path / FOURTH, FOURTH, env)
+                nodes[FOURTH] = _start(serve, tmp_path, FOURTH, env)
                 await eventually(
                     lambda: _each_on_its_owner(http, web.url, tmp_path, ids, four),
                     timeout=120,
@@ -242,7 +244,47 @@ async def test_a_cluster_keeps_every_repository_readable_through_loss_growth_and
                     interval=0.5,
                 )
             assert reader.failures == [], reader.failures[:5]
-            assert not list(Storage(tmp_path / drained).mirror_ids())
+
+            def dropped() -> None:  # once the grace has passed, its copies go
+                assert not list(Storage(tmp_path / drained).mirror_ids())
+
+            await eventually(dropped, timeout=30, interval=0.5)
+
+            # 6. An import is cloned by the worker of its node, then moves to its owner.
+            source = git_server.url("acme/repo-00000.git")
+            job = await http.post(
+                f"{web.url}/api/imports",
+                json={"owner": "acme", "slug": "imported", "url": source, "visibility": "public"},
+                headers=AUTH,
+            )
+            assert job.status_code == 202, job.text
+
+            async def imported() -> int:
+                done = await _json(http, f"{web.url}/api/imports/{job.json()['id']}")
+                assert done["status"] == "success", done
+                return int((await _json(http, f"{web.url}/api/repos/acme/imported"))["id"])
+
+            key = await eventually(imported, timeout=60, interval=0.3)
+            home = owner(key, rest)
+
+            async def settled() -> dict[str, Any]:
+                mirror = (await _json(http, f"{web.url}/api/repos/acme/imported"))["mirror"]
+                assert (mirror["node"], mirror["clone_status"]) == (home, "cloned"), mirror
+                holders = [n for n in (*FIRST, FOURTH) if Storage(tmp_path / n).path(key).is_dir()]
+                assert holders == [home], holders
+                return dict(mirror)
+
+            mirror = await eventually(settled, timeout=60, interval=0.3)
+            assert mirror["moved_from"] == (WORKER if home != WORKER else None)
+            copy = tmp_path / "clones" / "imported.git"
+            cloned = _clone(f"{web.url}/git/acme/imported", copy)
+            assert cloned.returncode == 0, cloned.stderr
+            assert _refs(copy) == _refs(served / "acme" / "repo-00000.git")
+
+
+def _start(serve: type[Server], root: Path, name: str, env: dict[str, str]) -> Server:
+    roles = "gitserver,worker" if name == WORKER else "gitserver"
+    return _node(serve, root / name, name, env, roles=roles)
 
 
 def _head(served: Path, name: str) -> str:

@@ -57,8 +57,11 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-def _node(serve: type[Server], data: Path, name: str, env: dict[str, str]) -> Server:
-    """A gitserver-only process whose internal URL (its own port) is known before it starts."""
+def _node(
+    serve: type[Server], data: Path, name: str, env: dict[str, str], roles: str = "gitserver"
+) -> Server:
+    """A gitserver process (only, by default) whose internal URL (its own port) is known
+    before it starts."""
     port = free_port()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(servers, "free_port", lambda: port)
@@ -66,7 +69,7 @@ def _node(serve: type[Server], data: Path, name: str, env: dict[str, str]) -> Se
             data,
             {
                 **env,
-                "REPODEPOT_ROLES": "gitserver",
+                "REPODEPOT_ROLES": roles,
                 "REPODEPOT_NODE_NAME": name,
                 "REPODEPOT_NODE_URL": f"http://127.0.0.1:{port}",
             },

@@ -15,9 +15,15 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from repodepot.db.models import NodeState
-from repodepot.exceptions import InvalidInput, NotFound
+from repodepot.exceptions import InvalidInput, NotFound, TooManyRequests
 from repodepot.gitserver.reads import Commit
-from repodepot.nodes.forward import MAX_ANSWER, Forwarder, NodeDirectory, NodeUnavailable
+from repodepot.nodes.forward import (
+    MAX_ANSWER,
+    OUTPUT_CAP,
+    Forwarder,
+    NodeDirectory,
+    NodeUnavailable,
+)
 from repodepot.nodes.registry import NodeRecord
 
 SECRET = "internal-secret-" + "y" * 32
@@ -298,3 +304,126 @@ async def test_ensure_revision_refuses_a_revision_that_is_not_plain_without_a_re
     with pytest.raises(InvalidInput) as error:
         await forward.ensure_revision("gs-1", 7, "acme/app", "--upload-pack=x")
     assert error.value.field == "rev"
+
+
+async def test_exec_sends_the_arguments_and_the_user_and_relays_the_output() -> None:
+    seen: list[httpx.Request] = []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        headers = {"content-type": "application/octet-stream", OUTPUT_CAP: "100", "server": "x"}
+        return answer(200, b"abc ", b"def\n", headers=headers)
+
+    forward = forwarder(node, Registry(record("gs-1")))
+    response = await forward.exec("gs-1", 7, "acme/app", ["log", "-1"], user_id=3, max_bytes=100)
+    sent = await relayed(response)
+
+    (call,) = seen
+    assert call.method == "POST"
+    assert call.url.path == "/internal/repos/7/exec"
+    assert call.headers["authorization"] == f"Bearer {SECRET}"
+    assert json.loads(call.content) == {"args": ["log", "-1"], "user_id": 3, "max_bytes": 100}
+    assert sent[0]["status"] == 200
+    assert dict(sent[0]["headers"]) == {
+        b"content-type": b"application/octet-stream",
+        OUTPUT_CAP.encode(): b"100",
+    }
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"abc def\n"
+
+
+async def test_exec_refuses_an_argument_without_a_request() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"no request should be sent: {request.url}")
+
+    forward = forwarder(refuse, Registry(record("gs-1")))
+    with pytest.raises(InvalidInput) as error:
+        await forward.exec(
+            "gs-1", 7, "acme/app", ["log", "--output=/tmp/x"], user_id=3, max_bytes=9
+        )
+    assert error.value.field == "args.1"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "raised", "message"),
+    [
+        (
+            422,
+            b'{"error": {"code": "invalid", "message": "bad revision in \'repository 7\'", '
+            b'"field": "args"}}',
+            {},
+            InvalidInput,
+            "bad revision in 'acme/app'",
+        ),
+        (
+            429,
+            b"too many git commands at once; try again shortly\n",
+            {"retry-after": "6"},
+            TooManyRequests,
+            "too many git commands at once",
+        ),
+        (422, b"not json\n", {}, NodeUnavailable, "which cannot answer now"),
+        (404, b"no mirror\n", {}, NotFound, "'acme/app' is not cloned yet"),
+        (500, b"internal error\n", {}, NodeUnavailable, "which cannot answer now"),
+    ],
+    ids=["git-refused", "too-many", "422-not-an-error", "no-mirror", "failed"],
+)
+async def test_exec_maps_the_node_s_refusals_to_the_errors_a_local_exec_raises(
+    status: int, body: bytes, headers: dict[str, str], raised: type[Exception], message: str
+) -> None:
+    forward = forwarder(lambda _: answer(status, body, headers=headers), Registry(record("gs-1")))
+    with pytest.raises(raised) as error:
+        await forward.exec("gs-1", 7, "acme/app", ["log"], user_id=3, max_bytes=9)
+    assert message in str(error.value)
+    if isinstance(error.value, InvalidInput):
+        assert error.value.field == "args"
+    if isinstance(error.value, TooManyRequests):
+        assert error.value.retry_after == 6
+
+
+async def test_goproxy_relays_the_node_s_answer_with_its_etag_and_the_client_s_condition() -> None:
+    seen: list[httpx.Request] = []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        headers = {
+            "content-type": "application/zip",
+            "etag": '"abc"',
+            "cache-control": "public, max-age=31536000, immutable",
+            "x-request-id": "the-node-s",
+        }
+        return answer(200, b"PK\x03\x04", b"...", headers=headers)
+
+    forward = forwarder(node, Registry(record("gs-1")))
+    rest = "example.com/!acme/lib/@v/v2.0.0+incompatible.zip"
+    sent = await relayed(await forward.goproxy("gs-1", 7, "acme/lib", rest, '"old"'))
+
+    (call,) = seen
+    assert call.url.raw_path == (
+        b"/internal/goproxy/7/example.com/!acme/lib/@v/v2.0.0+incompatible.zip"
+    )
+    assert call.headers["authorization"] == f"Bearer {SECRET}"
+    assert call.headers["if-none-match"] == '"old"'
+    assert dict(sent[0]["headers"]) == {
+        b"content-type": b"application/zip",
+        b"cache-control": b"public, max-age=31536000, immutable",
+        b"etag": b'"abc"',
+    }
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"PK\x03\x04..."
+
+
+@pytest.mark.parametrize("status", [304, 404, 410, 422])
+async def test_goproxy_s_own_answers_reach_the_go_command_as_the_node_gave_them(
+    status: int,
+) -> None:
+    text = b"" if status == 304 else b"example.com/acme/lib@v9.0.0: not here\n"
+    forward = forwarder(lambda _: answer(status, text), Registry(record("gs-1")))
+    sent = await relayed(await forward.goproxy("gs-1", 7, "acme/lib", "x/@v/list", None))
+    assert sent[0]["status"] == status
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == text
+
+
+@pytest.mark.parametrize("status", [403, 500, 503])
+async def test_goproxy_is_unavailable_when_the_node_cannot_answer(status: int) -> None:
+    forward = forwarder(lambda _: httpx.Response(status, text="no"), Registry(record("gs-1")))
+    with pytest.raises(NodeUnavailable, match="which cannot answer now"):
+        await forward.goproxy("gs-1", 7, "acme/lib", "x/@v/list", None)

@@ -54,6 +54,9 @@ READS = {
     "without an API",
     ("repodepot.access", "repo_sources"): "a connection-wide grant covers the repositories "
     "the connection yields: one subquery of the one readable query (`granted_ids`)",
+    ("repodepot.branches.store", "gitserver_repos"): "a node leases only the upstream fetches "
+    "of mirrors on its disk (`shard`), in the lease's own query, and names the node that holds "
+    "one it may not fetch",
 }
 MODELS = {"repodepot.db.models"}
 # Where tables are defined and migrated: outside the rule.

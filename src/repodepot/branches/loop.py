@@ -8,7 +8,9 @@ fetcher that died on this host are freed at once, another host's expire. Fetches
 as background git subprocesses (`nice`, idle I/O; the event loop only waits), at most
 `upstream_max_concurrent` and `background_concurrency` at once and
 `max_clones_per_host` against one host, only while the backpressure gate is open, and
-each holds the mirror's lock (`Storage.lock`) while git writes.
+each holds the mirror's lock (`Storage.lock`) while git writes. It claims only the
+upstreams of mirrors on its own storage node; an upstream that is a repository on
+another node is fetched from that node (`ClusterSources`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from repodepot.backpressure import RECHECK, Gate
-from repodepot.branches.service import Branches
+from repodepot.branches.service import Branches, NodeSource, NodeSources
 from repodepot.branches.store import LEASE
 from repodepot.clock import now
 from repodepot.git.runner import background
 from repodepot.loops import BackgroundLoop, new_worker_id, renewing
+from repodepot.nodes.forward import NodeUnavailable, node_of
 
 if TYPE_CHECKING:
     from repodepot.services import Services
@@ -49,12 +52,14 @@ class UpstreamLoop(BackgroundLoop):
         gate: Gate | None = None,
         changed: Callable[[], bool] | None = None,
         nice: bool = True,
+        nodes: NodeSources | None = None,
     ) -> None:
         super().__init__(interval=interval, jitter=0.1, ceiling=IDLE_CEILING, changed=changed)
         self._branches = branches
         self._slots = slots
         self._gate = gate
         self._nice = nice
+        self._nodes = nodes
         self._owner = new_worker_id()
         self._running: dict[int, tuple[str, asyncio.Task[None]]] = {}
 
@@ -74,6 +79,7 @@ class UpstreamLoop(BackgroundLoop):
             gate=gate,
             changed=changed,
             nice=settings.background_nice,
+            nodes=ClusterSources(services),
         )
 
     async def starting(self) -> None:
@@ -125,7 +131,7 @@ class UpstreamLoop(BackgroundLoop):
                 LEASE.total_seconds() / 3,
             ):
                 with background(self._nice):
-                    await self._branches.refresh(self._owner, repository_id)
+                    await self._branches.refresh(self._owner, repository_id, nodes=self._nodes)
         except asyncio.CancelledError:
             raise
         except Exception:  # recorded nowhere else: log it; the lease expiry retries it
@@ -136,3 +142,30 @@ class UpstreamLoop(BackgroundLoop):
         finally:
             self._running.pop(repository_id, None)
             self.wake()
+
+
+class ClusterSources:
+    """Another storage node's mirror as a fetch's source: its internal smart HTTP."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def source(self, repository_id: int) -> NodeSource | None:
+        """The node's internal URL of the repository and the secret; None when on this disk.
+
+        Raises NodeUnavailable, naming the node (never the repository: the readers of
+        the fetching repository may not read this one), when it cannot answer now.
+        """
+        node = await node_of(self._services, repository_id)
+        if node is None:
+            return None
+        forwarder = self._services.forwarder
+        try:
+            base = await forwarder.url(node, "the upstream repository")
+        except NodeUnavailable:
+            raise NodeUnavailable(
+                f"the upstream repository is on storage node {node!r}, which cannot be "
+                "reached now; fetching again later"
+            ) from None
+        assert forwarder.secret is not None  # `url` answers only when there is one
+        return NodeSource(url=f"{base}/internal/repos/{repository_id}", secret=forwarder.secret)

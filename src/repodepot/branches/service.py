@@ -15,6 +15,13 @@
   the table.
 - The fetch lists the upstream's tracked branches first (one round trip) and fetches
   only those that moved; nothing moved, nothing fetched. It shares the mirror's lock.
+  Only the storage node holding the mirror fetches its upstream (`claim`); an upstream
+  repository on another node is fetched from that node's internal smart HTTP
+  (`NodeSources`, with the internal secret).
+
+Branch lists read this node's disk (`branch_page`); a web process asks the node holding
+the mirror instead (`nodes.internal_reads`). Sync status reads only the tables, so any
+process answers it and nothing is forwarded.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlalchemy import Connection
 
@@ -41,7 +48,7 @@ from repodepot.branches.counts import Counter, Pair
 from repodepot.branches.store import PairRow, Sealed, StatusRow, UpstreamRecord
 from repodepot.clock import now
 from repodepot.db.base import Sessions, in_transaction
-from repodepot.exceptions import InvalidInput, NotFound, RepodepotError
+from repodepot.exceptions import InvalidInput, NotFound, RepodepotError, Unavailable
 from repodepot.git import commands
 from repodepot.git.commands import AheadBehind, RefHead
 from repodepot.git.errors import GitError
@@ -51,7 +58,7 @@ from repodepot.git.urls import parse_source
 from repodepot.gitserver import schedule
 from repodepot.gitserver.failures import FailureKind, classify, message
 from repodepot.outbound import Policy, origin
-from repodepot.repositories import Repositories, RepositoryRecord
+from repodepot.repositories import Repositories
 from repodepot.repositories.credentials import check as check_credential
 from repodepot.secrets import SecretBox, SecretUnreadable
 from repodepot.settings import Settings
@@ -175,6 +182,32 @@ def _check_page(page: int, per_page: int) -> None:
         raise InvalidInput(f"per_page must be between 1 and {MAX_PER_PAGE}", field="per_page")
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NodeSource:
+    """Where to fetch a repository on another storage node from, and the secret it needs."""
+
+    url: str
+    secret: str
+
+
+class NodeSources(Protocol):
+    """Where the repositories whose mirrors are on other storage nodes are fetched from."""
+
+    async def source(self, repository_id: int) -> NodeSource | None:
+        """The node's internal smart HTTP of the repository; None when it is on this disk.
+
+        Raises Unavailable when its node cannot be reached now, or its copy is being made.
+        """
+        ...
+
+
+def check_filters(q: str | None, page: int, per_page: int) -> None:
+    """InvalidInput (naming the field) for a branch list's filters out of range."""
+    _check_page(page, per_page)
+    if q is not None and len(q) > 200:
+        raise InvalidInput("q must be at most 200 characters", field="q")
+
+
 class Branches:
     """Branches against the default branch; upstreams, their fetches and sync status."""
 
@@ -219,17 +252,46 @@ class Branches:
     ) -> BranchPage:
         """The repository's branches, filtered, sorted and paged, each with its counts.
 
-        NotFound when `principal` may not read it or before its first clone.
+        Read from this node's disk. NotFound when `principal` may not read it or before
+        its first clone; InvalidInput for filters out of range.
         """
-        _check_page(page, per_page)
-        if q is not None and len(q) > 200:
-            raise InvalidInput("q must be at most 200 characters", field="q")
+        check_filters(q, page, per_page)
         repo = await self._repositories.get(principal, name)
-        path = self._mirror(repo)
+        return await self.branch_page(
+            repo.id,
+            repo.name,
+            repo.default_branch,
+            q=q,
+            sort=sort,
+            state=state,
+            page=page,
+            per_page=per_page,
+        )
+
+    async def branch_page(
+        self,
+        repository_id: int,
+        name: str,
+        default: str | None,
+        *,
+        q: str | None = None,
+        sort: Sort = "updated",
+        state: State | None = None,
+        page: int = 1,
+        per_page: int = 30,
+    ) -> BranchPage:
+        """`list_branches` of a repository already authorized, from the mirror on this disk.
+
+        `name` names it in errors; `default` is its default branch. NotFound before its
+        first clone; InvalidInput for filters out of range.
+        """
+        check_filters(q, page, per_page)
+        path = self._storage.path(repository_id)
+        if not path.is_dir():
+            raise NotFound(f"{name!r} is not cloned yet; try again shortly")
         heads = await self._heads.get(
             path, None, lambda: commands.ref_heads(self._git, path, "refs/heads/")
         )
-        default = repo.default_branch
         cutoff = now() - STALE_AFTER
         chosen = [
             head
@@ -273,12 +335,6 @@ class Branches:
                 )
             )
         return BranchPage(items=items, total=len(chosen), page=page, per_page=per_page)
-
-    def _mirror(self, repo: RepositoryRecord) -> Path:
-        path = self._storage.path(repo.id)
-        if not path.is_dir():
-            raise NotFound(f"{repo.name!r} is not cloned yet; try again shortly")
-        return path
 
     # Upstream configuration --------------------------------------------------------------------
 
@@ -456,7 +512,10 @@ class Branches:
     # Reading the status ------------------------------------------------------------------------
 
     async def sync_status(self, principal: Principal, name: str) -> SyncStatus:
-        """The upstream and each tracked pair, from the table (no git, no network)."""
+        """The upstream and each tracked pair, from the table (no git, no network).
+
+        Never forwarded to a storage node: the pairs are rows any process reads.
+        """
         repo = await self._repositories.get(principal, name)
 
         def read(
@@ -560,8 +619,9 @@ class Branches:
     ) -> list[tuple[int, str]]:
         """Lease up to `slots` due upstream fetches: (repository id, host) pairs.
 
-        At most `max_clones_per_host` at once against one host, counting `busy` (the
-        caller's running fetches by host).
+        Only those whose mirror is on this storage node (`node_name`): the fetch writes
+        beside it. At most `max_clones_per_host` at once against one host, counting
+        `busy` (the caller's running fetches by host).
         """
         async with self._sessions.begin() as session:
             return await store.claim(
@@ -571,20 +631,33 @@ class Branches:
                 now(),
                 busy=busy or {},
                 per_host=self._settings.max_clones_per_host,
+                node=self._settings.node_name,
             )
 
     async def next_due(self, owner: str) -> datetime | None:
-        """When `owner` could next claim an upstream fetch (None: no upstream)."""
+        """When `owner` could next claim an upstream fetch on this node (None: none)."""
         async with self._sessions() as session:
-            return await store.next_due(session, now(), owner)
+            return await store.next_due(session, now(), owner, self._settings.node_name)
 
     async def claim_one(self, owner: str, repository_id: int) -> bool:
         """Lease one repository's upstream fetch now, due or not (`upstream fetch --wait`).
 
-        False when a fetcher holds it.
+        False when a fetcher holds it. Raises Unavailable, naming the node that holds
+        the mirror, when that is not this one (`node_name`): the fetch writes beside it.
         """
+        node = self._settings.node_name
         async with self._sessions.begin() as session:
-            return await store.claim_one(session, owner, repository_id, now())
+            if await store.claim_one(session, owner, repository_id, now(), node):
+                return True
+            holder = await store.mirror_node(session, repository_id)
+        if holder is None:
+            raise Unavailable("the repository has no mirror yet: fetch its upstream once it has")
+        if holder != node:
+            raise Unavailable(
+                f"the repository's mirror is on storage node {holder!r}, not on this one "
+                f"({node!r}): fetch its upstream there"
+            )
+        return False
 
     async def renew(self, owner: str, repository_id: int) -> None:
         """Keep a fetch's lease alive."""
@@ -609,10 +682,16 @@ class Branches:
         if asked:
             self._wake()
 
-    async def refresh(self, owner: str, repository_id: int) -> FetchOutcome:
-        """Fetch the upstream's moved tracked branches, recompute the pairs, record it all."""
+    async def refresh(
+        self, owner: str, repository_id: int, *, nodes: NodeSources | None = None
+    ) -> FetchOutcome:
+        """Fetch the upstream's moved tracked branches, recompute the pairs, record it all.
+
+        `nodes` says where an upstream repository on another storage node is fetched
+        from; without it, only one on this disk is.
+        """
         started = time.monotonic()
-        outcome = await self._fetch_and_count(repository_id)
+        outcome = await self._fetch_and_count(repository_id, nodes)
         at = now()
         db_started = time.monotonic()
         # The pairs and the fetch's outcome commit together: no reader sees counts from a
@@ -684,7 +763,7 @@ class Branches:
                 session, repository_id, pairs, now(), generation=record.generation
             )
 
-    async def _fetch_and_count(self, repository_id: int) -> FetchOutcome:
+    async def _fetch_and_count(self, repository_id: int, nodes: NodeSources | None) -> FetchOutcome:
         async with self._sessions() as session:
             record = await in_transaction(session, partial(store.get, repository_id=repository_id))
             sealed = await store.sealed(session, repository_id)
@@ -717,10 +796,10 @@ class Branches:
             )
         try:
             specs = tracking.parse(record.branches)
-            url, credentials, config, local = await self._source(record, sealed, found)
+            source = await self._source(record, sealed, found, nodes)
             async with self._storage.lock(repository_id):
                 copy = await self._upstream_copy(repository_id, path)
-                changed, timings = await self._fetch(copy, specs, url, credentials, config, local)
+                changed, timings = await self._fetch(copy, specs, source)
                 try:
                     pairs = await self._count(repository_id, path, copy, specs)
                 except GitError as error:
@@ -747,7 +826,8 @@ class Branches:
                 error=(kind.value, message(error)),
                 fetch_ms=None,
             )
-        except RepodepotError as error:  # the outbound policy, a deleted upstream repository
+        # The outbound policy, a deleted upstream repository, its storage node down.
+        except RepodepotError as error:
             return FetchOutcome(
                 generation=record.generation,
                 changed=False,
@@ -767,17 +847,21 @@ class Branches:
         record: UpstreamRecord,
         sealed: Sealed | None,
         found: dict[int, repositories.Source],
-    ) -> tuple[str, Credentials | None, list[tuple[str, str]], bool]:
-        """Where to fetch from: (url, credentials, pinned config, is a local mirror)."""
+        nodes: NodeSources | None,
+    ) -> _Source:
+        """Where to fetch from: a URL and what it needs (pins, credential, node secret)."""
         if record.url is None:
             other = found.get(record.upstream_repository_id or -1)
             if other is None or other.deleted:
                 raise NotFound("the upstream repository was deleted; set another upstream")
+            elsewhere = None if nodes is None else await nodes.source(other.id)
+            if elsewhere is not None:
+                return _Source(url=elsewhere.url, node_secret=elsewhere.secret)
             path = self._storage.path(other.id)
             if not path.is_dir():
                 # Not named: readers of this repository may not read that one.
                 raise NotFound("the upstream repository is not cloned yet")
-            return str(path), None, [], True
+            return _Source(url=str(path), local=True)
         source = parse_source(record.url, self._settings.allowed_schemes)
         config = await Policy.from_settings(self._settings).git_config(source.url)
         credentials = None
@@ -786,16 +870,10 @@ class Branches:
                 credentials = Credentials(
                     username=sealed.username, password=self._box.open(sealed.sealed_token)
                 )
-        return source.url, credentials, config, False
+        return _Source(url=source.url, credentials=credentials, config=config)
 
     async def _fetch(
-        self,
-        path: Path,
-        specs: list[tracking.Spec],
-        url: str,
-        credentials: Credentials | None,
-        config: list[tuple[str, str]],
-        local: bool,
+        self, path: Path, specs: list[tracking.Spec], source: _Source
     ) -> tuple[bool, dict[str, int]]:
         """List the upstream's tracked branches, fetch those that moved, drop those gone.
 
@@ -806,12 +884,13 @@ class Branches:
         patterns = sorted({spec.upstream for spec in specs})
         heads = await commands.ls_remote_heads(
             self._git,
-            url,
+            source.url,
             patterns,
-            credentials=credentials,
+            credentials=source.credentials,
             timeout=self._settings.update_stall_timeout,
-            config=config,
-            local_source=local,
+            config=source.config,
+            local_source=source.local,
+            node_secret=source.node_secret,
         )
         listing_ms = (time.monotonic() - listing_started) * 1000
         wanted = tracking.upstream_wanted(specs, heads)
@@ -840,15 +919,16 @@ class Branches:
                 await commands.fetch(
                     self._git,
                     repo,
-                    url,
+                    source.url,
                     [tracking.refspec(name) for name in moved],
-                    credentials=credentials,
+                    credentials=source.credentials,
                     on_progress=progress,
-                    timeout=NO_TIMEOUT if local else self._settings.update_stall_timeout * 4,
-                    config=config,
+                    timeout=NO_TIMEOUT if source.local else self._settings.update_stall_timeout * 4,
+                    config=source.config,
                     trace2=trace,
-                    local_source=local,
+                    local_source=source.local,
                     follow_tags=False,  # the tracked branches only
+                    node_secret=source.node_secret,
                 )
                 lines = await asyncio.to_thread(_read_lines, trace)
             finally:
@@ -934,6 +1014,17 @@ class Branches:
                 )
             )
         return rows
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Source:
+    """Where a fetch reads: a URL, a mirror's path on this disk (`local`) or another node's."""
+
+    url: str
+    credentials: Credentials | None = None
+    config: Sequence[tuple[str, str]] = ()
+    local: bool = False
+    node_secret: str | None = None
 
 
 def _shown(tracked: TrackedBranch, hidden: bool) -> TrackedBranch:

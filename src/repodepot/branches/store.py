@@ -2,7 +2,9 @@
 
 `upstream_syncs` is a repository's upstream (where, which branches, a sealed credential
 bound to one origin) and its fetch schedule: due rows are leased like the mirror
-queue's, so a crash loses nothing. `branch_sync_status` keeps each tracked pair's two
+queue's, so a crash loses nothing. A fetch writes into the upstream copy beside the
+mirror, so only the storage node holding the mirror (`gitserver_repos.shard`, read in
+the lease's own query) leases it. `branch_sync_status` keeps each tracked pair's two
 commits and counts; `record_pairs` writes only rows whose commits moved, and marks
 pairs that went away deleted (pruned after 30 days by `prune_deleted`).
 """
@@ -34,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from repodepot.db import leases
 from repodepot.db.base import AnyRow
-from repodepot.db.models import BranchSyncStatus, UpstreamSync
+from repodepot.db.models import BranchSyncStatus, GitserverRepo, UpstreamSync
 
 LEASE = timedelta(minutes=2)
 BULK = 1000  # rows changed at once past which SQLite's statistics are refreshed
@@ -326,10 +328,10 @@ def _lease_free(at: datetime) -> Any:
     return or_(UpstreamSync.lease_until.is_(None), UpstreamSync.lease_until < at)
 
 
-async def next_due(session: AsyncSession, at: datetime, owner: str) -> datetime | None:
-    """When an upstream fetch `owner` could claim is next due; None when there is none.
+async def next_due(session: AsyncSession, at: datetime, owner: str, node: str) -> datetime | None:
+    """When an upstream fetch `owner` (on storage node `node`) could claim is next due.
 
-    A fetch another fetcher holds counts from the end of its lease.
+    None when there is none. A fetch another fetcher holds counts from the end of its lease.
     """
     u = UpstreamSync
     row = (
@@ -339,11 +341,21 @@ async def next_due(session: AsyncSession, at: datetime, owner: str) -> datetime 
                 func.min(u.lease_until).filter(
                     u.dismissed == false(), u.lease_until >= at, u.lease_owner != owner
                 ),
-            )
+            ).where(_on_node(node))
         )
     ).one()
     times = [when for when in row if when is not None]
     return min(times) if times else None
+
+
+def _on_node(node: str) -> Any:
+    """The upstream's repository has its mirror on storage node `node` (none yet: nowhere)."""
+    g = GitserverRepo
+    return (
+        select(g.repository_id)
+        .where(g.repository_id == UpstreamSync.repository_id, g.shard == node)
+        .exists()
+    )
 
 
 async def claim(
@@ -354,9 +366,11 @@ async def claim(
     *,
     busy: dict[str, int],
     per_host: int,
+    node: str | None = None,
 ) -> list[tuple[int, str]]:
     """Lease up to `slots` due upstreams: asked for first, then by due time.
 
+    Only those whose mirror is on storage node `node` when one is named (None: any).
     Hosts with `per_host` fetches running (`busy`, then these) are skipped. Returns
     (repository id, host) pairs; an upstream that is a repository here is host `local`.
     """
@@ -364,6 +378,7 @@ async def claim(
     rows = await session.execute(
         select(u.repository_id, u.url)
         .where(u.next_fetch_at <= at, u.dismissed == false(), _lease_free(at))
+        .where(true() if node is None else _on_node(node))
         .order_by(u.requested.desc(), u.next_fetch_at)
         .limit(slots * 4)
     )
@@ -384,15 +399,27 @@ async def claim(
     return taken
 
 
-async def claim_one(session: AsyncSession, owner: str, repository_id: int, at: datetime) -> bool:
-    """Lease repository `repository_id`'s upstream whether due or not; False when leased."""
+async def claim_one(
+    session: AsyncSession, owner: str, repository_id: int, at: datetime, node: str
+) -> bool:
+    """Lease repository `repository_id`'s upstream whether due or not.
+
+    False when leased, or when its mirror is not on storage node `node` (`mirror_node`).
+    """
     u = UpstreamSync
     claimed = await session.execute(
         update(u)
-        .where(u.repository_id == repository_id, _lease_free(at))
+        .where(u.repository_id == repository_id, _lease_free(at), _on_node(node))
         .values(lease_owner=owner, lease_until=at + LEASE, requested=False)
     )
     return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def mirror_node(session: AsyncSession, repository_id: int) -> str | None:
+    """The storage node holding the repository's mirror; None before it has one."""
+    return await session.scalar(
+        select(GitserverRepo.shard).where(GitserverRepo.repository_id == repository_id)
+    )
 
 
 async def renew(session: AsyncSession, owner: str, repository_id: int, at: datetime) -> None:

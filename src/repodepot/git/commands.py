@@ -556,11 +556,13 @@ async def ls_remote_heads(
     timeout: float | None = None,
     config: Sequence[tuple[str, str]] = (),
     local_source: bool = False,
+    node_secret: str | None = None,
 ) -> dict[str, Sha]:
     """The branches of `url` (without `refs/heads/`) and their commits.
 
     `patterns` (`main`, `release/*`) narrow the listing on the server (protocol v2
-    ref prefixes) and again here. Raises GitCommandError when the remote fails.
+    ref prefixes) and again here; `node_secret` authenticates a listing of another
+    storage node's mirror. Raises GitCommandError when the remote fails.
     """
     result = await runner.run(
         ["ls-remote", "--heads", "--", url, *(f"refs/heads/{p}" for p in patterns)],
@@ -568,6 +570,7 @@ async def ls_remote_heads(
         timeout=timeout,
         config=config,
         local_source=local_source,
+        node_secret=node_secret,
     )
     heads: dict[str, Sha] = {}
     for line in result.stdout.decode(errors="replace").splitlines():

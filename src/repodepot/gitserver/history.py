@@ -52,13 +52,7 @@ class History:
         upstream namespace, InvalidInput (field `per_page`) outside 1 to 100, NotFound
         before the first clone or when `ref` names no commit.
         """
-        if not 1 <= per_page <= MAX_PER_PAGE:
-            raise InvalidInput(
-                f"per_page must be between 1 and {MAX_PER_PAGE}, not {per_page}",
-                field="per_page",
-            )
-        if ref is not None:
-            _check_ref(ref)
+        check_request(ref, per_page)
         path = self._reads.mirror_dir(repository_id, name)
         rev = ref or "HEAD"
         try:
@@ -101,6 +95,17 @@ class History:
             if tags is not None:
                 return tags
         return await history.dated_tags(self._git, path)
+
+
+def check_request(ref: str | None, per_page: int) -> None:
+    """InvalidInput (field `per_page` or `ref`) for a log `History.commits` refuses."""
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise InvalidInput(
+            f"per_page must be between 1 and {MAX_PER_PAGE}, not {per_page}",
+            field="per_page",
+        )
+    if ref is not None:
+        _check_ref(ref)
 
 
 def _check_ref(ref: str) -> None:

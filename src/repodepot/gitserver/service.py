@@ -261,13 +261,25 @@ async def _raise_priority(session: AsyncSession, rows: Any, reason: QueueReason,
 
 
 async def adopt_in(
-    session: AsyncSession, repository_id: int, *, shard: str, at: datetime, interval: float
+    session: AsyncSession,
+    repository_id: int,
+    *,
+    shard: str,
+    at: datetime,
+    interval: float,
+    move_to: str | None = None,
 ) -> None:
-    """A mirror made elsewhere (an import's clone): cloned at `at`, fetched `interval` later."""
+    """A mirror made elsewhere (an import's clone): cloned at `at`, fetched `interval` later.
+
+    `move_to`: the node it belongs on, when not `shard` (where the import cloned it): it
+    is copied there as any move (`nodes.moves`).
+    """
     session.add(
         GitserverRepo(
             repository_id=repository_id,
             shard=shard,
+            move_to=move_to,
+            placed_at=at,
             clone_status=CloneStatus.cloned,
             last_fetched_at=at,
             last_changed_at=at,

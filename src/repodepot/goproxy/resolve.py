@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from repodepot.accounts import Principal
+from repodepot.accounts import Principal, operator
 from repodepot.db.models import Visibility
 from repodepot.exceptions import NotFound
 from repodepot.goproxy.records import Module
@@ -43,16 +43,41 @@ class Resolver:
         would otherwise serve the path). Raises NotFound when `path` is not a module
         path, when no readable repository's root matches, or when it is not cloned yet.
         """
-        try:
-            check_module_path(path)
-            prefix, path_major = split_major(path)
-        except BadPath as error:
-            raise NotFound(str(error)) from None
+        return self.module(await self.repository(principal, path), path)
+
+    async def repository(self, principal: Principal, path: str) -> RepositoryRecord:
+        """The readable repository that serves module `path`, from the database alone.
+
+        What `resolve` decides before it looks at the disk: a web process asks this,
+        then reads the mirror here (`module`) or on the storage node that holds it
+        (`resolve_in`). Raises NotFound as `resolve` does, but for a missing mirror.
+        """
+        prefix, _ = _split(path)
         repo = longest_root(
             await self._repositories.by_go_roots(principal, root_candidates(prefix))
         )
         if repo is None:
             raise NotFound(f"no repository here serves module {path}")
+        return repo
+
+    async def resolve_in(self, path: str, repository_id: int) -> Module:
+        """The module `path` in repository `repository_id`, whoever may read it.
+
+        For a storage node asked by a web process, which decided the caller's access
+        and the repository (`repository`): no access is checked here. Raises NotFound
+        when that repository's import root cannot serve `path` (it changed meanwhile,
+        or the repository is gone), or when its mirror is not on this disk.
+        """
+        prefix, _ = _split(path)
+        candidates = await self._repositories.by_go_roots(operator(), root_candidates(prefix))
+        repo = next((repo for repo in candidates if repo.id == repository_id), None)
+        if repo is None:
+            raise NotFound(f"no repository here serves module {path}")
+        return self.module(repo, path)
+
+    def module(self, repo: RepositoryRecord, path: str) -> Module:
+        """Module `path` in `repo`, which `repository` chose for it; NotFound before its clone."""
+        prefix, path_major = _split(path)
         root = repo.go_import_root or ""
         git_dir = self._storage.path(repo.id)
         if not git_dir.is_dir():
@@ -68,6 +93,15 @@ class Resolver:
             source_url=repo.source_url,
             public=repo.visibility == Visibility.public,
         )
+
+
+def _split(path: str) -> tuple[str, str]:
+    """`path` without its major-version suffix, and that suffix; NotFound if not a module path."""
+    try:
+        check_module_path(path)
+        return split_major(path)
+    except BadPath as error:
+        raise NotFound(str(error)) from None
 
 
 def root_candidates(prefix: str) -> list[str]:

@@ -61,6 +61,27 @@ class GoProxy:
         """
         return await self._resolver.resolve(principal, path)
 
+    async def repository(self, principal: Principal, path: str) -> RepositoryRecord:
+        """The readable repository that serves module `path`, from the database alone.
+
+        Raises NotFound as `resolve` does, but for a mirror not cloned yet: where the
+        mirror is (this disk or another node's) is the caller's next question.
+        """
+        return await self._resolver.repository(principal, path)
+
+    def module(self, repo: RepositoryRecord, path: str) -> Module:
+        """Module `path` in `repo` (from `repository`); NotFound when not on this disk."""
+        return self._resolver.module(repo, path)
+
+    async def resolve_in(self, path: str, repository_id: int) -> Module:
+        """Module `path` in repository `repository_id`, without an access check.
+
+        A storage node's answer to a web process that chose the repository for its
+        caller (`repository`). Raises NotFound when that repository does not serve
+        `path` or its mirror is not on this disk.
+        """
+        return await self._resolver.resolve_in(path, repository_id)
+
     async def versions(self, module: Module) -> list[str]:
         """What `@v/list` answers: the tag versions, `+incompatible` ones included."""
         return await self._code.versions(module)

@@ -8,7 +8,7 @@ RETURNING; a count of 0 rows tells the worker the job was cancelled meanwhile.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,7 @@ from repodepot.db.models import ImportJob, ImportSecret, ImportStatus, Visibilit
 from repodepot.events import Broker, Event, Subscription
 from repodepot.exceptions import AlreadyExists, NotFound, PermissionDenied
 from repodepot.git.urls import Source, parse_source
-from repodepot.gitserver.service import adopt_in
+from repodepot.gitserver.service import Placement, adopt_in
 from repodepot.imports.errors import JobFinished, QueueFull, QuotaFull
 from repodepot.imports.records import ImportJobRecord
 from repodepot.imports.validation import validate_name
@@ -78,6 +78,9 @@ class Imports:
         self._box = box
         self._settings = settings
         self._postgres = not is_sqlite(settings.sqlalchemy_url)
+        # Where a new mirror belongs (`Gitserver.placement`, wired by Services): the clone
+        # lands on this worker's node, and a move to its owner starts with the job's end.
+        self.placement: Callable[[], Awaitable[Placement]] | None = None
 
     # -- requests -------------------------------------------------------------------------
 
@@ -388,6 +391,8 @@ class Imports:
         """
         now = datetime.now(UTC)
         placed: int | None = None
+        # Read before the transaction: on SQLite it holds the one writer.
+        where = await self.placement() if self.placement is not None else None
         try:
             async with self.worker_sessions.begin() as session:
                 repository_id = await repositories.insert_in(
@@ -428,12 +433,14 @@ class Imports:
                         username=username,
                         token=token,
                     )
+                here = self._settings.node_name
                 await adopt_in(
                     session,
                     repository_id,
-                    shard=self._settings.node_name,
+                    shard=here,
                     at=now,
                     interval=self._settings.update_min_interval,
+                    move_to=_owner_elsewhere(where, repository_id, here),
                 )
                 await audit.record(
                     session,
@@ -561,3 +568,11 @@ def _credential(source: Source, token: str | None, username: str | None) -> tupl
     if source.username and not token:
         return DEFAULT_USERNAME, source.username  # `https://TOKEN@host/…`
     return None
+
+
+def _owner_elsewhere(where: Placement | None, repository_id: int, here: str) -> str | None:
+    """The node a new import's mirror moves to from this worker's node; None: it stays."""
+    if where is None or not where.nodes:
+        return None
+    target = where.node_of(repository_id)
+    return None if target == here else target

@@ -1,4 +1,4 @@
-"""Reads forwarded to the storage node that holds the mirror: smart HTTP, EnsureRevision.
+"""Reads forwarded to the storage node holding the mirror: smart HTTP, EnsureRevision, exec, Go.
 
 Every web process answers every repository's URL. When the mirror lives on another node
 (or this process has no gitserver role), `Forwarder` sends the read to that node's
@@ -7,6 +7,8 @@ as it arrives; the client's body goes to the node as it arrives too, so neither 
 nor a negotiation is ever whole in this process. The caller's own token never leaves:
 who may read was decided here, before forwarding. `node_of` says which reads go where.
 EnsureRevision's answer is a small JSON document, read whole (at most `MAX_ANSWER`).
+An exec's output and a Go proxy answer (a module zip among them) are relayed as they
+arrive, as a pack is; an exec's refusals come back as the errors a local one raises.
 
 A node's address and state come from the registry (`NodeDirectory`, kept `ADDRESS_TTL`).
 Its URL is an admin's setting (REPODEPOT_NODE_URL), not user input, so these calls do
@@ -36,8 +38,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Send
 
 from repodepot.db.models import NodeState
-from repodepot.exceptions import InvalidInput, NotFound, Unavailable
+from repodepot.exceptions import InvalidInput, NotFound, TooManyRequests, Unavailable
 from repodepot.git.revisions import check_plain_revision
+from repodepot.gitserver.allowlist import check_exec
 from repodepot.gitserver.reads import Commit
 from repodepot.logs import request_id
 from repodepot.nodes.registry import NodeRecord
@@ -51,6 +54,8 @@ ADDRESS_TTL = 2.0
 """Seconds the nodes' addresses and states are kept: a node marked dead is seen within this."""
 CONNECT_TIMEOUT = 5.0
 UPLOAD_PACK = "git-upload-pack"
+OUTPUT_CAP = "x-repodepot-output-cap"
+"""The header of an exec's answer naming its output's cap in bytes."""
 MAX_ANSWER = 64 << 10
 """The most of a node's EnsureRevision answer read: a commit's JSON is far smaller."""
 # What of a node's answer reaches the client; the rest (its request id, its server's
@@ -62,6 +67,11 @@ _CLIENT_ERRORS = frozenset({400, 413, 415})
 _STREAMED = frozenset({200}) | _CLIENT_ERRORS
 # EnsureRevision's: the commit, none, or a revision the node refuses.
 _ENSURED = frozenset({200, 404, 422})
+# An exec's: its output, git's refusal, or past the node's share of execs at once.
+_EXECUTED = frozenset({200, 422, 429})
+# The Go proxy's answers, each the go command's to read as the node gave it (its 404s
+# and 410s are the protocol's "not here" and "gone").
+_GOPROXY = frozenset({200, 304, 404, 410, 422})
 _COMMIT_FIELDS: dict[str, type] = {
     "sha": str,
     "author_name": str,
@@ -215,6 +225,64 @@ class Forwarder:
             raise InvalidInput(message, field="rev")
         raise NotFound(message)
 
+    async def exec(
+        self,
+        node: str,
+        repository_id: int,
+        name: str,
+        args: list[str],
+        *,
+        user_id: int,
+        max_bytes: int,
+    ) -> Response:
+        """`git ARGS` run by node `node` in repository `name`'s mirror, its output relayed.
+
+        The node counts it against `user_id`'s share and its own, and sends at most
+        `max_bytes` (its `X-Repodepot-Output-Cap` says so, as a local exec's does).
+        Raises InvalidInput naming the argument `check_exec` refuses, before any call;
+        InvalidInput (field `args`) with git's words when git fails before any output;
+        TooManyRequests when the node runs too many at once; NotFound when it has no
+        mirror yet; NodeUnavailable when it cannot answer.
+        """
+        check_exec(args)
+        headers = _headers(None)
+        headers["content-type"] = "application/json"
+        content = json.dumps({"args": args, "user_id": user_id, "max_bytes": max_bytes})
+        path = f"/internal/repos/{repository_id}/exec"
+        upstream = await self.open(
+            node, "POST", path, headers, name=name, passed=_EXECUTED, content=content.encode()
+        )
+        if upstream.status_code == 200:
+            return _Relayed(upstream, node=node, also=(OUTPUT_CAP,))
+        retry_after = _retry_after(upstream.headers)
+        body = await self.read_small(upstream, node, name)
+        if upstream.status_code == 429:  # the node's words, in plain text
+            raise TooManyRequests(body.decode(errors="replace").strip(), retry_after=retry_after)
+        refused = _refusal(body)
+        if refused is None:
+            _log_failure(node, "answered 422 without an error", None)
+            raise _unavailable(name, node, "cannot answer")
+        message, field = refused
+        raise InvalidInput(
+            message.replace(repr(internal_name(repository_id)), repr(name)), field=field
+        )
+
+    async def goproxy(
+        self, node: str, repository_id: int, name: str, rest: str, if_none_match: str | None
+    ) -> Response:
+        """Node `node`'s answer to GOPROXY request `/goproxy/{rest}`, relayed as it arrives.
+
+        The node serves the module from repository `name` (chosen here, for the caller:
+        the node checks no access), with its status, content type, cache control and
+        ETag; `if_none_match` is the client's. Raises NodeUnavailable when it cannot answer.
+        """
+        headers = _headers(None)
+        if if_none_match is not None:
+            headers["if-none-match"] = if_none_match
+        path = f"/internal/goproxy/{repository_id}/{quote(rest, safe='/!@+~')}"
+        upstream = await self.open(node, "GET", path, headers, name=name, passed=_GOPROXY)
+        return _Relayed(upstream, node=node, also=("etag",))
+
     async def read_small(self, upstream: httpx.Response, node: str, name: str) -> bytes:
         """The node's whole answer, at most MAX_ANSWER bytes; raises NodeUnavailable."""
         body = bytearray()
@@ -260,7 +328,7 @@ class Forwarder:
         *,
         name: str,
         passed: frozenset[int],
-        content: AsyncIterator[bytes] | None = None,
+        content: AsyncIterator[bytes] | bytes | None = None,
     ) -> httpx.Response:
         """The node's answer, its body not read yet, when its status is one of `passed`.
 
@@ -310,13 +378,13 @@ class Forwarder:
         raise _unavailable(name, node, shown)
 
 
-def relayed(upstream: httpx.Response, node: str) -> Response:
+def relayed(upstream: httpx.Response, node: str, *, also: tuple[str, ...] = ()) -> Response:
     """`upstream` (from `Forwarder.open`) relayed to the client as it arrives.
 
     Cut short when the node breaks it off; only its content type and cache control are
-    passed on.
+    passed on, and the headers named in `also`.
     """
-    return _Relayed(upstream, node=node)
+    return _Relayed(upstream, node=node, also=also)
 
 
 def request_headers() -> dict[str, str]:
@@ -336,6 +404,24 @@ def _commit(body: bytes, node: str, name: str) -> Commit:
         _log_failure(node, "answered something other than a commit", None)
         raise _unavailable(name, node, "cannot answer")
     return Commit(**{key: found[key] for key in _COMMIT_FIELDS})
+
+
+def _refusal(body: bytes) -> tuple[str, str | None] | None:
+    """The message and field of a node's JSON error (`web.errors.error_body`); None if not one."""
+    try:
+        found: Any = json.loads(body)
+    except ValueError:
+        return None
+    error = found.get("error") if isinstance(found, dict) else None
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return None
+    field = error.get("field")
+    return error["message"], field if isinstance(field, str) else None
+
+
+def _retry_after(headers: Mapping[str, str]) -> int:
+    value = headers.get("retry-after", "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 6 else 1
 
 
 def _headers(protocol: str | None) -> dict[str, str]:
@@ -375,11 +461,11 @@ class _Relayed(StreamingResponse):
     an unfinished answer (uvicorn logs that the response was not completed).
     """
 
-    def __init__(self, upstream: httpx.Response, *, node: str) -> None:
+    def __init__(self, upstream: httpx.Response, *, node: str, also: tuple[str, ...] = ()) -> None:
         super().__init__(
             _chunks(upstream, node),
             status_code=upstream.status_code,
-            headers=_relayed_headers(upstream.headers),
+            headers=_relayed_headers(upstream.headers, _RELAYED_HEADERS + also),
         )
         self._upstream = upstream
 
@@ -396,8 +482,8 @@ class _Relayed(StreamingResponse):
                 await self._upstream.aclose()
 
 
-def _relayed_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {key: headers[key] for key in _RELAYED_HEADERS if key in headers}
+def _relayed_headers(headers: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    return {key: headers[key] for key in names if key in headers}
 
 
 async def _chunks(upstream: httpx.Response, node: str) -> AsyncIterator[bytes]:

@@ -13,6 +13,13 @@ the same streaming, the same body bounds). A mirror this node does not hold is 4
 - `GET /internal/repos/{id}/commits/{rev}`: EnsureRevision (`Reads.ensure_revision`),
   the commit as JSON; 422 for a revision that is not plain, 404 for no commit or no
   mirror, in the app's words (plain text), naming the repository `forward.internal_name`.
+- `POST /internal/repos/{id}/exec` with `{"args", "user_id", "max_bytes"}`: a read-only
+  git command's output (`web.api.repos.exec_output`), streamed, at most `max_bytes`,
+  counted against `user_id`'s and this process's share (429, plain text, Retry-After);
+  a refusal is 422 with the API's JSON error (its message and field), no mirror 404.
+- `GET /internal/goproxy/{id}/{rest}`: GOPROXY request `/goproxy/{rest}` answered as the
+  public route answers it (`web.goproxy.answer`), from repository `id`, which the web
+  process chose for its caller: no access is checked here.
 
 Every request carries `Authorization: Bearer <REPODEPOT_INTERNAL_SECRET>`, compared in
 constant time; without it, with another, or when this process has no secret, the answer
@@ -26,15 +33,30 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field, ValidationError
 
-from repodepot.exceptions import NotFound
+from repodepot.exceptions import InvalidInput, NotFound
+from repodepot.goproxy.records import Module
 from repodepot.nodes.forward import internal_name
+from repodepot.web.api.repos import exec_output
 from repodepot.web.deps import services
+from repodepot.web.errors import error_body
+from repodepot.web.goproxy import answer
 from repodepot.web.smarthttp import MAX_REQUEST, UPLOAD_PACK, advertisement, git_protocol, pack
 
 router = APIRouter(prefix="/internal", include_in_schema=False)
 NO_SECRET = "internal calls are refused: this node has no REPODEPOT_INTERNAL_SECRET\n"
 WRONG_SECRET = "internal calls need 'Authorization: Bearer <REPODEPOT_INTERNAL_SECRET>'\n"
+MAX_EXEC_REQUEST = 1 << 20
+"""An exec request's body, at most: 64 arguments of 4 KiB (`allowlist`) fit four times."""
+
+
+class ExecCall(BaseModel):
+    """What a web process sends to run an exec here (`Forwarder.exec`)."""
+
+    args: list[str]
+    user_id: int
+    max_bytes: int = Field(ge=1)
 
 
 def refusal(request: Request) -> Response | None:
@@ -107,3 +129,47 @@ async def ensure_revision(request: Request, repository_id: str, rev: str) -> Res
         return _not_here(request, key)
     commit = await services(request).reads.ensure_revision(key, internal_name(key), rev)
     return JSONResponse(asdict(commit))
+
+
+@router.post("/repos/{repository_id}/exec", max_body_size=MAX_EXEC_REQUEST)
+async def exec_git(request: Request, repository_id: str) -> Response:
+    """A read-only git command's output from a mirror on this node, streamed.
+
+    Its body is read after the secret is checked (a declared body would be validated
+    before). Errors: 400 for a body that is not an `ExecCall`, 422 as the API's JSON
+    error, 429 and 404 in plain text.
+    """
+    if (refused := refusal(request)) is not None:
+        return refused
+    key = _repository_id(repository_id)
+    if key is None:
+        return _not_here(request, key)
+    try:
+        call = ExecCall.model_validate_json(await request.body())
+    except ValidationError as error:
+        return PlainTextResponse(f"not an exec request: {error}\n", status_code=400)
+    reads = services(request).reads
+    try:
+        return await exec_output(
+            reads, key, internal_name(key), call.args, user_id=call.user_id, cap=call.max_bytes
+        )
+    except InvalidInput as error:
+        return JSONResponse(error_body(error.code, error.message, error.field), status_code=422)
+    except NotFound:
+        return _not_here(request, key)
+
+
+@router.get("/goproxy/{repository_id}/{rest:path}")
+async def goproxy(request: Request, repository_id: str, rest: str) -> Response:
+    """GOPROXY request `/goproxy/{rest}` served from repository `repository_id` on this node."""
+    if (refused := refusal(request)) is not None:
+        return refused
+    key = _repository_id(repository_id)
+    if key is None:
+        return _not_here(request, key)
+    proxy = services(request).goproxy
+
+    async def find(path: str) -> Module:
+        return await proxy.resolve_in(path, key)
+
+    return await answer(request, rest, find)

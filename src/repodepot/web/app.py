@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from repodepot import __version__, composition
 from repodepot.metrics import Metrics
-from repodepot.nodes import internal
+from repodepot.nodes import internal, internal_reads
 from repodepot.services import Services
 from repodepot.settings import Settings, ensure_secret_key
 from repodepot.web import (
@@ -136,6 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     if "gitserver" in settings.roles:  # the node's own reads, for the web processes
         app.include_router(internal.router)
+        app.include_router(internal_reads.router)
     app.mount(apidocs.ASSETS_PATH, StaticFiles(directory=apidocs.ASSETS_DIR), name="swagger")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(

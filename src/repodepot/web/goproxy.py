@@ -15,19 +15,24 @@ module the caller may not read (no token, which is the basic-auth password as `.
 sends it, or a member's who is not its owner) answers exactly as a missing one, status
 and words, for all five requests.
 `/goproxy/sumdb/…` is 404, so the go command asks its checksum database directly.
+
+The caller's access and the repository are decided here, from the database; a mirror
+another storage node holds is served there (`nodes.forward`, `nodes.internal`) and its
+answer relayed as it arrives, a zip included; 503 with Retry-After while it cannot answer.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 
-from repodepot.accounts import Principal
-from repodepot.exceptions import NotAuthenticated, NotFound
-from repodepot.goproxy.records import ModuleUnservable, VersionGone
+from repodepot.exceptions import NotAuthenticated, NotFound, Unavailable
+from repodepot.goproxy.records import Module, ModuleUnservable, VersionGone
 from repodepot.goproxy.versions import BadPath, unescape
+from repodepot.nodes.forward import node_of
 from repodepot.web.deps import services
 from repodepot.web.smarthttp import request_caller
 
@@ -39,8 +44,12 @@ SUMDB = (
 IMMUTABLE = "max-age=31536000, immutable"
 
 
-def _text(message: str, status: int) -> PlainTextResponse:
-    return PlainTextResponse(message.rstrip("\n") + "\n", status_code=status)
+def _text(message: str, status: int, headers: dict[str, str] | None = None) -> PlainTextResponse:
+    return PlainTextResponse(message.rstrip("\n") + "\n", status_code=status, headers=headers)
+
+
+Finder = Callable[[str], Awaitable[Module | Response]]
+"""Module path → the module to serve here, or the answer of the node that serves it."""
 
 
 @router.get("/goproxy/{rest:path}")
@@ -48,22 +57,38 @@ async def goproxy(request: Request, rest: str) -> Response:
     """One GOPROXY request; see the module docstring."""
     if rest.startswith("sumdb/"):
         return _text(SUMDB, 404)
-    if rest.endswith("/@latest"):
-        escaped_module, what, escaped_version = rest.removesuffix("/@latest"), "latest", ""
-    elif "/@v/" in rest:
-        escaped_module, _, tail = rest.rpartition("/@v/")
-        if tail == "list":
-            what, escaped_version = "list", ""
-        else:
-            escaped_version, dot, what = tail.rpartition(".")
-            if not dot or what not in ("info", "mod", "zip"):
-                return _text(f"not a GOPROXY request: /goproxy/{rest}", 404)
-    else:
+
+    async def find(path: str) -> Module | Response:
+        svc = services(request)
+        proxy = svc.goproxy
+        repo = await proxy.repository(await request_caller(request), path)
+        node = await node_of(svc, repo.id)
+        if node is None:
+            return proxy.module(repo, path)
+        etag = request.headers.get("if-none-match")
+        return await svc.forwarder.goproxy(node, repo.id, repo.name, rest, etag)
+
+    return await answer(request, rest, find)
+
+
+async def answer(request: Request, rest: str, find: Finder) -> Response:
+    """The answer to GOPROXY request `/goproxy/{rest}`, with the module `find` gives.
+
+    Errors are the protocol's plain text (the module docstring's statuses); 401 for a
+    token that is not valid, 503 with Retry-After while the node holding the mirror
+    cannot answer. A storage node answers a web process's forwarded request with this,
+    its `find` trusting the repository the web process chose.
+    """
+    parsed = _parse(rest)
+    if parsed is None:
         return _text(f"not a GOPROXY request: /goproxy/{rest}", 404)
+    escaped_module, what, escaped_version = parsed
     try:
         path, version = unescape(escaped_module), unescape(escaped_version)
-        caller = await request_caller(request)
-        return await _answer(request, caller, path, what, version)
+        found = await find(path)
+        if isinstance(found, Response):
+            return found
+        return await _answer(request, found, what, version)
     except BadPath as error:
         return _text(str(error), 404)
     except NotAuthenticated:
@@ -74,13 +99,27 @@ async def goproxy(request: Request, rest: str) -> Response:
         return _text(error.message, 410)
     except ModuleUnservable as error:
         return _text(error.message, 422)
+    except Unavailable as error:
+        return _text(error.message, 503, headers={"Retry-After": str(error.retry_after)})
 
 
-async def _answer(
-    request: Request, caller: Principal, path: str, what: str, version: str
-) -> Response:
+def _parse(rest: str) -> tuple[str, str, str] | None:
+    """The escaped module path, the request (`list`, `info`, ...) and the escaped version."""
+    if rest.endswith("/@latest"):
+        return rest.removesuffix("/@latest"), "latest", ""
+    if "/@v/" not in rest:
+        return None
+    escaped_module, _, tail = rest.rpartition("/@v/")
+    if tail == "list":
+        return escaped_module, "list", ""
+    escaped_version, dot, what = tail.rpartition(".")
+    if not dot or what not in ("info", "mod", "zip"):
+        return None
+    return escaped_module, what, escaped_version
+
+
+async def _answer(request: Request, module: Module, what: str, version: str) -> Response:
     proxy = services(request).goproxy
-    module = await proxy.resolve(caller, path)
     if what == "list":
         listed = await proxy.versions(module)
         return PlainTextResponse("".join(f"{v}\n" for v in listed))
@@ -91,14 +130,14 @@ async def _answer(
     if what == "mod":
         data = await proxy.go_mod(module, version)
         return Response(data, media_type="text/plain; charset=utf-8")
-    answer = await proxy.zip(module, version)
+    zipped = await proxy.zip(module, version)
     headers = {
-        "ETag": answer.etag,
+        "ETag": zipped.etag,
         "Cache-Control": ("public, " if module.public else "private, ") + IMMUTABLE,
     }
-    if request.headers.get("if-none-match") == answer.etag:
+    if request.headers.get("if-none-match") == zipped.etag:
         return Response(status_code=304, headers=headers)
-    if answer.path is not None:
-        return FileResponse(answer.path, media_type="application/zip", headers=headers)
-    assert answer.stream is not None
-    return StreamingResponse(answer.stream, media_type="application/zip", headers=headers)
+    if zipped.path is not None:
+        return FileResponse(zipped.path, media_type="application/zip", headers=headers)
+    assert zipped.stream is not None
+    return StreamingResponse(zipped.stream, media_type="application/zip", headers=headers)

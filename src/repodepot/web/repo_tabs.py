@@ -1,7 +1,9 @@
 """What each tab of a repository's page shows: overview, branches, upstream.
 
 The route (`pages.repo_page`) picks the tab; these gather its facts from the services.
-A mirror not cloned yet, or an empty one, gives a sentence to show, never an error page.
+A mirror not cloned yet, or an empty one, gives a sentence to show, never an error page;
+so does one on a storage node that cannot answer now. A mirror on another node is read
+there (`nodes.internal_reads`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any, Literal
 from repodepot.accounts import Principal
 from repodepot.branches.service import BranchPage, TrackedBranch
 from repodepot.clock import now
-from repodepot.exceptions import NotFound
+from repodepot.exceptions import NotFound, Unavailable
+from repodepot.nodes import internal_reads
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 
@@ -27,6 +30,7 @@ TABS: tuple[tuple[Tab, str], ...] = (
 RECENT_COMMITS = 20
 SHOWN_TAGS = 50
 BRANCHES_PER_PAGE = 30
+UNAVAILABLE = "Its storage node cannot answer now: try again shortly."
 
 _UNITS = (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400), ("hour", 3600))
 
@@ -60,13 +64,16 @@ async def overview(svc: Services, repo: RepositoryRecord, *, base_url: str) -> d
         "tag_count": 0,
         "history_note": None,
     }
-    try:  # side by side: each may be a git process
+    try:  # side by side: each may be a git process, or a call to the mirror's node
         commits, tags = await asyncio.gather(
-            svc.history.commits(repo.id, repo.name, None, RECENT_COMMITS),
-            svc.history.tags(repo.id, repo.name),
+            internal_reads.commits(svc, repo, None, RECENT_COMMITS),
+            internal_reads.tags(svc, repo),
         )
     except NotFound:
         context["history_note"] = "Not cloned yet: its commits and tags show once it is."
+        return context
+    except Unavailable:
+        context["history_note"] = UNAVAILABLE
         return context
     if not commits:
         context["history_note"] = "This repository is empty: it has no commits yet."
@@ -89,7 +96,8 @@ async def branches(
 ) -> dict[str, Any]:
     """A page of branches with ahead/behind against the default branch, and its bar scale."""
     try:
-        page = await svc.branches.list_branches(
+        page = await internal_reads.branch_page(
+            svc,
             caller,
             repo.name,
             q=filters.q or None,
@@ -100,6 +108,14 @@ async def branches(
         )
     except NotFound:
         return {"branch_page": None, "filters": filters, "scale": 1, "last_page": 1}
+    except Unavailable:
+        return {
+            "branch_page": None,
+            "filters": filters,
+            "scale": 1,
+            "last_page": 1,
+            "branches_note": UNAVAILABLE,
+        }
     return {
         "branch_page": page,
         "filters": filters,

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from repodepot.nodes import internal_reads
 from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import PageDep, PrincipalDep, ReaderDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES, error_responses
@@ -140,10 +141,11 @@ async def list_branches(
     """Every branch with its head commit and ahead/behind against the default branch.
 
     The default branch comes first. Counts for all branches of a page are computed at
-    once and kept by commit pair, so a branch that did not move costs nothing.
+    once and kept by commit pair, so a branch that did not move costs nothing. A mirror
+    on another storage node is read there (503 with Retry-After while it cannot answer).
     """
-    page = await svc.branches.list_branches(
-        caller, name, q=q, sort=sort, state=state, page=paging.page, per_page=paging.per_page
+    page = await internal_reads.branch_page(
+        svc, caller, name, q=q, sort=sort, state=state, page=paging.page, per_page=paging.per_page
     )
     return PageOut[BranchOut].model_validate(page, from_attributes=True)
 
@@ -204,6 +206,7 @@ async def fetch_upstream(name: str, caller: PrincipalDep, svc: ServicesDep) -> F
 @router.get("/api/repos/{name:path}/sync-status", summary="Branches against the upstream")
 async def sync_status(name: str, caller: ReaderDep, svc: ServicesDep) -> SyncStatusOut:
     """The upstream and each tracked branch's counts, as of the last fetch (no git runs)."""
+    # Rows, not the mirror: answered here whichever storage node holds it.
     return SyncStatusOut.model_validate(await svc.branches.sync_status(caller, name))
 
 

@@ -12,9 +12,12 @@ from fastapi.responses import Response, StreamingResponse
 from repodepot.accounts import Principal
 from repodepot.exceptions import InvalidInput, NotFound
 from repodepot.git.errors import GitError
+from repodepot.gitserver.allowlist import check_exec
+from repodepot.gitserver.reads import Reads
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.service import MirrorState
-from repodepot.nodes.forward import node_of
+from repodepot.nodes import internal_reads
+from repodepot.nodes.forward import OUTPUT_CAP, node_of
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 from repodepot.storage import MAX_NAME, validate_repo_name
@@ -90,7 +93,7 @@ async def list_commits(
     names nothing, 422 for a ref that is not a plain revision or names `refs/upstream/`.
     """
     repo = await svc.repositories.get(caller, name)
-    commits = await svc.history.commits(repo.id, repo.name, ref, per_page)
+    commits = await internal_reads.commits(svc, repo, ref, per_page)
     return CommitLogOut.model_validate({"items": commits, "ref": ref or repo.default_branch})
 
 
@@ -98,7 +101,7 @@ async def list_commits(
 async def list_tags(name: str, caller: ReaderDep, svc: ServicesDep) -> TagsOut:
     """Every tag of a commit, newest first; 404 before the first clone."""
     repo = await svc.repositories.get(caller, name)
-    return TagsOut.model_validate({"items": await svc.history.tags(repo.id, repo.name)})
+    return TagsOut.model_validate({"items": await internal_reads.tags(svc, repo)})
 
 
 @router.get("/api/repos/{name:path}/commits/{rev:path}", summary="EnsureRevision")
@@ -121,27 +124,48 @@ async def get_commit(name: str, rev: str, caller: ReaderDep, svc: ServicesDep) -
 @router.post(
     "/api/repos/{name:path}/exec",
     summary="Run a read-only git command",
-    responses=error_responses(429),
+    responses=error_responses(429, 503),
 )
-async def exec_git(
-    name: str, body: ExecIn, caller: PrincipalDep, svc: ServicesDep
-) -> StreamingResponse:
+async def exec_git(name: str, body: ExecIn, caller: PrincipalDep, svc: ServicesDep) -> Response:
     """Run `git ARGS` in the mirror and stream its output (`application/octet-stream`).
 
     Allowed: log, show, rev-parse, rev-list, ls-tree, cat-file, diff, blame, grep,
     for-each-ref, archive; options that write files, run programs or reach outside the
     repository are refused with 422 naming the argument. Output past `exec_max_bytes`
     is cut (the `X-Repodepot-Output-Cap` header says where); a command that fails before
-    writing anything answers 422 with git's message.
+    writing anything answers 422 with git's message. A mirror on another storage node
+    runs it there (503 with Retry-After while that node cannot answer).
     """
     repo = await svc.repositories.get(caller, name)
-    output = svc.reads.exec(repo.id, repo.name, body.args, user_id=caller.user.id)
+    # Refused the same wherever the mirror is, and whether or not its node can answer.
+    check_exec(body.args)
+    cap = svc.settings.exec_max_bytes
+    node = await node_of(svc, repo.id)
+    if node is not None:
+        return await svc.forwarder.exec(
+            node, repo.id, repo.name, body.args, user_id=caller.user.id, max_bytes=cap
+        )
+    return await exec_output(
+        svc.reads, repo.id, repo.name, body.args, user_id=caller.user.id, cap=cap
+    )
+
+
+async def exec_output(
+    reads: Reads, repository_id: int, name: str, args: list[str], *, user_id: int, cap: int
+) -> StreamingResponse:
+    """The output of `git ARGS` in the mirror on this node's disk, streamed, at most `cap` bytes.
+
+    Answered once git wrote its first bytes (or ended). Raises InvalidInput naming the
+    argument refused, or (field `args`) with git's words when it fails before writing
+    anything; NotFound (naming `name`) before the first clone; TooManyRequests past this
+    process's or `user_id`'s share of execs at once.
+    """
+    output = reads.exec(repository_id, name, args, user_id=user_id)
     try:
         first = await anext(output, b"")
     except GitError as error:
         await output.aclose()
         raise InvalidInput(error.message, field="args") from None
-    cap = svc.settings.exec_max_bytes
 
     async def capped() -> AsyncIterator[bytes]:
         sent = 0
@@ -162,7 +186,7 @@ async def exec_git(
     return StreamingResponse(
         capped(),
         media_type="application/octet-stream",
-        headers={"X-Repodepot-Output-Cap": str(cap)},
+        headers={OUTPUT_CAP: str(cap)},
     )
 
 
