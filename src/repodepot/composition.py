@@ -19,6 +19,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from repodepot.branches.loop import UpstreamLoop
+from repodepot.branches.service import REQUESTED
 from repodepot.codehosts.loop import SyncLoop
 from repodepot.db.base import is_sqlite
 from repodepot.db.maintenance import SqliteMaintenance
@@ -114,6 +115,7 @@ def _gitserver(services: Services, background: Background) -> None:
     background.add(updates, "update-loop")
     upstreams = UpstreamLoop.from_services(services, gate=gate, changed=DatabaseWatch(url).changed)
     services.branches.on_request(upstreams.wake)
+    services.broker.listen(REQUESTED, lambda _event: upstreams.wake())
     branches = services.branches
 
     async def mirror_moved(repository_id: int) -> None:

@@ -17,6 +17,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
 logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
@@ -25,6 +28,21 @@ QUEUE_SIZE = 64
 
 
 Order = Callable[[Event], tuple[int, ...]]
+
+
+async def notify_in(session: AsyncSession, topic: str, data: Event) -> None:
+    """On PostgreSQL, publish `data` on `topic` in every process when `session` commits.
+
+    Delivered at commit, never if the transaction rolls back, to each process's broker
+    (`PostgresRelay`), this one's included. On SQLite (one process) nothing is sent: the
+    caller wakes its own listeners.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    payload = json.dumps({"topic": topic, "data": data})
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
+    )
 
 
 def by_seq(event: Event) -> tuple[int, ...]:

@@ -118,28 +118,35 @@ async def test_branches_history_and_upstreams_are_read_on_the_node_holding_the_m
         refused = await _json(http, f"{web.url}/api/repos/{first}/commits?ref=upstream/x", 422)
         assert refused["error"]["field"] == "ref"
 
-        # A fork on one node tracking a parent on the same node: fetched by that node only
-        # (the other one's loop never leases it), its counts shown through web.
+        # A fork tracking a parent on its own node, and one tracking a parent on the other
+        # node: each fetched by its own node only (the other's loop never leases it), the
+        # second from the other node's internal smart HTTP, their counts shown through web.
         fork, parent = [n for n in ids if on[n] == NODES[1]][:2]
-        put = await http.put(
-            f"{web.url}/api/repos/{fork}/upstream", json={"repository": parent}, headers=AUTH
-        )
-        assert put.status_code == 200, put.text
+        far_fork = next(n for n in ids if on[n] == NODES[0] and n != first)
+        for mine, theirs in ((fork, parent), (far_fork, parent)):
+            put = await http.put(
+                f"{web.url}/api/repos/{mine}/upstream", json={"repository": theirs}, headers=AUTH
+            )
+            assert put.status_code == 200, put.text
 
-        async def counted() -> dict[str, Any]:
-            status = await _json(http, f"{web.url}/api/repos/{fork}/sync-status")
-            assert status["upstream"]["last_error"] is None, status
-            assert status["branches"] and status["branches"][0]["ahead"] is not None, status
-            return dict(status["branches"][0])
+        def counted(name: str) -> Any:
+            async def check() -> dict[str, Any]:
+                status = await _json(http, f"{web.url}/api/repos/{name}/sync-status")
+                assert status["upstream"]["last_error"] is None, status
+                assert status["branches"] and status["branches"][0]["ahead"] is not None, status
+                return dict(status["branches"][0])
 
-        # The web process cannot wake the node's upstream loop (in-process wake-ups only):
-        # the node looks at the table within its idle ceiling (60 s).
-        pair = await eventually(counted, timeout=75, interval=0.5)
-        mine, theirs = (served / f"{n.removeprefix('acme/')}.git" for n in (fork, parent))
-        # Unrelated histories: every commit of each side is the other's missing one.
-        assert pair["ahead"] == int(git("rev-list", "--count", "HEAD", cwd=mine))
-        assert pair["behind"] == int(git("rev-list", "--count", "HEAD", cwd=theirs))
-        assert pair["upstream_sha"] == git("rev-parse", "HEAD", cwd=theirs).strip()
+            return check
+
+        # Setting an upstream through web wakes the node's loop (NOTIFY): well within its
+        # 60 s idle ceiling.
+        for name in (fork, far_fork):
+            pair = await eventually(counted(name), timeout=20, interval=0.3)
+            mine, theirs = (served / f"{n.removeprefix('acme/')}.git" for n in (name, parent))
+            # Unrelated histories: every commit of each side is the other's missing one.
+            assert pair["ahead"] == int(git("rev-list", "--count", "HEAD", cwd=mine))
+            assert pair["behind"] == int(git("rev-list", "--count", "HEAD", cwd=theirs))
+            assert pair["upstream_sha"] == git("rev-parse", "HEAD", cwd=theirs).strip()
 
         # The internal routes answer only to the internal secret.
         node = nodes[NODES[0]]

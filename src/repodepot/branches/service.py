@@ -41,13 +41,13 @@ from typing import Literal, Protocol
 
 from sqlalchemy import Connection
 
-from repodepot import audit, repositories
+from repodepot import audit, events, repositories
 from repodepot.accounts import Principal
 from repodepot.branches import store, trace2, tracking
 from repodepot.branches.counts import Counter, Pair
 from repodepot.branches.store import PairRow, Sealed, StatusRow, UpstreamRecord
 from repodepot.clock import now
-from repodepot.db.base import Sessions, in_transaction
+from repodepot.db.base import Sessions, in_transaction, is_sqlite
 from repodepot.exceptions import InvalidInput, NotFound, RepodepotError, Unavailable
 from repodepot.git import commands
 from repodepot.git.commands import AheadBehind, RefHead
@@ -65,6 +65,8 @@ from repodepot.settings import Settings
 from repodepot.storage import Storage
 
 logger = logging.getLogger(__name__)
+REQUESTED = "branches:requested"
+"""The event topic of an asked-for upstream fetch (PostgreSQL NOTIFY, for nodes elsewhere)."""
 
 STALE_AFTER = timedelta(days=90)
 MAX_PER_PAGE = 100
@@ -236,6 +238,17 @@ class Branches:
     def on_request(self, wake: Callable[[], None]) -> None:
         """Call `wake` when a fetch is asked for (the loop's wake-up)."""
         self._wake = wake
+
+    async def _requested(self) -> None:
+        """A fetch was asked for: wake this process's loop, and on PostgreSQL the others'.
+
+        The upstream's node may be another process (its mirror's): it listens for
+        REQUESTED (`composition`), else it would see the request at its next idle look.
+        """
+        self._wake()
+        if not is_sqlite(self._settings.sqlalchemy_url):
+            async with self._sessions.begin() as session:
+                await events.notify_in(session, REQUESTED, {})
 
     # Branches ----------------------------------------------------------------------------------
 
@@ -433,7 +446,7 @@ class Branches:
                     "token": credential is not None,
                 },
             )
-        self._wake()
+        await self._requested()
         return await self.upstream(principal, name)
 
     async def remove_upstream(self, principal: Principal, name: str) -> None:
@@ -493,7 +506,7 @@ class Branches:
                 )
                 changed += 1
         if changed:
-            self._wake()
+            await self._requested()
         return changed
 
     async def fetch_now(self, principal: Principal, name: str) -> None:
@@ -507,7 +520,7 @@ class Branches:
             gap = self._settings.ensure_fetch_interval
             if not await store.request(session, repo.id, now(), min_gap=gap):
                 raise NotFound(f"{name!r} has no upstream")
-        self._wake()
+        await self._requested()
 
     # Reading the status ------------------------------------------------------------------------
 
@@ -680,7 +693,7 @@ class Branches:
         async with self._sessions.begin() as session:
             asked = await store.request_dependents(session, repository_id, now())
         if asked:
-            self._wake()
+            await self._requested()
 
     async def refresh(
         self, owner: str, repository_id: int, *, nodes: NodeSources | None = None

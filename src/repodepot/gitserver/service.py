@@ -15,7 +15,6 @@ placed again here: it changes node only through a move.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -33,14 +32,13 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from repodepot import repositories
+from repodepot import events, repositories
 from repodepot.batches import chunks
 from repodepot.caches import MIRRORS, Caches, Lookup
 from repodepot.clock import now
@@ -48,7 +46,6 @@ from repodepot.codehosts import tokens
 from repodepot.db import leases
 from repodepot.db.base import AnyRow, Sessions
 from repodepot.db.models import CloneStatus, GitserverRepo
-from repodepot.events import CHANNEL
 from repodepot.gitserver import mirror, schedule
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.nodes import placement
@@ -225,13 +222,7 @@ async def enqueue_in(
 
 async def _notify_queued(session: AsyncSession, shard: str | None) -> None:
     """On PostgreSQL, tell updaters in other processes at commit that mirrors were queued."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    # Delivered at commit (never if the transaction rolls back), to every listener.
-    payload = json.dumps({"topic": QUEUED, "data": {"shard": shard}})
-    await session.execute(
-        text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
-    )
+    await events.notify_in(session, QUEUED, {"shard": shard})
 
 
 async def resume_failing_in(session: AsyncSession, ids: Iterable[int]) -> int:
