@@ -142,11 +142,11 @@ async def test_branches_history_and_upstreams_are_read_on_the_node_holding_the_m
         # 60 s idle ceiling.
         for name in (fork, far_fork):
             pair = await eventually(counted(name), timeout=20, interval=0.3)
-            mine, theirs = (served / f"{n.removeprefix('acme/')}.git" for n in (name, parent))
+            ours, upstream = (served / f"{n.removeprefix('acme/')}.git" for n in (name, parent))
             # Unrelated histories: every commit of each side is the other's missing one.
-            assert pair["ahead"] == int(git("rev-list", "--count", "HEAD", cwd=mine))
-            assert pair["behind"] == int(git("rev-list", "--count", "HEAD", cwd=theirs))
-            assert pair["upstream_sha"] == git("rev-parse", "HEAD", cwd=theirs).strip()
+            assert pair["ahead"] == int(git("rev-list", "--count", "HEAD", cwd=ours))
+            assert pair["behind"] == int(git("rev-list", "--count", "HEAD", cwd=upstream))
+            assert pair["upstream_sha"] == git("rev-parse", "HEAD", cwd=upstream).strip()
 
         # The internal routes answer only to the internal secret.
         node = nodes[NODES[0]]

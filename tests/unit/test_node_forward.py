@@ -54,8 +54,15 @@ class Chunks(httpx.AsyncByteStream):
             yield chunk
 
 
-def answer(status: int, *chunks: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, stream=Chunks(*chunks), headers=headers)
+SIGNED = {"x-repodepot-node": "gs-1"}
+
+
+def answer(
+    status: int, *chunks: bytes, headers: dict[str, str] | None = None, node: str | None = "gs-1"
+) -> httpx.Response:
+    """Node `node`'s answer, signed as its internal API signs (None: unsigned)."""
+    signed = {"x-repodepot-node": node} if node is not None else {}
+    return httpx.Response(status, stream=Chunks(*chunks), headers={**signed, **(headers or {})})
 
 
 class Registry:
@@ -203,7 +210,9 @@ async def test_the_addresses_are_read_once_while_they_are_fresh() -> None:
 async def test_the_node_s_errors_become_not_found_or_unavailable(
     status: int, raised: type[Exception]
 ) -> None:
-    forward = forwarder(lambda _: httpx.Response(status, text="no"), Registry(record("gs-1")))
+    forward = forwarder(
+        lambda _: httpx.Response(status, text="no", headers=SIGNED), Registry(record("gs-1"))
+    )
     with pytest.raises(raised):
         await forward.advertise("gs-1", 7, "acme/app", None)
 
@@ -227,7 +236,9 @@ class Breaking(httpx.AsyncByteStream):
 
 
 async def test_an_answer_the_node_breaks_off_is_never_ended_as_if_whole() -> None:
-    forward = forwarder(lambda _: httpx.Response(200, stream=Breaking()), Registry(record("gs-1")))
+    forward = forwarder(
+        lambda _: httpx.Response(200, stream=Breaking(), headers=SIGNED), Registry(record("gs-1"))
+    )
     sent = await relayed(await forward.advertise("gs-1", 7, "acme/app", None))
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[-1] == {"type": "http.response.body", "body": b"0008NAK\n", "more_body": True}
@@ -248,7 +259,7 @@ async def test_ensure_revision_asks_the_node_with_the_secret_and_the_revision_qu
 
     def node(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json=asdict(COMMIT))
+        return httpx.Response(200, json=asdict(COMMIT), headers=SIGNED)
 
     forward = forwarder(node, Registry(record("gs-1")))
     assert await forward.ensure_revision("gs-1", 7, "acme/app", "release/v1~2") == COMMIT
@@ -424,6 +435,28 @@ async def test_goproxy_s_own_answers_reach_the_go_command_as_the_node_gave_them(
 
 @pytest.mark.parametrize("status", [403, 500, 503])
 async def test_goproxy_is_unavailable_when_the_node_cannot_answer(status: int) -> None:
-    forward = forwarder(lambda _: httpx.Response(status, text="no"), Registry(record("gs-1")))
+    forward = forwarder(
+        lambda _: httpx.Response(status, text="no", headers=SIGNED), Registry(record("gs-1"))
+    )
     with pytest.raises(NodeUnavailable, match="which cannot answer now"):
         await forward.goproxy("gs-1", 7, "acme/lib", "x/@v/list", None)
+
+
+@pytest.mark.parametrize(
+    ("signed", "status"),
+    [(None, 404), (None, 200), ("gs-2", 200), ("gs-2", 404), ("GS-1", 200)],
+)
+async def test_an_answer_not_signed_by_the_node_is_never_taken_for_its_own(
+    signed: str | None, status: int
+) -> None:
+    # An older node without the route (404), another process or node at its URL: never
+    # "not cloned yet", never its refs; unavailable, and the URL asked for again.
+    registry = Registry(record("gs-1"))
+    forward = forwarder(
+        lambda _: answer(status, b"001e# service=git-upload-pack\n", node=signed), registry
+    )
+    for reads in (1, 2):
+        with pytest.raises(NodeUnavailable) as caught:
+            await forward.advertise("gs-1", 7, "acme/app", None)
+        assert "which cannot answer now" in caught.value.message
+        assert registry.reads == reads  # its address is read again at the next call

@@ -56,6 +56,8 @@ CONNECT_TIMEOUT = 5.0
 UPLOAD_PACK = "git-upload-pack"
 OUTPUT_CAP = "x-repodepot-output-cap"
 """The header of an exec's answer naming its output's cap in bytes."""
+NODE_HEADER = "x-repodepot-node"
+"""Every answer of a node's internal API names the node (`web.middleware`)."""
 MAX_ANSWER = 64 << 10
 """The most of a node's EnsureRevision answer read: a commit's JSON is far smaller."""
 # What of a node's answer reaches the client; the rest (its request id, its server's
@@ -343,6 +345,21 @@ class Forwarder:
             self._directory.forget()
             _log_failure(node, f"cannot be reached ({type(error).__name__})", error)
             raise _unavailable(name, node, "cannot be reached") from error
+        signed = upstream.headers.get(NODE_HEADER)
+        if signed != node:
+            # Not node `node`'s answer: its URL now reaches another process (a node of an
+            # older version without this route, another node, something else); a 404 from
+            # it must not read as "not cloned", nor its 200 as the mirror.
+            await upstream.aclose()
+            self._directory.forget()
+            said = f"as {signed[:64]!r}" if signed else "without a storage node's signature"
+            _log_failure(
+                node,
+                f"answered {upstream.status_code} {said}: is REPODEPOT_NODE_URL right, and "
+                "does it run this version?",
+                None,
+            )
+            raise _unavailable(name, node, "cannot answer")
         if upstream.status_code in passed:
             return upstream
         await upstream.aclose()

@@ -145,7 +145,12 @@ def create_app(settings: Settings) -> FastAPI:
         max_age=settings.session_max_age,
         https_only=settings.session_https_only,
     )
-    app.add_middleware(RequestContext, metrics=metrics, on_error=errors.unexpected)
+    app.add_middleware(
+        RequestContext,
+        metrics=metrics,
+        on_error=errors.unexpected,
+        node=settings.node_name if "gitserver" in settings.roles else None,
+    )
     # Outermost: the scheme is known before the cookie is written; every answer has the headers.
     app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)
     app.add_middleware(SecurityHeaders)

@@ -18,6 +18,7 @@ from repodepot.metrics import Metrics
 logger = logging.getLogger("repodepot.access")
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+INTERNAL = "/internal/"
 
 
 class RequestContext:
@@ -29,10 +30,14 @@ class RequestContext:
         *,
         metrics: Metrics,
         on_error: Callable[[Request, Exception], Awaitable[Response]],
+        node: str | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.on_error = on_error
+        # A storage node signs its internal answers with its name (`nodes.forward` checks
+        # it): an answer from another process at that URL is never taken for the node's.
+        self.node = (b"x-repodepot-node", node.encode()) if node is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Wrap one HTTP request."""
@@ -41,6 +46,7 @@ class RequestContext:
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = incoming if _SAFE_ID.fullmatch(incoming) else uuid.uuid4().hex
+        signed = self.node is not None and scope["path"].startswith(INTERNAL)
         token = request_id.set(rid)
         started = time.monotonic()
         status = 500
@@ -53,6 +59,8 @@ class RequestContext:
                 status, started_response = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                if signed and self.node is not None:
+                    message["headers"].append(self.node)
             await send(message)
 
         try:
