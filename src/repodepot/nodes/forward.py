@@ -285,14 +285,16 @@ class Forwarder:
         upstream = await self.open(node, "GET", path, headers, name=name, passed=_GOPROXY)
         return _Relayed(upstream, node=node, also=("etag",))
 
-    async def read_small(self, upstream: httpx.Response, node: str, name: str) -> bytes:
-        """The node's whole answer, at most MAX_ANSWER bytes; raises NodeUnavailable."""
+    async def read_small(
+        self, upstream: httpx.Response, node: str, name: str, *, limit: int = MAX_ANSWER
+    ) -> bytes:
+        """The node's whole answer, at most `limit` bytes; raises NodeUnavailable."""
         body = bytearray()
         try:
             async for chunk in upstream.aiter_bytes():
                 body += chunk
-                if len(body) > MAX_ANSWER:
-                    _log_failure(node, f"answered more than {MAX_ANSWER} bytes", None)
+                if len(body) > limit:
+                    _log_failure(node, f"answered more than {limit} bytes", None)
                     raise _unavailable(name, node, "cannot answer")
         except httpx.HTTPError as error:
             self._directory.forget()

@@ -38,9 +38,9 @@ from pydantic import BaseModel, Field, ValidationError
 from repodepot.exceptions import InvalidInput, NotFound
 from repodepot.goproxy.records import Module
 from repodepot.nodes.forward import internal_name
-from repodepot.web.api.repos import exec_output
 from repodepot.web.deps import services
 from repodepot.web.errors import error_body
+from repodepot.web.execs import exec_output
 from repodepot.web.goproxy import answer
 from repodepot.web.smarthttp import MAX_REQUEST, UPLOAD_PACK, advertisement, git_protocol, pack
 

@@ -11,8 +11,7 @@ answers those questions on its internal API (mounted only with the gitserver rol
 - `GET /internal/repos/{id}/log?ref=&per_page=`
 - `GET /internal/repos/{id}/tags`
 
-each 403 without the internal secret before anything else (`internal.refusal`: a module
-import, `nodes.internal` imports the API routes that import this); errors
+each 403 without the internal secret before anything else (`internal.refusal`); errors
 are the app's, as plain text (404 not cloned or no such ref, 422 bad input), and reach
 the caller in the words a local read gives, naming the repository by its name. The
 filters are checked here before any call, as the node would. An answer past
@@ -29,7 +28,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -45,8 +43,8 @@ from repodepot.branches.service import (
 from repodepot.exceptions import InvalidInput, NotFound
 from repodepot.git.history import DatedTag, LogEntry
 from repodepot.gitserver.history import check_request
-from repodepot.nodes import internal
 from repodepot.nodes.forward import NodeUnavailable, internal_name, node_of, request_headers
+from repodepot.nodes.internal import refusal
 from repodepot.repositories import RepositoryRecord
 from repodepot.types import Sha
 from repodepot.web.deps import services
@@ -145,7 +143,7 @@ async def _ask(
     headers["accept"] = "application/json"
     forwarder = svc.forwarder
     upstream = await forwarder.open(node, "GET", path, headers, name=repo.name, passed=_ANSWERED)
-    body = await _read(upstream, node, repo.name)
+    body = await forwarder.read_small(upstream, node, repo.name, limit=MAX_ANSWER)
     if upstream.status_code == 200:
         try:
             return json.loads(body)
@@ -156,23 +154,6 @@ async def _ask(
     if upstream.status_code == 422:  # checked here first: only a node's own refusal
         raise InvalidInput(message, field="ref" if what == "log" else None)
     raise NotFound(message)
-
-
-async def _read(upstream: httpx.Response, node: str, name: str) -> bytes:
-    """The node's whole answer, at most MAX_ANSWER bytes; NodeUnavailable past it."""
-    body = bytearray()
-    try:
-        async for chunk in upstream.aiter_bytes():
-            body += chunk
-            if len(body) > MAX_ANSWER:
-                raise _malformed(node, name)
-    except httpx.HTTPError as error:
-        raise NodeUnavailable(
-            f"{name!r} is on storage node {node!r}, which cannot be reached now; try again shortly"
-        ) from error
-    finally:
-        await upstream.aclose()
-    return bytes(body)
 
 
 def _malformed(node: str, name: str) -> NodeUnavailable:
@@ -290,7 +271,7 @@ async def node_branches(
     per_page: str | None = None,
 ) -> Response:
     """A page of the branches of a mirror on this node, with their counts."""
-    if (refused := internal.refusal(request)) is not None:
+    if (refused := refusal(request)) is not None:
         return refused
     key = _repository_id(repository_id)
     if key is None:
@@ -317,7 +298,7 @@ async def node_log(
     request: Request, repository_id: str, ref: str | None = None, per_page: str | None = None
 ) -> Response:
     """The newest commits of `ref` (HEAD without one) in a mirror on this node."""
-    if (refused := internal.refusal(request)) is not None:
+    if (refused := refusal(request)) is not None:
         return refused
     key = _repository_id(repository_id)
     if key is None:
@@ -330,7 +311,7 @@ async def node_log(
 @router.get("/repos/{repository_id}/tags")
 async def node_tags(request: Request, repository_id: str) -> Response:
     """Every tag of a mirror on this node with its date, newest first."""
-    if (refused := internal.refusal(request)) is not None:
+    if (refused := refusal(request)) is not None:
         return refused
     key = _repository_id(repository_id)
     if key is None:

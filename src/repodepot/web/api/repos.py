@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import asdict, fields
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from repodepot.accounts import Principal
-from repodepot.exceptions import InvalidInput, NotFound
-from repodepot.git.errors import GitError
+from repodepot.exceptions import NotFound
 from repodepot.gitserver.allowlist import check_exec
-from repodepot.gitserver.reads import Reads
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.service import MirrorState
 from repodepot.nodes import internal_reads
-from repodepot.nodes.forward import OUTPUT_CAP, node_of
+from repodepot.nodes.forward import node_of
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
 from repodepot.storage import MAX_NAME, validate_repo_name
 from repodepot.web.bodies import JsonRoute
 from repodepot.web.deps import AdminDep, PageDep, PrincipalDep, ReaderDep, ServicesDep
 from repodepot.web.errors import ERROR_RESPONSES, error_responses
+from repodepot.web.execs import exec_output
 from repodepot.web.schemas import (
     CommitLogOut,
     CommitOut,
@@ -147,46 +145,6 @@ async def exec_git(name: str, body: ExecIn, caller: PrincipalDep, svc: ServicesD
         )
     return await exec_output(
         svc.reads, repo.id, repo.name, body.args, user_id=caller.user.id, cap=cap
-    )
-
-
-async def exec_output(
-    reads: Reads, repository_id: int, name: str, args: list[str], *, user_id: int, cap: int
-) -> StreamingResponse:
-    """The output of `git ARGS` in the mirror on this node's disk, streamed, at most `cap` bytes.
-
-    Answered once git wrote its first bytes (or ended). Raises InvalidInput naming the
-    argument refused, or (field `args`) with git's words when it fails before writing
-    anything; NotFound (naming `name`) before the first clone; TooManyRequests past this
-    process's or `user_id`'s share of execs at once.
-    """
-    output = reads.exec(repository_id, name, args, user_id=user_id)
-    try:
-        first = await anext(output, b"")
-    except GitError as error:
-        await output.aclose()
-        raise InvalidInput(error.message, field="args") from None
-
-    async def capped() -> AsyncIterator[bytes]:
-        sent = 0
-        try:
-            chunk: bytes | None = first
-            while chunk:
-                chunk = chunk[: cap - sent]
-                sent += len(chunk)
-                yield chunk
-                if sent >= cap:
-                    return
-                chunk = await anext(output, b"")
-        except GitError:
-            return  # already streaming: the output simply ends
-        finally:
-            await output.aclose()
-
-    return StreamingResponse(
-        capped(),
-        media_type="application/octet-stream",
-        headers={OUTPUT_CAP: str(cap)},
     )
 
 
