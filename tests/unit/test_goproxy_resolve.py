@@ -124,3 +124,45 @@ async def test_unserved_or_malformed_paths_are_not_found(
     )
     with pytest.raises(NotFound, match=re.escape(words)):
         await resolver.resolve(operator(), path)
+
+
+async def test_the_web_side_chooses_the_repository_from_the_database_alone(
+    tmp_path: Path,
+) -> None:
+    # Nothing on this disk: the mirror is on another storage node.
+    resolver = Resolver(
+        repositories=FakeRoots(
+            record(7, "acme", "example.com/acme"), record(42, "acme/lib", "example.com/acme/lib")
+        ),
+        storage=Storage(tmp_path),
+    )
+    chosen = await resolver.repository(operator(), "example.com/acme/lib/sub")
+    assert chosen.id == 42
+    with pytest.raises(NotFound, match=re.escape("no repository here serves module example.org/x")):
+        await resolver.repository(operator(), "example.org/x")
+
+
+async def test_a_node_serves_the_module_only_from_the_repository_the_web_side_chose(
+    tmp_path: Path,
+) -> None:
+    storage = Storage(tmp_path)
+    for key in (7, 42, 9):
+        storage.path(key).mkdir(parents=True)
+    private = record(42, "acme/lib", "example.com/acme/lib", public=False)
+    roots = FakeRoots(
+        record(7, "acme", "example.com/acme"), private, record(9, "x", "example.org/x")
+    )
+    resolver = Resolver(repositories=roots, storage=storage)
+
+    # The web side decided access: a private repository resolves here without a caller.
+    module = await resolver.resolve_in("example.com/acme/lib/sub", 42)
+    assert (module.repository_id, module.code_dir, module.public) == (42, "sub", False)
+    # The shorter root's repository serves the path too, when it is the one chosen.
+    assert (await resolver.resolve_in("example.com/acme/lib/sub", 7)).repository_id == 7
+    # A repository whose root does not serve the path, or none: not found, never another.
+    for other in (9, 999):
+        with pytest.raises(NotFound, match="no repository here serves module"):
+            await resolver.resolve_in("example.com/acme/lib/sub", other)
+    storage.path(42).rmdir()
+    with pytest.raises(NotFound, match="'acme/lib' is not cloned yet"):
+        await resolver.resolve_in("example.com/acme/lib/sub", 42)
