@@ -44,6 +44,7 @@ from repodepot.gitserver.schedule import QueueReason
 from repodepot.goproxy.records import ModuleSummary
 from repodepot.logs import configure_logging
 from repodepot.loops import new_worker_id
+from repodepot.nodes import internal_reads
 from repodepot.nodes.registry import NodeRecord
 from repodepot.repositories import RepositoryRecord
 from repodepot.services import Services
@@ -940,7 +941,8 @@ def branches_list(
         found: list[BranchInfo] = []
         page = 1
         while True:
-            listed = await svc.branches.list_branches(
+            listed = await internal_reads.branch_page(
+                svc,
                 operator(),
                 name,
                 q=q,

@@ -14,6 +14,7 @@ from repodepot.branches import store
 from repodepot.clock import now
 from repodepot.db.models import BranchSyncStatus, Repository
 from repodepot.exceptions import InvalidInput
+from repodepot.nodes import internal_reads
 from repodepot.services import Services
 from tests.support.githttp import GitHttpServer
 from tests.support.seed import seed_mirror
@@ -112,7 +113,7 @@ async def test_a_mapped_and_globbed_upstream_is_counted_like_rev_list(
     )
     assert missing.returncode != 0
     # Hidden from clients: the branch listing shows only refs/heads.
-    listed = await services.branches.list_branches(operator(), "acme/fork")
+    listed = await internal_reads.branch_page(services, operator(), "acme/fork")
     assert {b.name for b in listed.items} == {"master", "release/1"}
     assert status.upstream is not None and status.upstream.last_fetch_ms is not None
 

@@ -252,35 +252,6 @@ class Branches:
 
     # Branches ----------------------------------------------------------------------------------
 
-    async def list_branches(
-        self,
-        principal: Principal,
-        name: str,
-        *,
-        q: str | None = None,
-        sort: Sort = "updated",
-        state: State | None = None,
-        page: int = 1,
-        per_page: int = 30,
-    ) -> BranchPage:
-        """The repository's branches, filtered, sorted and paged, each with its counts.
-
-        Read from this node's disk. NotFound when `principal` may not read it or before
-        its first clone; InvalidInput for filters out of range.
-        """
-        check_filters(q, page, per_page)
-        repo = await self._repositories.get(principal, name)
-        return await self.branch_page(
-            repo.id,
-            repo.name,
-            repo.default_branch,
-            q=q,
-            sort=sort,
-            state=state,
-            page=page,
-            per_page=per_page,
-        )
-
     async def branch_page(
         self,
         repository_id: int,
@@ -293,7 +264,11 @@ class Branches:
         page: int = 1,
         per_page: int = 30,
     ) -> BranchPage:
-        """`list_branches` of a repository already authorized, from the mirror on this disk.
+        """The repository's branches, filtered, sorted and paged, each with its counts.
+
+        Of a repository already authorized, from the mirror on this disk (a web process
+        asks through `nodes.internal_reads.branch_page`, which forwards when the mirror is
+        on another node).
 
         `name` names it in errors; `default` is its default branch. NotFound before its
         first clone; InvalidInput for filters out of range.

@@ -75,7 +75,9 @@ async def branch_page(
     page: int = 1,
     per_page: int = 30,
 ) -> BranchPage:
-    """`Branches.list_branches`, read on the node holding the mirror.
+    """The branches of repository `name` as `caller` may read them, read where its mirror is.
+
+    From this disk (`Branches.branch_page`) or the node holding the mirror.
 
     Raises what it raises (InvalidInput, NotFound naming `name`), and NodeUnavailable
     when the node cannot answer.
