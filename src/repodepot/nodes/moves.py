@@ -28,6 +28,8 @@ own at the next upstream fetch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -158,6 +160,7 @@ class MoveLoop(BackgroundLoop):
         # The nodes as the last pass saw them, when it left nothing to do, and when it ran.
         self._settled: tuple[tuple[str, str, float], ...] | None = None
         self._planned_at = 0.0
+        self._copies: dict[int, tuple[Move, asyncio.Task[bool]]] = {}
 
     @classmethod
     def from_services(cls, services: Services) -> MoveLoop:
@@ -212,10 +215,51 @@ class MoveLoop(BackgroundLoop):
         return decisions
 
     async def copy_claimed(self) -> int:
-        """Copy the moves planned to this node (at most `node_moves` at once); how many flipped."""
-        claimed = await self._gitserver.claim_moves(self._owner, self._settings.node_moves)
-        done = await asyncio.gather(*(self.copy(move) for move in claimed))
-        return sum(done)
+        """Start copying the moves planned to this node, `node_moves` at once; how many started.
+
+        The copies run beside the loop's rounds (a large repository copies for minutes;
+        the plan and the drops go on meanwhile); each one ending wakes the loop.
+        """
+        free = self._settings.node_moves - len(self._copies)
+        if free <= 0:
+            return 0
+        claimed = await self._gitserver.claim_moves(self._owner, free)
+        for move in claimed:
+            key = move.repository_id
+            task = asyncio.create_task(self._copy_logged(move), name=f"move-{key}")
+            self._copies[key] = (move, task)
+            task.add_done_callback(functools.partial(self._copied, key))
+        return len(claimed)
+
+    def _copied(self, key: int, _task: asyncio.Task[bool]) -> None:
+        self._copies.pop(key, None)
+        self.wake()
+
+    async def copies_done(self) -> list[bool]:
+        """Wait for the copies under way; whether each flipped (tests, a clean stop)."""
+        return list(await asyncio.gather(*(task for _, task in list(self._copies.values()))))
+
+    async def stopped(self) -> None:
+        """Cancel the copies under way and give their moves back at once."""
+        running = list(self._copies.values())
+        for _, task in running:
+            task.cancel()
+        for move, task in running:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with contextlib.suppress(Exception):
+                await self._gitserver.move_failed(self._owner, move, retry_in=0)
+
+    async def _copy_logged(self, move: Move) -> bool:
+        try:
+            return await self.copy(move)
+        except Exception:  # recorded nowhere else: logged; its lease expires and it retries
+            logger.exception(
+                "copy of repository %d crashed",
+                move.repository_id,
+                extra={"action": "nodes.move_failed", "repository_id": move.repository_id},
+            )
+            return False
 
     async def copy(self, move: Move) -> bool:
         """Copy one mirror from its old node and flip it here; True when it flipped."""
