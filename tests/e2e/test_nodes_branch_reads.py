@@ -22,7 +22,10 @@ from repodepot.gitserver.service import Placement, enqueue_in
 from repodepot.nodes.placement import Candidate, owner
 from repodepot.services import Services
 from tests.e2e.conftest import Server
-from tests.e2e.test_nodes_routing import INTERNAL, NODES, TOKEN, _env, _node, _seed, http
+from tests.e2e.test_nodes_routing import NODES, _seed, http
+from tests.support.cluster import INTERNAL, TOKEN, all_active
+from tests.support.cluster import node_env as _env
+from tests.support.cluster import start_node as _node
 from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
 from tests.support.repogen import Spec, generate, git
@@ -65,11 +68,7 @@ async def test_branches_history_and_upstreams_are_read_on_the_node_holding_the_m
         web = serve(tmp_path / "web", {**env, "REPODEPOT_ROLES": "web,updater"})
         nodes = {name: _node(serve, tmp_path / name, name, env) for name in NODES}
 
-        async def both_active() -> None:
-            listed = await _json(http, f"{web.url}/api/nodes")
-            assert sorted(n["name"] for n in listed if n["state"] == "active") == list(NODES)
-
-        await eventually(both_active, timeout=30, interval=0.2)
+        await all_active(http, web.url, NODES)
         ids = await _seed(postgres_url, tmp_path, sources)
 
         async def all_cloned() -> None:

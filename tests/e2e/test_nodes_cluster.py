@@ -27,7 +27,11 @@ import pytest
 from repodepot.nodes.placement import Candidate, owner
 from repodepot.storage import Storage
 from tests.e2e.conftest import Server, cli
-from tests.e2e.test_nodes_routing import TOKEN, _clone, _env, _node, _refs
+from tests.support.cluster import TOKEN, all_active
+from tests.support.cluster import clone_mirror as _clone
+from tests.support.cluster import node_env as _env
+from tests.support.cluster import refs_of as _refs
+from tests.support.cluster import start_node as _node
 from tests.support.eventually import eventually
 from tests.support.fakehosts import FakeHost
 from tests.support.githttp import GitHttpServer
@@ -122,7 +126,7 @@ async def test_a_cluster_keeps_every_repository_readable_through_loss_growth_and
                 )
             web = serve(tmp_path / "web", {**env, "REPODEPOT_ROLES": "web,updater"})
             nodes = {name: _start(serve, tmp_path, name, env) for name in FIRST}
-            await _all_active(http, web.url, FIRST)
+            await all_active(http, web.url, FIRST)
 
             # 1. Sync 60 repositories; each lands on its rendezvous node, and only there.
             created = await http.post(
@@ -191,7 +195,7 @@ async def test_a_cluster_keeps_every_repository_readable_through_loss_growth_and
             # 3. The node comes back (same disk): it takes its own repositories back by
             # copy, and what it held of the rest is dropped once the grace has passed.
             nodes[lost] = _start(serve, tmp_path, lost, env)
-            await _all_active(http, web.url, FIRST)
+            await all_active(http, web.url, FIRST)
             await eventually(
                 lambda: _each_on_its_owner(http, web.url, tmp_path, ids, three),
                 timeout=90,
@@ -290,15 +294,6 @@ def _start(serve: type[Server], root: Path, name: str, env: dict[str, str]) -> S
 def _head(served: Path, name: str) -> str:
     refs = _refs(served / f"{name}.git").splitlines()
     return next(line.split()[0] for line in refs if line.endswith(" refs/heads/main"))
-
-
-async def _all_active(http: httpx.AsyncClient, web: str, names: tuple[str, ...]) -> None:
-    async def active() -> None:
-        listed = await _json(http, f"{web}/api/nodes")
-        states = {node["name"]: node["state"] for node in listed}
-        assert all(states.get(name) == "active" for name in names), states
-
-    await eventually(active, timeout=30, interval=0.2)
 
 
 async def _entries(http: httpx.AsyncClient, web: str) -> dict[str, dict[str, Any]]:

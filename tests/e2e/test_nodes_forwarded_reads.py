@@ -22,7 +22,10 @@ from repodepot.services import Services
 from repodepot.settings import Settings
 from repodepot.storage import Storage
 from tests.e2e.conftest import Server
-from tests.e2e.test_nodes_routing import INTERNAL, NODES, SECRET_KEY, TOKEN, _env, _node
+from tests.e2e.test_nodes_routing import NODES
+from tests.support.cluster import INTERNAL, SECRET_KEY, TOKEN, all_active
+from tests.support.cluster import node_env as _env
+from tests.support.cluster import start_node as _node
 from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
 from tests.support.gomods import Go, WorkTree
@@ -97,13 +100,7 @@ async def test_exec_and_the_go_proxy_are_answered_by_the_node_holding_the_mirror
             web = serve(tmp_path / "web", {**env, "REPODEPOT_ROLES": "web,updater"})
             nodes = {name: _node(serve, tmp_path / name, name, env) for name in NODES}
 
-            async def both_active() -> None:
-                listed = (await http.get(f"{web.url}/api/nodes", headers=AUTH)).json()
-                assert sorted((n["name"], n["state"]) for n in listed) == [
-                    (name, "active") for name in NODES
-                ]
-
-            await eventually(both_active, timeout=30, interval=0.2)
+            await all_active(http, web.url, NODES)
             ids = await _seed(postgres_url, tmp_path, sources)
 
             async def all_cloned() -> None:

@@ -7,8 +7,6 @@ through the web one.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,55 +25,18 @@ from repodepot.storage import Storage
 from tests.e2e.conftest import Server
 from tests.e2e.test_bodies import GIB, _gzip_bomb, _zeros
 from tests.e2e.test_bodies import _streamed as _aiter
-from tests.support import servers
+from tests.support.cluster import INTERNAL, SECRET_KEY, TOKEN, all_active
+from tests.support.cluster import clone_mirror as _clone
+from tests.support.cluster import node_env as _env
+from tests.support.cluster import refs_of as _refs
+from tests.support.cluster import start_node as _node
 from tests.support.eventually import eventually
 from tests.support.githttp import GitHttpServer
-from tests.support.postgres import free_port
-from tests.support.repogen import HERMETIC, Spec, generate, git
+from tests.support.repogen import Spec, generate, git
 
-TOKEN = "rdp_routing-admin-token-0123456789"
-SECRET_KEY = "test-secret-key-" + "x" * 32
-INTERNAL = "internal-secret-" + "y" * 32
 NODES = ("gs-a", "gs-b")
 REPOSITORIES = 10
 UPLOAD_PACK = "service=git-upload-pack"
-
-
-def _env(database_url: str, **extra: str) -> dict[str, str]:
-    return {
-        "REPODEPOT_DATABASE_URL": database_url,
-        "REPODEPOT_ADMIN_TOKEN": TOKEN,
-        "REPODEPOT_SECRET_KEY": SECRET_KEY,
-        "REPODEPOT_INTERNAL_SECRET": INTERNAL,
-        "REPODEPOT_ALLOWED_SCHEMES": "http",
-        "REPODEPOT_OUTBOUND_ALLOWLIST": "127.0.0.1",
-        "REPODEPOT_UPDATE_POLL_INTERVAL": "0.2",
-        # A killed node is dead after 4 s; a live one beats eight times meanwhile.
-        "REPODEPOT_NODE_DEAD_AFTER": "4",
-        "REPODEPOT_NODE_HEARTBEAT_INTERVAL": "0.5",
-        **extra,
-    }
-
-
-def _node(
-    serve: type[Server], data: Path, name: str, env: dict[str, str], roles: str = "gitserver"
-) -> Server:
-    """A gitserver process (only, by default) whose internal URL (its own port) is known
-    before it starts."""
-    port = free_port()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(servers, "free_port", lambda: port)
-        node = serve(
-            data,
-            {
-                **env,
-                "REPODEPOT_ROLES": roles,
-                "REPODEPOT_NODE_NAME": name,
-                "REPODEPOT_NODE_URL": f"http://127.0.0.1:{port}",
-            },
-        )
-    assert node.port == port
-    return node
 
 
 @pytest.fixture
@@ -104,27 +65,6 @@ async def _seed(database_url: str, tmp_path: Path, sources: GitHttpServer) -> di
     finally:
         await services.close()
     return ids
-
-
-def _refs(repository: Path) -> str:
-    return git(
-        "for-each-ref",
-        "--format=%(objectname) %(refname)",
-        "refs/heads",
-        "refs/tags",
-        cwd=repository,
-    )
-
-
-def _clone(url: str, into: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_TERMINAL_PROMPT": "0", **HERMETIC}
-    return subprocess.run(
-        ["git", *options, "clone", "--mirror", "--quiet", url, str(into)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_new_mirrors_go_to_their_rendezvous_node_and_stay_there(services: Services) -> None:
@@ -185,13 +125,7 @@ async def test_mirrors_live_on_their_rendezvous_node_and_clones_go_through_web(
         web = serve(tmp_path / "web", {**env, "REPODEPOT_ROLES": "web,updater"})
         nodes = {name: _node(serve, tmp_path / name, name, env) for name in NODES}
 
-        async def both_active() -> None:
-            listed = (await http.get(f"{web.url}/api/nodes", headers=auth)).json()
-            assert sorted((n["name"], n["state"]) for n in listed) == [
-                (name, "active") for name in NODES
-            ]
-
-        await eventually(both_active, timeout=30, interval=0.2)
+        await all_active(http, web.url, NODES)
         ids = await _seed(postgres_url, tmp_path, sources)
 
         async def all_cloned() -> dict[str, dict[str, Any]]:
