@@ -68,7 +68,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], Awaitable[list[str]]]]] = {
         nodes.run,
     ),
     "noderouting": (
-        "storage nodes: a clone through a web process against directly from its node",
+        "storage nodes: reads through a web process against directly from its node, and moves",
         noderouting.run,
     ),
 }
