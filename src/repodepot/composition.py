@@ -25,7 +25,7 @@ from repodepot.db.base import is_sqlite
 from repodepot.db.maintenance import SqliteMaintenance
 from repodepot.db.watch import DatabaseWatch
 from repodepot.gitserver.janitor import Janitor
-from repodepot.gitserver.service import QUEUED
+from repodepot.gitserver.service import MOVES, QUEUED
 from repodepot.gitserver.updater import UpdateLoop
 from repodepot.imports.worker import ImportWorker
 from repodepot.loops import BackgroundLoop
@@ -108,7 +108,9 @@ def _gitserver(services: Services, background: Background) -> None:
     gate = services.gate
     background.add(NodeHeartbeat.from_services(services), "node-heartbeat")
     if not is_sqlite(url):  # one SQLite process is one node: nothing to move
-        background.add(MoveLoop.from_services(services), "node-moves")
+        moves = MoveLoop.from_services(services)
+        services.broker.listen(MOVES, lambda _event: moves.wake())
+        background.add(moves, "node-moves")
     updates = UpdateLoop.from_services(services, gate=gate, changed=DatabaseWatch(url).changed)
     services.gitserver.on_enqueued = updates.wake
     services.broker.listen(QUEUED, lambda _event: updates.wake())

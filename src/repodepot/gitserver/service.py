@@ -59,6 +59,9 @@ LEASE = timedelta(minutes=2)
 DISCOVER_BATCH = 1000
 QUEUED = "gitserver:queued"
 """The event topic of a queued mirror (PostgreSQL NOTIFY, for updaters elsewhere)."""
+MOVES = "gitserver:moves"
+"""The event topic of moves planned or done (NOTIFY): the target nodes claim the new ones
+at once, and the plan's leader starts the next as one ends."""
 MIRROR_TTL = 1.0
 MAX_VISITED = 100_000
 NODES_TTL = 5.0
@@ -1020,6 +1023,8 @@ class Gitserver:
                 await cancel_moves_in(session, batch)
             if plan.relocate or plan.replace:
                 await _notify_queued(session, None)
+            if plan.start:
+                await events.notify_in(session, MOVES, {})
         if (plan.relocate or plan.replace) and self.on_enqueued is not None:
             self.on_enqueued()
         return plan
@@ -1087,7 +1092,10 @@ class Gitserver:
                     updated_at=at,
                 )
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            flipped = bool(result.rowcount)  # type: ignore[attr-defined]
+            if flipped:
+                await events.notify_in(session, MOVES, {})
+            return flipped
 
     async def move_failed(self, owner: str, move: Move, *, retry_in: float) -> None:
         """A copy failed: the move stays planned and is tried again in `retry_in` seconds.

@@ -33,6 +33,7 @@ import functools
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -65,9 +66,10 @@ DROP_BATCH = 500
 FULL_PASS = 120.0
 """Seconds between two passes of the plan while the nodes do not change and nothing moves.
 
-A pass reads every mirror row and ranks each over the nodes (2.7 s for 100,000 rows over
-11 nodes, `python -m bench nodes`): it runs when the nodes change and while moves are in
-flight, and otherwise this often, for the rows placed meanwhile on a node that is not
+A pass reads every mirror row and ranks each over the nodes (2 s for 100,000 rows over 11
+nodes, `python -m bench nodes`; later passes over the same nodes rank only new rows,
+`Owners`): it runs when the nodes change and while moves are in flight, and otherwise
+this often, for the rows placed meanwhile on a node that is not
 their owner (an import lands on its worker's node; a placement read a few seconds stale).
 """
 
@@ -91,22 +93,56 @@ class Decisions:
         return not (self.relocate or self.replace or self.start or self.cancel)
 
 
+class Owners:
+    """Each repository's owner among one set of active nodes, computed once per repository.
+
+    A pass of the plan asks for every repository's owner; while the active nodes stay the
+    same, the answers do, so only repositories new since the last pass cost a ranking.
+    """
+
+    def __init__(self) -> None:
+        self._nodes: tuple[Candidate, ...] = ()
+        self._owners: dict[int, str] = {}
+
+    def of(self, active: list[Candidate]) -> Callable[[int], str]:
+        """The owner of a repository id among `active` (kept while `active` is the same)."""
+        nodes = tuple(active)
+        if nodes != self._nodes:
+            self._nodes, self._owners = nodes, {}
+        owners = self._owners
+
+        def find(repository_id: int) -> str:
+            found = owners.get(repository_id)
+            if found is None:
+                found = owners[repository_id] = owner(repository_id, nodes)
+            return found
+
+        return find
+
+
 def decide(
-    holdings: list[Holding], active: list[Candidate], alive: set[str], *, limit: int
+    holdings: list[Holding],
+    active: list[Candidate],
+    alive: set[str],
+    *,
+    limit: int,
+    owner_of: Callable[[int], str] | None = None,
 ) -> Decisions:
     """What each mirror not on its owner among `active` needs (see the module docstring).
 
     `alive` names the nodes that are not dead (active or draining); a node outside it is
     lost. New moves start while fewer than `limit` are in flight, the rest wait for a
-    later pass. With no active node nothing changes: there is nowhere to go.
+    later pass. With no active node nothing changes: there is nowhere to go. `owner_of`
+    answers `placement.owner(id, active)`, from a cache (`Owners`) when given.
     """
     decisions = Decisions()
     if not active:
         return decisions
+    find = owner_of or (lambda key: owner(key, active))
     targets = {candidate.name for candidate in active}
     waiting: list[tuple[Holding, str]] = []
     for held in holdings:
-        want = owner(held.repository_id, active)
+        want = find(held.repository_id)
         if held.move_to is not None:
             if held.node not in alive:
                 decisions.relocate[held.node, want].append(held.repository_id)
@@ -161,6 +197,7 @@ class MoveLoop(BackgroundLoop):
         self._settled: tuple[tuple[str, str, float], ...] | None = None
         self._planned_at = 0.0
         self._copies: dict[int, tuple[Move, asyncio.Task[bool]]] = {}
+        self._owners = Owners()
 
     @classmethod
     def from_services(cls, services: Services) -> MoveLoop:
@@ -195,9 +232,15 @@ class MoveLoop(BackgroundLoop):
         if not force and seen == self._settled and at - self._planned_at < FULL_PASS:
             return None
         self._planned_at = at
+        active = _active(nodes)
+        owner_of = self._owners.of(active)
         decisions = await self._gitserver.replan(
             lambda holdings: decide(
-                holdings, _active(nodes), _alive(nodes), limit=self._settings.node_moves
+                holdings,
+                active,
+                _alive(nodes),
+                limit=self._settings.node_moves,
+                owner_of=owner_of,
             )
         )
         if not decisions.empty:
