@@ -460,3 +460,26 @@ async def test_an_answer_not_signed_by_the_node_is_never_taken_for_its_own(
             await forward.advertise("gs-1", 7, "acme/app", None)
         assert "which cannot answer now" in caught.value.message
         assert registry.reads == reads  # its address is read again at the next call
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        "example.com/m/@v/../../../repos/9/commits/main.info",
+        "example.com/m/@v/v1/../../../../repos/9/commits/x.zip",
+        "example.com/m/@v/./v1.0.0.info",
+    ],
+)
+async def test_a_path_the_url_library_would_rewrite_is_never_sent(rest: str) -> None:
+    # Dot segments collapse on the way out: the call would reach another route, with the
+    # secret. Whoever builds the path, nothing is sent.
+    sent: list[httpx.Request] = []
+
+    def node(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return answer(200, b"{}")
+
+    forward = forwarder(node, Registry(record("gs-1")))
+    with pytest.raises(NotFound):
+        await forward.goproxy("gs-1", 7, "acme/mod", rest, None)
+    assert sent == []

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Send
 
+from repodepot import jsonbound
 from repodepot.db.models import NodeState
 from repodepot.exceptions import InvalidInput, NotFound, TooManyRequests, Unavailable
 from repodepot.git.revisions import check_plain_revision
@@ -255,7 +256,8 @@ class Forwarder:
             node, "POST", path, headers, name=name, passed=_EXECUTED, content=content.encode()
         )
         if upstream.status_code == 200:
-            return _Relayed(upstream, node=node, also=(OUTPUT_CAP,))
+            # Capped here too: the node's cap is its own word, this one is ours.
+            return _Relayed(upstream, node=node, also=(OUTPUT_CAP,), limit=max_bytes)
         retry_after = _retry_after(upstream.headers)
         body = await self.read_small(upstream, node, name)
         if upstream.status_code == 429:  # the node's words, in plain text
@@ -341,6 +343,10 @@ class Forwarder:
         url = await self.url(node, name)
         headers["authorization"] = f"Bearer {self._secret}"
         request = self._client.build_request(method, url + path, headers=headers, content=content)
+        if request.url.raw_path.decode("ascii", "replace") != path:
+            # The URL library rewrote the path (dot segments collapsed): it would reach
+            # another route than the one decided for, with the secret. Never sent.
+            raise NotFound(f"{name!r} has no such path")
         try:
             upstream = await self._client.send(request, stream=True)
         except httpx.TransportError as error:  # refused, timed out, cut, pool full
@@ -414,7 +420,7 @@ def request_headers() -> dict[str, str]:
 def _commit(body: bytes, node: str, name: str) -> Commit:
     """The commit in a node's JSON answer; NodeUnavailable when it is not one."""
     try:
-        found: Any = json.loads(body)
+        found: Any = jsonbound.loads(body)
     except ValueError:
         found = None
     if not isinstance(found, dict) or any(
@@ -428,7 +434,7 @@ def _commit(body: bytes, node: str, name: str) -> Commit:
 def _refusal(body: bytes) -> tuple[str, str | None] | None:
     """The message and field of a node's JSON error (`web.errors.error_body`); None if not one."""
     try:
-        found: Any = json.loads(body)
+        found: Any = jsonbound.loads(body)
     except ValueError:
         return None
     error = found.get("error") if isinstance(found, dict) else None
@@ -480,9 +486,16 @@ class _Relayed(StreamingResponse):
     an unfinished answer (uvicorn logs that the response was not completed).
     """
 
-    def __init__(self, upstream: httpx.Response, *, node: str, also: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        upstream: httpx.Response,
+        *,
+        node: str,
+        also: tuple[str, ...] = (),
+        limit: int | None = None,
+    ) -> None:
         super().__init__(
-            _chunks(upstream, node),
+            _chunks(upstream, node, limit),
             status_code=upstream.status_code,
             headers=_relayed_headers(upstream.headers, _RELAYED_HEADERS + also),
         )
@@ -505,10 +518,20 @@ def _relayed_headers(headers: Mapping[str, str], names: tuple[str, ...]) -> dict
     return {key: headers[key] for key in names if key in headers}
 
 
-async def _chunks(upstream: httpx.Response, node: str) -> AsyncIterator[bytes]:
+async def _chunks(
+    upstream: httpx.Response, node: str, limit: int | None = None
+) -> AsyncIterator[bytes]:
+    """The node's answer as it arrives; at most `limit` bytes, ended there as a whole."""
+    sent = 0
     try:
         async for chunk in upstream.aiter_raw():
-            yield chunk
+            if limit is not None:
+                chunk = chunk[: limit - sent]
+                sent += len(chunk)
+            if chunk:
+                yield chunk
+            if limit is not None and sent >= limit:
+                return  # the cap a local answer has too; the rest is not read
     except httpx.HTTPError as error:
         _log_failure(node, f"broke off its answer ({type(error).__name__})", error)
         raise _Cut from error

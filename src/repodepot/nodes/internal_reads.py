@@ -31,6 +31,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from repodepot import jsonbound
 from repodepot.accounts import Principal
 from repodepot.branches.service import (
     BranchInfo,
@@ -148,7 +149,7 @@ async def _ask(
     body = await forwarder.read_small(upstream, node, repo.name, limit=MAX_ANSWER)
     if upstream.status_code == 200:
         try:
-            return json.loads(body)
+            return jsonbound.loads(body)
         except ValueError:
             raise _malformed(node, repo.name) from None
     message = body.decode(errors="replace").strip()

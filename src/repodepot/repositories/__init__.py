@@ -44,7 +44,7 @@ from repodepot.goproxy.versions import BadPath, check_module_path, default_root
 from repodepot.pagination import Page, paginate
 from repodepot.repositories import credentials
 from repodepot.secrets import SecretBox
-from repodepot.storage import validate_repo_name
+from repodepot.storage import MAX_NAME, validate_repo_name
 from repodepot.types import RepoName
 
 
@@ -235,6 +235,8 @@ class Repositories:
         From memory when it was read lately (and, with `read_after`, read after that
         moment) and nothing in `repositories` changed since.
         """
+        if not _askable(name):  # no repository has one; PostgreSQL refuses a NUL outright
+            raise NotFound(f"no repository named {name!r}")
         await self._caches.refresh()
         found = await self._by_name.load(name, lambda: self._load(name))
         if found is not None and read_after is not None and found.read_at < read_after:
@@ -622,3 +624,8 @@ async def names_of(session: AsyncSession, ids: list[int]) -> dict[int, str]:
         select(Repository.id, Repository.name).where(Repository.id.in_(ids))
     )
     return {row.id: row.name for row in rows}
+
+
+def _askable(name: str) -> bool:
+    """Whether `name` could be a repository's: not too long, no control character."""
+    return len(name) <= MAX_NAME and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name)

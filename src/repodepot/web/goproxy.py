@@ -104,7 +104,14 @@ async def answer(request: Request, rest: str, find: Finder) -> Response:
 
 
 def _parse(rest: str) -> tuple[str, str, str] | None:
-    """The escaped module path, the request (`list`, `info`, ...) and the escaped version."""
+    """The escaped module path, the request (`list`, `info`, ...) and the escaped version.
+
+    None for a path with an empty, `.` or `..` element, or a version with a `/`: no
+    GOPROXY request has one, and such a path would climb out of its route wherever it is
+    passed on (a storage node's `/internal/goproxy/{id}/…`).
+    """
+    if any(element in ("", ".", "..") for element in rest.split("/")):
+        return None
     if rest.endswith("/@latest"):
         return rest.removesuffix("/@latest"), "latest", ""
     if "/@v/" not in rest:
@@ -113,7 +120,7 @@ def _parse(rest: str) -> tuple[str, str, str] | None:
     if tail == "list":
         return escaped_module, "list", ""
     escaped_version, dot, what = tail.rpartition(".")
-    if not dot or what not in ("info", "mod", "zip"):
+    if not dot or what not in ("info", "mod", "zip") or "/" in escaped_version:
         return None
     return escaped_module, what, escaped_version
 
