@@ -34,6 +34,23 @@ async def repos(
     return {"alice": alice, "bob": bob}
 
 
+async def test_a_nul_in_a_path_or_query_is_422_before_any_route(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    # PostgreSQL refuses a NUL in text: a name with one was a 500 on /api/users/{name}.
+    for url in (
+        "/api/users/ad%00min",
+        "/api/repos/acme/x%00/commits/HEAD",
+        "/git/acme/x%00/info/refs?service=git-upload-pack",
+        "/api/repos?after=a%00b",
+        "/goproxy/example.com/m/@v/v1%00.info",
+    ):
+        answer = await client.get(url, headers=admin_headers)
+        assert answer.status_code == 422, (url, answer.text)
+        assert "a NUL is not allowed in " in answer.text  # in each route family's form
+    assert (await client.get("/api/users/ad%00min")).json()["error"]["code"] == "invalid"
+
+
 async def test_missing_and_unknown_tokens_get_401(client: httpx.AsyncClient) -> None:
     # Reads of public repositories need no token (an empty list here); the rest does.
     assert (await client.get("/api/repos")).json()["items"] == []

@@ -149,6 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
         RequestContext,
         metrics=metrics,
         on_error=errors.unexpected,
+        on_refused=errors.refused,
         node=settings.node_name if "gitserver" in settings.roles else None,
     )
     # Outermost: the scheme is known before the cookie is written; every answer has the headers.

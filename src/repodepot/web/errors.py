@@ -96,6 +96,11 @@ def _answer(
     )
 
 
+async def refused(request: Request, error: Exception) -> Response:
+    """A domain error's answer outside any route (the middleware's refusals)."""
+    return await _domain_error(request, error)
+
+
 async def _domain_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, exc.RepodepotError)
     status = status_of(error)
