@@ -71,14 +71,23 @@ def refusal(request: Request) -> Response | None:
     return None
 
 
-def _repository_id(text: str) -> int | None:
-    # A str in the route, parsed here: a malformed id gets the 403 first, like any other.
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+def admitted(request: Request, repository_id: str) -> int | Response:
+    """The repository id an internal call names, once it carries the secret.
+
+    Otherwise the answer to give: 403 (`refusal`) before anything else, then 404 for an
+    id that is not one (a str in the route, parsed here: a malformed id gets the 403 first,
+    like any other).
+    """
+    if (refused := refusal(request)) is not None:
+        return refused
+    ok = repository_id.isascii() and repository_id.isdigit() and len(repository_id) <= 18
+    return int(repository_id) if ok else not_here(request, None)
 
 
-def _not_here(request: Request, key: int | None) -> Response:
+def not_here(request: Request, key: int | None) -> Response:
+    """404: this node has no mirror of repository `key` (None: of an id that is not one)."""
     node = services(request).settings.node_name
-    which = "that repository" if key is None else f"repository {key}"
+    which = "that repository" if key is None else internal_name(key)
     return PlainTextResponse(f"no mirror of {which} on node {node}\n", status_code=404)
 
 
@@ -89,14 +98,14 @@ async def advertise(request: Request, repository_id: str, service: str | None = 
         return refused
     if service != UPLOAD_PACK:
         return PlainTextResponse(f"only {UPLOAD_PACK} is served\n", status_code=403)
-    key = _repository_id(repository_id)
-    if key is None:
-        return _not_here(request, key)
+    key = admitted(request, repository_id)
+    if isinstance(key, Response):
+        return key
     try:
         reads = services(request).reads
         return advertisement(reads, key, internal_name(key), git_protocol(request))
     except NotFound:
-        return _not_here(request, key)
+        return not_here(request, key)
 
 
 @router.post("/repos/{repository_id}/git-upload-pack", max_body_size=MAX_REQUEST)
@@ -106,14 +115,14 @@ async def upload_pack(request: Request, repository_id: str) -> Response:
         return refused
     if request.headers.get("content-type") != f"application/x-{UPLOAD_PACK}-request":
         return PlainTextResponse(f"expected a {UPLOAD_PACK} request\n", status_code=415)
-    key = _repository_id(repository_id)
-    if key is None:
-        return _not_here(request, key)
+    key = admitted(request, repository_id)
+    if isinstance(key, Response):
+        return key
     try:
         reads = services(request).reads
         return await pack(request, reads, key, internal_name(key), git_protocol(request))
     except NotFound:
-        return _not_here(request, key)
+        return not_here(request, key)
 
 
 @router.get("/repos/{repository_id}/commits/{rev:path}")
@@ -122,11 +131,9 @@ async def ensure_revision(request: Request, repository_id: str, rev: str) -> Res
 
     Its errors are the app's (InvalidInput 422, NotFound 404), as plain text.
     """
-    if (refused := refusal(request)) is not None:
-        return refused
-    key = _repository_id(repository_id)
-    if key is None:
-        return _not_here(request, key)
+    key = admitted(request, repository_id)
+    if isinstance(key, Response):
+        return key
     commit = await services(request).reads.ensure_revision(key, internal_name(key), rev)
     return JSONResponse(asdict(commit))
 
@@ -139,11 +146,9 @@ async def exec_git(request: Request, repository_id: str) -> Response:
     before). Errors: 400 for a body that is not an `ExecCall`, 422 as the API's JSON
     error, 429 and 404 in plain text.
     """
-    if (refused := refusal(request)) is not None:
-        return refused
-    key = _repository_id(repository_id)
-    if key is None:
-        return _not_here(request, key)
+    key = admitted(request, repository_id)
+    if isinstance(key, Response):
+        return key
     try:
         call = ExecCall.model_validate_json(await request.body())
     except ValidationError as error:
@@ -156,17 +161,15 @@ async def exec_git(request: Request, repository_id: str) -> Response:
     except InvalidInput as error:
         return JSONResponse(error_body(error.code, error.message, error.field), status_code=422)
     except NotFound:
-        return _not_here(request, key)
+        return not_here(request, key)
 
 
 @router.get("/goproxy/{repository_id}/{rest:path}")
 async def goproxy(request: Request, repository_id: str, rest: str) -> Response:
     """GOPROXY request `/goproxy/{rest}` served from repository `repository_id` on this node."""
-    if (refused := refusal(request)) is not None:
-        return refused
-    key = _repository_id(repository_id)
-    if key is None:
-        return _not_here(request, key)
+    key = admitted(request, repository_id)
+    if isinstance(key, Response):
+        return key
     proxy = services(request).goproxy
 
     async def find(path: str) -> Module:

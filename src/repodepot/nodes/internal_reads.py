@@ -45,7 +45,7 @@ from repodepot.exceptions import InvalidInput, NotFound
 from repodepot.git.history import DatedTag, LogEntry
 from repodepot.gitserver.history import check_request
 from repodepot.nodes.forward import NodeUnavailable, internal_name, node_of, request_headers
-from repodepot.nodes.internal import refusal
+from repodepot.nodes.internal import admitted
 from repodepot.repositories import RepositoryRecord
 from repodepot.types import Sha
 from repodepot.web.deps import services
@@ -237,10 +237,6 @@ def _dated_tag(found: Any) -> DatedTag:
 # The storage node's side --------------------------------------------------------------------
 
 
-def _repository_id(text: str) -> int | None:
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
-
-
 def _number(text: str | None, field: str, default: int) -> int:
     """A query's whole number; InvalidInput naming `field` when it is not one."""
     if text is None:
@@ -248,12 +244,6 @@ def _number(text: str | None, field: str, default: int) -> int:
     if not (text.isascii() and text.isdigit() and len(text) <= 9):
         raise InvalidInput(f"{field} must be a whole number", field=field)
     return int(text)
-
-
-def _not_here(request: Request, key: int | None) -> Response:
-    node = services(request).settings.node_name
-    which = "that repository" if key is None else internal_name(key)
-    return Response(f"no mirror of {which} on node {node}\n", status_code=404)
 
 
 def _json(found: Any) -> Response:
@@ -274,11 +264,9 @@ async def node_branches(
     per_page: str | None = None,
 ) -> Response:
     """A page of the branches of a mirror on this node, with their counts."""
-    if (refused := refusal(request)) is not None:
-        return refused
-    key = _repository_id(repository_id)
-    if key is None:
-        return _not_here(request, key)
+    key = admitted(request, repository_id)
+    if isinstance(key, Response):
+        return key
     if sort not in _SORTS:
         raise InvalidInput("sort must be updated or name", field="sort")
     if state is not None and state not in _STATES:
@@ -301,11 +289,9 @@ async def node_log(
     request: Request, repository_id: str, ref: str | None = None, per_page: str | None = None
 ) -> Response:
     """The newest commits of `ref` (HEAD without one) in a mirror on this node."""
-    if (refused := refusal(request)) is not None:
-        return refused
-    key = _repository_id(repository_id)
-    if key is None:
-        return _not_here(request, key)
+    key = admitted(request, repository_id)
+    if isinstance(key, Response):
+        return key
     history = services(request).history
     entries = await history.commits(key, internal_name(key), ref, _number(per_page, "per_page", 20))
     return _json({"items": [asdict(entry) for entry in entries]})
@@ -314,10 +300,8 @@ async def node_log(
 @router.get("/repos/{repository_id}/tags")
 async def node_tags(request: Request, repository_id: str) -> Response:
     """Every tag of a mirror on this node with its date, newest first."""
-    if (refused := refusal(request)) is not None:
-        return refused
-    key = _repository_id(repository_id)
-    if key is None:
-        return _not_here(request, key)
+    key = admitted(request, repository_id)
+    if isinstance(key, Response):
+        return key
     found = await services(request).history.tags(key, internal_name(key))
     return _json({"items": [asdict(tag) for tag in found]})
