@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy import update
 
 from repodepot.clock import now
@@ -18,9 +20,12 @@ from repodepot.db.models import CloneStatus, GitserverRepo
 from repodepot.gitserver.janitor import ORPHAN_MIN_AGE, Janitor
 from repodepot.gitserver.schedule import QueueReason
 from repodepot.gitserver.service import Gitserver, Move
+from repodepot.nodes.forward import Forwarder
 from repodepot.nodes.moves import Decisions, MoveLoop, decide
 from repodepot.nodes.placement import Candidate, owner
 from repodepot.services import Services
+from tests.support.githttp import GitHttpServer
+from tests.support.repogen import Spec, generate
 from tests.support.seed import seed_mirror
 
 A, B, C = "gs-a", "gs-b", "gs-c"
@@ -235,3 +240,38 @@ async def test_the_plan_skips_its_pass_while_the_nodes_stay_as_it_left_them(
     assert (again is not None) is moving
     forced = await loop.plan(force=True)
     assert forced is not None
+
+
+async def test_a_copy_from_a_url_that_is_not_the_old_node_fails_and_places_nothing(
+    services: Services, tmp_path: Path
+) -> None:
+    # Another process answers at the old node's URL (a wrong REPODEPOT_NODE_URL) and serves
+    # a repository at the path git asks: git would copy it, so the node's signature on its
+    # advertisement is asked for first.
+    repo = await seed_mirror(services, "acme/impostor")
+    impostor = tmp_path / "impostor"
+    generate(impostor / "internal" / "repos" / str(repo.id), Spec(commits=2, seed=99))
+    with GitHttpServer(impostor) as server:
+        await services.nodes.register(A, server.url("").rstrip("/"), None)
+        await _on(services, repo.id, A, move_to=B)
+        services.storage.remove(repo.id)  # this process plays B: nothing of it on disk
+        gitserver = _as_node(services, B, internal_secret=SecretStr("internal-" + "s" * 32))
+        forwarder = Forwarder.from_settings(gitserver._settings, services.nodes.addresses)
+        loop = MoveLoop(
+            gitserver=gitserver,
+            registry=services.nodes,
+            forwarder=forwarder,
+            leader=services.leader,
+            git=services.git,
+            storage=services.storage,
+            settings=gitserver._settings,
+        )
+        try:
+            assert await loop.copy_claimed() == 1
+            assert await loop.copies_done() == [False]
+        finally:
+            await forwarder.close()
+    assert not services.storage.exists(repo.id)
+    state = await gitserver.state(repo.id)
+    assert state is not None and (state.node, state.move_to) == (A, B)  # planned still
+    assert await gitserver.claim_moves("mover-b", 4) == []  # tried again later

@@ -48,7 +48,7 @@ from repodepot.git.runner import GitRunner, background
 from repodepot.gitserver import mirror
 from repodepot.gitserver.service import LEASE, Gitserver, Holding, Move
 from repodepot.loops import BackgroundLoop, new_worker_id, renewing
-from repodepot.nodes.forward import Forwarder, internal_name
+from repodepot.nodes.forward import Forwarder, internal_name, request_headers
 from repodepot.nodes.placement import Candidate, owner
 from repodepot.nodes.registry import NodeRecord, NodeRegistry
 from repodepot.settings import Settings
@@ -341,8 +341,18 @@ class MoveLoop(BackgroundLoop):
     async def _copy(self, move: Move) -> str:
         """Clone from the old node, catch up with a fetch, place it; the refs' digest."""
         key = move.repository_id
-        base = await self._forwarder.url(move.source, internal_name(key))
+        name = internal_name(key)
+        base = await self._forwarder.url(move.source, name)
         url = f"{base}/internal/repos/{key}"
+        # git sees no headers: the node's signature on its advertisement is checked first
+        # (NodeUnavailable from another process at that URL), so a wrong URL fails the
+        # copy instead of copying what another process holds.
+        path = f"/internal/repos/{key}/info/refs?service=git-upload-pack"
+        await (
+            await self._forwarder.open(
+                move.source, "GET", path, request_headers(), name=name, passed=frozenset({200})
+            )
+        ).aclose()
         secret = self._forwarder.secret
         git, settings = self._git, self._settings
         async with self._storage.lock(key):
