@@ -219,8 +219,11 @@ async def test_an_admin_adds_a_github_connection_in_the_browser_and_sees_the_rep
     await expect(page.locator("#token-state")).to_have_text("set")
 
     async def counted() -> None:  # the updater syncs it within moments
+        # The repositories commit first and the sync's record after (codehosts.syncer): a
+        # page loaded in between shows the count and no sync yet, so both are waited for.
         await page.reload()
         assert (await page.locator("#repo-count").inner_text()) == "46"
+        assert await page.locator("#syncs tbody tr").count() > 0
 
     await eventually(counted, timeout=10, interval=0.2)
     await expect(page.locator("#repo-count")).to_have_text("46")
