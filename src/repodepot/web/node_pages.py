@@ -8,6 +8,7 @@ the reason beside the node.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -48,11 +49,7 @@ async def nodes_page(
 @router.post("/nodes/{name}/drain", response_class=HTMLResponse)
 async def drain_node(request: Request, name: str, caller: AdminDep, svc: ServicesDep) -> Response:
     """Drain node `name`: it takes no new repository and its own move to the others."""
-    try:
-        await svc.nodes.drain(caller, validate_node_name(name))
-    except REFUSED as error:
-        return await _page(request, caller, svc, refused=(name, error))
-    return _changed("draining", name)
+    return await _change(request, caller, svc, name, "draining", svc.nodes.drain)
 
 
 @router.post("/nodes/{name}/activate", response_class=HTMLResponse)
@@ -60,11 +57,7 @@ async def activate_node(
     request: Request, name: str, caller: AdminDep, svc: ServicesDep
 ) -> Response:
     """Make draining node `name` active: it takes repositories again."""
-    try:
-        await svc.nodes.activate(caller, validate_node_name(name))
-    except REFUSED as error:
-        return await _page(request, caller, svc, refused=(name, error))
-    return _changed("active", name)
+    return await _change(request, caller, svc, name, "active", svc.nodes.activate)
 
 
 @router.post("/nodes/{name}/weight", response_class=HTMLResponse)
@@ -76,21 +69,33 @@ async def weigh_node(
     weight: Annotated[str, Form()] = "",
 ) -> Response:
     """Set node `name`'s weight: its share of repositories against the other nodes'."""
-    try:
-        await svc.nodes.set_weight(caller, validate_node_name(name), _number(weight))
-    except REFUSED as error:
-        return await _page(request, caller, svc, refused=(name, error))
-    return _changed("weight", name)
+
+    async def weigh(who: Principal, node: str) -> object:
+        return await svc.nodes.set_weight(who, node, _number(weight))
+
+    return await _change(request, caller, svc, name, "weight", weigh)
 
 
 @router.post("/nodes/{name}/remove", response_class=HTMLResponse)
 async def remove_node(request: Request, name: str, caller: AdminDep, svc: ServicesDep) -> Response:
     """Forget node `name`: one that owns no repository, or a dead one."""
+    return await _change(request, caller, svc, name, "removed", svc.nodes.remove)
+
+
+async def _change(
+    request: Request,
+    caller: Principal,
+    svc: Services,
+    name: str,
+    notice: str,
+    act: Callable[[Principal, str], Awaitable[object]],
+) -> Response:
+    """`act` on node `name` and go back to the page saying so; refused: the page, with why."""
     try:
-        await svc.nodes.remove(caller, validate_node_name(name))
+        await act(caller, validate_node_name(name))
     except REFUSED as error:
         return await _page(request, caller, svc, refused=(name, error))
-    return _changed("removed", name)
+    return _changed(notice, name)
 
 
 def _number(text: str) -> float:
