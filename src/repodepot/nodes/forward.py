@@ -417,18 +417,33 @@ def request_headers() -> dict[str, str]:
     return _headers(None)
 
 
+class Malformed(ValueError):
+    """A node's JSON answer is not of the shape asked for."""
+
+
+def fields_of(found: Any, kinds: Mapping[str, type | tuple[type, ...]]) -> dict[str, Any]:
+    """`found`'s `kinds` keys, each of its kind (a bool is never an int); Malformed if not."""
+    if not isinstance(found, dict):
+        raise Malformed
+    for key, kind in kinds.items():
+        value = found.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise Malformed
+    return {key: found[key] for key in kinds}
+
+
+def cannot_answer(name: str, node: str) -> NodeUnavailable:
+    """NodeUnavailable for an answer of node `node` about `name` that is not one (503)."""
+    return _unavailable(name, node, "cannot answer")
+
+
 def _commit(body: bytes, node: str, name: str) -> Commit:
     """The commit in a node's JSON answer; NodeUnavailable when it is not one."""
     try:
-        found: Any = jsonbound.loads(body)
+        return Commit(**fields_of(jsonbound.loads(body), _COMMIT_FIELDS))
     except ValueError:
-        found = None
-    if not isinstance(found, dict) or any(
-        not isinstance(found.get(key), kind) for key, kind in _COMMIT_FIELDS.items()
-    ):
         _log_failure(node, "answered something other than a commit", None)
-        raise _unavailable(name, node, "cannot answer")
-    return Commit(**{key: found[key] for key in _COMMIT_FIELDS})
+        raise cannot_answer(name, node) from None
 
 
 def _refusal(body: bytes) -> tuple[str, str | None] | None:

@@ -44,7 +44,14 @@ from repodepot.branches.service import (
 from repodepot.exceptions import InvalidInput, NotFound
 from repodepot.git.history import DatedTag, LogEntry
 from repodepot.gitserver.history import check_request
-from repodepot.nodes.forward import NodeUnavailable, internal_name, node_of, request_headers
+from repodepot.nodes.forward import (
+    Malformed,
+    cannot_answer,
+    fields_of,
+    internal_name,
+    node_of,
+    request_headers,
+)
 from repodepot.nodes.internal import admitted
 from repodepot.repositories import RepositoryRecord
 from repodepot.types import Sha
@@ -151,7 +158,7 @@ async def _ask(
         try:
             return jsonbound.loads(body)
         except ValueError:
-            raise _malformed(node, repo.name) from None
+            raise cannot_answer(repo.name, node) from None
     message = body.decode(errors="replace").strip()
     message = message.replace(repr(internal_name(repo.id)), repr(repo.name))
     if upstream.status_code == 422:  # checked here first: only a node's own refusal
@@ -159,55 +166,33 @@ async def _ask(
     raise NotFound(message)
 
 
-def _malformed(node: str, name: str) -> NodeUnavailable:
-    return NodeUnavailable(
-        f"{name!r} is on storage node {node!r}, which cannot answer now; try again shortly"
-    )
-
-
-class _Malformed(Exception):
-    """A node's JSON is not of the expected shape."""
-
-
 def _parsed(found: Any, parse: Callable[[Any], T], node: str, name: str) -> T:
     try:
         return parse(found)
-    except (_Malformed, ValueError, TypeError):
-        raise _malformed(node, name) from None
-
-
-def _fields(found: Any, kinds: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
-    """`found`'s `kinds` keys, each of its kind; _Malformed when it is not such an object."""
-    if not isinstance(found, dict):
-        raise _Malformed
-    for key, kind in kinds.items():
-        # bool is an int to isinstance: counts must not be booleans, nor flags numbers.
-        value = found.get(key)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise _Malformed
-    return {key: found[key] for key in kinds}
+    except (ValueError, TypeError):  # Malformed among them
+        raise cannot_answer(name, node) from None
 
 
 def _items(found: Any, parse: Callable[[Any], T]) -> list[T]:
-    items = _fields(found, {"items": list})["items"]
+    items = fields_of(found, {"items": list})["items"]
     return [parse(item) for item in items]
 
 
 def _moment(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        raise _Malformed
+        raise Malformed
     return moment
 
 
 def _branch_page(found: Any) -> BranchPage:
-    page = _fields(found, {"total": int, "page": int, "per_page": int})
+    page = fields_of(found, {"total": int, "page": int, "per_page": int})
     return BranchPage(items=_items(found, _branch), **page)
 
 
 def _branch(found: Any) -> BranchInfo:
-    branch = _fields(found, {"name": str, "is_default": bool, "ahead": int, "behind": int})
-    commit = _fields(
+    branch = fields_of(found, {"name": str, "is_default": bool, "ahead": int, "behind": int})
+    commit = fields_of(
         found.get("commit"),
         {"sha": str, "committed_at": str, "author_name": str, "subject": str},
     )
@@ -216,7 +201,7 @@ def _branch(found: Any) -> BranchInfo:
 
 
 def _log_entry(found: Any) -> LogEntry:
-    entry = _fields(
+    entry = fields_of(
         found,
         {"sha": str, "author_name": str, "author_email": str, "committed_at": str, "subject": str},
     )
@@ -226,7 +211,7 @@ def _log_entry(found: Any) -> LogEntry:
 
 
 def _dated_tag(found: Any) -> DatedTag:
-    tag = _fields(
+    tag = fields_of(
         found, {"name": str, "commit": str, "tagged_at": (str, type(None)), "subject": str}
     )
     tag["commit"] = Sha(tag["commit"])
